@@ -1,0 +1,195 @@
+package jwtrotor
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	defaultJWKSMaxAge = int64(15 * 60)
+	minJWKSMaxAge     = int64(1)
+	maxJWKSMaxAge     = int64(24 * 3600)
+)
+
+func pathConfig(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "config",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"issuer": {
+				Type:        framework.TypeString,
+				Description: "URL that is the iss claim of every token and the issuer of the discovery document, normally <VAULT_ADDR>/v1/<mount>. Signing is refused until it is set.",
+			},
+			"jwks_max_age": {
+				Type:        framework.TypeDurationSecond,
+				Default:     defaultJWKSMaxAge,
+				Description: "Upper bound of the JWKS Cache-Control max-age, 1s to 24h. Every ring's publish_lead must be at least twice this.",
+			},
+			"verifiers": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: "Ids of the declared verifiers, which fetch the JWKS with ?verifier=<id>.",
+			},
+			"verifier_cidrs": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: "Address ranges (CIDR) whose JWKS fetchers count as declared verifiers.",
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:    b.pathConfigRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "configuration"},
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:                    b.pathConfigWrite,
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+		},
+		HelpSynopsis:    pathConfigHelpSyn,
+		HelpDescription: pathConfigHelpDesc,
+	}
+}
+
+const operationPrefix = "jwt-rotor"
+
+func configData(c *configEntry) map[string]any {
+	return map[string]any{
+		"issuer":         c.Issuer,
+		"jwks_max_age":   c.JWKSMaxAge,
+		"verifiers":      c.Verifiers,
+		"verifier_cidrs": c.VerifierCIDRs,
+	}
+}
+
+func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	snap, err := b.load(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: configData(snap.config)}, nil
+}
+
+func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	b.writeLock.Lock()
+	defer b.writeLock.Unlock()
+	snap, err := b.load(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	c := *snap.config
+	c.Version = schemaVersion
+	if v, ok := d.GetOk("issuer"); ok {
+		iss, msg := checkIssuer(v.(string))
+		if msg != "" {
+			return logical.ErrorResponse(msg), logical.ErrInvalidRequest
+		}
+		c.Issuer = iss
+	}
+	if v, ok := d.GetOk("jwks_max_age"); ok {
+		c.JWKSMaxAge = int64(v.(int))
+	}
+	if c.JWKSMaxAge < minJWKSMaxAge || c.JWKSMaxAge > maxJWKSMaxAge {
+		return logical.ErrorResponse("jwks_max_age: %ds is outside 1s to 24h; verifiers need a positive max-age and a day is the longest any ring's lead should wait on", c.JWKSMaxAge), logical.ErrInvalidRequest
+	}
+	if v, ok := d.GetOk("verifiers"); ok {
+		ids := dedupe(v.([]string))
+		for _, id := range ids {
+			if id == "" || len(id) > 128 || strings.ContainsAny(id, " \t\r\n&?#/") {
+				return logical.ErrorResponse("verifiers: %q is not a usable id; use up to 128 characters without spaces or any of &?#/ (it goes into a URL query)", id), logical.ErrInvalidRequest
+			}
+		}
+		c.Verifiers = ids
+	}
+	if v, ok := d.GetOk("verifier_cidrs"); ok {
+		cidrs := dedupe(v.([]string))
+		for _, s := range cidrs {
+			if _, _, err := net.ParseCIDR(s); err != nil {
+				return logical.ErrorResponse("verifier_cidrs: %q is not a CIDR range; write it like 10.0.0.0/8 or 2001:db8::/32", s), logical.ErrInvalidRequest
+			}
+		}
+		c.VerifierCIDRs = cidrs
+	}
+	// A shorter max-age is always safe; a longer one must leave every ring's
+	// lead at least two max-ages, or verifiers could miss a new key.
+	var broken []string
+	for _, name := range sortedNames(snap.rings) {
+		r := snap.rings[name]
+		if r.DeletedAt == 0 && r.PublishLead < 2*c.JWKSMaxAge {
+			broken = append(broken, fmt.Sprintf("%s (publish_lead %ds)", name, r.PublishLead))
+		}
+	}
+	if len(broken) > 0 {
+		return logical.ErrorResponse("jwks_max_age: %ds needs every ring's publish_lead to be at least %ds (2 x jwks_max_age), and these are shorter: %s; lower jwks_max_age to at most half the shortest lead, or raise those rings' publish_lead first",
+			c.JWKSMaxAge, 2*c.JWKSMaxAge, strings.Join(broken, ", ")), logical.ErrInvalidRequest
+	}
+	if err := putJSON(ctx, req.Storage, configPath, &c); err != nil {
+		return nil, err
+	}
+	b.cacheConfig(&c)
+	return nil, nil
+}
+
+// checkIssuer accepts an absolute http(s) URL without query or fragment and
+// without a trailing slash, stored exactly as written so it reads back the same.
+func checkIssuer(s string) (string, string) {
+	if s == "" {
+		return "", ""
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", fmt.Sprintf("issuer: %q is not an absolute http(s) URL; use the URL verifiers will see, such as https://vault.example.com/v1/jwt", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Sprintf("issuer: %q has a query, fragment or user info; OpenID issuers may not, so remove it", s)
+	}
+	if strings.HasSuffix(s, "/") {
+		return "", fmt.Sprintf("issuer: %q ends with a slash; remove it (verifiers compare iss exactly and append /.well-known/openid-configuration themselves)", s)
+	}
+	return s, ""
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	out := []string{}
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+const pathConfigHelpSyn = `Configure the issuer and JWKS caching of this mount.`
+
+const pathConfigHelpDesc = `
+issuer is the iss claim of every token and the issuer of the discovery
+document; verifiers compare it exactly. Set it to the URL they reach this mount
+at, normally <VAULT_ADDR>/v1/<mount>. Signing is refused until it is set.
+
+jwks_max_age bounds the Cache-Control max-age of the JWKS. Each ring's
+publish_lead must be at least twice it, so a verifier that honours the header
+always holds a new key before it signs.
+
+verifiers and verifier_cidrs declare which JWKS fetchers are verifiers that
+matter, for the stale-verifier report.
+`

@@ -1,0 +1,396 @@
+package jwtrotor
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	defaultRotationPeriod  = int64(24 * 3600)
+	defaultVerificationTTL = int64(24 * 3600)
+	defaultRSABits         = 2048
+	minRotationPeriod      = int64(10)
+	// clockSkew is the margin between a token's expiry and its key's removal.
+	clockSkew = int64(60)
+	// maxPeriodsPublished bounds (publish_lead + verification_ttl) / rotation_period.
+	maxPeriodsPublished = 10
+	// maxJWKSBytes bounds the rendered JWKS of the mount.
+	maxJWKSBytes = 50 * 1024
+)
+
+func pathKeys(b *backend) []*framework.Path {
+	nameField := &framework.FieldSchema{
+		Type:        framework.TypeLowerCaseString,
+		Description: "Name of the key ring.",
+		Required:    true,
+	}
+	return []*framework.Path{
+		pathKeyOps(b, nameField),
+		{
+			Pattern: "keys/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "keys",
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathKeysList},
+			},
+			HelpSynopsis:    "List key rings.",
+			HelpDescription: "Lists the names of the key rings of this mount.",
+		},
+		{
+			Pattern: "keys/" + framework.GenericNameRegex("name") + "$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "key",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"name": nameField,
+				"algorithm": {
+					Type:        framework.TypeString,
+					Default:     "RS256",
+					Description: "Signing algorithm: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA. A change applies to newly generated keys only; each kid keeps its algorithm for life.",
+				},
+				"rsa_bits": {
+					Type:        framework.TypeInt,
+					Default:     defaultRSABits,
+					Description: "RSA modulus size for RS* and PS* algorithms: 2048, 3072 or 4096.",
+				},
+				"rotation_period": {
+					Type:        framework.TypeDurationSecond,
+					Default:     defaultRotationPeriod,
+					Description: "How long each key signs before its successor takes over. At least 10s.",
+				},
+				"verification_ttl": {
+					Type:        framework.TypeDurationSecond,
+					Default:     defaultVerificationTTL,
+					Description: "How long a key stays in the JWKS after it stops signing. At least the longest max_ttl of the roles using the ring plus 60s.",
+				},
+				"publish_lead": {
+					Type:        framework.TypeDurationSecond,
+					Description: "How long a key is in the JWKS before it may sign. Defaults to rotation_period; at least 2 x jwks_max_age. Cover the slowest verifier's refresh interval.",
+				},
+				"force": {
+					Type:        framework.TypeBool,
+					Description: "On delete only: remove the ring's keys from the JWKS at once instead of at their remove_at.",
+				},
+			},
+			ExistenceCheck: b.ringExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{Callback: b.pathKeyRead},
+				logical.CreateOperation: &framework.PathOperation{
+					Callback:                    b.pathKeyWrite,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                    b.pathKeyWrite,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback:                    b.pathKeyDelete,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis:    pathKeysHelpSyn,
+			HelpDescription: pathKeysHelpDesc,
+		},
+	}
+}
+
+func (b *backend) ringExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	snap, err := b.load(ctx, req.Storage)
+	if err != nil {
+		return false, err
+	}
+	r := snap.rings[d.Get("name").(string)]
+	return r != nil && r.DeletedAt == 0, nil
+}
+
+func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	snap, err := b.load(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, n := range sortedNames(snap.rings) {
+		if snap.rings[n].DeletedAt == 0 {
+			names = append(names, n)
+		}
+	}
+	return logical.ListResponse(names), nil
+}
+
+func (b *backend) pathKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	snap, err := b.load(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	r := snap.rings[d.Get("name").(string)]
+	if r == nil || r.DeletedAt != 0 {
+		return nil, nil
+	}
+	return &logical.Response{Data: ringData(r, b.now())}, nil
+}
+
+// ringData is the read form of a ring: its settings exactly as written, then
+// computed state.
+func ringData(r *ringEntry, now int64) map[string]any {
+	keys := make([]map[string]any, 0, len(r.Keys))
+	nextRotation := int64(0)
+	activeKID, pendingKID := "", ""
+	for i := range r.Keys {
+		k := &r.Keys[i]
+		st := k.state(now)
+		keys = append(keys, map[string]any{
+			"kid":         k.KID,
+			"alg":         k.Alg,
+			"state":       st,
+			"publish_at":  k.PublishAt,
+			"activate_at": k.ActivateAt,
+			"retire_at":   k.RetireAt,
+			"remove_at":   k.RemoveAt,
+			"revoked_at":  k.RevokedAt,
+			"forced":      k.Forced,
+		})
+		switch {
+		case st == stateActive:
+			activeKID = k.KID
+		case st == statePending && pendingKID == "":
+			pendingKID = k.KID
+			nextRotation = k.ActivateAt
+		}
+	}
+	return map[string]any{
+		"algorithm":        r.Algorithm,
+		"rsa_bits":         r.RSABits,
+		"rotation_period":  r.RotationPeriod,
+		"verification_ttl": r.VerificationTTL,
+		"publish_lead":     r.PublishLead,
+		"signing_keys":     keys,
+		"active_kid":       activeKID,
+		"pending_kid":      pendingKID,
+		"next_rotation":    nextRotation,
+	}
+}
+
+func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if _, ok := d.GetOk("force"); ok {
+		return logical.ErrorResponse("force: applies only to delete (vault delete %s force=true); remove it from this write", req.Path), logical.ErrInvalidRequest
+	}
+	b.writeLock.Lock()
+	defer b.writeLock.Unlock()
+	snap, err := b.load(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	now := b.now()
+	old := snap.rings[name]
+	if old != nil && old.DeletedAt != 0 {
+		return logical.ErrorResponse("name: ring %q was deleted and its keys stay in the JWKS until %s; choose another name, or delete it with force=true to drop them at once", name, fmtTime(lastRemoval(old))), logical.ErrInvalidRequest
+	}
+	r := &ringEntry{
+		Version: schemaVersion, Name: name, Algorithm: "RS256", RSABits: defaultRSABits,
+		RotationPeriod: defaultRotationPeriod, VerificationTTL: defaultVerificationTTL, CreatedAt: now,
+	}
+	leadSet := false
+	if old != nil {
+		r = old.clone()
+		r.Version = schemaVersion
+		leadSet = true
+	}
+	if v, ok := d.GetOk("algorithm"); ok {
+		r.Algorithm = v.(string)
+	}
+	if v, ok := d.GetOk("rsa_bits"); ok {
+		r.RSABits = v.(int)
+	}
+	if v, ok := d.GetOk("rotation_period"); ok {
+		r.RotationPeriod = int64(v.(int))
+	}
+	if v, ok := d.GetOk("verification_ttl"); ok {
+		r.VerificationTTL = int64(v.(int))
+	}
+	if v, ok := d.GetOk("publish_lead"); ok {
+		r.PublishLead = int64(v.(int))
+		leadSet = true
+	}
+	if !leadSet {
+		r.PublishLead = r.RotationPeriod
+	}
+	if msg := b.checkRingSettings(snap, r); msg != "" {
+		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
+	}
+
+	resp := &logical.Response{}
+	var generated []*generatedKey
+	algChanged := old != nil && (old.Algorithm != r.Algorithm || (isRSA(r.Algorithm) && old.RSABits != r.RSABits))
+	if algChanged {
+		// Existing keys keep their algorithm and timestamps; one key of the
+		// new kind joins the end of the chain now, obeying the lead.
+		g, err := b.appendKey(r, now, nextSlot(r.Keys, r.schedule(), now))
+		if err != nil {
+			return nil, err
+		}
+		generated = append(generated, g)
+		resp.AddWarning(fmt.Sprintf("the first %s key %s activates at %s; keys generated before keep their algorithm until they retire", r.Algorithm, g.KID, fmtTime(r.Keys[len(r.Keys)-1].ActivateAt)))
+	}
+	more, err := b.stock(r, now)
+	if err != nil {
+		return nil, err
+	}
+	generated = append(generated, more...)
+	if old == nil {
+		resp.AddWarning(fmt.Sprintf("the first key of ring %q signs from %s, once it has been published for publish_lead; to sign sooner, write keys/%s/rotate force=true (verifiers that have not fetched the JWKS since will reject its tokens until they do)", name, fmtTime(r.Keys[0].ActivateAt), name))
+	}
+	if err := b.commitRing(ctx, req.Storage, old, r, generated, now); err != nil {
+		return nil, err
+	}
+	resp.Data = ringData(r, now)
+	return resp, nil
+}
+
+// checkRingSettings validates a ring's settings against their bounds, the
+// config and the roles that use it. It returns a message for the caller, or
+// "".
+func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) string {
+	if !validAlgorithm(r.Algorithm) {
+		return fmt.Sprintf("algorithm: %q is not supported; use one of %s (HMAC and none are never allowed)", r.Algorithm, strings.Join(supportedAlgorithms, ", "))
+	}
+	okBits := false
+	for _, n := range supportedRSABits {
+		okBits = okBits || n == r.RSABits
+	}
+	if !okBits {
+		return fmt.Sprintf("rsa_bits: %d is not supported; use 2048, 3072 or 4096", r.RSABits)
+	}
+	if r.RotationPeriod < minRotationPeriod {
+		return fmt.Sprintf("rotation_period: %ds is below the 10s minimum; use at least 10s (periods under an hour are for tests and drills)", r.RotationPeriod)
+	}
+	maxAge := snap.config.JWKSMaxAge
+	if r.PublishLead < 2*maxAge {
+		return fmt.Sprintf("publish_lead: %ds is below 2 x jwks_max_age (%ds), so a verifier honouring Cache-Control could miss the new key; set publish_lead to at least %ds, or lower config jwks_max_age to at most %ds first (a short rotation_period needs a short jwks_max_age)", r.PublishLead, maxAge, 2*maxAge, r.PublishLead/2)
+	}
+	minV := clockSkew + 1
+	var longest string
+	for _, rn := range sortedNames(snap.roles) {
+		role := snap.roles[rn]
+		if role.Key == r.Name && role.MaxTTL+clockSkew > minV {
+			minV, longest = role.MaxTTL+clockSkew, rn
+		}
+	}
+	if r.VerificationTTL < minV {
+		if longest != "" {
+			return fmt.Sprintf("verification_ttl: %ds is below role %q max_ttl plus 60s of clock skew (%ds), so its tokens could outlive their key in the JWKS; set verification_ttl to at least %ds or lower that role's max_ttl first", r.VerificationTTL, longest, minV, minV)
+		}
+		return fmt.Sprintf("verification_ttl: %ds is below the %ds minimum (60s of clock skew plus a token life of at least 1s); set at least %ds", r.VerificationTTL, minV, minV)
+	}
+	if r.PublishLead+r.VerificationTTL > maxPeriodsPublished*r.RotationPeriod {
+		return fmt.Sprintf("rotation_period: (publish_lead %ds + verification_ttl %ds) / rotation_period %ds is above %d, which would publish too many keys at once; lengthen rotation_period to at least %ds or shorten publish_lead or verification_ttl",
+			r.PublishLead, r.VerificationTTL, r.RotationPeriod, maxPeriodsPublished, (r.PublishLead+r.VerificationTTL+maxPeriodsPublished-1)/maxPeriodsPublished)
+	}
+	total := 0
+	for _, n := range sortedNames(snap.rings) {
+		if o := snap.rings[n]; n != r.Name && o.DeletedAt == 0 {
+			total += projectedJWKSBytes(o)
+		}
+	}
+	if mine := projectedJWKSBytes(r); total+mine > maxJWKSBytes {
+		return fmt.Sprintf("algorithm: this ring would publish up to %d bytes of keys and the mount's JWKS would reach %d bytes, above the %d-byte bound verifiers can rely on; use a smaller key (ES256 or EdDSA, or fewer rsa_bits), a longer rotation_period, or a shorter verification_ttl/publish_lead", mine, total+mine, maxJWKSBytes)
+	}
+	return ""
+}
+
+// projectedJWKSBytes is the most JWKS bytes a ring can publish at once:
+// pending keys up to lead plus two ticks ahead, the active key, and retiring
+// keys for the overlap.
+func projectedJWKSBytes(r *ringEntry) int {
+	p := r.RotationPeriod
+	n := (r.PublishLead+2*maintenanceTick+p-1)/p + 1 + 1 + (r.VerificationTTL+p-1)/p + 1
+	return int(n) * (jwkSize(r.Algorithm, r.RSABits) + 1)
+}
+
+func lastRemoval(r *ringEntry) int64 {
+	var t int64
+	for i := range r.Keys {
+		if rm := r.Keys[i].RemoveAt; rm > t && !r.Keys[i].revoked() {
+			t = rm
+		}
+	}
+	return t
+}
+
+func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	force := d.Get("force").(bool)
+	b.writeLock.Lock()
+	defer b.writeLock.Unlock()
+	snap, err := b.load(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, rn := range sortedNames(snap.roles) {
+		if snap.roles[rn].Key == name {
+			users = append(users, rn)
+		}
+	}
+	if len(users) > 0 {
+		return logical.ErrorResponse("name: ring %q is used by role(s) %s; delete those roles or point them at another ring first", name, strings.Join(users, ", ")), logical.ErrInvalidRequest
+	}
+	old := snap.rings[name]
+	if old == nil {
+		return nil, nil
+	}
+	now := b.now()
+	if force {
+		if err := b.dropRing(ctx, req.Storage, old); err != nil {
+			return nil, err
+		}
+		b.log().Info("key ring deleted", "ring", name, "force", true)
+		return nil, nil
+	}
+	if old.DeletedAt != 0 {
+		return nil, nil
+	}
+	r := old.clone()
+	r.DeletedAt = now
+	for i := range r.Keys {
+		k := &r.Keys[i]
+		switch k.state(now) {
+		case statePending:
+			// Never signed: nothing can need it.
+			k.RevokedAt = now
+		case stateActive:
+			k.RetireAt, k.RemoveAt = now, now+r.VerificationTTL
+		}
+	}
+	if err := b.commitRing(ctx, req.Storage, old, r, nil, now); err != nil {
+		return nil, err
+	}
+	b.log().Info("key ring deleted; its keys leave the JWKS at their remove_at", "ring", name, "until", lastRemoval(r))
+	resp := &logical.Response{}
+	resp.AddWarning(fmt.Sprintf("ring %q no longer signs; its keys stay in the JWKS until %s so tokens already issued keep verifying (delete with force=true to remove them now)", name, fmtTime(lastRemoval(r))))
+	return resp, nil
+}
+
+const pathKeysHelpSyn = `Manage a key ring: its algorithm and rotation schedule.`
+
+const pathKeysHelpDesc = `
+A key ring holds the signing keys of one schedule. Every key is published in
+the JWKS for at least publish_lead before it signs (the first key of a new
+ring too), signs for rotation_period, and stays published for verification_ttl
+after it stops signing. Maintenance stocks new keys ahead of time; reads show
+every key with its state and timestamps (Unix seconds, 0 = not scheduled yet).
+
+Delete is refused while a role uses the ring. Otherwise the ring stops signing
+at once and its keys leave the JWKS at their remove_at; force=true removes
+them at once.
+`

@@ -1,0 +1,447 @@
+package jwtrotor
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/identitytpl"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// maxBatch bounds batch_input, so one request cannot hold the plugin for long.
+const maxBatch = 100
+
+var signFields = map[string]*framework.FieldSchema{
+	"claims": {
+		Type:        framework.TypeMap,
+		Description: "Claims to add (an object, or a JSON object as a string). Each name must be in the role's allowed_claims.",
+	},
+	"audience": {
+		Type:        framework.TypeCommaStringSlice,
+		Description: "One or more of the role's audiences. Default: all of them.",
+	},
+	"subject": {
+		Type:        framework.TypeString,
+		Description: "Subject to use instead of the role's subject_template; must match the role's allowed_subjects.",
+	},
+	"ttl": {
+		Type:        framework.TypeDurationSecond,
+		Description: "Token lifetime, at most the role's max_ttl. Default: the role's ttl.",
+	},
+}
+
+func pathSign(b *backend) *framework.Path {
+	fields := map[string]*framework.FieldSchema{
+		"role": {Type: framework.TypeLowerCaseString, Description: "Role to sign under.", Required: true},
+		"batch_input": {
+			Type:        framework.TypeSlice,
+			Description: fmt.Sprintf("Up to %d objects with the fields claims, audience, subject and ttl; each is signed like a single request and answered in batch_results, in order, with token or error.", maxBatch),
+		},
+	}
+	for k, v := range signFields {
+		fields[k] = v
+	}
+	return &framework.Path{
+		Pattern: "sign/" + framework.GenericNameRegex("role") + "$",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationVerb:   "sign",
+		},
+		Fields: fields,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathSign},
+		},
+		HelpSynopsis:    pathSignHelpSyn,
+		HelpDescription: pathSignHelpDesc,
+	}
+}
+
+// signRequest is one token to issue, from a request or a batch item.
+type signRequest struct {
+	claims   map[string]any
+	audience []string
+	subject  string
+	ttl      int64
+	ttlSet   bool
+}
+
+func (b *backend) pathSign(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	snap, err := b.load(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	roleName := d.Get("role").(string)
+	role := snap.roles[roleName]
+	if role == nil {
+		return logical.ErrorResponse("role: no role %q; create it with vault write %sroles/%s", roleName, req.MountPoint, roleName), logical.ErrInvalidRequest
+	}
+	if snap.config.Issuer == "" {
+		return logical.ErrorResponse("issuer: not configured; set it first with vault write %sconfig issuer=<VAULT_ADDR>/v1/%s", req.MountPoint, strings.TrimSuffix(req.MountPoint, "/")), logical.ErrInvalidRequest
+	}
+	s := &signer{b: b, ctx: ctx, req: req, snap: snap, role: role}
+	if raw, ok := d.GetOk("batch_input"); ok {
+		for k := range signFields {
+			if _, set := req.Data[k]; set {
+				return logical.ErrorResponse("%s: give it inside each batch_input item, not beside batch_input", k), logical.ErrInvalidRequest
+			}
+		}
+		items := raw.([]any)
+		if len(items) == 0 || len(items) > maxBatch {
+			return logical.ErrorResponse("batch_input: %d items; give 1 to %d", len(items), maxBatch), logical.ErrInvalidRequest
+		}
+		results := make([]map[string]any, len(items))
+		for i, it := range items {
+			sr, msg := parseBatchItem(it)
+			if msg == "" {
+				var out map[string]any
+				out, msg, err = s.sign(sr)
+				if err != nil {
+					return nil, err
+				}
+				results[i] = out
+			}
+			if msg != "" {
+				results[i] = map[string]any{"error": msg}
+			}
+		}
+		return &logical.Response{Data: map[string]any{"batch_results": results}}, nil
+	}
+	sr := &signRequest{subject: d.Get("subject").(string)}
+	if v, ok := d.GetOk("claims"); ok {
+		sr.claims = v.(map[string]any)
+	}
+	if v, ok := d.GetOk("audience"); ok {
+		sr.audience = v.([]string)
+	}
+	if v, ok := d.GetOk("ttl"); ok {
+		sr.ttl, sr.ttlSet = int64(v.(int)), true
+	}
+	out, msg, err := s.sign(sr)
+	if err != nil {
+		return nil, err
+	}
+	if msg != "" {
+		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
+	}
+	resp := &logical.Response{Data: out}
+	if w, ok := out["warning"].(string); ok {
+		delete(out, "warning")
+		resp.AddWarning(w)
+	}
+	return resp, nil
+}
+
+// parseBatchItem checks one batch item with the same rules as a request.
+func parseBatchItem(it any) (*signRequest, string) {
+	m, ok := it.(map[string]any)
+	if !ok {
+		return nil, "batch_input item: expected an object with claims, audience, subject or ttl"
+	}
+	sr := &signRequest{}
+	for k, raw := range m {
+		schema, ok := signFields[k]
+		if !ok {
+			return nil, fmt.Sprintf("unknown field %s: a batch item accepts claims, audience, subject and ttl", k)
+		}
+		v, msg := checkValue(k, schema.Type, raw)
+		if msg != "" {
+			return nil, msg
+		}
+		if v == nil {
+			v = raw
+		}
+		switch k {
+		case "claims":
+			sr.claims, _ = v.(map[string]any)
+		case "audience":
+			sr.audience, _ = v.([]string)
+		case "subject":
+			sr.subject, _ = v.(string)
+		case "ttl":
+			sr.ttl, sr.ttlSet = v.(int64), true
+		}
+	}
+	return sr, ""
+}
+
+// signer issues tokens for one request against one consistent snapshot.
+type signer struct {
+	b    *backend
+	ctx  context.Context
+	req  *logical.Request
+	snap *snapshot
+	role *roleEntry
+	// entity subject, rendered once per request
+	subject    string
+	subjectErr string
+	rendered   bool
+}
+
+// sign checks one token request against the role and signs it. It returns
+// the response fields, or a message for a 400, or an internal error.
+func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
+	role := s.role
+	ring := s.snap.rings[role.Key]
+	if ring == nil || ring.DeletedAt != 0 {
+		return nil, fmt.Sprintf("key: the role's key ring %q does not exist; point the role at an existing ring", role.Key), nil
+	}
+
+	// Claims the caller adds.
+	if msg := checkClaimsObject("claims", sr.claims); msg != "" {
+		return nil, msg, nil
+	}
+	for name := range sr.claims {
+		if isReserved(name) {
+			return nil, fmt.Sprintf("claims: %q is reserved and set by the plugin; remove it (use audience=, subject= and ttl= instead)", name), nil
+		}
+		if _, ok := role.Claims[name]; ok {
+			return nil, fmt.Sprintf("claims: %q is a static claim of role %q and cannot be overridden; remove it", name, s.req.Path[strings.LastIndex(s.req.Path, "/")+1:]), nil
+		}
+		if !contains(role.AllowedClaims, name) {
+			if len(role.AllowedClaims) == 0 {
+				return nil, fmt.Sprintf("claims: %q is not allowed: the role's allowed_claims is empty, so callers may add no claims; remove it or add it to the role's allowed_claims", name), nil
+			}
+			return nil, fmt.Sprintf("claims: %q is not in the role's allowed_claims (%s); remove it or add it to the role", name, strings.Join(role.AllowedClaims, ", ")), nil
+		}
+	}
+
+	// Audience.
+	aud := role.Audiences
+	if len(sr.audience) > 0 {
+		for _, a := range sr.audience {
+			if !contains(role.Audiences, a) {
+				return nil, fmt.Sprintf("audience: %q is not one of the role's audiences (%s); pick from those", a, strings.Join(role.Audiences, ", ")), nil
+			}
+		}
+		aud = dedupe(sr.audience)
+	}
+
+	// Subject.
+	var sub string
+	if sr.subject != "" {
+		ok := false
+		for _, g := range role.AllowedSubjects {
+			ok = ok || globMatch(g, sr.subject)
+		}
+		if !ok {
+			if len(role.AllowedSubjects) == 0 {
+				return nil, "subject: this role does not let callers choose the subject (allowed_subjects is empty); remove subject", nil
+			}
+			return nil, fmt.Sprintf("subject: %q matches none of the role's allowed_subjects (%s)", sr.subject, strings.Join(role.AllowedSubjects, ", ")), nil
+		}
+		sub = sr.subject
+	} else {
+		sub = s.renderSubject()
+		if sub == "" {
+			return nil, s.subjectErr, nil
+		}
+	}
+
+	// Lifetime.
+	ttl := role.TTL
+	if sr.ttlSet {
+		ttl = sr.ttl
+	}
+	if ttl < 1 {
+		return nil, "ttl: must be at least 1s", nil
+	}
+	if ttl > role.MaxTTL {
+		return nil, fmt.Sprintf("ttl: %ds is above the role's max_ttl (%ds); ask for at most %ds", ttl, role.MaxTTL, role.MaxTTL), nil
+	}
+
+	now := s.b.now()
+	a := activeIndex(ring.Keys, now)
+	if a < 0 {
+		next := int64(0)
+		for i := range ring.Keys {
+			if ring.Keys[i].state(now) == statePending {
+				next = ring.Keys[i].ActivateAt
+				break
+			}
+		}
+		return nil, fmt.Sprintf("key: ring %q has no active key yet; its first key signs from %s, once published for publish_lead (write keys/%s/rotate force=true to sign now)", ring.Name, fmtTime(next), ring.Name), nil
+	}
+	key := &ring.Keys[a]
+	exp := now + ttl
+	warning := ""
+	// Overlap: no token outlives its key's publication.
+	if limit := key.removeAt() - clockSkew; key.RemoveAt != 0 && exp > limit {
+		exp = limit
+		warning = fmt.Sprintf("ttl shortened to %ds so the token expires 60s before its key leaves the JWKS", exp-now)
+	}
+	if exp <= now {
+		return nil, "", fmt.Errorf("ring %q: active key %s leaves the JWKS too soon to sign", ring.Name, key.KID)
+	}
+
+	jti, err := randomID()
+	if err != nil {
+		return nil, "", err
+	}
+	claims := make(map[string]any, len(role.Claims)+len(sr.claims)+7)
+	for k, v := range role.Claims {
+		claims[k] = v
+	}
+	for k, v := range sr.claims {
+		claims[k] = v
+	}
+	claims["iss"] = s.snap.config.Issuer
+	claims["sub"] = sub
+	if len(aud) == 1 {
+		claims["aud"] = aud[0]
+	} else {
+		claims["aud"] = aud
+	}
+	claims["iat"] = now
+	claims["nbf"] = now
+	claims["exp"] = exp
+	claims["jti"] = jti
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return nil, "", fmt.Errorf("encode claims: %w", err)
+	}
+	js, err := s.b.joseSigner(s.ctx, s.req.Storage, ring.Name, key, role.TokenType)
+	if err != nil {
+		return nil, "", err
+	}
+	obj, err := js.Sign(payload)
+	if err != nil {
+		return nil, "", fmt.Errorf("sign with %s: %w", key.KID, err)
+	}
+	token, err := obj.CompactSerialize()
+	if err != nil {
+		return nil, "", fmt.Errorf("serialize token: %w", err)
+	}
+	out := map[string]any{
+		"token":      token,
+		"kid":        key.KID,
+		"jti":        jti,
+		"issued_at":  now,
+		"expires_at": exp,
+	}
+	if warning != "" {
+		out["warning"] = warning
+	}
+	return out, "", nil
+}
+
+// renderSubject renders the role's subject template for the caller's
+// entity, once per request. On failure it returns "" and sets subjectErr.
+func (s *signer) renderSubject() string {
+	if s.rendered {
+		return s.subject
+	}
+	s.rendered = true
+	t := s.role.SubjectTemplate
+	if !strings.Contains(t, "{{") {
+		s.subject = t
+		return t
+	}
+	if s.req.EntityID == "" {
+		s.subjectErr = "subject: the calling token has no Vault entity, and the role's subject_template needs one; log in through an auth method that creates entities (such as approle or userpass), or give the role a static subject_template or allowed_subjects"
+		return ""
+	}
+	sys := s.b.System()
+	ent, err := sys.EntityInfo(s.req.EntityID)
+	if err != nil || ent == nil {
+		s.subjectErr = fmt.Sprintf("subject: the entity of the calling token could not be read (%v); retry, or check the identity store", err)
+		return ""
+	}
+	groups, _ := sys.GroupsForEntity(s.req.EntityID)
+	_, out, err := identitytpl.PopulateString(identitytpl.PopulateStringInput{
+		Mode: identitytpl.ACLTemplating, String: t, Entity: ent, Groups: groups,
+	})
+	if err != nil || out == "" {
+		s.subjectErr = fmt.Sprintf("subject: subject_template %q does not render for this caller's entity (%v); fix the template or the entity's metadata", t, err)
+		return ""
+	}
+	s.subject = out
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+func randomID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("random jti: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// cachedSigner holds a parsed private half and its go-jose signers by typ.
+type cachedSigner struct {
+	priv crypto.Signer
+	mu   sync.Mutex
+	jose map[string]jose.Signer
+}
+
+func (b *backend) cacheSigner(kid string, priv crypto.Signer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.signers[kid] = &cachedSigner{priv: priv, jose: map[string]jose.Signer{}}
+}
+
+// joseSigner returns a signer for key, reading and parsing its private half
+// only the first time.
+func (b *backend) joseSigner(ctx context.Context, s logical.Storage, ring string, key *signingKey, typ string) (jose.Signer, error) {
+	b.mu.RLock()
+	cs := b.signers[key.KID]
+	b.mu.RUnlock()
+	if cs == nil {
+		p, err := readPrivate(ctx, s, ring, key.KID)
+		if err != nil {
+			return nil, err
+		}
+		if p == nil {
+			return nil, fmt.Errorf("ring %q: private half of active key %s is missing", ring, key.KID)
+		}
+		priv, err := parsePrivate(p.PKCS8, key.KID, key.Alg)
+		if err != nil {
+			return nil, err
+		}
+		b.cacheSigner(key.KID, priv)
+		b.mu.RLock()
+		cs = b.signers[key.KID]
+		b.mu.RUnlock()
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if js := cs.jose[typ]; js != nil {
+		return js, nil
+	}
+	js, err := newJOSESigner(cs.priv, key.KID, key.Alg, typ)
+	if err != nil {
+		return nil, fmt.Errorf("signer for %s: %w", key.KID, err)
+	}
+	cs.jose[typ] = js
+	return js, nil
+}
+
+const pathSignHelpSyn = `Sign a JWT under a role.`
+
+const pathSignHelpDesc = `
+Issues a token signed by the active key of the role's ring. iss is the
+configured issuer; sub comes from the role's subject_template (the caller's
+entity id by default) unless the role's allowed_subjects let the caller name
+one; aud is one or more of the role's audiences; iat and nbf are Vault's clock;
+exp is iat + ttl; jti is random. Caller claims must be in the role's
+allowed_claims.
+
+batch_input signs up to 100 tokens in one request; each item is checked on its
+own and answered in batch_results, in order, with a token or an error.
+`

@@ -1,0 +1,208 @@
+package jwtrotor
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every algorithm and RSA size signs tokens that two independent libraries
+// verify against the served JWKS.
+func TestSignEveryAlgorithm(t *testing.T) {
+	cases := []struct {
+		alg  string
+		bits int
+	}{
+		{"RS256", 2048}, {"RS384", 3072}, {"RS512", 4096},
+		{"PS256", 2048}, {"PS384", 2048}, {"PS512", 2048},
+		{"ES256", 0}, {"ES384", 0}, {"ES512", 0}, {"EdDSA", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.alg, func(t *testing.T) {
+			e := newEnv(t)
+			extra := map[string]any{}
+			if tc.bits != 0 {
+				extra["rsa_bits"] = tc.bits
+			}
+			e.setupRing("k", tc.alg, extra)
+			e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "allowed_claims": "scope"})
+			resp := e.mustWrite("sign/r", map[string]any{"claims": `{"scope":"read"}`})
+			token := resp.Data["token"].(string)
+			_, body, _ := e.jwks("jwks")
+
+			claims, err := verifyJose(t, token, body, e.clock.Now())
+			if err != nil {
+				t.Fatalf("go-jose rejects the token: %v", err)
+			}
+			if err := verifyJWTv5(t, token, body, e.clock.Now(), "api"); err != nil {
+				t.Fatalf("golang-jwt rejects the token: %v", err)
+			}
+			if claims["iss"] != "https://vault.example.com/v1/jwt" || claims["sub"] != e.entity.ID || claims["aud"] != "api" || claims["scope"] != "read" {
+				t.Fatalf("claims: %v", claims)
+			}
+			hdr := header(t, token)
+			if hdr["alg"] != tc.alg || hdr["kid"] != resp.Data["kid"] || hdr["typ"] != "JWT" {
+				t.Fatalf("header %v", hdr)
+			}
+			for _, h := range []string{"jku", "x5u", "jwk", "x5c", "crit"} {
+				if _, ok := hdr[h]; ok {
+					t.Fatalf("header carries %s", h)
+				}
+			}
+			if tc.bits != 0 {
+				var set struct {
+					Keys []struct {
+						N string `json:"n"`
+					} `json:"keys"`
+				}
+				_ = json.Unmarshal(body, &set)
+				n, _ := base64.RawURLEncoding.DecodeString(set.Keys[0].N)
+				if len(n)*8 != tc.bits {
+					t.Fatalf("modulus is %d bits, want %d", len(n)*8, tc.bits)
+				}
+			}
+		})
+	}
+}
+
+func header(t *testing.T, token string) map[string]any {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := map[string]any{}
+	if err := json.Unmarshal(raw, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestSignClaimsAndPolicy(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/r", map[string]any{
+		"key": "k", "audiences": []any{"a1", "a2"}, "ttl": "5m", "max_ttl": "30m",
+		"claims": map[string]any{"tenant": "acme"}, "allowed_claims": []any{"scope"},
+		"allowed_subjects": []any{"svc-*"}, "token_type": "at+jwt",
+	})
+	now := e.clock.Now()
+	resp := e.mustWrite("sign/r", map[string]any{"claims": map[string]any{"scope": "x"}, "audience": "a2", "subject": "svc-billing", "ttl": 600})
+	tok := resp.Data["token"].(string)
+	_, body, _ := e.jwks("jwks")
+	claims, err := verifyJose(t, tok, body, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims["aud"] != "a2" || claims["sub"] != "svc-billing" || claims["tenant"] != "acme" || claims["scope"] != "x" {
+		t.Fatalf("claims %v", claims)
+	}
+	if int64(claims["iat"].(float64)) != now.Unix() || int64(claims["nbf"].(float64)) != now.Unix() || int64(claims["exp"].(float64)) != now.Unix()+600 {
+		t.Fatalf("times %v", claims)
+	}
+	if resp.Data["issued_at"] != now.Unix() || resp.Data["expires_at"] != now.Unix()+600 {
+		t.Fatalf("response times %v", resp.Data)
+	}
+	if header(t, tok)["typ"] != "at+jwt" {
+		t.Fatalf("typ %v", header(t, tok))
+	}
+	// Default audience is all of the role's; default ttl is the role's.
+	resp = e.mustWrite("sign/r", map[string]any{})
+	claims, err = verifyJose(t, resp.Data["token"].(string), body, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auds, ok := claims["aud"].([]any); !ok || len(auds) != 2 {
+		t.Fatalf("aud %v", claims["aud"])
+	}
+	if int64(claims["exp"].(float64))-now.Unix() != 300 {
+		t.Fatalf("default ttl: %v", claims)
+	}
+	// jti is unique.
+	seen := map[string]bool{}
+	for i := 0; i < 50; i++ {
+		j := e.mustWrite("sign/r", nil).Data["jti"].(string)
+		if seen[j] {
+			t.Fatalf("jti %s repeated", j)
+		}
+		seen[j] = true
+	}
+}
+
+func TestSignSubjectTemplates(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("k", "EdDSA", nil)
+	e.mustWrite("roles/name", map[string]any{"key": "k", "audiences": "api", "subject_template": "team/{{identity.entity.metadata.team}}/{{identity.entity.name}}"})
+	resp := e.mustWrite("sign/name", nil)
+	_, body, _ := e.jwks("jwks")
+	claims, err := verifyJose(t, resp.Data["token"].(string), body, e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims["sub"] != "team/payments/payments-api" {
+		t.Fatalf("sub %v", claims["sub"])
+	}
+	// No entity: the default template is a 400, a static one works.
+	e.entity.ID = ""
+	e.mustWrite("roles/default", map[string]any{"key": "k", "audiences": "api"})
+	resp, err = e.write("sign/default", nil)
+	expect400(t, resp, err, "subject", "no Vault entity")
+	e.mustWrite("roles/static", map[string]any{"key": "k", "audiences": "api", "subject_template": "batch-job"})
+	e.mustWrite("sign/static", nil)
+	e.mustWrite("roles/chooser", map[string]any{"key": "k", "audiences": "api", "allowed_subjects": "job-*"})
+	e.mustWrite("sign/chooser", map[string]any{"subject": "job-7"})
+}
+
+func TestSignBatch(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "allowed_claims": "n", "ttl": "5m", "max_ttl": "10m"})
+	items := []any{
+		map[string]any{"claims": map[string]any{"n": 1}},
+		map[string]any{"ttl": "1h"},
+		map[string]any{"claims": `{"n":3}`, "ttl": 60},
+		"not an object",
+		map[string]any{"bogus": true},
+	}
+	resp := e.mustWrite("sign/r", map[string]any{"batch_input": items})
+	results := resp.Data["batch_results"].([]map[string]any)
+	if len(results) != 5 {
+		t.Fatalf("%d results", len(results))
+	}
+	_, body, _ := e.jwks("jwks")
+	for _, i := range []int{0, 2} {
+		if _, err := verifyJose(t, results[i]["token"].(string), body, e.clock.Now()); err != nil {
+			t.Fatalf("item %d: %v", i, err)
+		}
+	}
+	for i, frag := range map[int]string{1: "ttl", 3: "object", 4: "bogus"} {
+		msg, _ := results[i]["error"].(string)
+		if !strings.Contains(msg, frag) || results[i]["token"] != nil {
+			t.Fatalf("item %d: want an error naming %s, got %v", i, frag, results[i])
+		}
+	}
+	big := make([]any, maxBatch+1)
+	for i := range big {
+		big[i] = map[string]any{}
+	}
+	r, err := e.write("sign/r", map[string]any{"batch_input": big})
+	expect400(t, r, err, "batch_input", "100")
+}
+
+// iat, nbf and exp come from Vault's clock, never from the caller.
+func TestSignTimesFromVaultClock(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "allowed_claims": "x"})
+	e.clock.Advance(90 * time.Minute)
+	for _, c := range []string{"iat", "nbf", "exp", "IAT", "jti", "iss", "sub", "aud"} {
+		resp, err := e.write("sign/r", map[string]any{"claims": map[string]any{c: 1}})
+		expect400(t, resp, err, "claims", c, "reserved")
+	}
+	resp := e.mustWrite("sign/r", nil)
+	if resp.Data["issued_at"] != e.clock.Now().Unix() {
+		t.Fatalf("issued_at %v, clock %d", resp.Data["issued_at"], e.clock.Now().Unix())
+	}
+}

@@ -1,0 +1,335 @@
+package jwtrotor
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+)
+
+// This file is the key lifecycle: where rotation is decided. Everything here
+// is a pure function of a ring's stored timestamps and a time in Unix
+// seconds, so the same answer comes out on every node, after every restart,
+// and in tests that drive days of rotations in milliseconds. Nothing here
+// reads storage, a clock, or randomness.
+
+// Key states, derived from timestamps and never stored.
+const (
+	statePending  = "pending"
+	stateActive   = "active"
+	stateRetiring = "retiring"
+	stateRemoved  = "removed"
+	stateRevoked  = "revoked"
+)
+
+// maintenanceTick is how often Vault calls PeriodicFunc on the active node
+// (its rollback manager period). Pending keys are stocked two ticks beyond the
+// lead so a missed tick never leaves a slot without a published key.
+const maintenanceTick int64 = 60
+
+// forever stands for "not scheduled": a key with no successor neither retires
+// nor leaves the JWKS.
+const forever int64 = math.MaxInt64
+
+// signingKey is one key of a ring. Its four timestamps are the whole of its
+// state; operations rewrite them, time passing does the rest.
+type signingKey struct {
+	KID       string `json:"kid"`
+	Alg       string `json:"alg"`
+	PublicJWK json.RawMessage `json:"public_jwk"`
+	// PublishAt is when the key entered the JWKS (its generation time).
+	PublishAt int64 `json:"publish_at"`
+	// ActivateAt is when it starts signing. Always >= PublishAt+lead unless
+	// Forced.
+	ActivateAt int64 `json:"activate_at"`
+	// RetireAt is its successor's ActivateAt; 0 while it has no successor,
+	// so the last key of a ring never stops signing on its own.
+	RetireAt int64 `json:"retire_at"`
+	// RemoveAt is RetireAt plus the overlap in force when it was set; 0 while
+	// RetireAt is 0.
+	RemoveAt int64 `json:"remove_at"`
+	// RevokedAt, when set, ends the key at once and for good.
+	RevokedAt int64 `json:"revoked_at,omitempty"`
+	// Forced records that the key activated before a full lead.
+	Forced bool `json:"forced,omitempty"`
+	// RollbackUsed marks both keys of a rollback, so no key's removal can
+	// move more than one rotation period past its original time.
+	RollbackUsed bool `json:"rollback_used,omitempty"`
+	// HasPrivate says the private half is in storage.
+	HasPrivate bool `json:"has_private"`
+}
+
+func (k *signingKey) revoked() bool { return k.RevokedAt != 0 }
+
+func (k *signingKey) retireAt() int64 {
+	if k.RetireAt == 0 {
+		return forever
+	}
+	return k.RetireAt
+}
+
+func (k *signingKey) removeAt() int64 {
+	if k.RemoveAt == 0 {
+		return forever
+	}
+	return k.RemoveAt
+}
+
+// state of k at time now.
+func (k *signingKey) state(now int64) string {
+	switch {
+	case k.revoked():
+		return stateRevoked
+	case now < k.ActivateAt:
+		return statePending
+	case now < k.retireAt():
+		return stateActive
+	case now < k.removeAt():
+		return stateRetiring
+	default:
+		return stateRemoved
+	}
+}
+
+// published reports whether k belongs in the JWKS at now.
+func (k *signingKey) published(now int64) bool {
+	if k.revoked() || now < k.PublishAt {
+		return false
+	}
+	return now < k.removeAt()
+}
+
+// ringSchedule is the part of a ring's settings the lifecycle needs.
+type ringSchedule struct {
+	RotationPeriod  int64
+	VerificationTTL int64
+	PublishLead     int64
+}
+
+// sortKeys orders keys by activation, the order the chain is walked in.
+func sortKeys(keys []signingKey) {
+	sort.SliceStable(keys, func(i, j int) bool {
+		if keys[i].ActivateAt != keys[j].ActivateAt {
+			return keys[i].ActivateAt < keys[j].ActivateAt
+		}
+		return keys[i].PublishAt < keys[j].PublishAt
+	})
+}
+
+// activeIndex returns the index of the key that signs at now, or -1.
+func activeIndex(keys []signingKey, now int64) int {
+	for i := range keys {
+		if keys[i].state(now) == stateActive {
+			return i
+		}
+	}
+	return -1
+}
+
+// liveAfter returns the index of the first unrevoked key after i, or -1.
+func liveAfter(keys []signingKey, i int) int {
+	for j := i + 1; j < len(keys); j++ {
+		if !keys[j].revoked() {
+			return j
+		}
+	}
+	return -1
+}
+
+// lastLive returns the index of the last unrevoked key, or -1.
+func lastLive(keys []signingKey) int {
+	for i := len(keys) - 1; i >= 0; i-- {
+		if !keys[i].revoked() {
+			return i
+		}
+	}
+	return -1
+}
+
+// chain makes every unrevoked key retire exactly when its successor
+// activates, so at any instant at most one key signs and a key without a
+// successor keeps signing (no dry pipeline). It rewrites a key's RetireAt and
+// RemoveAt only when its successor changed: settings changes alone never move
+// existing timestamps. Retirements already in the past are never touched.
+func chain(keys []signingKey, sched ringSchedule, now int64) {
+	sortKeys(keys)
+	for i := range keys {
+		k := &keys[i]
+		if k.revoked() {
+			continue
+		}
+		if k.RetireAt != 0 && k.RetireAt <= now {
+			// Already retired: history is not rewritten.
+			continue
+		}
+		next := liveAfter(keys, i)
+		switch {
+		case next < 0:
+			k.RetireAt, k.RemoveAt = 0, 0
+		case k.RetireAt != keys[next].ActivateAt:
+			k.RetireAt = keys[next].ActivateAt
+			k.RemoveAt = k.RetireAt + sched.VerificationTTL
+		}
+	}
+}
+
+// nextSlot is when a key generated at now to follow the last unrevoked key
+// may activate: one period after its predecessor, and never before it has
+// been published for the lead.
+func nextSlot(keys []signingKey, sched ringSchedule, now int64) int64 {
+	slot := now + sched.PublishLead
+	if i := lastLive(keys); i >= 0 {
+		if s := keys[i].ActivateAt + sched.RotationPeriod; s > slot {
+			slot = s
+		}
+	}
+	return slot
+}
+
+// stockSlots returns the activation times of the pending keys maintenance
+// must generate at now, so that every slot up to now + lead + two ticks has a
+// key that is already published. A key generated now for slot s is published
+// for s - now >= lead seconds before it signs.
+func stockSlots(keys []signingKey, sched ringSchedule, now int64) []int64 {
+	horizon := now + sched.PublishLead + 2*maintenanceTick
+	last := int64(math.MinInt64)
+	if i := lastLive(keys); i >= 0 {
+		last = keys[i].ActivateAt
+	}
+	var slots []int64
+	for last <= horizon {
+		slot := now + sched.PublishLead
+		if last != math.MinInt64 && last+sched.RotationPeriod > slot {
+			slot = last + sched.RotationPeriod
+		}
+		slots = append(slots, slot)
+		last = slot
+	}
+	return slots
+}
+
+// rollbackCandidate returns the index of the key a rollback would restore at
+// now, or -1: the retiring, unrevoked key just before the active one, inside
+// its window (RetireAt + period), whose rollback is unused.
+func rollbackCandidate(keys []signingKey, sched ringSchedule, now int64) int {
+	a := activeIndex(keys, now)
+	if a <= 0 {
+		return -1
+	}
+	for i := a - 1; i >= 0; i-- {
+		k := &keys[i]
+		if k.revoked() {
+			continue
+		}
+		if k.state(now) != stateRetiring || k.RollbackUsed || keys[a].RollbackUsed {
+			return -1
+		}
+		if now >= k.RetireAt+sched.RotationPeriod {
+			return -1
+		}
+		return i
+	}
+	return -1
+}
+
+// needsPrivate reports whether the private half of keys[i] must be kept at
+// now: pending and active keys sign (or will), and the rollback candidate
+// may sign again. Every other private half is deleted.
+func needsPrivate(keys []signingKey, i int, sched ringSchedule, now int64) bool {
+	switch keys[i].state(now) {
+	case statePending, stateActive:
+		return true
+	case stateRetiring:
+		return i == rollbackCandidate(keys, sched, now)
+	}
+	return false
+}
+
+// nextBoundary is the first instant after now at which any key of keys
+// changes state; caches of anything derived from state are valid until then.
+func nextBoundary(keys []signingKey, now int64) int64 {
+	b := forever
+	consider := func(t int64) {
+		if t > now && t < b {
+			b = t
+		}
+	}
+	for i := range keys {
+		k := &keys[i]
+		if k.revoked() {
+			continue
+		}
+		consider(k.PublishAt)
+		consider(k.ActivateAt)
+		if k.RetireAt != 0 {
+			consider(k.RetireAt)
+		}
+		if k.RemoveAt != 0 {
+			consider(k.RemoveAt)
+		}
+	}
+	return b
+}
+
+// nextRemoval is the first scheduled removal of a published key after now.
+func nextRemoval(keys []signingKey, now int64) int64 {
+	b := forever
+	for i := range keys {
+		k := &keys[i]
+		if k.published(now) && k.RemoveAt != 0 && k.RemoveAt > now && k.RemoveAt < b {
+			b = k.RemoveAt
+		}
+	}
+	return b
+}
+
+// checkRing verifies the invariants every stored ring must satisfy. It runs
+// before every write, so a bug can refuse a write but never store a ring
+// that signs with two keys, with an unpublished key, or outside its overlap.
+func checkRing(keys []signingKey, sched ringSchedule, now int64) error {
+	seen := map[string]bool{}
+	for i := range keys {
+		k := &keys[i]
+		if seen[k.KID] {
+			return fmt.Errorf("kid %s appears twice", k.KID)
+		}
+		seen[k.KID] = true
+		if k.ActivateAt < k.PublishAt {
+			return fmt.Errorf("kid %s activates before it is published", k.KID)
+		}
+		if !k.Forced && k.ActivateAt < k.PublishAt+sched.PublishLead && k.ActivateAt > now {
+			return fmt.Errorf("kid %s would activate before a full publish_lead", k.KID)
+		}
+		if k.RetireAt != 0 && k.RetireAt < k.ActivateAt && !k.revoked() {
+			return fmt.Errorf("kid %s retires before it activates", k.KID)
+		}
+		if (k.RetireAt == 0) != (k.RemoveAt == 0) && !k.revoked() {
+			return fmt.Errorf("kid %s has a retirement without a removal", k.KID)
+		}
+		if k.state(now) != stateRemoved && k.state(now) != stateRevoked && needsPrivate(keys, i, sched, now) && !k.HasPrivate {
+			if k.state(now) != stateRetiring {
+				return fmt.Errorf("kid %s must sign but has no private half", k.KID)
+			}
+		}
+	}
+	// At any future boundary at most one key is active.
+	probe := []int64{now}
+	for i := range keys {
+		probe = append(probe, keys[i].ActivateAt, keys[i].RetireAt)
+	}
+	for _, t := range probe {
+		if t < now {
+			continue
+		}
+		n := 0
+		for i := range keys {
+			if keys[i].state(t) == stateActive {
+				n++
+			}
+		}
+		if n > 1 {
+			return fmt.Errorf("%d keys would be active at %d", n, t)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,355 @@
+package jwtrotor
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/parseutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// maxDuration bounds every duration field: ten years is longer than any
+// sensible rotation, and keeps timestamp arithmetic far from overflow.
+const maxDuration = int64(10 * 365 * 24 * 3600)
+
+// checkFields refuses unknown fields and values of the wrong type with a
+// message that names the field and says what to send instead. A JSON object
+// given as a string (as `vault write ... claims='{"a":1}'` sends it) is
+// decoded in place, so both spellings reach the handler as an object.
+func checkFields(p *framework.Path, req *logical.Request) *logical.Response {
+	var unknown []string
+	for k := range req.Data {
+		if _, ok := p.Fields[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		known := make([]string, 0, len(p.Fields))
+		for k := range p.Fields {
+			known = append(known, k)
+		}
+		sort.Strings(known)
+		return logical.ErrorResponse("unknown field(s) %s: this path accepts %s; check the spelling (nothing was stored)",
+			strings.Join(unknown, ", "), strings.Join(known, ", "))
+	}
+	for name, raw := range req.Data {
+		schema := p.Fields[name]
+		v, msg := checkValue(name, schema.Type, raw)
+		if msg != "" {
+			return logical.ErrorResponse("%s (nothing was stored)", msg)
+		}
+		if v != nil {
+			req.Data[name] = v
+		}
+	}
+	return nil
+}
+
+// checkValue returns a replacement value (or nil to keep raw) and an error
+// message naming the field, or "".
+func checkValue(name string, t framework.FieldType, raw any) (any, string) {
+	if raw == nil {
+		return nil, ""
+	}
+	switch t {
+	case framework.TypeDurationSecond:
+		secs, err := parseDuration(raw)
+		if err != nil {
+			return nil, fmt.Sprintf("%s: %v; give whole seconds (3600) or a duration such as \"1h\" or \"90s\"", name, err)
+		}
+		return secs, ""
+	case framework.TypeBool:
+		switch v := raw.(type) {
+		case bool:
+			return nil, ""
+		case string:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Sprintf("%s: %q is not a boolean; give true or false", name, v)
+			}
+			return b, ""
+		}
+		return nil, fmt.Sprintf("%s: expected true or false, got %s", name, typeName(raw))
+	case framework.TypeInt:
+		n, err := parseInt(raw)
+		if err != nil {
+			return nil, fmt.Sprintf("%s: %v; give a whole number", name, err)
+		}
+		return n, ""
+	case framework.TypeString, framework.TypeNameString, framework.TypeLowerCaseString:
+		switch v := raw.(type) {
+		case string:
+			if !utf8.ValidString(v) {
+				return nil, fmt.Sprintf("%s: not valid UTF-8; send text", name)
+			}
+			return nil, ""
+		case json.Number:
+			return v.String(), ""
+		}
+		return nil, fmt.Sprintf("%s: expected a string, got %s", name, typeName(raw))
+	case framework.TypeFloat:
+		switch v := raw.(type) {
+		case float64, int, int64:
+			return nil, ""
+		case json.Number:
+			f, err := v.Float64()
+			if err != nil {
+				return nil, fmt.Sprintf("%s: %q is not a number", name, v.String())
+			}
+			return f, ""
+		case string:
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				return nil, fmt.Sprintf("%s: %q is not a number", name, v)
+			}
+			return f, ""
+		}
+		return nil, fmt.Sprintf("%s: expected a number, got %s", name, typeName(raw))
+	case framework.TypeCommaStringSlice, framework.TypeStringSlice:
+		list, msg := stringList(name, raw)
+		if msg != "" {
+			return nil, msg
+		}
+		return list, ""
+	case framework.TypeMap:
+		switch v := raw.(type) {
+		case map[string]any:
+			return nil, ""
+		case string:
+			m, err := decodeObject(v)
+			if err != nil {
+				return nil, fmt.Sprintf("%s: %v; give a JSON object such as {\"scope\":\"read\"}", name, err)
+			}
+			return m, ""
+		}
+		return nil, fmt.Sprintf("%s: expected a JSON object, got %s; give an object such as {\"scope\":\"read\"}", name, typeName(raw))
+	case framework.TypeSlice:
+		switch raw.(type) {
+		case []any:
+			return nil, ""
+		case string:
+			var l []any
+			if err := decodeStrict(raw.(string), &l); err != nil {
+				return nil, fmt.Sprintf("%s: %v; give a JSON list of objects", name, err)
+			}
+			return l, ""
+		}
+		return nil, fmt.Sprintf("%s: expected a list, got %s", name, typeName(raw))
+	}
+	return nil, ""
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case float64, int, int64, json.Number:
+		return "a number"
+	case []any, []string:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func parseDuration(raw any) (int64, error) {
+	var secs int64
+	switch v := raw.(type) {
+	case string:
+		v = strings.TrimSpace(v)
+		if v == "" {
+			return 0, fmt.Errorf("empty duration")
+		}
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			secs = n
+			break
+		}
+		d, err := parseutil.ParseDurationSecond(v)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration", v)
+		}
+		if d%time.Second != 0 {
+			return 0, fmt.Errorf("%q is not a whole number of seconds", v)
+		}
+		secs = int64(d / time.Second)
+		if strings.HasPrefix(v, "-") {
+			secs = -1
+		}
+	default:
+		n, err := parseInt(raw)
+		if err != nil {
+			return 0, err
+		}
+		secs = n
+	}
+	if secs < 0 {
+		return 0, fmt.Errorf("negative duration")
+	}
+	if secs > maxDuration {
+		return 0, fmt.Errorf("%d seconds is longer than the ten-year limit", secs)
+	}
+	return secs, nil
+}
+
+func parseInt(raw any) (int64, error) {
+	switch v := raw.(type) {
+	case int:
+		return int64(v), nil
+	case int64:
+		return v, nil
+	case float64:
+		if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+			return 0, fmt.Errorf("%v is not a whole number", v)
+		}
+		return int64(v), nil
+	case json.Number:
+		n, err := v.Int64()
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a whole number", v.String())
+		}
+		return n, nil
+	case string:
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a whole number", v)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("expected a number, got %s", typeName(raw))
+}
+
+func stringList(name string, raw any) ([]string, string) {
+	var out []string
+	switch v := raw.(type) {
+	case string:
+		if strings.TrimSpace(v) == "" {
+			return []string{}, ""
+		}
+		for _, s := range strings.Split(v, ",") {
+			out = append(out, strings.TrimSpace(s))
+		}
+	case []string:
+		out = append(out, v...)
+	case []any:
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Sprintf("%s: every entry must be a string, got %s", name, typeName(e))
+			}
+			out = append(out, s)
+		}
+	default:
+		return nil, fmt.Sprintf("%s: expected a list of strings, got %s", name, typeName(raw))
+	}
+	for _, s := range out {
+		if !utf8.ValidString(s) {
+			return nil, fmt.Sprintf("%s: an entry is not valid UTF-8", name)
+		}
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, ""
+}
+
+// decodeObject decodes a JSON object, refusing trailing data and duplicate
+// member names (which JSON parsers resolve differently, a classic way to
+// smuggle a claim past a check).
+func decodeObject(s string) (map[string]any, error) {
+	var m map[string]any
+	if err := decodeStrict(s, &m); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	return m, nil
+}
+
+func decodeStrict(s string, out any) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("not valid UTF-8")
+	}
+	if err := checkDuplicateNames(s); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("invalid JSON: %v", err)
+	}
+	if dec.More() {
+		return fmt.Errorf("invalid JSON: trailing data after the value")
+	}
+	return nil
+}
+
+// checkDuplicateNames walks the JSON tokens and refuses an object that
+// names a member twice.
+func checkDuplicateNames(s string) error {
+	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
+	dec.UseNumber()
+	type frame struct {
+		obj    bool
+		names  map[string]bool
+		expect bool // next string token is a member name
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // syntax errors are reported by the real decode
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				if top != nil && top.obj {
+					top.expect = true
+				}
+				stack = append(stack, &frame{obj: true, names: map[string]bool{}, expect: true})
+				continue
+			case '[':
+				if top != nil && top.obj {
+					top.expect = true
+				}
+				stack = append(stack, &frame{})
+				continue
+			default:
+				stack = stack[:len(stack)-1]
+				if len(stack) == 0 {
+					return nil
+				}
+				continue
+			}
+		case string:
+			if top != nil && top.obj && top.expect {
+				if top.names[t] {
+					return fmt.Errorf("member %q appears twice", t)
+				}
+				top.names[t] = true
+				top.expect = false
+				continue
+			}
+		}
+		if top != nil && top.obj {
+			top.expect = true
+		}
+	}
+}
