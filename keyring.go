@@ -24,7 +24,7 @@ func (b *backend) appendKey(r *ringEntry, now, at int64) (*generatedKey, error) 
 	}
 	r.Keys = append(r.Keys, signingKey{
 		KID: g.KID, Alg: g.Alg, PublicJWK: g.PublicJWK,
-		PublishAt: now, ActivateAt: at, HasPrivate: true,
+		PublishAt: now, ActivateAt: at, Lead: r.PublishLead, HasPrivate: true,
 	})
 	return g, nil
 }

@@ -247,6 +247,9 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 		return nil, err
 	}
 	generated = append(generated, more...)
+	if old != nil && r.PublishLead > old.PublishLead {
+		resp.AddWarning(fmt.Sprintf("publish_lead raised to %ds: keys already scheduled keep the lead they were scheduled with; keys generated from now on obey the new lead", r.PublishLead))
+	}
 	if old == nil {
 		resp.AddWarning(fmt.Sprintf("the first key of ring %q signs from %s, once it has been published for publish_lead; to sign sooner, write keys/%s/rotate force=true (verifiers that have not fetched the JWKS since will reject its tokens until they do)", name, fmtTime(r.Keys[0].ActivateAt), name))
 	}

@@ -173,6 +173,7 @@ func (b *backend) rotate(r *ringEntry, d *framework.FieldData, now int64, resp *
 		}
 	}
 	r.Keys[p].ActivateAt = at
+	r.Keys[p].Lead = r.PublishLead
 	reschedule(r, p)
 	resp.Data["rotated"] = true
 	resp.Data["previous_kid"] = prev
@@ -201,6 +202,7 @@ func reschedule(r *ringEntry, p int) {
 			at = min
 		}
 		r.Keys[j].ActivateAt = at
+		r.Keys[j].Lead = r.PublishLead
 		prev = at
 	}
 }

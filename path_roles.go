@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -303,8 +304,18 @@ func checkSubjectTemplate(t string) string {
 	if err != nil {
 		return fmt.Sprintf("subject_template: %v; use Vault identity templating such as {{identity.entity.id}} or {{identity.entity.name}}", err)
 	}
+	for _, piece := range strings.Split(t, "{{")[1:] {
+		d := strings.TrimSpace(strings.SplitN(piece, "}}", 2)[0])
+		if !subjectDirective.MatchString(d) {
+			return fmt.Sprintf("subject_template: {{%s}} is not an entity directive; use identity.entity.id, identity.entity.name, identity.entity.metadata.<key> or identity.entity.aliases.<mount accessor>.(id|name|metadata.<key>)", d)
+		}
+	}
 	return ""
 }
+
+// subjectDirective is the part of Vault identity templating a subject may
+// use: values of the caller's own entity.
+var subjectDirective = regexp.MustCompile(`^identity\.entity\.(id|name|metadata\.[^.{}\s]+|aliases\.[^.{}\s]+\.(id|name|metadata\.[^.{}\s]+|custom_metadata\.[^.{}\s]+))$`)
 
 func checkGlob(g string) string {
 	if g == "" || !utf8.ValidString(g) {

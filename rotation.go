@@ -50,6 +50,10 @@ type signingKey struct {
 	RemoveAt int64 `json:"remove_at"`
 	// RevokedAt, when set, ends the key at once and for good.
 	RevokedAt int64 `json:"revoked_at,omitempty"`
+	// Lead is the publish_lead the key was scheduled under. A later change
+	// of the ring's lead applies to keys scheduled after it, so settings
+	// changes never rewrite existing timestamps.
+	Lead int64 `json:"lead"`
 	// Forced records that the key activated before a full lead.
 	Forced bool `json:"forced,omitempty"`
 	// RollbackUsed marks both keys of a rollback, so no key's removal can
@@ -297,7 +301,11 @@ func checkRing(keys []signingKey, sched ringSchedule, now int64) error {
 		if k.ActivateAt < k.PublishAt {
 			return fmt.Errorf("kid %s activates before it is published", k.KID)
 		}
-		if !k.Forced && k.ActivateAt < k.PublishAt+sched.PublishLead && k.ActivateAt > now {
+		lead := k.Lead
+		if lead == 0 {
+			lead = sched.PublishLead
+		}
+		if !k.Forced && k.ActivateAt < k.PublishAt+lead && k.ActivateAt > now {
 			return fmt.Errorf("kid %s would activate before a full publish_lead", k.KID)
 		}
 		if k.RetireAt != 0 && k.RetireAt < k.ActivateAt && !k.revoked() {
