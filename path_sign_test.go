@@ -1,6 +1,7 @@
 package jwtrotor
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -204,5 +205,25 @@ func TestSignTimesFromVaultClock(t *testing.T) {
 	resp := e.mustWrite("sign/r", nil)
 	if resp.Data["issued_at"] != e.clock.Now().Unix() {
 		t.Fatalf("issued_at %v, clock %d", resp.Data["issued_at"], e.clock.Now().Unix())
+	}
+}
+
+// Even for a ring whose stored overlap is shorter than the role's max_ttl
+// (an entry written by other means), no token outlives its key.
+func TestSignNeverOutlivesKey(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "15m"})
+	r := e.ring("k")
+	now := e.clock.Now().Unix()
+	a := activeIndex(r.Keys, now)
+	r.Keys[a].RemoveAt = now + 120
+	if err := putJSON(context.Background(), e.storage, ringPrefix+"k", r); err != nil {
+		t.Fatal(err)
+	}
+	e = e.restart()
+	resp := e.mustWrite("sign/r", nil)
+	if resp.Data["expires_at"].(int64) != r.Keys[a].RemoveAt-60 || len(resp.Warnings) == 0 {
+		t.Fatalf("expires_at %v, key leaves at %d; warnings %v", resp.Data["expires_at"], r.Keys[a].RemoveAt, resp.Warnings)
 	}
 }
