@@ -60,7 +60,9 @@ func (f *faultStorage) Delete(ctx context.Context, k string) error {
 // consistent ring, sign, and clean up with one maintenance pass.
 func TestInvariantAtomicityCrashBetweenWrites(t *testing.T) {
 	scenarios := map[string]func(e *testEnv){
-		"create":         func(e *testEnv) { e.write("keys/c", map[string]any{"algorithm": "ES256", "rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "20m"}) },
+		"create": func(e *testEnv) {
+			e.write("keys/c", map[string]any{"algorithm": "ES256", "rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "20m"})
+		},
 		"rotate":         func(e *testEnv) { e.write("keys/k/rotate", nil) },
 		"rotate-force":   func(e *testEnv) { e.write("keys/k/rotate", map[string]any{"force": true}) },
 		"revoke-active":  func(e *testEnv) { e.write("keys/k/rotate", map[string]any{"revoke_active": true}) },
@@ -74,7 +76,10 @@ func TestInvariantAtomicityCrashBetweenWrites(t *testing.T) {
 			_ = e.maintain()
 		},
 		"algorithm-change": func(e *testEnv) { e.write("keys/k", map[string]any{"algorithm": "EdDSA"}) },
-		"delete":           func(e *testEnv) { e.write("keys/x", nil); e.do(logical.DeleteOperation, "keys/x", map[string]any{"force": true}) },
+		"delete": func(e *testEnv) {
+			e.write("keys/x", nil)
+			e.do(logical.DeleteOperation, "keys/x", map[string]any{"force": true})
+		},
 	}
 	for name, run := range scenarios {
 		t.Run(name, func(t *testing.T) {

@@ -205,12 +205,12 @@ type jwksBody struct {
 }
 
 type discoveryBody struct {
-	Issuer           string   `json:"issuer"`
-	JWKSURI          string   `json:"jwks_uri"`
-	SigningAlgs      []string `json:"id_token_signing_alg_values_supported"`
-	ResponseTypes    []string `json:"response_types_supported"`
-	SubjectTypes     []string `json:"subject_types_supported"`
-	ClaimsSupported  []string `json:"claims_supported"`
+	Issuer          string   `json:"issuer"`
+	JWKSURI         string   `json:"jwks_uri"`
+	SigningAlgs     []string `json:"id_token_signing_alg_values_supported"`
+	ResponseTypes   []string `json:"response_types_supported"`
+	SubjectTypes    []string `json:"subject_types_supported"`
+	ClaimsSupported []string `json:"claims_supported"`
 }
 
 func render(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {

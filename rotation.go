@@ -34,8 +34,8 @@ const forever int64 = math.MaxInt64
 // signingKey is one key of a ring. Its four timestamps are the whole of its
 // state; operations rewrite them, time passing does the rest.
 type signingKey struct {
-	KID       string `json:"kid"`
-	Alg       string `json:"alg"`
+	KID       string          `json:"kid"`
+	Alg       string          `json:"alg"`
 	PublicJWK json.RawMessage `json:"public_jwk"`
 	// PublishAt is when the key entered the JWKS (its generation time).
 	PublishAt int64 `json:"publish_at"`
