@@ -48,6 +48,12 @@ type backend struct {
 	roles   map[string]*roleEntry
 	signers map[string]*cachedSigner
 	jwks    map[string]*renderedJWKS
+	// tracker observes JWKS fetches; it lives on the node that served them.
+	tracker *verifierTracker
+	metrics *metrics
+	// lastActive is the active kid per ring at the last maintenance pass,
+	// to log and count scheduled rotations once.
+	lastActive map[string]string
 	// sweptRings records rings (and "" for the mount) whose orphaned
 	// private halves this process has already swept.
 	sweptRings map[string]bool
@@ -67,7 +73,8 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func newBackend(clock func() time.Time) *backend {
-	b := &backend{clock: clock}
+	b := &backend{clock: clock, tracker: newVerifierTracker(), lastActive: map[string]string{}}
+	b.metrics = newMetrics(b)
 	b.resetCache()
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -86,7 +93,7 @@ func newBackend(clock func() time.Time) *backend {
 			[]*framework.Path{pathConfig(b)},
 			pathKeys(b),
 			pathRoles(b),
-			[]*framework.Path{pathSign(b)},
+			[]*framework.Path{pathSign(b), pathVerifiers(b), pathMetrics(b)},
 			pathJWKS(b),
 		),
 		PeriodicFunc:   b.periodic,

@@ -124,6 +124,7 @@ func (b *backend) dropRing(ctx context.Context, s logical.Storage, r *ringEntry)
 		return fmt.Errorf("delete ring %q: %w", r.Name, err)
 	}
 	b.cacheRing(r.Name, nil)
+	b.metrics.forgetRing(r.Name)
 	kids, err := s.List(ctx, privatePrefix+r.Name+"/")
 	if err != nil {
 		return fmt.Errorf("list private halves of ring %q: %w", r.Name, err)

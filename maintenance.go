@@ -30,13 +30,18 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 		return fmt.Errorf("maintenance: %w", err)
 	}
 	now := b.now()
+	views, _ := b.tracker.snapshot(snap.config)
+	gate := func(ring, kid string) coverage {
+		return coverageOf(views, snap.config, ring, kid, now, defaultVerifierWindow)
+	}
 	var errs []error
 	for _, name := range sortedNames(snap.rings) {
-		if err := b.maintainRing(ctx, s, snap.rings[name], now); err != nil {
+		if err := b.maintainRing(ctx, s, snap.rings[name], now, gate); err != nil {
 			if errors.Is(err, logical.ErrReadOnly) {
 				return err
 			}
 			b.log().Error("maintenance failed", "ring", name, "error", err)
+			b.metrics.maintenanceErr.WithLabelValues(name).Inc()
 			errs = append(errs, err)
 		}
 	}
@@ -51,9 +56,9 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 	return errors.Join(errs...)
 }
 
-func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ringEntry, now int64) error {
+func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ringEntry, now int64, gate func(ring, kid string) coverage) error {
 	r := old.clone()
-	changed := false
+	changed := b.applyGate(r, now, gate)
 	// Forget keys that are gone for good: removed ones, and revoked ones
 	// once a verification_ttl has passed (kept that long so reads show them).
 	kept := r.Keys[:0]
@@ -62,16 +67,21 @@ func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ring
 		case stateRemoved:
 			changed = true
 			b.log().Info("key removed from the JWKS", "ring", r.Name, "kid", k.KID, "remove_at", k.RemoveAt)
+			b.metrics.forgetKey(r.Name, k.KID)
+			r.LastRemoval = max(r.LastRemoval, k.RemoveAt)
 			continue
 		case stateRevoked:
 			if now >= k.RevokedAt+r.VerificationTTL {
 				changed = true
+				b.metrics.forgetKey(r.Name, k.KID)
+				r.LastRemoval = max(r.LastRemoval, k.RevokedAt)
 				continue
 			}
 		}
 		kept = append(kept, k)
 	}
 	r.Keys = kept
+	b.noteActivation(r, now)
 	if r.DeletedAt != 0 && !anyPublished(r.Keys, now) {
 		b.log().Info("deleted key ring drained", "ring", r.Name)
 		return b.dropRing(ctx, s, r)
@@ -109,6 +119,90 @@ func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ring
 		b.markSwept(r.Name)
 	}
 	return nil
+}
+
+// gateHorizon: maintenance decides on activations due within two ticks, so
+// a decision is always stored before the activation it concerns.
+const gateHorizon = 2 * maintenanceTick
+
+// applyGate delays the next activation while too few declared verifiers
+// hold the pending key, never past its original time plus
+// max_activation_delay, and lets it go as soon as they do. The decision is a
+// rewrite of timestamps like any other; chain and reschedule keep lead,
+// overlap and the order of the keys after it.
+func (b *backend) applyGate(r *ringEntry, now int64, gate func(ring, kid string) coverage) bool {
+	if r.DeletedAt != 0 || r.MinVerifierCoverage <= 0 || r.MaxActivationDelay <= 0 {
+		return false
+	}
+	a := activeIndex(r.Keys, now)
+	if a < 0 {
+		return false
+	}
+	p := liveAfter(r.Keys, a)
+	if p < 0 {
+		return false
+	}
+	k := &r.Keys[p]
+	if k.ActivateAt <= now || k.ActivateAt > now+gateHorizon {
+		return false
+	}
+	origin := k.GateOrigin
+	if origin == 0 {
+		origin = k.ActivateAt
+	}
+	c := gate(r.Name, k.KID)
+	if c.Ratio >= r.MinVerifierCoverage {
+		if k.GateOrigin == 0 {
+			return false
+		}
+		// Coverage arrived: activate now (the lead was met at origin).
+		at := max(origin, now+1)
+		if at >= k.ActivateAt {
+			return false
+		}
+		k.ActivateAt = at
+		k.GateNote = fmt.Sprintf("activated %ds after its scheduled time, once %d of %d declared verifiers held it", at-origin, c.Fresh, c.Declared)
+		reschedule(r, p)
+		b.log().Info("activation gate released", "ring", r.Name, "kid", k.KID, "activates_at", at, "coverage", c.Ratio)
+		return true
+	}
+	limit := origin + r.MaxActivationDelay
+	if k.ActivateAt >= limit {
+		return false
+	}
+	at := min(now+gateHorizon+1, limit)
+	if at <= k.ActivateAt {
+		return false
+	}
+	k.GateOrigin = origin
+	k.ActivateAt = at
+	stale := c.Stale
+	if len(stale) > 10 {
+		stale = append(stale[:10:10], fmt.Sprintf("and %d more", len(c.Stale)-10))
+	}
+	k.GateNote = fmt.Sprintf("activation delayed %ds (at most %ds): coverage %.2f is below min_verifier_coverage %.2f; stale: %s",
+		at-origin, r.MaxActivationDelay, c.Ratio, r.MinVerifierCoverage, strings.Join(stale, ", "))
+	reschedule(r, p)
+	b.metrics.gateDelays.WithLabelValues(r.Name).Inc()
+	b.log().Warn("activation delayed by the verifier gate", "ring", r.Name, "kid", k.KID, "activates_at", at, "coverage", c.Ratio, "stale", strings.Join(stale, ","))
+	return true
+}
+
+// noteActivation logs and counts a scheduled rotation once, at the first
+// maintenance pass that sees the new active key. (The rotation itself took
+// effect at its activate_at, to the second, without waiting for this pass.)
+func (b *backend) noteActivation(r *ringEntry, now int64) {
+	a := activeIndex(r.Keys, now)
+	if a < 0 {
+		return
+	}
+	kid := r.Keys[a].KID
+	prev, seen := b.lastActive[r.Name]
+	b.lastActive[r.Name] = kid
+	if seen && prev != kid {
+		b.log().Info("rotation", "ring", r.Name, "kid", kid, "previous_kid", prev, "activated_at", r.Keys[a].ActivateAt, "reason", "scheduled")
+		b.metrics.rotations.WithLabelValues(r.Name, "scheduled").Inc()
+	}
 }
 
 func anyPublished(keys []signingKey, now int64) bool {

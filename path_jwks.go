@@ -39,6 +39,8 @@ type renderedJWKS struct {
 	// staleIfError is the shortest publish_lead of the included rings.
 	staleIfError int64
 	maxAge       int64
+	// kids are the published kids, for the verifier tracker.
+	kids []string
 }
 
 func pathJWKS(b *backend) []*framework.Path {
@@ -54,9 +56,13 @@ func pathJWKS(b *backend) []*framework.Path {
 			},
 		}
 	}
+	verifierField := map[string]*framework.FieldSchema{
+		"verifier": {Type: framework.TypeString, Description: "Id of the fetching verifier (a query parameter), as declared in config verifiers; it names the fetcher in the verifier report.", Query: true},
+	}
 	return []*framework.Path{
 		{
 			Pattern:         "jwks$",
+			Fields:          verifierField,
 			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefix},
 			Operations:      ops(b.pathJWKSRead, "jwks"),
 			HelpSynopsis:    pathJWKSHelpSyn,
@@ -64,6 +70,7 @@ func pathJWKS(b *backend) []*framework.Path {
 		},
 		{
 			Pattern:         `\.well-known/jwks\.json$`,
+			Fields:          verifierField,
 			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefix},
 			Operations:      ops(b.pathJWKSRead, "well-known-jwks"),
 			HelpSynopsis:    pathJWKSHelpSyn,
@@ -73,7 +80,8 @@ func pathJWKS(b *backend) []*framework.Path {
 			Pattern:      "jwks/" + framework.GenericNameRegex("name") + "$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix},
 			Fields: map[string]*framework.FieldSchema{
-				"name": {Type: framework.TypeLowerCaseString, Description: "Key ring whose keys to serve.", Required: true},
+				"name":     {Type: framework.TypeLowerCaseString, Description: "Key ring whose keys to serve.", Required: true},
+				"verifier": verifierField["verifier"],
 			},
 			Operations:      ops(b.pathJWKSRead, "ring-jwks"),
 			HelpSynopsis:    "The JWKS of one key ring, for verifiers that trust one ring only.",
@@ -81,6 +89,7 @@ func pathJWKS(b *backend) []*framework.Path {
 		},
 		{
 			Pattern:         `\.well-known/openid-configuration$`,
+			Fields:          verifierField,
 			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefix},
 			Operations:      ops(b.pathDiscoveryRead, "openid-configuration"),
 			HelpSynopsis:    "OpenID discovery document of this issuer.",
@@ -104,7 +113,12 @@ func (b *backend) pathJWKSRead(ctx context.Context, req *logical.Request, d *fra
 	if doc == nil {
 		return nil, nil
 	}
-	return rawResponse(req, doc, jwksContentType, b.now()), nil
+	b.observeFetch(req, scope, doc)
+	document := scope
+	if scope == allScope {
+		document = "all"
+	}
+	return b.rawResponse(req, document, doc, jwksContentType, b.now()), nil
 }
 
 func (b *backend) pathDiscoveryRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -119,15 +133,38 @@ func (b *backend) pathDiscoveryRead(ctx context.Context, req *logical.Request, _
 			logical.HTTPRawBody:     []byte(`{"errors":["issuer not configured: write config issuer=<VAULT_ADDR>/v1/<mount>"]}`),
 		}}, nil
 	}
-	return rawResponse(req, doc, discoveryContentType, b.now()), nil
+	b.observeFetch(req, discoveryScope, doc)
+	return b.rawResponse(req, "discovery", doc, discoveryContentType, b.now()), nil
+}
+
+// observeFetch tells the verifier tracker who fetched what.
+func (b *backend) observeFetch(req *logical.Request, scope string, doc *renderedJWKS) {
+	verifier, _ := req.Data["verifier"].(string)
+	addr := ""
+	if req.Connection != nil {
+		addr = req.Connection.RemoteAddr
+	}
+	first := func(h string) string {
+		if v := req.Headers[h]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	served, kids := doc.etag, doc.kids
+	if scope == discoveryScope {
+		served, kids = "", nil
+	}
+	b.tracker.observe(verifier, addr, first("User-Agent"), first("If-None-Match"), scope, served, kids, b.now())
 }
 
 // rawResponse answers with doc as sent bytes, or 304 when the client holds it.
-func rawResponse(req *logical.Request, doc *renderedJWKS, contentType string, now int64) *logical.Response {
+func (b *backend) rawResponse(req *logical.Request, document string, doc *renderedJWKS, contentType string, now int64) *logical.Response {
 	status := http.StatusOK
 	body := doc.body
+	b.metrics.jwksRequests.WithLabelValues(document).Inc()
 	if etagMatches(req.Headers["If-None-Match"], doc.etag) {
 		status, body = http.StatusNotModified, []byte{}
+		b.metrics.notModified.WithLabelValues(document).Inc()
 	}
 	return &logical.Response{
 		Data: map[string]any{
@@ -233,10 +270,12 @@ func render(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {
 	// timestamps, so every node and every scope agrees on Last-Modified.
 	lastChange := int64(0)
 	for _, r := range rings {
+		lastChange = max(lastChange, r.LastRemoval)
 		for i := range r.Keys {
 			k := &r.Keys[i]
 			if k.published(now) {
 				keys = append(keys, k.PublicJWK)
+				doc.kids = append(doc.kids, k.KID)
 				algs[k.Alg] = true
 				lastChange = max(lastChange, k.PublishAt)
 			}
@@ -271,11 +310,12 @@ func render(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {
 		for a := range algs {
 			list = append(list, a)
 		}
-		sort.Strings(list)
-		if len(list) == 0 {
-			// OpenID Connect Discovery requires RS256 to be listed.
-			list = []string{"RS256"}
+		if !algs["RS256"] {
+			// OpenID Connect Discovery requires RS256 to be listed; no
+			// RS256 key exists to verify with, so it admits nothing.
+			list = append(list, "RS256")
 		}
+		sort.Strings(list)
 		body, err = json.Marshal(discoveryBody{
 			Issuer:          iss,
 			JWKSURI:         iss + "/jwks",

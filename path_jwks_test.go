@@ -135,7 +135,7 @@ func TestJWKSScopesAndDiscovery(t *testing.T) {
 	if doc["issuer"] != "https://vault.example.com/v1/jwt" || doc["jwks_uri"] != "https://vault.example.com/v1/jwt/jwks" {
 		t.Fatalf("discovery %v", doc)
 	}
-	if fmt.Sprint(doc["id_token_signing_alg_values_supported"]) != "[ES256 EdDSA]" {
+	if fmt.Sprint(doc["id_token_signing_alg_values_supported"]) != "[ES256 EdDSA RS256]" {
 		t.Fatalf("algs %v", doc["id_token_signing_alg_values_supported"])
 	}
 	// Unauthenticated paths are exactly the documents.

@@ -74,6 +74,16 @@ func pathKeys(b *backend) []*framework.Path {
 					Type:        framework.TypeDurationSecond,
 					Description: "How long a key is in the JWKS before it may sign. Defaults to rotation_period; at least 2 x jwks_max_age. Cover the slowest verifier's refresh interval.",
 				},
+				"min_verifier_coverage": {
+					Type:        framework.TypeFloat,
+					Default:     0,
+					Description: "Activation gate: share (0 to 1) of declared verifiers that must hold a pending key before it activates. 0 turns the gate off.",
+				},
+				"max_activation_delay": {
+					Type:        framework.TypeDurationSecond,
+					Default:     0,
+					Description: "Activation gate: the longest a pending key may wait for verifier coverage; at most rotation_period.",
+				},
 				"force": {
 					Type:        framework.TypeBool,
 					Description: "On delete only: remove the ring's keys from the JWKS at once instead of at their remove_at.",
@@ -136,7 +146,14 @@ func (b *backend) pathKeyRead(ctx context.Context, req *logical.Request, d *fram
 	if r == nil || r.DeletedAt != 0 {
 		return nil, nil
 	}
-	return &logical.Response{Data: ringData(r, b.now())}, nil
+	now := b.now()
+	resp := &logical.Response{Data: ringData(r, now)}
+	for i := range r.Keys {
+		if k := &r.Keys[i]; k.GateOrigin != 0 && k.state(now) == statePending {
+			resp.AddWarning(fmt.Sprintf("key %s: %s", k.KID, k.GateNote))
+		}
+	}
+	return resp, nil
 }
 
 // ringData is the read form of a ring: its settings exactly as written, then
@@ -158,6 +175,7 @@ func ringData(r *ringEntry, now int64) map[string]any {
 			"remove_at":   k.RemoveAt,
 			"revoked_at":  k.RevokedAt,
 			"forced":      k.Forced,
+			"gate_note":   k.GateNote,
 		})
 		switch {
 		case st == stateActive:
@@ -168,15 +186,17 @@ func ringData(r *ringEntry, now int64) map[string]any {
 		}
 	}
 	return map[string]any{
-		"algorithm":        r.Algorithm,
-		"rsa_bits":         r.RSABits,
-		"rotation_period":  r.RotationPeriod,
-		"verification_ttl": r.VerificationTTL,
-		"publish_lead":     r.PublishLead,
-		"signing_keys":     keys,
-		"active_kid":       activeKID,
-		"pending_kid":      pendingKID,
-		"next_rotation":    nextRotation,
+		"min_verifier_coverage": r.MinVerifierCoverage,
+		"max_activation_delay":  r.MaxActivationDelay,
+		"algorithm":             r.Algorithm,
+		"rsa_bits":              r.RSABits,
+		"rotation_period":       r.RotationPeriod,
+		"verification_ttl":      r.VerificationTTL,
+		"publish_lead":          r.PublishLead,
+		"signing_keys":          keys,
+		"active_kid":            activeKID,
+		"pending_kid":           pendingKID,
+		"next_rotation":         nextRotation,
 	}
 }
 
@@ -224,6 +244,12 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 	}
 	if !leadSet {
 		r.PublishLead = r.RotationPeriod
+	}
+	if v, ok := d.GetOk("min_verifier_coverage"); ok {
+		r.MinVerifierCoverage = v.(float64)
+	}
+	if v, ok := d.GetOk("max_activation_delay"); ok {
+		r.MaxActivationDelay = int64(v.(int))
 	}
 	if msg := b.checkRingSettings(snap, r); msg != "" {
 		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
@@ -276,6 +302,15 @@ func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) string {
 	}
 	if r.RotationPeriod < minRotationPeriod {
 		return fmt.Sprintf("rotation_period: %ds is below the 10s minimum; use at least 10s (periods under an hour are for tests and drills)", r.RotationPeriod)
+	}
+	if r.MinVerifierCoverage < 0 || r.MinVerifierCoverage > 1 {
+		return fmt.Sprintf("min_verifier_coverage: %v is outside 0 to 1; give the share of declared verifiers that must hold a key before it activates, such as 0.9 (0 turns the gate off)", r.MinVerifierCoverage)
+	}
+	if r.MaxActivationDelay > r.RotationPeriod {
+		return fmt.Sprintf("max_activation_delay: %ds is above rotation_period (%ds); the gate may delay an activation by at most one period, so lower it", r.MaxActivationDelay, r.RotationPeriod)
+	}
+	if r.MinVerifierCoverage > 0 && r.MaxActivationDelay == 0 {
+		return "max_activation_delay: must be above 0 when min_verifier_coverage is set, or the gate could never wait; give the longest wait, such as 1h"
 	}
 	maxAge := snap.config.JWKSMaxAge
 	if r.PublishLead < 2*maxAge {
@@ -374,6 +409,14 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 		case stateActive:
 			k.RetireAt, k.RemoveAt = now, now+r.VerificationTTL
 		}
+	}
+	if !anyPublished(r.Keys, now) || lastRemoval(r) <= now {
+		// Nothing ever signed: no token can need these keys.
+		if err := b.dropRing(ctx, req.Storage, old); err != nil {
+			return nil, err
+		}
+		b.log().Info("key ring deleted", "ring", name, "reason", "no key had signed")
+		return nil, nil
 	}
 	if err := b.commitRing(ctx, req.Storage, old, r, nil, now); err != nil {
 		return nil, err

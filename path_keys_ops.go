@@ -177,8 +177,13 @@ func (b *backend) rotate(r *ringEntry, d *framework.FieldData, now int64, resp *
 	reschedule(r, p)
 	resp.Data["rotated"] = true
 	resp.Data["previous_kid"] = prev
-	resp.Data["active_kid"] = r.Keys[p].KID
+	resp.Data["promoted_kid"] = r.Keys[p].KID
 	resp.Data["activates_at"] = at
+	if at <= now {
+		resp.Data["active_kid"] = r.Keys[p].KID
+	} else {
+		resp.Data["active_kid"] = prev
+	}
 	if at > now {
 		resp.AddWarning(fmt.Sprintf("scheduled: key %s activates at %s, once it has been published for publish_lead (%ds); force=true activates it now", r.Keys[p].KID, fmtTime(at), r.PublishLead))
 	}
@@ -189,6 +194,11 @@ func (b *backend) rotate(r *ringEntry, d *framework.FieldData, now int64, resp *
 		reason = "manual, forced"
 	}
 	b.log().Info("rotation", "ring", r.Name, "kid", r.Keys[p].KID, "previous_kid", prev, "activates_at", at, "reason", reason)
+	b.metrics.rotations.WithLabelValues(r.Name, reason).Inc()
+	if revokeActive && prev != "" {
+		b.log().Info("revocation", "ring", r.Name, "kid", prev, "reason", "rotate with revoke_active")
+		b.metrics.revocations.WithLabelValues(r.Name).Inc()
+	}
 	return generated, nil
 }
 
@@ -257,6 +267,7 @@ func (b *backend) revoke(r *ringEntry, kid string, now int64, resp *logical.Resp
 		}
 	}
 	b.log().Info("revocation", "ring", r.Name, "kid", kid, "state", st, "reason", "manual")
+	b.metrics.revocations.WithLabelValues(r.Name).Inc()
 	return generated, nil
 }
 
@@ -281,6 +292,7 @@ func (b *backend) rollback(r *ringEntry, now int64, resp *logical.Response) erro
 	resp.Data["pending_kid"] = r.Keys[a].KID
 	resp.Data["activates_at"] = until
 	b.log().Info("rollback", "ring", r.Name, "kid", r.Keys[c].KID, "replaced_kid", r.Keys[a].KID, "until", until, "reason", "manual")
+	b.metrics.rollbacks.WithLabelValues(r.Name).Inc()
 	return nil
 }
 
@@ -289,13 +301,18 @@ func rollbackRefusal(r *ringEntry, a int, now int64) string {
 	if a < 0 {
 		return "rollback: the ring has no active key to roll back from"
 	}
+	if r.Keys[a].RollbackUsed {
+		return fmt.Sprintf("rollback: the active key %s already took part in a rollback; a second one would keep keys published too long, so rotate instead", r.Keys[a].KID)
+	}
 	for i := a - 1; i >= 0; i-- {
 		k := &r.Keys[i]
 		switch {
+		case k.revoked() && !k.signed():
+			continue
 		case k.revoked():
 			return fmt.Sprintf("rollback: the previous key %s is revoked; a revoked key never signs again, so rotate instead", k.KID)
-		case k.RollbackUsed || r.Keys[a].RollbackUsed:
-			return fmt.Sprintf("rollback: key %s was already rolled back once; a second rollback would keep keys published too long, so rotate instead", k.KID)
+		case k.RollbackUsed:
+			return fmt.Sprintf("rollback: the previous key %s already took part in a rollback; a second one would keep keys published too long, so rotate instead", k.KID)
 		case k.state(now) == stateRemoved:
 			return fmt.Sprintf("rollback: the previous key %s has left the JWKS; rotate instead", k.KID)
 		case now >= k.RetireAt+r.RotationPeriod:

@@ -276,7 +276,7 @@ func checkRole(snap *snapshot, r *roleEntry) string {
 		if isReserved(name) {
 			return fmt.Sprintf("allowed_claims: %q is reserved (%s are set by the plugin); remove it", name, strings.Join(reservedClaims, " "))
 		}
-		if _, ok := r.Claims[name]; ok {
+		if _, ok := staticClaimNamed(r.Claims, name); ok {
 			return fmt.Sprintf("allowed_claims: %q is also a static claim of this role, so a caller could never set it; remove it from one of the two", name)
 		}
 	}

@@ -202,10 +202,12 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 		if isReserved(name) {
 			return nil, fmt.Sprintf("claims: %q is reserved and set by the plugin; remove it (use audience=, subject= and ttl= instead)", name), nil
 		}
-		if _, ok := role.Claims[name]; ok {
-			return nil, fmt.Sprintf("claims: %q is a static claim of role %q and cannot be overridden; remove it", name, s.req.Path[strings.LastIndex(s.req.Path, "/")+1:]), nil
+		if static, ok := staticClaimNamed(role.Claims, name); ok {
+			return nil, fmt.Sprintf("claims: %q is the static claim %q of role %q (names are compared in any case) and cannot be overridden; remove it", name, static, s.req.Path[strings.LastIndex(s.req.Path, "/")+1:]), nil
 		}
 		if !contains(role.AllowedClaims, name) {
+			// Case variants of static claims are refused above; allowed
+			// names match exactly.
 			if len(role.AllowedClaims) == 0 {
 				return nil, fmt.Sprintf("claims: %q is not allowed: the role's allowed_claims is empty, so callers may add no claims; remove it or add it to the role's allowed_claims", name), nil
 			}
@@ -319,6 +321,7 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("serialize token: %w", err)
 	}
+	s.b.metrics.signed.WithLabelValues(ring.Name, key.KID).Inc()
 	out := map[string]any{
 		"token":      token,
 		"kid":        key.KID,
@@ -364,6 +367,18 @@ func (s *signer) renderSubject() string {
 	}
 	s.subject = out
 	return out
+}
+
+// staticClaimNamed finds a static claim whose name equals name in any case:
+// a caller's "Scope" must not sit beside a static "scope", since verifiers
+// may read either.
+func staticClaimNamed(claims map[string]any, name string) (string, bool) {
+	for k := range claims {
+		if strings.EqualFold(k, name) {
+			return k, true
+		}
+	}
+	return "", false
 }
 
 func contains(list []string, s string) bool {

@@ -59,11 +59,18 @@ type signingKey struct {
 	// RollbackUsed marks both keys of a rollback, so no key's removal can
 	// move more than one rotation period past its original time.
 	RollbackUsed bool `json:"rollback_used,omitempty"`
+	// GateOrigin is the activation time before the activation gate delayed
+	// it (0: never delayed); GateNote says why, for reads.
+	GateOrigin int64  `json:"gate_origin,omitempty"`
+	GateNote   string `json:"gate_note,omitempty"`
 	// HasPrivate says the private half is in storage.
 	HasPrivate bool `json:"has_private"`
 }
 
 func (k *signingKey) revoked() bool { return k.RevokedAt != 0 }
+
+// signed reports whether k ever signed: it activated before any revocation.
+func (k *signingKey) signed() bool { return !k.revoked() || k.RevokedAt > k.ActivateAt }
 
 func (k *signingKey) retireAt() int64 {
 	if k.RetireAt == 0 {
@@ -222,10 +229,10 @@ func rollbackCandidate(keys []signingKey, sched ringSchedule, now int64) int {
 	}
 	for i := a - 1; i >= 0; i-- {
 		k := &keys[i]
-		if k.revoked() {
-			continue
+		if k.revoked() && !k.signed() {
+			continue // revoked while pending: never the previous signer
 		}
-		if k.state(now) != stateRetiring || k.RollbackUsed || keys[a].RollbackUsed {
+		if k.revoked() || k.state(now) != stateRetiring || k.RollbackUsed || keys[a].RollbackUsed {
 			return -1
 		}
 		if now >= k.RetireAt+sched.RotationPeriod {

@@ -1,0 +1,200 @@
+package jwtrotor
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+)
+
+// metrics are per mount: one plugin process serves every mount of the
+// plugin, so each backend has its own registry and nothing is global.
+// Per-kid series are deleted when their kid leaves the ring, so cardinality
+// follows the bounded number of published keys.
+type metrics struct {
+	reg            *prometheus.Registry
+	signed         *prometheus.CounterVec
+	jwksRequests   *prometheus.CounterVec
+	notModified    *prometheus.CounterVec
+	rotations      *prometheus.CounterVec
+	revocations    *prometheus.CounterVec
+	rollbacks      *prometheus.CounterVec
+	maintenanceErr *prometheus.CounterVec
+	gateDelays     *prometheus.CounterVec
+}
+
+func newMetrics(b *backend) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "jwt_rotor", Name: name, Help: help}, labels)
+		m.reg.MustRegister(c)
+		return c
+	}
+	m.signed = counter("tokens_signed_total", "Tokens signed, per ring and kid.", "ring", "kid")
+	m.jwksRequests = counter("jwks_requests_total", "JWKS and discovery fetches, per document (all, a ring name, or discovery).", "document")
+	m.notModified = counter("jwks_not_modified_total", "Fetches answered 304 Not Modified, per document.", "document")
+	m.rotations = counter("rotations_total", "Manual rotations, per ring and reason.", "ring", "reason")
+	m.revocations = counter("revocations_total", "Revoked keys, per ring.", "ring")
+	m.rollbacks = counter("rollbacks_total", "Rollbacks, per ring.", "ring")
+	m.maintenanceErr = counter("maintenance_failures_total", "Failed maintenance passes, per ring.", "ring")
+	m.gateDelays = counter("activation_gate_delays_total", "Times the verifier gate delayed an activation, per ring.", "ring")
+	m.reg.MustRegister(&stateCollector{b: b})
+	return m
+}
+
+// forgetKey drops the series of a kid that left its ring.
+func (m *metrics) forgetKey(ring, kid string) {
+	m.signed.DeleteLabelValues(ring, kid)
+}
+
+// forgetRing drops every series of a ring.
+func (m *metrics) forgetRing(ring string) {
+	for _, v := range []*prometheus.CounterVec{m.signed, m.rotations, m.revocations, m.rollbacks, m.maintenanceErr, m.gateDelays} {
+		v.DeletePartialMatch(prometheus.Labels{"ring": ring})
+	}
+	m.jwksRequests.DeleteLabelValues(ring)
+	m.notModified.DeleteLabelValues(ring)
+}
+
+// stateCollector computes the gauges from the in-memory state at scrape
+// time, so they are never stale and vanish with their keys.
+type stateCollector struct{ b *backend }
+
+var (
+	descKeyAge       = prometheus.NewDesc("jwt_rotor_key_age_seconds", "Seconds since the key was published, per ring, kid and state.", []string{"ring", "kid", "state"}, nil)
+	descNextRotation = prometheus.NewDesc("jwt_rotor_seconds_to_next_rotation", "Seconds until the pending key activates (negative: overdue; absent: none pending).", []string{"ring"}, nil)
+	descNextRemoval  = prometheus.NewDesc("jwt_rotor_seconds_to_next_removal", "Seconds until the next published key leaves the JWKS.", []string{"ring"}, nil)
+	descPublished    = prometheus.NewDesc("jwt_rotor_published_keys", "Keys in the ring's JWKS now.", []string{"ring"}, nil)
+	descActive       = prometheus.NewDesc("jwt_rotor_active_keys", "Keys of the ring that sign now (1 when healthy).", []string{"ring"}, nil)
+	descCoverage     = prometheus.NewDesc("jwt_rotor_verifier_coverage", "Share of declared verifiers whose last JWKS holds the ring's pending key.", []string{"ring"}, nil)
+	descStale        = prometheus.NewDesc("jwt_rotor_stale_verifiers", "Declared verifiers without the ring's pending key, or not seen within the window.", []string{"ring"}, nil)
+	descTracked      = prometheus.NewDesc("jwt_rotor_tracked_clients", "JWKS fetchers tracked in memory on this node.", nil, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descKeyAge, descNextRotation, descNextRemoval, descPublished, descActive, descCoverage, descStale, descTracked} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.b
+	b.mu.RLock()
+	snap := &snapshot{config: b.config, rings: b.rings, roles: b.roles}
+	loaded := b.loaded
+	b.mu.RUnlock()
+	if !loaded || snap.config == nil {
+		return
+	}
+	now := b.now()
+	views, _ := b.tracker.snapshot(snap.config)
+	ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(len(views)))
+	for _, name := range sortedNames(snap.rings) {
+		r := snap.rings[name]
+		published, active := 0, 0
+		for i := range r.Keys {
+			k := &r.Keys[i]
+			st := k.state(now)
+			if st == stateActive {
+				active++
+			}
+			if k.published(now) {
+				published++
+				ch <- prometheus.MustNewConstMetric(descKeyAge, prometheus.GaugeValue, float64(now-k.PublishAt), name, k.KID, st)
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(descPublished, prometheus.GaugeValue, float64(published), name)
+		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(active), name)
+		if t := nextRemoval(r.Keys, now); t != forever {
+			ch <- prometheus.MustNewConstMetric(descNextRemoval, prometheus.GaugeValue, float64(t-now), name)
+		}
+		if r.DeletedAt != 0 {
+			continue
+		}
+		a := activeIndex(r.Keys, now)
+		if p := liveAfter(r.Keys, a); p >= 0 {
+			ch <- prometheus.MustNewConstMetric(descNextRotation, prometheus.GaugeValue, float64(r.Keys[p].ActivateAt-now), name)
+			cov := coverageOf(views, snap.config, name, r.Keys[p].KID, now, defaultVerifierWindow)
+			ch <- prometheus.MustNewConstMetric(descCoverage, prometheus.GaugeValue, cov.Ratio, name)
+			ch <- prometheus.MustNewConstMetric(descStale, prometheus.GaugeValue, float64(len(cov.Stale)), name)
+		}
+	}
+}
+
+func pathMetrics(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "metrics$",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationSuffix: "metrics",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"format": {
+				Type:        framework.TypeString,
+				Description: "prometheus for the Prometheus text exposition format; JSON otherwise.",
+				Query:       true,
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{Callback: b.pathMetricsRead},
+		},
+		HelpSynopsis:    "Metrics of this mount's keys, signing, JWKS and verifiers.",
+		HelpDescription: "format=prometheus returns the Prometheus text exposition format as a raw body, for a scraper with a Vault token; otherwise the same figures as JSON.",
+	}
+}
+
+func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if _, err := b.load(ctx, req.Storage); err != nil {
+		return nil, err
+	}
+	families, err := b.metrics.reg.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("gather metrics: %w", err)
+	}
+	if d.Get("format").(string) == "prometheus" {
+		var buf bytes.Buffer
+		format := expfmt.NewFormat(expfmt.TypeTextPlain)
+		enc := expfmt.NewEncoder(&buf, format)
+		for _, f := range families {
+			if err := enc.Encode(f); err != nil {
+				return nil, fmt.Errorf("encode metrics: %w", err)
+			}
+		}
+		return &logical.Response{Data: map[string]any{
+			logical.HTTPStatusCode:  http.StatusOK,
+			logical.HTTPContentType: string(format),
+			logical.HTTPRawBody:     buf.Bytes(),
+		}}, nil
+	}
+	out := map[string]any{}
+	for _, f := range families {
+		var series []map[string]any
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			series = append(series, map[string]any{"labels": labels, "value": metricValue(m)})
+		}
+		out[f.GetName()] = series
+	}
+	return &logical.Response{Data: out}, nil
+}
+
+func metricValue(m *dto.Metric) float64 {
+	switch {
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	case m.GetUntyped() != nil:
+		return m.GetUntyped().GetValue()
+	}
+	return 0
+}
