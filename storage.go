@@ -37,24 +37,24 @@ func defaultConfig() *configEntry {
 }
 
 type ringEntry struct {
-	Version         int          `json:"version"`
-	Name            string       `json:"name"`
-	Algorithm       string       `json:"algorithm"`
-	RSABits         int          `json:"rsa_bits"`
-	RotationPeriod  int64        `json:"rotation_period"`
-	VerificationTTL int64        `json:"verification_ttl"`
-	PublishLead     int64        `json:"publish_lead"`
+	Version         int    `json:"version"`
+	Name            string `json:"name"`
+	Algorithm       string `json:"algorithm"`
+	RSABits         int    `json:"rsa_bits"`
+	RotationPeriod  int64  `json:"rotation_period"`
+	VerificationTTL int64  `json:"verification_ttl"`
+	PublishLead     int64  `json:"publish_lead"`
 	// The optional activation gate: a pending key waits, at most
 	// MaxActivationDelay, until this share of declared verifiers holds it.
 	MinVerifierCoverage float64 `json:"min_verifier_coverage"`
 	MaxActivationDelay  int64   `json:"max_activation_delay"`
-	CreatedAt       int64        `json:"created_at"`
-	DeletedAt       int64        `json:"deleted_at,omitempty"`
-	HighWater       int64        `json:"high_water"`
+	CreatedAt           int64   `json:"created_at"`
+	DeletedAt           int64   `json:"deleted_at,omitempty"`
+	HighWater           int64   `json:"high_water"`
 	// LastRemoval is the latest remove or revoke time of keys maintenance
 	// has forgotten, so Last-Modified never moves backwards.
-	LastRemoval int64 `json:"last_removal,omitempty"`
-	Keys            []signingKey `json:"keys"`
+	LastRemoval int64        `json:"last_removal,omitempty"`
+	Keys        []signingKey `json:"keys"`
 }
 
 func (r *ringEntry) schedule() ringSchedule {
