@@ -100,12 +100,10 @@ func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ring
 	if len(releasePrivates(probe, now)) > 0 {
 		changed = true
 	}
-	if r.DeletedAt == 0 {
-		before := fmt.Sprint(probe.Keys)
+	if r.DeletedAt == 0 && !changed {
+		before := append([]signingKey(nil), probe.Keys...)
 		chain(probe.Keys, r.schedule(), now)
-		if fmt.Sprint(probe.Keys) != before {
-			changed = true
-		}
+		changed = !sameSchedule(before, probe.Keys)
 	}
 	if changed {
 		if err := b.commitRing(ctx, s, old, r, generated, now); err != nil {
@@ -203,6 +201,21 @@ func (b *backend) noteActivation(r *ringEntry, now int64) {
 		b.log().Info("rotation", "ring", r.Name, "kid", kid, "previous_kid", prev, "activated_at", r.Keys[a].ActivateAt, "reason", "scheduled")
 		b.metrics.rotations.WithLabelValues(r.Name, "scheduled").Inc()
 	}
+}
+
+// sameSchedule reports whether two key lists have the same keys and
+// timestamps.
+func sameSchedule(a, b []signingKey) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if x.KID != y.KID || x.ActivateAt != y.ActivateAt || x.RetireAt != y.RetireAt || x.RemoveAt != y.RemoveAt || x.RevokedAt != y.RevokedAt || x.HasPrivate != y.HasPrivate {
+			return false
+		}
+	}
+	return true
 }
 
 func anyPublished(keys []signingKey, now int64) bool {

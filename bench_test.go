@@ -1,0 +1,166 @@
+package jwtrotor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Benchmarks, run by `make bench`. None of them asserts a duration: speed is
+// measured here and compared in BENCHMARKS.md, never a pass/fail bound.
+
+var benchAlgs = []struct {
+	alg  string
+	bits int
+}{{"ES256", 0}, {"EdDSA", 0}, {"RS256", 2048}, {"PS256", 2048}, {"ES384", 0}}
+
+func benchEnv(b *testing.B, alg string, bits int) *testEnv {
+	b.Helper()
+	t := &testing.T{}
+	e := newEnvOn(t, &logical.InmemStorage{}, &fakeClock{now: testStart})
+	e.t = t
+	extra := map[string]any{}
+	if bits != 0 {
+		extra["rsa_bits"] = bits
+	}
+	e.setupRing("k", alg, extra)
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "allowed_claims": "scope"})
+	if t.Failed() {
+		b.Fatal("setup failed")
+	}
+	return e
+}
+
+// BenchmarkSign signs through HandleRequest, the route of a real request
+// minus Vault's own HTTP and plugin hop.
+func BenchmarkSign(b *testing.B) {
+	for _, a := range benchAlgs {
+		b.Run(a.alg, func(b *testing.B) {
+			e := benchEnv(b, a.alg, a.bits)
+			req := func() *logical.Request {
+				return &logical.Request{Operation: logical.UpdateOperation, Path: "sign/r", Storage: e.storage, EntityID: e.entity.ID,
+					Data: map[string]any{"claims": map[string]any{"scope": "read"}}, MountPoint: "jwt/"}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				resp, err := e.b.HandleRequest(context.Background(), req())
+				if err != nil || resp.IsError() {
+					b.Fatal(err, respErr(resp))
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRawJOSE signs the same claims with go-jose and the same key: the
+// in-process floor BenchmarkSign is compared against.
+func BenchmarkRawJOSE(b *testing.B) {
+	for _, a := range benchAlgs {
+		b.Run(a.alg, func(b *testing.B) {
+			g, err := generateKey(a.alg, max(a.bits, 2048))
+			if err != nil {
+				b.Fatal(err)
+			}
+			signer, err := newJOSESigner(g.Private, g.KID, a.alg, "JWT")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				now := time.Now().Unix()
+				payload, _ := json.Marshal(map[string]any{"iss": "https://i.example/v1/jwt", "sub": "entity-1234", "aud": "api", "iat": now, "nbf": now, "exp": now + 900, "jti": "0123456789abcdefghijkl", "scope": "read"})
+				obj, err := signer.Sign(payload)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := obj.CompactSerialize(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkSignBatch100(b *testing.B) {
+	e := benchEnv(b, "ES256", 0)
+	items := make([]any, 100)
+	for i := range items {
+		items[i] = map[string]any{"claims": map[string]any{"scope": "read"}}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "sign/r", Storage: e.storage, EntityID: e.entity.ID, Data: map[string]any{"batch_input": items}, MountPoint: "jwt/"})
+		if err != nil || resp.IsError() {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+func BenchmarkJWKS(b *testing.B) {
+	e := benchEnv(b, "RS256", 2048)
+	first, _ := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "jwks", Storage: e.storage})
+	etag := first.Headers["ETag"][0]
+	for _, tc := range []struct {
+		name    string
+		headers map[string][]string
+		status  int
+	}{{"200", nil, 200}, {"304", map[string][]string{"If-None-Match": {etag}}, 304}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "jwks", Storage: e.storage, Headers: tc.headers, Connection: &logical.Connection{RemoteAddr: "192.0.2.1:1"}})
+				if err != nil || resp.Data[logical.HTTPStatusCode] != tc.status {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkMaintenance measures one maintenance pass with nothing to do over
+// many rings. Rings are written straight to storage: the mount's 50 KiB JWKS
+// bound would refuse this many through the API.
+func BenchmarkMaintenance(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("rings=%d", n), func(b *testing.B) {
+			s := &logical.InmemStorage{}
+			clock := &fakeClock{now: testStart}
+			t := &testing.T{}
+			proto := newEnvOn(t, s, clock)
+			proto.t = t
+			proto.setupRing("proto", "EdDSA", nil)
+			r := proto.ring("proto")
+			for i := 0; i < n; i++ {
+				c := r.clone()
+				c.Name = fmt.Sprintf("ring-%05d", i)
+				for j := range c.Keys {
+					c.Keys[j].HasPrivate = false // no private halves to sweep
+				}
+				if err := putJSON(context.Background(), s, ringPrefix+c.Name, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			e := newEnvOn(t, s, clock)
+			e.t = t
+			if err := e.maintain(); err != nil { // first pass: load and sweep
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := e.maintain(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
