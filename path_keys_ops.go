@@ -116,6 +116,15 @@ func (b *backend) pathKeyOp(ctx context.Context, req *logical.Request, d *framew
 	if err := b.commitRing(ctx, req.Storage, old, r, append(generated, more...), now); err != nil {
 		return nil, err
 	}
+	// The state right after the operation.
+	a := activeIndex(r.Keys, now)
+	resp.Data["active_kid"], resp.Data["pending_kid"] = "", ""
+	if a >= 0 {
+		resp.Data["active_kid"] = r.Keys[a].KID
+	}
+	if p := liveAfter(r.Keys, a); p >= 0 {
+		resp.Data["pending_kid"] = r.Keys[p].KID
+	}
 	return resp, nil
 }
 
@@ -179,11 +188,6 @@ func (b *backend) rotate(r *ringEntry, d *framework.FieldData, now int64, resp *
 	resp.Data["previous_kid"] = prev
 	resp.Data["promoted_kid"] = r.Keys[p].KID
 	resp.Data["activates_at"] = at
-	if at <= now {
-		resp.Data["active_kid"] = r.Keys[p].KID
-	} else {
-		resp.Data["active_kid"] = prev
-	}
 	if at > now {
 		resp.AddWarning(fmt.Sprintf("scheduled: key %s activates at %s, once it has been published for publish_lead (%ds); force=true activates it now", r.Keys[p].KID, fmtTime(at), r.PublishLead))
 	}
