@@ -23,7 +23,7 @@ BENCHTIME   ?= 1s
 UNIT_CMD := $(GO) test -count=1 $(UNIT_FLAGS) ./...
 ACC_CMD  := cd tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
-.PHONY: all vault plugin dev dev-stop test testunit testacc bench fmt vet lint clean distclean
+.PHONY: all vault plugin dev dev-stop test testunit testacc bench benchcheck fmt vet lint clean distclean
 
 all: plugin
 
@@ -52,6 +52,8 @@ test: vault plugin
 	$(UNIT_CMD) || status=1; \
 	echo '==> acceptance tests'; \
 	( $(ACC_CMD) ) || status=1; \
+	echo '==> benchmarks and load script (run once, not timed)'; \
+	$(MAKE) --no-print-directory benchcheck || status=1; \
 	exit $$status
 
 testunit:
@@ -60,8 +62,15 @@ testunit:
 testacc: vault plugin
 	$(ACC_CMD)
 
-bench:
+# Go benchmarks, then the side-by-side load test against Vault's built-ins.
+bench: vault plugin
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./...
+	scripts/bench.sh
+
+# make test only checks that the benchmarks and the load script run.
+benchcheck: vault plugin
+	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
+	BENCH_ROUNDS=1 BENCH_DURATION=200ms scripts/bench.sh >/dev/null
 
 fmt:
 	gofmt -w $$(git ls-files --cached --others --exclude-standard '*.go')

@@ -351,15 +351,21 @@ func (s *signer) renderSubject() string {
 		s.subjectErr = "subject: the calling token has no Vault entity, and the role's subject_template needs one; log in through an auth method that creates entities (such as approle or userpass), or give the role a static subject_template or allowed_subjects"
 		return ""
 	}
-	sys := s.b.System()
-	ent, err := sys.EntityInfo(s.req.EntityID)
+	// The default template needs only the entity id, which the request
+	// carries: no call back into Vault over the plugin connection.
+	if idOnly := strings.ReplaceAll(strings.ReplaceAll(t, "{{identity.entity.id}}", ""), "{{ identity.entity.id }}", ""); !strings.Contains(idOnly, "{{") {
+		s.subject = strings.ReplaceAll(strings.ReplaceAll(t, "{{identity.entity.id}}", s.req.EntityID), "{{ identity.entity.id }}", s.req.EntityID)
+		return s.subject
+	}
+	ent, err := s.b.System().EntityInfo(s.req.EntityID)
 	if err != nil || ent == nil {
 		s.subjectErr = fmt.Sprintf("subject: the entity of the calling token could not be read (%v); retry, or check the identity store", err)
 		return ""
 	}
-	groups, _ := sys.GroupsForEntity(s.req.EntityID)
+	// Subject templates may use only the caller's own entity (no groups),
+	// so group membership is never fetched.
 	_, out, err := identitytpl.PopulateString(identitytpl.PopulateStringInput{
-		Mode: identitytpl.ACLTemplating, String: t, Entity: ent, Groups: groups,
+		Mode: identitytpl.ACLTemplating, String: t, Entity: ent,
 	})
 	if err != nil || out == "" {
 		s.subjectErr = fmt.Sprintf("subject: subject_template %q does not render for this caller's entity (%v); fix the template or the entity's metadata", t, err)

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PID_FILE=$ROOT/.dev/vault.pid
+PID_FILE=${DEV_DIR:-$ROOT/.dev}/vault.pid
 
 if [[ ! -f $PID_FILE ]]; then
 	echo "No dev server from this checkout is running (no $PID_FILE)."

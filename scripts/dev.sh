@@ -6,7 +6,8 @@
 # The dev server keeps everything in memory: each start is a fresh Vault.
 # Stop it with `make dev-stop` (scripts/dev-stop.sh).
 #
-# Environment: VERSION (plugin version, default v0.1.0), DEV_LISTEN_ADDRESS
+# Environment: VERSION (plugin version, default v0.1.0), DEV_DIR (pid and
+# log directory, default .dev), DEV_LISTEN_ADDRESS
 # (default 127.0.0.1:8200).
 set -euo pipefail
 
@@ -16,7 +17,7 @@ cd "$ROOT"
 VERSION=${VERSION:-v0.1.0}
 PLUGIN=vault-plugin-jwt-rotor
 LISTEN=${DEV_LISTEN_ADDRESS:-127.0.0.1:8200}
-DEV_DIR=$ROOT/.dev
+DEV_DIR=${DEV_DIR:-$ROOT/.dev}
 PID_FILE=$DEV_DIR/vault.pid
 LOG_FILE=$DEV_DIR/vault.log
 VAULT=$ROOT/bin/vault
