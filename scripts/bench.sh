@@ -4,7 +4,9 @@
 # tests/cmd/loadbench against it, and stops the server.
 #
 # Environment: BENCH_ROUNDS (default 5), BENCH_DURATION (default 3s),
-# BENCH_CLIENTS (default 8), BENCH_LISTEN_ADDRESS (default 127.0.0.1:8299).
+# BENCH_CLIENTS (default 8), BENCH_LISTEN_ADDRESS (default 127.0.0.1:8299),
+# BENCH_MEMORY (1: also measure the plugin RSS with 1,000 rings and 10,000
+# tracked verifiers; default 1).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,3 +26,6 @@ go run ./cmd/loadbench \
 	-rounds "${BENCH_ROUNDS:-5}" \
 	-duration "${BENCH_DURATION:-3s}" \
 	-clients "${BENCH_CLIENTS:-8}"
+if [[ ${BENCH_MEMORY:-1} == 1 ]]; then
+	go run ./cmd/loadbench -addr "http://$DEV_LISTEN_ADDRESS" -memory
+fi

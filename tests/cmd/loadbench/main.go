@@ -32,6 +32,7 @@ var (
 	rounds   = flag.Int("rounds", 5, "interleaved rounds")
 	duration = flag.Duration("duration", 3*time.Second, "length of one scenario run")
 	mount    = flag.String("mount", "jwt", "plugin mount")
+	mem      = flag.Bool("memory", false, "measure the plugin's RSS with 1,000 rings and 10,000 tracked verifiers instead")
 )
 
 var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
@@ -134,6 +135,10 @@ func median(xs []float64) float64 {
 
 func main() {
 	flag.Parse()
+	if *mem {
+		memory()
+		return
+	}
 	user := setup()
 	m := *mount
 
