@@ -104,6 +104,22 @@ func newBackend(clock func() time.Time) *backend {
 	return b
 }
 
+// writeOp declares an operation that writes storage: on a performance
+// standby or secondary it is forwarded to the node that may write.
+func writeOp(cb framework.OperationFunc) *framework.PathOperation {
+	return &framework.PathOperation{Callback: cb, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true}
+}
+
+// crudOperations declares read, create, update and delete of a named object.
+func crudOperations(read, write, del framework.OperationFunc) map[logical.Operation]framework.OperationHandler {
+	return map[logical.Operation]framework.OperationHandler{
+		logical.ReadOperation:   &framework.PathOperation{Callback: read},
+		logical.CreateOperation: writeOp(write),
+		logical.UpdateOperation: writeOp(write),
+		logical.DeleteOperation: writeOp(del),
+	}
+}
+
 // HandleRequest checks writes against their path's schema before the
 // framework sees them: an unknown field or a value of the wrong type is a
 // 400 that names the field and the fix, never a silently ignored parameter.

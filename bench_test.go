@@ -163,4 +163,3 @@ func BenchmarkMaintenance(b *testing.B) {
 		})
 	}
 }
-

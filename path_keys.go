@@ -89,25 +89,8 @@ func pathKeys(b *backend) []*framework.Path {
 					Description: "On delete only: remove the ring's keys from the JWKS at once instead of at their remove_at.",
 				},
 			},
-			ExistenceCheck: b.ringExists,
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathKeyRead},
-				logical.CreateOperation: &framework.PathOperation{
-					Callback:                    b.pathKeyWrite,
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                    b.pathKeyWrite,
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                    b.pathKeyDelete,
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-			},
+			ExistenceCheck:  b.ringExists,
+			Operations:      crudOperations(b.pathKeyRead, b.pathKeyWrite, b.pathKeyDelete),
 			HelpSynopsis:    pathKeysHelpSyn,
 			HelpDescription: pathKeysHelpDesc,
 		},

@@ -42,11 +42,7 @@ func pathKeyOps(b *backend, nameField *framework.FieldSchema) *framework.Path {
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    b.pathKeyOp,
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
+			logical.UpdateOperation: writeOp(b.pathKeyOp),
 		},
 		HelpSynopsis:    pathKeyOpsHelpSyn,
 		HelpDescription: pathKeyOpsHelpDesc,

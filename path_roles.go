@@ -97,25 +97,8 @@ func pathRoles(b *backend) []*framework.Path {
 					Description: "typ header of the tokens: JWT or at+jwt.",
 				},
 			},
-			ExistenceCheck: b.roleExists,
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathRoleRead},
-				logical.CreateOperation: &framework.PathOperation{
-					Callback:                    b.pathRoleWrite,
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                    b.pathRoleWrite,
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                    b.pathRoleDelete,
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-			},
+			ExistenceCheck:  b.roleExists,
+			Operations:      crudOperations(b.pathRoleRead, b.pathRoleWrite, b.pathRoleDelete),
 			HelpSynopsis:    pathRolesHelpSyn,
 			HelpDescription: pathRolesHelpDesc,
 		},
