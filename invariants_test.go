@@ -3,6 +3,8 @@ package jwtrotor
 import (
 	"context"
 	"crypto"
+	"fmt"
+	"sync"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -77,6 +79,11 @@ func TestInvariantLead(t *testing.T) {
 		p := liveAfter(ring.Keys, a)
 		if p < 0 || !has(kids, ring.Keys[a].KID) || !has(kids, ring.Keys[p].KID) {
 			t.Fatalf("%s: the JWKS %v lacks the active or the next pending key", now, kids)
+		}
+		// Maintenance stocks keys at least lead + two ticks ahead (checked
+		// up to 30s after the last pass, hence the 90s).
+		if last := ring.Keys[lastLive(ring.Keys)]; last.ActivateAt <= now.Unix()+20*60+90 {
+			t.Fatalf("%s: the last stocked key activates at %s, less than lead + two ticks ahead", now, time.Unix(last.ActivateAt, 0))
 		}
 		resp := e.mustWrite("sign/r", nil)
 		kid := resp.Data["kid"].(string)
@@ -439,3 +446,38 @@ func TestInvariantKidThumbprint(t *testing.T) {
 }
 
 // Invariant 10 (versioned storage) lives in storage_test.go.
+
+// Cross-object checks hold under concurrent writers: roles raising max_ttl
+// and the ring lowering verification_ttl race, and no interleaving may
+// leave a role whose max_ttl + 60s exceeds the ring's overlap.
+func TestCrossObjectChecksUnderConcurrency(t *testing.T) {
+	// Slow writes widen the window between a writer's check and its write.
+	e := newEnvOn(t, &slowStorage{Storage: &logical.InmemStorage{}}, &fakeClock{now: testStart})
+	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "1m", "max_ttl": "10m"})
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(2)
+		go func(i int) {
+			defer wg.Done()
+			e.write("roles/r", map[string]any{"max_ttl": fmt.Sprintf("%dm", 10+i)})
+		}(i)
+		go func(i int) {
+			defer wg.Done()
+			e.write("keys/k", map[string]any{"verification_ttl": fmt.Sprintf("%ds", 660+60*(49-i))})
+		}(i)
+	}
+	wg.Wait()
+	role := e.read("roles/r").Data
+	ring := e.read("keys/k").Data
+	if role["max_ttl"].(int64)+60 > ring["verification_ttl"].(int64) {
+		t.Fatalf("role max_ttl %v + 60 exceeds ring verification_ttl %v", role["max_ttl"], ring["verification_ttl"])
+	}
+}
+
+type slowStorage struct{ logical.Storage }
+
+func (s *slowStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	time.Sleep(2 * time.Millisecond)
+	return s.Storage.Put(ctx, e)
+}
