@@ -3,11 +3,11 @@ package jwtrotor
 import (
 	"context"
 	"crypto"
-	"fmt"
-	"sync"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
