@@ -259,7 +259,10 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 		return nil, fmt.Sprintf("ttl: %ds is above the role's max_ttl (%ds); ask for at most %ds", ttl, role.MaxTTL, role.MaxTTL), nil
 	}
 
+	// Key states follow the high-water time (never backwards); the token's
+	// own times are Vault's clock, as verifiers compare them with theirs.
 	now := s.b.now()
+	issued := s.b.clock().Unix()
 	a := activeIndex(ring.Keys, now)
 	if a < 0 {
 		next := int64(0)
@@ -272,14 +275,14 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 		return nil, fmt.Sprintf("key: ring %q has no active key yet; its first key signs from %s, once published for publish_lead (write keys/%s/rotate force=true to sign now)", ring.Name, fmtTime(next), ring.Name), nil
 	}
 	key := &ring.Keys[a]
-	exp := now + ttl
+	exp := issued + ttl
 	warning := ""
 	// Overlap: no token outlives its key's publication.
 	if limit := key.removeAt() - clockSkew; key.RemoveAt != 0 && exp > limit {
 		exp = limit
-		warning = fmt.Sprintf("ttl shortened to %ds so the token expires 60s before its key leaves the JWKS", exp-now)
+		warning = fmt.Sprintf("ttl shortened to %ds so the token expires 60s before its key leaves the JWKS", exp-issued)
 	}
-	if exp <= now {
+	if exp <= issued {
 		return nil, "", fmt.Errorf("ring %q: active key %s leaves the JWKS too soon to sign", ring.Name, key.KID)
 	}
 
@@ -301,8 +304,8 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 	} else {
 		claims["aud"] = aud
 	}
-	claims["iat"] = now
-	claims["nbf"] = now
+	claims["iat"] = issued
+	claims["nbf"] = issued
 	claims["exp"] = exp
 	claims["jti"] = jti
 	payload, err := json.Marshal(claims)
@@ -326,7 +329,7 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 		"token":      token,
 		"kid":        key.KID,
 		"jti":        jti,
-		"issued_at":  now,
+		"issued_at":  issued,
 		"expires_at": exp,
 	}
 	if warning != "" {
