@@ -51,9 +51,11 @@ type backend struct {
 	// tracker observes JWKS fetches; it lives on the node that served them.
 	tracker *verifierTracker
 	metrics *metrics
-	// lastActive is the active kid per ring at the last maintenance pass,
-	// to log and count scheduled rotations once.
-	lastActive map[string]string
+	// lastPass is the time of the last maintenance pass; manualKIDs are
+	// keys activated by rotate or revoke, counted there. Together they count
+	// every scheduled activation once (maintenance runs under writeLock).
+	lastPass   int64
+	manualKIDs map[string]bool
 	// sweptRings records rings (and "" for the mount) whose orphaned
 	// private halves this process has already swept.
 	sweptRings map[string]bool
@@ -73,7 +75,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func newBackend(clock func() time.Time) *backend {
-	b := &backend{clock: clock, tracker: newVerifierTracker(), lastActive: map[string]string{}}
+	b := &backend{clock: clock, tracker: newVerifierTracker(), manualKIDs: map[string]bool{}}
 	b.metrics = newMetrics(b)
 	b.resetCache()
 	b.Backend = &framework.Backend{

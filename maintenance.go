@@ -27,9 +27,11 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 	defer b.writeLock.Unlock()
 	snap, err := b.load(ctx, s)
 	if err != nil {
+		b.metrics.maintenanceErr.WithLabelValues(mountWide).Inc()
 		return fmt.Errorf("maintenance: %w", err)
 	}
 	now := b.now()
+	defer func() { b.lastPass = now }()
 	views, _ := b.tracker.snapshot(snap.config)
 	gate := func(ring, kid string) coverage {
 		return coverageOf(views, snap.config, ring, kid, now, defaultVerifierWindow)
@@ -46,11 +48,13 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 		}
 	}
 	if err := b.sweepDeletedRings(ctx, s, snap); err != nil {
+		b.metrics.maintenanceErr.WithLabelValues(mountWide).Inc()
 		errs = append(errs, err)
 	}
 	// Persist the high-water mark so a restart after a clock step back
 	// never derives state from an earlier time.
 	if err := putJSON(ctx, s, clockPath, &clockEntry{Version: schemaVersion, HighWater: now}); err != nil {
+		b.metrics.maintenanceErr.WithLabelValues(mountWide).Inc()
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -58,6 +62,7 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 
 func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ringEntry, now int64, gate func(ring, kid string) coverage) error {
 	r := old.clone()
+	b.noteActivations(r, now)
 	changed := b.applyGate(r, now, gate)
 	// Forget keys that are gone for good: removed ones, and revoked ones
 	// once a verification_ttl has passed (kept that long so reads show them).
@@ -81,7 +86,6 @@ func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ring
 		kept = append(kept, k)
 	}
 	r.Keys = kept
-	b.noteActivation(r, now)
 	if r.DeletedAt != 0 && !anyPublished(r.Keys, now) {
 		b.log().Info("deleted key ring drained", "ring", r.Name)
 		return b.dropRing(ctx, s, r)
@@ -118,6 +122,9 @@ func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ring
 	}
 	return nil
 }
+
+// mountWide labels maintenance failures that concern no single ring.
+const mountWide = "(mount)"
 
 // gateHorizon: maintenance decides on activations due within two ticks, so
 // a decision is always stored before the activation it concerns.
@@ -186,19 +193,24 @@ func (b *backend) applyGate(r *ringEntry, now int64, gate func(ring, kid string)
 	return true
 }
 
-// noteActivation logs and counts a scheduled rotation once, at the first
-// maintenance pass that sees the new active key. (The rotation itself took
-// effect at its activate_at, to the second, without waiting for this pass.)
-func (b *backend) noteActivation(r *ringEntry, now int64) {
-	a := activeIndex(r.Keys, now)
-	if a < 0 {
+// noteActivations logs and counts the scheduled activations of r since the
+// last pass, once each. (They took effect at their activate_at, to the
+// second, without waiting for this pass.) Activations made by rotate and
+// revoke were counted by those operations.
+func (b *backend) noteActivations(r *ringEntry, now int64) {
+	if b.lastPass == 0 {
 		return
 	}
-	kid := r.Keys[a].KID
-	prev, seen := b.lastActive[r.Name]
-	b.lastActive[r.Name] = kid
-	if seen && prev != kid {
-		b.log().Info("rotation", "ring", r.Name, "kid", kid, "previous_kid", prev, "activated_at", r.Keys[a].ActivateAt, "reason", "scheduled")
+	for i := range r.Keys {
+		k := &r.Keys[i]
+		if !k.signed() || k.ActivateAt <= b.lastPass || k.ActivateAt > now {
+			continue
+		}
+		if b.manualKIDs[k.KID] {
+			delete(b.manualKIDs, k.KID)
+			continue
+		}
+		b.log().Info("rotation", "ring", r.Name, "kid", k.KID, "activated_at", k.ActivateAt, "reason", "scheduled")
 		b.metrics.rotations.WithLabelValues(r.Name, "scheduled").Inc()
 	}
 }

@@ -39,10 +39,10 @@ func newMetrics(b *backend) *metrics {
 	m.signed = counter("tokens_signed_total", "Tokens signed, per ring and kid.", "ring", "kid")
 	m.jwksRequests = counter("jwks_requests_total", "JWKS and discovery fetches, per document (all, a ring name, or discovery).", "document")
 	m.notModified = counter("jwks_not_modified_total", "Fetches answered 304 Not Modified, per document.", "document")
-	m.rotations = counter("rotations_total", "Manual rotations, per ring and reason.", "ring", "reason")
+	m.rotations = counter("rotations_total", "Key activations, per ring and reason (scheduled, manual, manual, forced, ...).", "ring", "reason")
 	m.revocations = counter("revocations_total", "Revoked keys, per ring.", "ring")
 	m.rollbacks = counter("rollbacks_total", "Rollbacks, per ring.", "ring")
-	m.maintenanceErr = counter("maintenance_failures_total", "Failed maintenance passes, per ring.", "ring")
+	m.maintenanceErr = counter("maintenance_failures_total", "Failed maintenance passes, per ring (ring=\"(mount)\" for failures of the whole pass).", "ring")
 	m.gateDelays = counter("activation_gate_delays_total", "Times the verifier gate delayed an activation, per ring.", "ring")
 	m.reg.MustRegister(&stateCollector{b: b})
 	return m

@@ -195,6 +195,7 @@ func (b *backend) rotate(r *ringEntry, d *framework.FieldData, now int64, resp *
 	}
 	b.log().Info("rotation", "ring", r.Name, "kid", r.Keys[p].KID, "previous_kid", prev, "activates_at", at, "reason", reason)
 	b.metrics.rotations.WithLabelValues(r.Name, reason).Inc()
+	b.manualKIDs[r.Keys[p].KID] = true
 	if revokeActive && prev != "" {
 		b.log().Info("revocation", "ring", r.Name, "kid", prev, "reason", "rotate with revoke_active")
 		b.metrics.revocations.WithLabelValues(r.Name).Inc()
@@ -260,6 +261,8 @@ func (b *backend) revoke(r *ringEntry, kid string, now int64, resp *logical.Resp
 		}
 		reschedule(r, p)
 		resp.Data["active_kid"] = r.Keys[p].KID
+		b.manualKIDs[r.Keys[p].KID] = true
+		b.metrics.rotations.WithLabelValues(r.Name, "active key revoked").Inc()
 		resp.AddWarning(fmt.Sprintf("the active key was revoked; key %s signs from now after %ds in the JWKS (publish_lead is %ds): verifiers that have not refreshed since reject its tokens until they do", r.Keys[p].KID, now-r.Keys[p].PublishAt, r.PublishLead))
 	case statePending:
 		if a >= 0 {
