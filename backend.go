@@ -122,11 +122,11 @@ func crudOperations(read, write, del framework.OperationFunc) map[logical.Operat
 	}
 }
 
-// HandleRequest checks writes against their path's schema before the
+// HandleRequest checks writes and deletes against their path's schema before the
 // framework sees them: an unknown field or a value of the wrong type is a
 // 400 that names the field and the fix, never a silently ignored parameter.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	if req.Operation == logical.CreateOperation || req.Operation == logical.UpdateOperation {
+	if req.Operation == logical.CreateOperation || req.Operation == logical.UpdateOperation || req.Operation == logical.DeleteOperation {
 		if p := b.Route(req.Path); p != nil {
 			if resp := checkFields(p, req); resp != nil {
 				return resp, logical.ErrInvalidRequest

@@ -71,7 +71,7 @@ func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ring
 		switch k.state(now) {
 		case stateRemoved:
 			changed = true
-			b.log().Info("key removed from the JWKS", "ring", r.Name, "kid", k.KID, "remove_at", k.RemoveAt)
+			b.log().Info("key removed from the JWKS", "ring", r.Name, "kid", k.KID, "remove_at", fmtTime(k.RemoveAt))
 			b.metrics.forgetKey(r.Name, k.KID)
 			r.LastRemoval = max(r.LastRemoval, k.RemoveAt)
 			continue
@@ -168,7 +168,7 @@ func (b *backend) applyGate(r *ringEntry, now int64, gate func(ring, kid string)
 		k.ActivateAt = at
 		k.GateNote = fmt.Sprintf("activated %ds after its scheduled time, once %d of %d declared verifiers held it", at-origin, c.Fresh, c.Declared)
 		reschedule(r, p)
-		b.log().Info("activation gate released", "ring", r.Name, "kid", k.KID, "activates_at", at, "coverage", c.Ratio)
+		b.log().Info("activation gate released", "ring", r.Name, "kid", k.KID, "activates_at", fmtTime(at), "coverage", c.Ratio)
 		return true
 	}
 	limit := origin + r.MaxActivationDelay
@@ -189,7 +189,7 @@ func (b *backend) applyGate(r *ringEntry, now int64, gate func(ring, kid string)
 		at-origin, r.MaxActivationDelay, c.Ratio, r.MinVerifierCoverage, strings.Join(stale, ", "))
 	reschedule(r, p)
 	b.metrics.gateDelays.WithLabelValues(r.Name).Inc()
-	b.log().Warn("activation delayed by the verifier gate", "ring", r.Name, "kid", k.KID, "activates_at", at, "coverage", c.Ratio, "stale", strings.Join(stale, ","))
+	b.log().Warn("activation delayed by the verifier gate", "ring", r.Name, "kid", k.KID, "activates_at", fmtTime(at), "coverage", c.Ratio, "stale", strings.Join(stale, ","))
 	return true
 }
 
@@ -210,7 +210,7 @@ func (b *backend) noteActivations(r *ringEntry, now int64) {
 			delete(b.manualKIDs, k.KID)
 			continue
 		}
-		b.log().Info("rotation", "ring", r.Name, "kid", k.KID, "activated_at", k.ActivateAt, "reason", "scheduled")
+		b.log().Info("rotation", "ring", r.Name, "kid", k.KID, "activated_at", fmtTime(k.ActivateAt), "reason", "scheduled")
 		b.metrics.rotations.WithLabelValues(r.Name, "scheduled").Inc()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -144,6 +145,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 func checkIssuer(s string) (string, string) {
 	if s == "" {
 		return "", ""
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return "", fmt.Sprintf("issuer: %q contains white space or control characters; verifiers compare iss exactly, so give a plain URL", s)
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -404,7 +404,7 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	if err := b.commitRing(ctx, req.Storage, old, r, nil, now); err != nil {
 		return nil, err
 	}
-	b.log().Info("key ring deleted; its keys leave the JWKS at their remove_at", "ring", name, "until", lastRemoval(r))
+	b.log().Info("key ring deleted; its keys leave the JWKS at their remove_at", "ring", name, "until", fmtTime(lastRemoval(r)))
 	resp := &logical.Response{}
 	resp.AddWarning(fmt.Sprintf("ring %q no longer signs; its keys stay in the JWKS until %s so tokens already issued keep verifying (delete with force=true to remove them now)", name, fmtTime(lastRemoval(r))))
 	return resp, nil

@@ -193,7 +193,7 @@ func (b *backend) rotate(r *ringEntry, d *framework.FieldData, now int64, resp *
 	} else if force {
 		reason = "manual, forced"
 	}
-	b.log().Info("rotation", "ring", r.Name, "kid", r.Keys[p].KID, "previous_kid", prev, "activates_at", at, "reason", reason)
+	b.log().Info("rotation", "ring", r.Name, "kid", r.Keys[p].KID, "previous_kid", prev, "activates_at", fmtTime(at), "reason", reason)
 	b.metrics.rotations.WithLabelValues(r.Name, reason).Inc()
 	b.manualKIDs[r.Keys[p].KID] = true
 	if revokeActive && prev != "" {
@@ -294,7 +294,7 @@ func (b *backend) rollback(r *ringEntry, now int64, resp *logical.Response) erro
 	resp.Data["active_kid"] = r.Keys[c].KID
 	resp.Data["pending_kid"] = r.Keys[a].KID
 	resp.Data["activates_at"] = until
-	b.log().Info("rollback", "ring", r.Name, "kid", r.Keys[c].KID, "replaced_kid", r.Keys[a].KID, "until", until, "reason", "manual")
+	b.log().Info("rollback", "ring", r.Name, "kid", r.Keys[c].KID, "replaced_kid", r.Keys[a].KID, "until", fmtTime(until), "reason", "manual")
 	b.metrics.rollbacks.WithLabelValues(r.Name).Inc()
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -18,6 +19,9 @@ const (
 	defaultRoleMaxTTL      = int64(3600)
 	defaultSubjectTemplate = "{{identity.entity.id}}"
 	maxClaimNameLen        = 256
+	maxAudiences           = 32
+	maxAudienceLen         = 512
+	maxSubjectLen          = 1024
 	maxTemplateLen         = 1024
 )
 
@@ -218,7 +222,13 @@ func checkRole(snap *snapshot, r *roleEntry) string {
 	if len(r.Audiences) == 0 {
 		return "audiences: required; list the audiences this role's tokens are for, such as audiences=https://api.example.com"
 	}
+	if len(r.Audiences) > maxAudiences {
+		return fmt.Sprintf("audiences: %d audiences is above the limit of %d; a token names few audiences, so split the role", len(r.Audiences), maxAudiences)
+	}
 	for _, a := range r.Audiences {
+		if len(a) > maxAudienceLen {
+			return fmt.Sprintf("audiences: an audience of %d bytes is longer than the %d-byte limit", len(a), maxAudienceLen)
+		}
 		if strings.TrimSpace(a) == "" || a != strings.TrimSpace(a) {
 			return fmt.Sprintf("audiences: %q is empty or has surrounding spaces; audiences are matched exactly, so give each without spaces", a)
 		}
@@ -345,18 +355,25 @@ func checkClaimsObject(field string, m map[string]any) string {
 	if len(m) > maxClaims {
 		return fmt.Sprintf("%s: %d claims is above the limit of %d; send fewer", field, len(m), maxClaims)
 	}
-	seen := map[string]string{}
+	names := make([]string, 0, len(m))
 	for name, v := range m {
 		if msg := checkClaimName(field, name); msg != "" {
 			return msg
 		}
-		lower := strings.ToLower(name)
-		if other, ok := seen[lower]; ok {
-			return fmt.Sprintf("%s: %q and %q differ only in case; verifiers may read either, so keep one", field, other, name)
+		// EqualFold, not ToLower: it folds as Go's encoding/json matches
+		// field names (s and U+017F, k and the Kelvin sign), so a verifier
+		// can never be made to read one claim for another.
+		for _, other := range names {
+			if strings.EqualFold(other, name) {
+				return fmt.Sprintf("%s: %q and %q differ only in case; verifiers may read either, so keep one", field, other, name)
+			}
 		}
-		seen[lower] = name
+		names = append(names, name)
 		if depth(v) > maxClaimsDepth {
 			return fmt.Sprintf("%s: %q nests deeper than %d levels; flatten it", field, name, maxClaimsDepth)
+		}
+		if msg := checkClaimValue(field, name, v); msg != "" {
+			return msg
 		}
 	}
 	b, err := json.Marshal(m)
@@ -365,6 +382,41 @@ func checkClaimsObject(field string, m map[string]any) string {
 	}
 	if len(b) > maxClaimsBytes {
 		return fmt.Sprintf("%s: %d bytes of JSON is above the limit of %d; send less", field, len(b), maxClaimsBytes)
+	}
+	return ""
+}
+
+// checkClaimValue refuses text that is not UTF-8 and numbers no verifier
+// can decode (beyond float64).
+func checkClaimValue(field, name string, v any) string {
+	switch t := v.(type) {
+	case string:
+		if !utf8.ValidString(t) {
+			return fmt.Sprintf("%s: %q has a value that is not valid UTF-8; send text", field, name)
+		}
+	case json.Number:
+		if f, err := t.Float64(); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return fmt.Sprintf("%s: %q has the number %s, beyond what verifiers can decode; send a smaller number or a string", field, name, t.String())
+		}
+	case float64:
+		if math.IsInf(t, 0) || math.IsNaN(t) {
+			return fmt.Sprintf("%s: %q is not a finite number", field, name)
+		}
+	case map[string]any:
+		for k, e := range t {
+			if !utf8.ValidString(k) {
+				return fmt.Sprintf("%s: %q has a member name that is not valid UTF-8", field, name)
+			}
+			if msg := checkClaimValue(field, name, e); msg != "" {
+				return msg
+			}
+		}
+	case []any:
+		for _, e := range t {
+			if msg := checkClaimValue(field, name, e); msg != "" {
+				return msg
+			}
+		}
 	}
 	return ""
 }

@@ -228,6 +228,9 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 
 	// Subject.
 	var sub string
+	if len(sr.subject) > maxSubjectLen {
+		return nil, fmt.Sprintf("subject: %d bytes is longer than the %d-byte limit", len(sr.subject), maxSubjectLen), nil
+	}
 	if sr.subject != "" {
 		ok := false
 		for _, g := range role.AllowedSubjects {

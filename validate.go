@@ -16,6 +16,14 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
+// maxStringLen and maxListLen bound every string and list field, so no
+// write can store or sign a huge value (comma-separated lists arrive as one
+// string and escape Vault's own JSON limits).
+const (
+	maxStringLen = 4096
+	maxListLen   = 256
+)
+
 // maxDuration bounds every duration field: ten years is longer than any
 // sensible rotation, and keeps timestamp arithmetic far from overflow.
 const maxDuration = int64(10 * 365 * 24 * 3600)
@@ -90,6 +98,9 @@ func checkValue(name string, t framework.FieldType, raw any) (any, string) {
 		case string:
 			if !utf8.ValidString(v) {
 				return nil, fmt.Sprintf("%s: not valid UTF-8; send text", name)
+			}
+			if len(v) > maxStringLen {
+				return nil, fmt.Sprintf("%s: %d bytes is longer than the %d-byte limit; send a shorter value", name, len(v), maxStringLen)
 			}
 			return nil, ""
 		case json.Number:
@@ -253,9 +264,15 @@ func stringList(name string, raw any) ([]string, string) {
 	default:
 		return nil, fmt.Sprintf("%s: expected a list of strings, got %s", name, typeName(raw))
 	}
+	if len(out) > maxListLen {
+		return nil, fmt.Sprintf("%s: %d entries is above the limit of %d; send fewer", name, len(out), maxListLen)
+	}
 	for _, s := range out {
 		if !utf8.ValidString(s) {
 			return nil, fmt.Sprintf("%s: an entry is not valid UTF-8", name)
+		}
+		if len(s) > maxStringLen {
+			return nil, fmt.Sprintf("%s: an entry of %d bytes is longer than the %d-byte limit", name, len(s), maxStringLen)
 		}
 	}
 	if out == nil {

@@ -31,3 +31,7 @@ path "jwt/roles/+" {
 path "jwt/verifiers" {
   capabilities = ["read"]
 }
+
+path "jwt/metrics" {
+  capabilities = ["read"]
+}
