@@ -3,11 +3,17 @@
 #   make dev        start a local Vault dev server with the plugin mounted at jwt/
 #   make dev-stop   stop it
 #   make test       unit tests, then acceptance tests against a real Vault server
+#   make fuzz       each fuzz target for FUZZTIME (default 60s)
+#   make vulncheck  govulncheck against a database built offline from golang.org/x/vulndb
 #
 # bin/vault is built once from the pinned tools module (several minutes the
 # first time); remove it (make distclean) to rebuild it.
 
 GO          ?= go
+# go.mod pins the toolchain (a patch release with the standard library's
+# security fixes); auto lets the go command fetch it through the module proxy
+# even where the machine's go env says local.
+export GOTOOLCHAIN := auto
 VERSION     ?= v0.1.0
 PLUGIN_NAME := vault-plugin-jwt-rotor
 MODULE      := github.com/jwt-rotor/vault-plugin-jwt-rotor
@@ -19,11 +25,18 @@ UNIT_FLAGS  ?=
 ACC_FLAGS   ?=
 ACC_TIMEOUT ?= 30m
 BENCHTIME   ?= 1s
+# make fuzz runs each fuzz target for FUZZTIME; make test runs each for
+# TEST_FUZZTIME. FUZZ_FLAGS bounds the minimization of each new input (Go's
+# default minute would stall short runs); add -parallel=1 to use one core.
+FUZZTIME      ?= 60s
+TEST_FUZZTIME ?= 3s
+FUZZ_FLAGS    ?= -fuzzminimizetime=10s
 
 UNIT_CMD := $(GO) test -count=1 $(UNIT_FLAGS) ./...
 ACC_CMD  := cd tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
 .PHONY: all vault plugin dev dev-stop test testunit testacc bench benchcheck fmt vet lint clean distclean
+.PHONY: fuzz modverify vulncheck
 
 all: plugin
 
@@ -38,6 +51,19 @@ $(VAULT_BIN):
 plugin:
 	@mkdir -p bin/plugins
 	$(GO) build -ldflags "-X $(MODULE).Version=$(VERSION)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
+
+# The acceptance tests also need the plugin built with the crashhook tag (it
+# kills itself at the point JWT_ROTOR_CRASH_AT names; tests/safety_crash_test.go)
+# and the Node verifier's packages from tests/node/package-lock.json.
+.PHONY: plugin-crashhook node-deps
+test testacc: plugin-crashhook node-deps
+
+plugin-crashhook:
+	@mkdir -p bin/plugins-crashhook
+	$(GO) build -tags crashhook -ldflags "-X $(MODULE).Version=$(VERSION)" -o bin/plugins-crashhook/$(PLUGIN_NAME) ./cmd/$(PLUGIN_NAME)
+
+node-deps:
+	cd tests/node && npm ci --no-audit --no-fund
 
 dev:
 	VERSION=$(VERSION) scripts/dev.sh
@@ -54,6 +80,12 @@ test: vault plugin
 	( $(ACC_CMD) ) || status=1; \
 	echo '==> benchmarks and load script (run once, not timed)'; \
 	$(MAKE) --no-print-directory benchcheck || status=1; \
+	echo '==> fuzz targets from their seeds, $(TEST_FUZZTIME) each'; \
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME) || status=1; \
+	echo '==> go mod verify'; \
+	$(MAKE) --no-print-directory modverify || status=1; \
+	echo '==> govulncheck against the database built from golang.org/x/vulndb'; \
+	$(MAKE) --no-print-directory vulncheck || status=1; \
 	exit $$status
 
 testunit:
@@ -90,3 +122,27 @@ clean: dev-stop
 # Also removes bin/vault, which takes minutes to rebuild.
 distclean: clean
 	rm -rf bin
+
+# go test -fuzz takes one target at a time: run each in turn. A crasher is
+# written to testdata/fuzz/<target>/ and from then on fails plain go test,
+# as a regression test, until the bug is fixed.
+fuzz:
+	@targets=$$($(GO) test -list '^Fuzz' . | grep '^Fuzz'); \
+	test -n "$$targets" || { echo 'no fuzz targets found' >&2; exit 1; }; \
+	status=0; \
+	for t in $$targets; do \
+		echo "--> $$t for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $(FUZZ_FLAGS) . || status=1; \
+	done; \
+	exit $$status
+
+# Every module's dependencies match their go.sum hashes.
+modverify:
+	$(GO) mod verify
+	cd tests && $(GO) mod verify
+	cd tools/vault && $(GO) mod verify
+	cd tools/vuln && $(GO) mod verify
+
+# Offline govulncheck of the plugin and the acceptance tests (scripts/govulncheck.sh).
+vulncheck:
+	GO=$(GO) scripts/govulncheck.sh

@@ -2,6 +2,8 @@ module github.com/jwt-rotor/vault-plugin-jwt-rotor/tests
 
 go 1.26.0
 
+toolchain go1.26.10
+
 require (
 	github.com/MicahParks/keyfunc/v3 v3.9.1
 	github.com/coreos/go-oidc/v3 v3.21.0

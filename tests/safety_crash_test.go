@@ -1,0 +1,514 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSafetyCrash kills a Vault server with persistent integrated storage
+// (single-node Raft in a temporary directory) with SIGKILL again and again
+// while keys rotate, restarts and unseals it, and checks after every crash:
+// no key was lost, every ring has exactly one active key that can sign,
+// every token issued before the crash that has not expired still verifies
+// against the JWKS, and the schedule goes on from the stored timestamps.
+//
+// Most iterations kill Vault (and the plugin process it started) at a random
+// moment while a workload forces rotations and signs. The others run the
+// plugin built with the crashhook tag with JWT_ROTOR_CRASH_AT set through
+// the catalog's env, so that the plugin kills itself at a named point
+// between two storage writes (after a private key is written and before
+// the ring that refers to it; right after the ring write), and then Vault is
+// killed too. At the end Vault stays up until maintenance has run, to show
+// the pipeline is restocked after the crashes. Takes about a minute and a half.
+func TestSafetyCrash(t *testing.T) {
+	t.Parallel()
+	const (
+		randomKills = 16
+		hookKills   = 3 // per crash point
+		maxAge      = 5
+	)
+	crashPoints := []string{"after-private-put", "after-ring-put"}
+
+	pluginBin, err := safCrashhookPlugin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vaultBin, _, err := repoBinaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	node, sha := newSafRaftNode(t, root, "crash-1", vaultBin, pluginBin)
+	node.writeConfig(t, nil)
+	t.Cleanup(func() {
+		node.stop()
+		if t.Failed() {
+			t.Logf("last lines of %s:\n%s", node.logPath, node.logTail(60))
+			keep := safKeepDir(root)
+			t.Logf("node directory kept at %s", keep)
+		}
+	})
+	if err := node.start(); err != nil {
+		t.Fatal(err)
+	}
+	key, token, err := safVaultInit(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := safUnseal(node, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.waitHealth(60*time.Second, http.StatusOK); err != nil {
+		t.Fatal(err)
+	}
+
+	c := &safCrash{t: t, node: node, key: key, sha: sha, vc: newVaultClient(node.addr, token), mountPath: "jwt", seed: uint64(time.Now().UnixNano())}
+	c.rng = rand.New(rand.NewPCG(c.seed, 7))
+	c.issuer = node.addr + "/v1/jwt"
+	c.known = map[string]safKnownKey{}
+	c.fastKeys = map[string]signingKey{}
+	t.Logf("crash test: node %s, random seed %d", node.addr, c.seed)
+
+	safRegisterPlugin(t, c.vc, sha, nil)
+	safMountPlugin(t, c.vc, c.mountPath, c.issuer, maxAge)
+	// fast rotates on its own every 10s; ops is rotated by hand (forced)
+	// by the workload.
+	c.vc.mustWrite(t, "jwt/keys/fast", map[string]any{
+		"algorithm": "ES256", "rotation_period": 10, "publish_lead": 10, "verification_ttl": 80,
+	})
+	c.vc.mustWrite(t, "jwt/keys/ops", map[string]any{
+		"algorithm": "ES256", "rotation_period": 3600, "publish_lead": 10, "verification_ttl": 70,
+	})
+	for ring, ttl := range map[string]int{"fast": 15, "ops": 10} {
+		c.vc.mustWrite(t, "jwt/keys/"+ring+"/rotate", map[string]any{"force": true})
+		c.vc.mustWrite(t, "jwt/roles/"+ring, map[string]any{
+			"key": ring, "audiences": []string{apiAudience}, "subject_template": "saf-crash",
+			"ttl": ttl, "max_ttl": ttl,
+		})
+	}
+	c.start = time.Now()
+
+	var plan []string
+	for range randomKills {
+		plan = append(plan, "random")
+	}
+	for _, p := range crashPoints {
+		for range hookKills {
+			plan = append(plan, p)
+		}
+	}
+	c.rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
+	for i, kind := range plan {
+		if t.Failed() {
+			break
+		}
+		c.iteration(i+1, kind)
+	}
+	if t.Failed() {
+		return
+	}
+	c.finalPhase()
+	t.Logf("crash test: %d iterations (%d random SIGKILLs, %d at crash points %v), %d tokens signed, %d forced rotations acknowledged, %d kids tracked, fast ring signed with %d kids",
+		len(plan), randomKills, hookKills*len(crashPoints), crashPoints, len(c.tokens), c.rotations, len(c.known), len(c.fastOrder))
+	for _, line := range c.report {
+		t.Log(line)
+	}
+}
+
+// safKeepDir moves a failed run's directory out of t.TempDir's cleanup.
+func safKeepDir(dir string) string {
+	keep, err := os.MkdirTemp("", "jwt-rotor-crash-kept-")
+	if err != nil {
+		return dir
+	}
+	if err := os.Rename(dir, keep+"/node"); err != nil {
+		return dir
+	}
+	_ = os.Mkdir(dir, 0o755)
+	return keep + "/node"
+}
+
+// safKnownKey is what the test has seen of a kid before a crash.
+type safKnownKey struct {
+	ring     string
+	removeAt int64 // last seen; 0 = not scheduled
+}
+
+type safCrashToken struct {
+	safSigned
+	ring string
+}
+
+type safCrash struct {
+	t         *testing.T
+	node      *safRaftNode
+	key, sha  string
+	vc        *vaultClient
+	mountPath string
+	issuer    string
+	seed      uint64
+	rng       *rand.Rand
+	start     time.Time
+
+	mu        sync.Mutex
+	tokens    []safCrashToken
+	known     map[string]safKnownKey
+	rotations int
+	fastKeys  map[string]signingKey
+	fastOrder []string
+	report    []string
+}
+
+func (c *safCrash) noteRing(name string, r ring) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range r.SigningKeys {
+		if k.State == "removed" || k.State == "revoked" {
+			continue
+		}
+		c.known[k.Kid] = safKnownKey{ring: name, removeAt: k.RemoveAt}
+		if name == "fast" {
+			c.fastKeys[k.Kid] = k
+		}
+	}
+}
+
+func (c *safCrash) noteToken(ring string, s safSigned) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tokens = append(c.tokens, safCrashToken{safSigned: s, ring: ring})
+	if _, ok := c.known[s.kid]; !ok {
+		c.known[s.kid] = safKnownKey{ring: ring}
+	}
+	if ring == "fast" {
+		if n := len(c.fastOrder); n == 0 || c.fastOrder[n-1] != s.kid {
+			if slices.Contains(c.fastOrder, s.kid) {
+				c.t.Errorf("fast ring: kid %s signs again after %s took over", s.kid, c.fastOrder[n-1])
+			}
+			c.fastOrder = append(c.fastOrder, s.kid)
+		}
+	}
+}
+
+func (c *safCrash) sign(ctx context.Context, ring string) (safSigned, error) {
+	s, err := safSignBody(ctx, c.vc, c.mountPath+"/sign/"+ring, map[string]any{})
+	if err == nil {
+		c.noteToken(ring, s)
+	}
+	return s, err
+}
+
+// workload forces rotations of ops and signs on both rings until ctx ends,
+// noting everything Vault acknowledged.
+func (c *safCrash) workload(ctx context.Context, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 11))
+	for ctx.Err() == nil {
+		switch rng.IntN(3) {
+		case 0:
+			resp, err := c.vc.call(ctx, http.MethodPost, c.mountPath+"/keys/ops/rotate", map[string]any{"force": true})
+			if err == nil && resp.Status == http.StatusOK {
+				c.mu.Lock()
+				c.rotations++
+				for _, f := range []string{"previous_kid", "active_kid", "pending_kid"} {
+					if kid, _ := resp.Data[f].(string); kid != "" {
+						if _, ok := c.known[kid]; !ok {
+							c.known[kid] = safKnownKey{ring: "ops"}
+						}
+					}
+				}
+				c.mu.Unlock()
+			}
+		case 1:
+			_, _ = c.sign(ctx, "ops")
+		default:
+			_, _ = c.sign(ctx, "fast")
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(50+rng.IntN(250)) * time.Millisecond):
+		}
+	}
+}
+
+// iteration runs one crash and the checks after it.
+func (c *safCrash) iteration(i int, kind string) {
+	t := c.t
+	t.Helper()
+	before := map[string]ring{}
+	for _, name := range []string{"fast", "ops"} {
+		before[name] = safReadRing(t, c.vc, c.mountPath, name)
+		c.noteRing(name, before[name])
+		for range 2 {
+			if _, err := c.sign(context.Background(), name); err != nil {
+				t.Fatalf("iteration %d: sign on %s before the crash: %v", i, name, err)
+			}
+		}
+	}
+	opsBefore := safReadRing(t, c.vc, c.mountPath, "ops")
+	activeBefore := opsBefore.inState("active")[0]
+	pendingBefore, _ := opsBefore.nextPending()
+
+	detail := ""
+	switch kind {
+	case "random":
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.workload(ctx, c.rng.Uint64())
+		}()
+		wait := time.Duration(c.rng.IntN(2500)) * time.Millisecond
+		time.Sleep(wait)
+		c.node.kill9()
+		cancel()
+		wg.Wait()
+		detail = fmt.Sprintf("SIGKILL %s into the workload", wait.Round(time.Millisecond))
+	default:
+		// The plugin kills itself at the named point of the next ring
+		// write, which a forced rotation of ops makes.
+		safRegisterPlugin(t, c.vc, c.sha, []string{"JWT_ROTOR_CRASH_AT=" + kind})
+		c.vc.mustWrite(t, "sys/plugins/reload/backend", map[string]any{"plugin": pluginName})
+		if err := safWaitMount(c.vc, c.mountPath+"/keys/ops", 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		opsBefore = safReadRing(t, c.vc, c.mountPath, "ops")
+		activeBefore = opsBefore.inState("active")[0]
+		pendingBefore, _ = opsBefore.nextPending()
+		killsBefore := c.pluginKills()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		resp, err := c.vc.call(ctx, http.MethodPost, c.mountPath+"/keys/ops/rotate", map[string]any{"force": true})
+		cancel()
+		if err == nil && resp.Status == http.StatusOK {
+			t.Fatalf("iteration %d: the rotation succeeded although the plugin should have died at %s: %s", i, kind, resp.Body)
+		}
+		// Vault logs the plugin's death by SIGKILL.
+		for deadline := time.Now().Add(5 * time.Second); c.pluginKills() == killsBefore; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("iteration %d: the rotation failed (%v %v) but Vault logged no plugin killed at %s", i, err, resp, kind)
+			}
+		}
+		// Later restarts run the plugin without the crash point.
+		safRegisterPlugin(t, c.vc, c.sha, nil)
+		c.node.kill9()
+		detail = fmt.Sprintf("plugin killed itself at %s during a forced rotation, then SIGKILL", kind)
+	}
+
+	crashAt := time.Now()
+	if err := c.node.start(); err != nil {
+		t.Fatalf("iteration %d: restart: %v", i, err)
+	}
+	if err := safUnseal(c.node, c.key); err != nil {
+		t.Fatalf("iteration %d: %v", i, err)
+	}
+	if err := c.node.waitHealth(60*time.Second, http.StatusOK); err != nil {
+		t.Fatalf("iteration %d: %v", i, err)
+	}
+	if err := safWaitMount(c.vc, c.mountPath+"/keys/fast", 60*time.Second); err != nil {
+		t.Fatalf("iteration %d: %v", i, err)
+	}
+	back := time.Since(crashAt)
+
+	checked := c.check(i, before)
+	opsAfter := safReadRing(t, c.vc, c.mountPath, "ops")
+	activeAfter := opsAfter.inState("active")[0]
+	switch kind {
+	case "after-private-put":
+		// The ring write never happened: the ring is as before.
+		if activeAfter.Kid != activeBefore.Kid {
+			t.Errorf("iteration %d (%s): active kid %s, want the one before the crash %s: the ring changed although the crash came before its write", i, kind, activeAfter.Kid, activeBefore.Kid)
+		}
+		for _, k := range opsAfter.SigningKeys {
+			if _, ok := opsBefore.byKid(k.Kid); !ok {
+				t.Errorf("iteration %d (%s): ring holds kid %s that was not there before the crash", i, kind, k.Kid)
+			}
+		}
+		checked += ", ring unchanged by the interrupted write"
+	case "after-ring-put":
+		// The ring write happened: the forced rotation took effect.
+		if activeAfter.Kid != pendingBefore.Kid {
+			t.Errorf("iteration %d (%s): active kid %s, want the promoted key %s: the ring write before the crash was lost", i, kind, activeAfter.Kid, pendingBefore.Kid)
+		}
+		if k, ok := opsAfter.byKid(activeBefore.Kid); !ok || k.State != "retiring" {
+			t.Errorf("iteration %d (%s): the previous key %s is %+v, want retiring", i, kind, activeBefore.Kid, k)
+		}
+		checked += ", forced rotation written before the crash took effect"
+	}
+	c.report = append(c.report, fmt.Sprintf("iteration %2d: %-78s back in %-6s checked %s", i, detail, back.Round(10*time.Millisecond), checked))
+}
+
+// pluginKills counts the plugin deaths by SIGKILL in the node's log.
+func (c *safCrash) pluginKills() int {
+	raw, err := os.ReadFile(c.node.logPath)
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(raw), `error="signal: killed"`)
+}
+
+// check runs the checks every crash must pass and says what it checked.
+func (c *safCrash) check(i int, before map[string]ring) string {
+	t := c.t
+	t.Helper()
+	now := time.Now()
+	jwks := safFetchJWKS(t, c.node.addr+"/v1/"+c.mountPath+"/jwks")
+	rings := map[string]ring{}
+	for _, name := range []string{"fast", "ops"} {
+		rings[name] = safReadRing(t, c.vc, c.mountPath, name)
+	}
+
+	// No key lost: every kid seen before the crash whose removal is not
+	// due is still in its ring, neither removed nor revoked, and published.
+	c.mu.Lock()
+	known := map[string]safKnownKey{}
+	for k, v := range c.known {
+		known[k] = v
+	}
+	tokens := slices.Clone(c.tokens)
+	c.mu.Unlock()
+	kept := 0
+	for kid, k := range known {
+		if k.removeAt != 0 && k.removeAt <= now.Unix()+1 {
+			continue
+		}
+		got, ok := rings[k.ring].byKid(kid)
+		switch {
+		case !ok:
+			t.Errorf("iteration %d: kid %s of ring %s (remove_at %d) is lost after the crash", i, kid, k.ring, k.removeAt)
+		case got.State == "removed" || got.State == "revoked":
+			t.Errorf("iteration %d: kid %s of ring %s is %s after the crash (remove_at was %d)", i, kid, k.ring, got.State, k.removeAt)
+		case !jwks.has(kid):
+			t.Errorf("iteration %d: kid %s of ring %s is not in the JWKS after the crash", i, kid, k.ring)
+		default:
+			kept++
+		}
+	}
+
+	// Exactly one active key per ring (safReadRing), and it signs.
+	for _, name := range []string{"fast", "ops"} {
+		r := rings[name]
+		s, err := c.sign(context.Background(), name)
+		if err != nil {
+			t.Errorf("iteration %d: sign on %s after the crash: %v", i, name, err)
+			continue
+		}
+		active := r.inState("active")[0]
+		if nearRetire := active.RetireAt != 0 && abs(s.iat-active.RetireAt) <= 1; s.kid != active.Kid && !nearRetire {
+			t.Errorf("iteration %d: %s signs with %s, its active key is %s", i, name, s.kid, active.Kid)
+		}
+		// No dry pipeline: without a pending key (maintenance runs a
+		// minute after an unseal, and this test restarts Vault more often
+		// than that) the active key must have no retirement scheduled.
+		if len(r.inState("pending")) == 0 && active.RetireAt != 0 {
+			t.Errorf("iteration %d: ring %s has no pending key, yet its active key %s retires at %d: %+v", i, name, active.Kid, active.RetireAt, r.SigningKeys)
+		}
+		c.noteRing(name, r)
+	}
+
+	// The schedule is the stored one: fast's keys keep their activation
+	// times, and the key that signs is the one the timestamps name.
+	fast := rings["fast"]
+	for _, old := range before["fast"].SigningKeys {
+		if k, ok := fast.byKid(old.Kid); ok && k.ActivateAt != old.ActivateAt {
+			t.Errorf("iteration %d: fast kid %s activate_at moved from %d to %d across the crash", i, old.Kid, old.ActivateAt, k.ActivateAt)
+		}
+	}
+
+	// Tokens issued before the crash that have not expired verify.
+	verified := 0
+	for _, tok := range tokens {
+		if tok.exp <= now.Unix()+1 {
+			continue
+		}
+		if _, err := verifyWithGolangJWT(tok.token, jwks.Set, expectation{
+			Alg: "ES256", Issuer: c.issuer, Audience: apiAudience, Subject: "saf-crash", At: now,
+		}); err != nil {
+			t.Errorf("iteration %d: a %s token of kid %s (exp %d) issued before the crash no longer verifies: %v", i, tok.ring, tok.kid, tok.exp, err)
+			continue
+		}
+		verified++
+	}
+	return fmt.Sprintf("%d kids kept, %d unexpired tokens verified, 1 active key per ring, both sign", kept, verified)
+}
+
+// finalPhase keeps Vault up until maintenance has run, then checks that
+// fast was restocked and signed on schedule throughout.
+func (c *safCrash) finalPhase() {
+	t := c.t
+	t.Helper()
+	upSince := time.Now()
+	deadline := upSince.Add(80 * time.Second)
+	restocked := false
+	for time.Now().Before(deadline) {
+		if _, err := c.sign(context.Background(), "fast"); err != nil {
+			t.Fatalf("final phase: sign on fast: %v", err)
+		}
+		r := safReadRing(t, c.vc, c.mountPath, "fast")
+		c.noteRing("fast", r)
+		for _, k := range r.SigningKeys {
+			if k.PublishAt >= upSince.Unix() {
+				restocked = true
+			}
+		}
+		if restocked {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if !restocked {
+		t.Errorf("no pending key generated on fast within %s after the last restart: maintenance did not resume", time.Since(upSince).Round(time.Second))
+	}
+
+	// Every fast token was signed by the key whose stored window holds its
+	// iat (within a second of a boundary either key is right).
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	wrong := 0
+	for _, tok := range c.tokens {
+		if tok.ring != "fast" {
+			continue
+		}
+		var scheduled []string
+		near := false
+		for _, k := range c.fastKeys {
+			if abs(tok.iat-k.ActivateAt) <= 1 || (k.RetireAt != 0 && abs(tok.iat-k.RetireAt) <= 1) {
+				near = true
+			}
+			if k.ActivateAt <= tok.iat && (k.RetireAt == 0 || tok.iat < k.RetireAt) {
+				scheduled = append(scheduled, k.Kid)
+			}
+		}
+		if !near && (len(scheduled) != 1 || scheduled[0] != tok.kid) {
+			wrong++
+			if wrong <= 5 {
+				t.Errorf("fast token issued at %d signed by %s; the stored schedule says %v", tok.iat, tok.kid, scheduled)
+			}
+		}
+	}
+	elapsed := time.Since(c.start)
+	// The keys stocked when fast was created cover its first 130s; the
+	// crashes must not stop them from taking over on schedule.
+	if len(c.fastOrder) < 6 {
+		t.Errorf("fast signed with %d kids in %s with a 10s rotation_period, want at least 6", len(c.fastOrder), elapsed.Round(time.Second))
+	}
+	c.report = append(c.report, fmt.Sprintf("final: maintenance restocked fast %s after the last restart; %d fast kids signed in order over %s, every token by the key its stored window names",
+		time.Since(upSince).Round(time.Second), len(c.fastOrder), elapsed.Round(time.Second)))
+}
+
+// safFetchJWKS fetches a JWKS URL with no token.
+func safFetchJWKS(t testing.TB, url string) fetchedJWKS {
+	t.Helper()
+	resp, body := rawGet(t, http.MethodGet, url, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d: %s", url, resp.StatusCode, body)
+	}
+	return parseJWKS(t, url, resp, body)
+}

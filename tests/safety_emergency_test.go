@@ -1,0 +1,707 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSafetyEmergencyOperations drives every emergency operation end to end
+// on a real Vault, with the verifier libraries polling the mount's JWKS:
+// rotate with revoke_active and with force, a plain rotate before the lead
+// (scheduled, not immediate), revoke of the active, the pending and a
+// retiring kid, rollback right after a rotation, and rollback refused once
+// the previous key is revoked or removed. For each, the JWKS and signing
+// change at once; every verifier that refreshes on a timer (max-age or its
+// own interval) rejects tokens of a revoked key within max-age plus its poll
+// interval; a revoked or removed kid never comes back in any later JWKS; and
+// rollback moves no remove_at past its original value plus one
+// rotation_period. Takes about a minute and a half (the removal case waits
+// for a real remove_at).
+func TestSafetyEmergencyOperations(t *testing.T) {
+	t.Parallel()
+	const maxAge = 4
+	m := newMount(t, "saf-emerg", map[string]any{"jwks_max_age": maxAge, "verifiers": safDeclaredNames()})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	vs := safStartVerifiers(t, ctx, safVerifierConfig{
+		issuer: m.issuer, audience: apiAudience, alg: "ES256", interval: maxAge * time.Second,
+	}, safJWKSURLFor(env.root.url(m.p("jwks"))))
+	e := &safEmergency{m: m, vs: vs, maxAge: maxAge * time.Second, watch: newSafJWKSWatch(m)}
+	go e.watch.run(ctx, 500*time.Millisecond)
+
+	// Rings created now are in every verifier's cache before the cases run.
+	standard := map[string]any{
+		"algorithm": "ES256", "rotation_period": 60, "publish_lead": 10, "verification_ttl": 120,
+	}
+	for _, name := range []string{"revoke-active", "revoke-pending", "revoke-retiring", "rollback-revoked"} {
+		e.ring(t, name, standard)
+	}
+	// A lead long enough that the pending key is still serving it when the
+	// case runs, so that force really cuts it short.
+	for _, name := range []string{"revoke-active-rotate", "force"} {
+		e.ring(t, name, map[string]any{
+			"algorithm": "ES256", "rotation_period": 60, "publish_lead": 40, "verification_ttl": 120,
+		})
+	}
+	e.ring(t, "rollback", map[string]any{
+		"algorithm": "ES256", "rotation_period": 20, "publish_lead": 10, "verification_ttl": 120,
+	})
+	// verification_ttl below rotation_period: the retiring key leaves the
+	// JWKS while its rollback window would still be open.
+	e.ring(t, "rollback-removed", map[string]any{
+		"algorithm": "ES256", "rotation_period": 90, "publish_lead": 10, "verification_ttl": 61,
+	})
+	time.Sleep(e.longestStaleness() + 2*time.Second)
+
+	// The cases run at the same time, each on its own ring. They are not
+	// t.Parallel subtests: those would wait for -parallel slots, and the
+	// cases that need a key younger than its lead cannot wait.
+	cases := []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"rotate revoke_active", e.caseRotateRevokeActive},
+		{"rotate force", e.caseRotateForce},
+		{"rotate before the lead is scheduled", e.caseRotateScheduled},
+		{"revoke active", e.caseRevokeActive},
+		{"revoke pending", e.caseRevokePending},
+		{"revoke retiring", e.caseRevokeRetiring},
+		{"rollback after rotation", e.caseRollback},
+		{"rollback refused after revoke", e.caseRollbackRevoked},
+		{"rollback refused after removal", e.caseRollbackRemoved},
+	}
+	var wg sync.WaitGroup
+	for _, c := range cases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.Run(c.name, c.run)
+		}()
+	}
+	wg.Wait()
+
+	// Last word on monotonicity: a fresh JWKS, and everything the watcher
+	// saw during the run.
+	cancel()
+	e.watch.wait()
+	final := fetchJWKS(t, m, "jwks")
+	for kid, at := range e.watch.bannedSince() {
+		if final.has(kid) {
+			t.Errorf("kid %s, gone since %s, is in the final JWKS", kid, at.Format(time.TimeOnly))
+		}
+	}
+	if errs := e.watch.errors(); len(errs) > 0 {
+		for _, err := range errs {
+			t.Error(err)
+		}
+	}
+	t.Logf("JWKS watcher: %d fetches, %d kids banned after revocation or removal, none came back", e.watch.fetchCount(), len(e.watch.bannedSince()))
+	for _, line := range e.rejectionLog() {
+		t.Log(line)
+	}
+}
+
+type safEmergency struct {
+	m      *mount
+	vs     map[string]safVerifier
+	maxAge time.Duration
+	watch  *safJWKSWatch
+
+	mu         sync.Mutex
+	rejections []string
+}
+
+func (e *safEmergency) ring(t *testing.T, name string, settings map[string]any) string {
+	t.Helper()
+	kid := createRing(t, e.m, name, settings)
+	vttl := settings["verification_ttl"].(int)
+	if vttl >= 120 {
+		createRole(t, e.m, name, map[string]any{
+			"key": name, "audiences": []string{apiAudience}, "ttl": 60, "max_ttl": 60,
+		})
+	}
+	return kid
+}
+
+func (e *safEmergency) longestStaleness() time.Duration {
+	var d time.Duration
+	for _, k := range safVerifierKinds {
+		d = max(d, k.staleness(e.maxAge))
+	}
+	return d
+}
+
+// sign signs on the ring's role and checks the kid.
+func (e *safEmergency) sign(t *testing.T, ring, wantKid string) safSigned {
+	t.Helper()
+	s, err := safSign(context.Background(), env.signer, e.m, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wantKid != "" && s.kid != wantKid {
+		t.Fatalf("ring %s signs with %s, want %s", ring, s.kid, wantKid)
+	}
+	return s
+}
+
+// op writes keys/<ring>/<op> and requires a 200.
+func (e *safEmergency) op(t *testing.T, ring, op string, body map[string]any) *apiResponse {
+	t.Helper()
+	return env.root.mustWrite(t, e.m.p("keys/"+ring+"/"+op), body)
+}
+
+// allAccept requires every verifier to accept the token now.
+func (e *safEmergency) allAccept(t *testing.T, what string, s safSigned) {
+	t.Helper()
+	for _, name := range safKindNames() {
+		kid, err := e.vs[name].verify(context.Background(), s.token)
+		if err != nil {
+			t.Errorf("%s: %s (kid %s) rejected: %v", name, what, s.kid, err)
+		} else if kid != s.kid {
+			t.Errorf("%s: %s verified with kid %s, signed with %s", name, what, kid, s.kid)
+		}
+	}
+}
+
+// published requires the mount's and the ring's JWKS, fetched now with no
+// cache, to hold (or lack) kids.
+func (e *safEmergency) published(t *testing.T, ring string, in, out []string) {
+	t.Helper()
+	for _, rel := range []string{"jwks", "jwks/" + ring} {
+		f := fetchJWKS(t, e.m, rel)
+		for _, kid := range in {
+			if !f.has(kid) {
+				t.Errorf("%s lacks %s right after the operation: %v", rel, kid, f.kids())
+			}
+		}
+		for _, kid := range out {
+			if f.has(kid) {
+				t.Errorf("%s still holds %s right after the operation", rel, kid)
+			}
+		}
+	}
+}
+
+// awaitRejection checks that every verifier that refreshes on a timer stops
+// accepting a revoked key's token within jwks_max_age plus its poll
+// interval (and a little scheduling slack), and keeps rejecting it. A
+// verifier that refreshes only on an unknown kid is reported, not judged.
+func (e *safEmergency) awaitRejection(t *testing.T, what string, s safSigned, revokedAt time.Time) {
+	t.Helper()
+	const slack = 3 * time.Second
+	var wg sync.WaitGroup
+	for _, k := range safVerifierKinds {
+		wg.Add(1)
+		go func(k safVerifierKind) {
+			defer wg.Done()
+			v := e.vs[k.name]
+			bound := k.staleness(e.maxAge)
+			window := bound + slack
+			if bound == 0 {
+				window = e.longestStaleness() + slack
+			}
+			deadline := revokedAt.Add(window)
+			for {
+				_, err := v.verify(context.Background(), s.token)
+				now := time.Now()
+				if err != nil {
+					took := now.Sub(revokedAt).Round(100 * time.Millisecond)
+					// Rejected: it must stay rejected.
+					for range 3 {
+						time.Sleep(200 * time.Millisecond)
+						if _, err := v.verify(context.Background(), s.token); err == nil {
+							t.Errorf("%s accepted the %s token again after rejecting it", k.name, what)
+						}
+					}
+					e.logRejection(fmt.Sprintf("%-14s %-26s rejected after %-5s (bound %s): %.90s", k.name, what, took, bound, err))
+					return
+				}
+				if now.After(deadline) {
+					if bound == 0 {
+						e.logRejection(fmt.Sprintf("%-14s %-26s still accepts after %s: it refreshes only on an unknown kid, so a revoked kid it holds stays trusted until it restarts", k.name, what, window))
+					} else {
+						t.Errorf("%s still accepts the %s token %s after the revocation; jwks_max_age %s plus its poll interval allows %s", k.name, what, now.Sub(revokedAt).Round(100*time.Millisecond), e.maxAge, window)
+					}
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}(k)
+	}
+	wg.Wait()
+}
+
+func (e *safEmergency) logRejection(line string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.rejections = append(e.rejections, line)
+}
+
+func (e *safEmergency) rejectionLog() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := slices.Clone(e.rejections)
+	slices.Sort(out)
+	return out
+}
+
+// state reads a ring and returns one key.
+func (e *safEmergency) key(t *testing.T, ring, kid string) signingKey {
+	t.Helper()
+	k, ok := readRing(t, e.m, ring).byKid(kid)
+	if !ok {
+		t.Fatalf("ring %s lists no key %s", ring, kid)
+	}
+	return k
+}
+
+// youngerThanLead stops a case that needs a pending key still serving its
+// lead (so that force has something to cut short).
+func (e *safEmergency) youngerThanLead(t *testing.T, p signingKey, lead int64) {
+	t.Helper()
+	if age := time.Now().Unix() - p.PublishAt; age >= lead-2 {
+		t.Fatalf("pending key %s is already %ds old; the case needs one younger than the lead (%ds)", p.Kid, age, lead)
+	}
+}
+
+func warningsMention(resp *apiResponse, word string) bool {
+	for _, w := range resp.Warnings {
+		if strings.Contains(strings.ToLower(w), word) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *safEmergency) activeAndNext(t *testing.T, ring string) (signingKey, signingKey) {
+	t.Helper()
+	r := readRing(t, e.m, ring)
+	active := r.inState("active")
+	next, ok := r.nextPending()
+	if len(active) != 1 || !ok {
+		t.Fatalf("ring %s: want one active and a pending key, have %+v", ring, r.SigningKeys)
+	}
+	return active[0], next
+}
+
+func (e *safEmergency) caseRotateRevokeActive(t *testing.T) {
+	const ring = "revoke-active-rotate"
+	a, p := e.activeAndNext(t, ring)
+	e.youngerThanLead(t, p, 40)
+	tokA := e.sign(t, ring, a.Kid)
+	e.allAccept(t, "active key's token before the rotation", tokA)
+
+	resp := e.op(t, ring, "rotate", map[string]any{"revoke_active": true})
+	at := time.Now()
+	e.watch.ban(a.Kid, at)
+	if !boolean(t, resp.Data, "rotated") || str(t, resp.Data, "previous_kid") != a.Kid || str(t, resp.Data, "active_kid") != p.Kid {
+		t.Errorf("rotate revoke_active: %s, want rotated, previous_kid %s, active_kid %s", resp.Body, a.Kid, p.Kid)
+	}
+	if !warningsMention(resp, "revoked") || !warningsMention(resp, "forced") {
+		t.Errorf("rotate revoke_active: warnings %q, want one about the revocation and one about the forced activation", resp.Warnings)
+	}
+	e.published(t, ring, []string{p.Kid}, []string{a.Kid})
+	tokP := e.sign(t, ring, p.Kid)
+	if k := e.key(t, ring, a.Kid); k.State != "revoked" || k.RevokedAt == 0 {
+		t.Errorf("outgoing key after revoke_active: %+v, want revoked", k)
+	}
+	// The promoted key was published long before: every verifier has it.
+	e.allAccept(t, "promoted key's token", tokP)
+	e.awaitRejection(t, "revoke_active", tokA, at)
+}
+
+func (e *safEmergency) caseRotateForce(t *testing.T) {
+	const ring = "force"
+	a, p := e.activeAndNext(t, ring)
+	e.youngerThanLead(t, p, 40)
+	tokA := e.sign(t, ring, a.Kid)
+
+	before := time.Now().Unix()
+	resp := e.op(t, ring, "rotate", map[string]any{"force": true})
+	if !boolean(t, resp.Data, "rotated") || str(t, resp.Data, "active_kid") != p.Kid {
+		t.Errorf("rotate force: %s, want rotated with active_kid %s", resp.Body, p.Kid)
+	}
+	if !warningsMention(resp, "forced") {
+		t.Errorf("rotate force: warnings %q, want one saying the lead was cut short", resp.Warnings)
+	}
+	tokP := e.sign(t, ring, p.Kid)
+	e.published(t, ring, []string{a.Kid, p.Kid}, nil)
+	k := e.key(t, ring, a.Kid)
+	if k.State != "retiring" || k.RetireAt < before || k.RetireAt > time.Now().Unix() || k.RemoveAt != k.RetireAt+120 {
+		t.Errorf("outgoing key after force: %+v, want retiring since now with remove_at = retire_at + verification_ttl", k)
+	}
+	e.allAccept(t, "promoted key's token", tokP)
+	// The retiring key keeps verifying in-flight tokens, also after every
+	// verifier has refreshed.
+	e.allAccept(t, "retiring key's token", tokA)
+	time.Sleep(e.longestStaleness() + time.Second)
+	e.allAccept(t, "retiring key's token after every refresh", tokA)
+	e.published(t, ring, []string{a.Kid, p.Kid}, nil)
+}
+
+func (e *safEmergency) caseRotateScheduled(t *testing.T) {
+	const ring = "scheduled"
+	const lead = 10
+	// A ring of its own, created now, so its pending key is younger than
+	// the lead.
+	a := e.ring(t, ring, map[string]any{
+		"algorithm": "ES256", "rotation_period": 60, "publish_lead": lead, "verification_ttl": 120,
+	})
+	_, p := e.activeAndNext(t, ring)
+	e.youngerThanLead(t, p, lead)
+	tokA := e.sign(t, ring, a)
+
+	resp := e.op(t, ring, "rotate", map[string]any{})
+	at := integer(t, resp.Data, "activates_at")
+	if at != p.PublishAt+lead {
+		t.Errorf("rotate before the lead: activates_at %d, want publish_at + publish_lead = %d", at, p.PublishAt+lead)
+	}
+	if at <= time.Now().Unix() {
+		t.Fatalf("rotate before the lead activated at once (activates_at %d)", at)
+	}
+	if !warningsMention(resp, "scheduled") {
+		t.Errorf("rotate before the lead: warnings %q, want one saying when the key activates", resp.Warnings)
+	}
+	// Nothing changes now: the old key signs, both stay published.
+	e.sign(t, ring, a)
+	e.published(t, ring, []string{a, p.Kid}, nil)
+	if k := e.key(t, ring, p.Kid); k.State != "pending" || k.ActivateAt != at {
+		t.Errorf("promoted key right after rotate: %+v, want pending until %d", k, at)
+	}
+
+	// At activates_at the promoted key takes over, to the second.
+	var first safSigned
+	for deadline := time.Unix(at+5, 0); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		s := e.sign(t, ring, "")
+		if s.kid == p.Kid {
+			first = s
+			break
+		}
+		if s.kid != a {
+			t.Fatalf("ring signs with %s, neither the old key %s nor the promoted %s", s.kid, a, p.Kid)
+		}
+		if s.iat > at {
+			t.Fatalf("the old key %s still signs at %d, after activates_at %d", a, s.iat, at)
+		}
+	}
+	if first.kid == "" {
+		t.Fatalf("the promoted key %s never signed (activates_at %d, now %d)", p.Kid, at, time.Now().Unix())
+	}
+	if first.iat < at {
+		t.Errorf("the promoted key signed at %d, before activates_at %d", first.iat, at)
+	}
+	e.allAccept(t, "scheduled key's first token", first)
+	e.allAccept(t, "previous key's token", tokA)
+}
+
+func (e *safEmergency) caseRevokeActive(t *testing.T) {
+	const ring = "revoke-active"
+	a, p := e.activeAndNext(t, ring)
+	tokA := e.sign(t, ring, a.Kid)
+	e.allAccept(t, "active key's token before the revocation", tokA)
+
+	resp := e.op(t, ring, "revoke", map[string]any{"kid": a.Kid})
+	at := time.Now()
+	e.watch.ban(a.Kid, at)
+	if str(t, resp.Data, "revoked") != a.Kid || str(t, resp.Data, "active_kid") != p.Kid {
+		t.Errorf("revoke active: %s, want revoked %s and active_kid %s", resp.Body, a.Kid, p.Kid)
+	}
+	if len(resp.Warnings) == 0 {
+		t.Errorf("revoke active: no warning about the early activation of %s", p.Kid)
+	}
+	e.published(t, ring, []string{p.Kid}, []string{a.Kid})
+	tokP := e.sign(t, ring, p.Kid)
+	r := readRing(t, e.m, ring)
+	if k, _ := r.byKid(a.Kid); k.State != "revoked" {
+		t.Errorf("revoked key: %+v", k)
+	}
+	if act := r.inState("active"); len(act) != 1 || act[0].Kid != p.Kid {
+		t.Errorf("after revoking the active key, active keys are %+v, want %s", act, p.Kid)
+	}
+	e.allAccept(t, "promoted key's token", tokP)
+	e.awaitRejection(t, "revoke active", tokA, at)
+}
+
+func (e *safEmergency) caseRevokePending(t *testing.T) {
+	const ring = "revoke-pending"
+	a, p := e.activeAndNext(t, ring)
+	tokA := e.sign(t, ring, a.Kid)
+
+	resp := e.op(t, ring, "revoke", map[string]any{"kid": p.Kid})
+	e.watch.ban(p.Kid, time.Now())
+	if str(t, resp.Data, "revoked") != p.Kid {
+		t.Errorf("revoke pending: %s, want revoked %s", resp.Body, p.Kid)
+	}
+	e.published(t, ring, []string{a.Kid}, []string{p.Kid})
+	e.sign(t, ring, a.Kid)
+	r := readRing(t, e.m, ring)
+	if k, _ := r.byKid(p.Kid); k.State != "revoked" {
+		t.Errorf("revoked pending key: %+v", k)
+	}
+	next, ok := r.nextPending()
+	if !ok {
+		t.Fatalf("after revoking the pending key no pending key is left: %+v", r.SigningKeys)
+	}
+	if next.Kid == p.Kid {
+		t.Fatalf("the revoked key %s is still the next pending key", p.Kid)
+	}
+	if next.ActivateAt < next.PublishAt+10 {
+		t.Errorf("next pending key %s activates %ds after it was published, less than the lead", next.Kid, next.ActivateAt-next.PublishAt)
+	}
+	if r.NextRotation != next.ActivateAt {
+		t.Errorf("next_rotation %d, want the new next key's activate_at %d", r.NextRotation, next.ActivateAt)
+	}
+	if k, _ := r.byKid(a.Kid); k.RetireAt != next.ActivateAt {
+		t.Errorf("active key retires at %d, want the new next activation %d", k.RetireAt, next.ActivateAt)
+	}
+	// The revoked key never signs: a forced rotation promotes the next one.
+	resp = e.op(t, ring, "rotate", map[string]any{"force": true})
+	if got := str(t, resp.Data, "active_kid"); got != next.Kid {
+		t.Errorf("forced rotation after revoking the pending key promoted %s, want %s", got, next.Kid)
+	}
+	e.sign(t, ring, next.Kid)
+	e.allAccept(t, "active key's token", tokA)
+}
+
+func (e *safEmergency) caseRevokeRetiring(t *testing.T) {
+	const ring = "revoke-retiring"
+	a, p := e.activeAndNext(t, ring)
+	tokA := e.sign(t, ring, a.Kid)
+	e.op(t, ring, "rotate", map[string]any{"force": true})
+	if k := e.key(t, ring, a.Kid); k.State != "retiring" {
+		t.Fatalf("after a forced rotation the old key is %+v, want retiring", k)
+	}
+	e.allAccept(t, "retiring key's token", tokA)
+
+	resp := e.op(t, ring, "revoke", map[string]any{"kid": a.Kid})
+	at := time.Now()
+	e.watch.ban(a.Kid, at)
+	if str(t, resp.Data, "revoked") != a.Kid {
+		t.Errorf("revoke retiring: %s", resp.Body)
+	}
+	e.published(t, ring, []string{p.Kid}, []string{a.Kid})
+	e.sign(t, ring, p.Kid)
+	if k := e.key(t, ring, a.Kid); k.State != "revoked" {
+		t.Errorf("revoked retiring key: %+v", k)
+	}
+	e.awaitRejection(t, "revoke retiring", tokA, at)
+}
+
+func (e *safEmergency) caseRollback(t *testing.T) {
+	const ring = "rollback"
+	const period = 20
+	a, p := e.activeAndNext(t, ring)
+	tokA := e.sign(t, ring, a.Kid)
+	e.op(t, ring, "rotate", map[string]any{"force": true})
+	tokP := e.sign(t, ring, p.Kid)
+
+	// The schedule the rotation set: the reference for "original".
+	orig := readRing(t, e.m, ring)
+	origA, _ := orig.byKid(a.Kid)
+	if origA.State != "retiring" {
+		t.Fatalf("old key after the rotation: %+v, want retiring", origA)
+	}
+
+	resp := e.op(t, ring, "rollback", map[string]any{})
+	until := origA.RetireAt + period
+	if str(t, resp.Data, "active_kid") != a.Kid || str(t, resp.Data, "pending_kid") != p.Kid || integer(t, resp.Data, "activates_at") != until {
+		t.Errorf("rollback: %s, want active_kid %s, pending_kid %s, activates_at %d", resp.Body, a.Kid, p.Kid, until)
+	}
+	e.sign(t, ring, a.Kid)
+	e.published(t, ring, []string{a.Kid, p.Kid}, nil)
+	after := readRing(t, e.m, ring)
+	if k, _ := after.byKid(a.Kid); k.State != "active" || k.RetireAt != until {
+		t.Errorf("restored key: %+v, want active until %d", k, until)
+	}
+	if k, _ := after.byKid(p.Kid); k.State != "pending" || k.ActivateAt != until {
+		t.Errorf("replaced key: %+v, want pending until %d", k, until)
+	}
+	// DESIGN.md: no key's remove_at moves past its original value plus one
+	// rotation_period.
+	for _, o := range orig.SigningKeys {
+		n, ok := after.byKid(o.Kid)
+		if !ok || o.RemoveAt == 0 || n.RemoveAt == 0 {
+			continue
+		}
+		if n.RemoveAt > o.RemoveAt+period {
+			t.Errorf("rollback moved %s's remove_at from %d to %d, more than one rotation_period (%ds) later", o.Kid, o.RemoveAt, n.RemoveAt, period)
+		}
+	}
+	e.allAccept(t, "restored key's earlier token", tokA)
+	e.allAccept(t, "restored key's new token", e.sign(t, ring, a.Kid))
+	e.allAccept(t, "replaced key's token", tokP)
+
+	// A key takes part in one rollback only.
+	again := env.root.write(t, e.m.p("keys/"+ring+"/rollback"), map[string]any{})
+	if again.Status != http.StatusBadRequest || !again.errorsMention("rollback") {
+		t.Errorf("second rollback: status %d, errors %q; want 400 saying a key already took part in a rollback", again.Status, again.Errors)
+	}
+
+	// The replaced key takes over at the end of the window, and the
+	// restored key then retires with its remove_at inside the bound.
+	for deadline := time.Unix(until+5, 0); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if s := e.sign(t, ring, ""); s.kid == p.Kid {
+			if s.iat < until {
+				t.Errorf("replaced key signed at %d, before the rollback window closed at %d", s.iat, until)
+			}
+			break
+		} else if s.iat > until {
+			t.Fatalf("restored key %s still signs at %d, after %d", a.Kid, s.iat, until)
+		}
+	}
+	final := readRing(t, e.m, ring)
+	if k, _ := final.byKid(a.Kid); k.State != "retiring" || k.RemoveAt > origA.RemoveAt+period {
+		t.Errorf("restored key after the window: %+v, want retiring with remove_at <= %d", k, origA.RemoveAt+period)
+	}
+	for _, o := range orig.SigningKeys {
+		if n, ok := final.byKid(o.Kid); ok && o.RemoveAt != 0 && n.RemoveAt > o.RemoveAt+period {
+			t.Errorf("%s's remove_at is %d, more than one period past its original %d", o.Kid, n.RemoveAt, o.RemoveAt)
+		}
+	}
+	e.allAccept(t, "replaced key's token after the window", e.sign(t, ring, p.Kid))
+	e.allAccept(t, "restored key's earlier token after the window", tokA)
+	if again := env.root.write(t, e.m.p("keys/"+ring+"/rollback"), map[string]any{}); again.Status != http.StatusBadRequest {
+		t.Errorf("rollback after the window: status %d, want 400: %s", again.Status, again.Body)
+	}
+}
+
+// refuse asserts a rollback is a 400 with a message that says why, and that
+// the refusal changed nothing.
+func (e *safEmergency) refuse(t *testing.T, ring string, why ...string) {
+	t.Helper()
+	before := readRing(t, e.m, ring)
+	resp := env.root.write(t, e.m.p("keys/"+ring+"/rollback"), map[string]any{})
+	if resp.Status != http.StatusBadRequest {
+		t.Fatalf("rollback: status %d, want 400: %s", resp.Status, resp.Body)
+	}
+	found := false
+	for _, w := range why {
+		found = found || resp.errorsMention(w)
+	}
+	if !found {
+		t.Errorf("rollback refused with %q; want a message saying %q", resp.Errors, why)
+	}
+	after := readRing(t, e.m, ring)
+	if !slices.Equal(before.SigningKeys, after.SigningKeys) {
+		t.Errorf("a refused rollback changed the ring: %+v -> %+v", before.SigningKeys, after.SigningKeys)
+	}
+}
+
+func (e *safEmergency) caseRollbackRevoked(t *testing.T) {
+	const ring = "rollback-revoked"
+	a, p := e.activeAndNext(t, ring)
+	e.op(t, ring, "rotate", map[string]any{"force": true})
+	e.op(t, ring, "revoke", map[string]any{"kid": a.Kid})
+	e.watch.ban(a.Kid, time.Now())
+	e.refuse(t, ring, "revoked")
+	e.sign(t, ring, p.Kid)
+	e.published(t, ring, []string{p.Kid}, []string{a.Kid})
+}
+
+func (e *safEmergency) caseRollbackRemoved(t *testing.T) {
+	const ring = "rollback-removed"
+	a, _ := e.activeAndNext(t, ring)
+	e.op(t, ring, "rotate", map[string]any{"force": true})
+	k := e.key(t, ring, a.Kid)
+	if k.State != "retiring" || k.RemoveAt == 0 || k.RemoveAt-k.RetireAt != 61 {
+		t.Fatalf("old key after the rotation: %+v, want retiring for verification_ttl 61s", k)
+	}
+	// The rollback window (retire_at + 90s) is still open when the key
+	// leaves the JWKS at remove_at.
+	removeAt := time.Unix(k.RemoveAt, 0)
+	time.Sleep(time.Until(removeAt.Add(1500 * time.Millisecond)))
+	e.watch.ban(a.Kid, time.Now())
+	e.published(t, ring, nil, []string{a.Kid})
+	if k, listed := readRing(t, e.m, ring).byKid(a.Kid); listed && k.State != "removed" {
+		t.Errorf("key past its remove_at: %+v, want removed", k)
+	}
+	e.refuse(t, ring, "left the JWKS", "removed")
+}
+
+// safJWKSWatch fetches the mount's JWKS on a timer and remembers which kids
+// were revoked or removed and when; a kid seen in a fetch that started after
+// its ban is an error.
+type safJWKSWatch struct {
+	m      *mount
+	mu     sync.Mutex
+	banned map[string]time.Time
+	errs   []string
+	n      int
+	done   chan struct{}
+}
+
+func newSafJWKSWatch(m *mount) *safJWKSWatch {
+	return &safJWKSWatch{m: m, banned: map[string]time.Time{}, done: make(chan struct{})}
+}
+
+func (w *safJWKSWatch) ban(kid string, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.banned[kid]; !ok {
+		w.banned[kid] = at
+	}
+}
+
+func (w *safJWKSWatch) run(ctx context.Context, every time.Duration) {
+	defer close(w.done)
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for ctx.Err() == nil {
+		start := time.Now()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, env.root.url(w.m.p("jwks")), nil)
+		resp, err := hc.Do(req)
+		if err == nil {
+			var set struct {
+				Keys []struct {
+					Kid string `json:"kid"`
+				} `json:"keys"`
+			}
+			derr := json.NewDecoder(resp.Body).Decode(&set)
+			resp.Body.Close()
+			if derr == nil && resp.StatusCode == http.StatusOK {
+				w.mu.Lock()
+				w.n++
+				for _, k := range set.Keys {
+					if at, ok := w.banned[k.Kid]; ok && start.After(at) {
+						w.errs = append(w.errs, fmt.Sprintf("kid %s, gone since %s, is back in the JWKS fetched at %s", k.Kid, at.Format("15:04:05.000"), start.Format("15:04:05.000")))
+					}
+				}
+				w.mu.Unlock()
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(start.Add(every))):
+		}
+	}
+}
+
+func (w *safJWKSWatch) wait() { <-w.done }
+
+func (w *safJWKSWatch) bannedSince() map[string]time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]time.Time{}
+	for k, v := range w.banned {
+		out[k] = v
+	}
+	return out
+}
+
+func (w *safJWKSWatch) errors() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.errs)
+}
+
+func (w *safJWKSWatch) fetchCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n
+}

@@ -1,0 +1,294 @@
+package tests
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+const (
+	secFloodRequests = 20000
+	secFloodWorkers  = 8
+	// secFloodRate paces the flood to about 20s: long enough to be a
+	// sustained load, short enough for a shared machine.
+	secFloodRate    = 1000 // requests per second
+	secFloodMaxTime = 60 * time.Second
+	secMiB          = 1 << 20
+)
+
+// TestSecurityFlood hammers the unauthenticated JWKS on loopback, bounded
+// in count (20,000 requests at up to 1,000 a second) and time (60s), with a random If-None-Match, a random verifier= id and
+// a random User-Agent on every request, so that every request is a fetcher
+// the plugin has never seen. It shows that the plugin's memory stays
+// bounded (its verifier tracker evicts instead of growing, and the plugin
+// process's resident memory levels off), that signing keeps working during
+// the flood, and that the README's rate-limit quotas make Vault answer 429
+// beyond their rate.
+func TestSecurityFlood(t *testing.T) {
+	sec := secStartServer(t, secServerOptions{logLevel: "warn"})
+	m := sec.mount(t, "jwt-flood", map[string]any{"jwks_max_age": 60})
+	sec.ring(t, m, "f", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "verification_ttl": "2h", "publish_lead": "10m"})
+	sec.root.mustWrite(t, m.p("roles/f"), map[string]any{"key": "f", "audiences": "api"})
+	pid := sec.pluginPID(t)
+
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * secFloodWorkers}}
+	paths := []string{"jwks", "jwks", "jwks", "jwks", "jwks", "jwks", "jwks/f", ".well-known/jwks.json"}
+	fetch := func(i int) (int, error) {
+		req, err := http.NewRequest(http.MethodGet, sec.root.url(m.p(paths[i%len(paths)]))+"?verifier="+secRandom(8), nil)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("If-None-Match", `"`+secRandom(18)+`"`)
+		req.Header.Set("User-Agent", "flood/"+secRandom(12))
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+
+	// Warm up, then take the baseline.
+	for i := 0; i < 500; i++ {
+		if code, err := fetch(i); err != nil || code != http.StatusOK {
+			t.Fatalf("warm-up fetch %d: status %d, %v", i, code, err)
+		}
+	}
+	baseRSS, _ := secRSS(t, pid)
+
+	var (
+		next     atomic.Int64
+		mu       sync.Mutex
+		statuses = map[int]int{}
+		errs     []error
+		midRSS   atomic.Int64
+		peakRSS  atomic.Int64
+	)
+	peakRSS.Store(baseRSS)
+	ctx, stop := context.WithTimeout(context.Background(), secFloodMaxTime)
+	defer stop()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < secFloodWorkers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1))
+				if i > secFloodRequests {
+					return
+				}
+				// Request i goes out no earlier than i/rate after the start.
+				if wait := time.Until(start.Add(time.Duration(i) * time.Second / secFloodRate)); wait > 0 {
+					time.Sleep(wait)
+				}
+				code, err := fetch(i)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					statuses[code]++
+				}
+				mu.Unlock()
+				if i == secFloodRequests/2 {
+					rss, _ := secRSS(t, pid)
+					midRSS.Store(rss)
+				}
+			}
+		}()
+	}
+	floodDone := make(chan struct{})
+	go func() { wg.Wait(); close(floodDone) }()
+
+	// Sample memory, and sign as a workload would, until the flood ends.
+	signer := newVaultClient(sec.root.addr, sec.signer.token)
+	var tokens []string
+	signsDuring, signFailures := 0, 0
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+flood:
+	for {
+		select {
+		case <-floodDone:
+			break flood
+		case <-tick.C:
+			if rss, _ := secRSS(t, pid); rss > peakRSS.Load() {
+				peakRSS.Store(rss)
+			}
+			began := time.Now()
+			resp, err := signer.call(context.Background(), http.MethodPost, m.p("sign/f"), map[string]any{})
+			select {
+			case <-floodDone:
+			default:
+				if began.After(start) {
+					signsDuring++
+				}
+			}
+			if err != nil || resp.Status != http.StatusOK {
+				signFailures++
+				t.Errorf("sign during the flood: %v %v", err, resp)
+				continue
+			}
+			tokens = append(tokens, str(t, resp.Data, "token"))
+		}
+	}
+	elapsed := time.Since(start)
+	endRSS, hwm := secRSS(t, pid)
+	sent := 0
+	for _, n := range statuses {
+		sent += n
+	}
+	sent += len(errs)
+	t.Logf("flood: %d requests in %s by %d workers (%v; %d transport errors); %d signatures during it, %d failed",
+		sent, elapsed.Round(time.Millisecond), secFloodWorkers, statuses, len(errs), signsDuring, signFailures)
+	t.Logf("plugin pid %d resident memory: %.1f MiB before, %.1f MiB at the midpoint, %.1f MiB after, %.1f MiB peak sampled, %.1f MiB high-water mark",
+		pid, float64(baseRSS)/secMiB, float64(midRSS.Load())/secMiB, float64(endRSS)/secMiB, float64(peakRSS.Load())/secMiB, float64(hwm)/secMiB)
+	if len(errs) > 0 {
+		t.Fatalf("%d transport errors, first: %v", len(errs), errs[0])
+	}
+	if statuses[http.StatusOK] != sent {
+		t.Fatalf("statuses %v: every fetch should be a 200 (no quota yet, and no random ETag matches)", statuses)
+	}
+	if sent < 2*10000 && elapsed < secFloodMaxTime {
+		t.Fatalf("only %d requests sent in %s", sent, elapsed)
+	}
+	if signsDuring == 0 || len(tokens) == 0 {
+		t.Fatalf("no signature completed while the flood ran")
+	}
+
+	// The tokens signed during the flood verify against the JWKS.
+	_, body := rawGet(t, http.MethodGet, sec.root.url(m.p("jwks")), nil)
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range tokens {
+		if _, _, err := verifyWithJose(tok, set, "ES256"); err != nil {
+			t.Fatalf("a token signed during the flood does not verify: %v", err)
+		}
+	}
+
+	// The tracker kept its bound and forgot the oldest fetchers.
+	report := sec.root.mustRead(t, m.p("verifiers"))
+	summary, _ := report.Data["summary"].(map[string]any)
+	tracked := asInt(t, "tracked_clients", summary["tracked_clients"])
+	capacity := asInt(t, "tracked_capacity", summary["tracked_capacity"])
+	evicted := asInt(t, "evicted_clients", summary["evicted_clients"])
+	distinct := int64(sent + 500)
+	t.Logf("verifier tracker: %d clients tracked (capacity %d), %d evicted, of %d distinct fetchers", tracked, capacity, evicted, distinct)
+	if tracked > capacity || tracked+evicted < distinct-10 || evicted == 0 {
+		t.Fatalf("tracker: %d tracked of capacity %d, %d evicted, for %d distinct fetchers", tracked, capacity, evicted, distinct)
+	}
+	// Memory levels off once the tracker is full: the second half of the
+	// flood, all of it beyond the tracker's capacity, adds a fraction of what
+	// the first half did (unbounded tracking would add as much again).
+	if mid := midRSS.Load(); mid == 0 {
+		t.Fatalf("the flood did not reach its midpoint")
+	} else {
+		first, second := mid-baseRSS, endRSS-mid
+		if limit := max(6*secMiB, first*2/5); second > limit {
+			t.Fatalf("resident memory grew %.1f MiB in the first half of the flood and %.1f MiB in the second (limit %.1f MiB)",
+				float64(first)/secMiB, float64(second)/secMiB, float64(limit)/secMiB)
+		}
+	}
+	if grown := hwm - baseRSS; grown > 128*secMiB {
+		t.Fatalf("resident memory peaked %.1f MiB above the baseline", float64(grown)/secMiB)
+	}
+
+	secQuotas(t, sec, m)
+}
+
+// secQuotas applies the README's rate-limit quotas, with the README's rate
+// (20 per second), one at a time, and shows that each makes Vault answer 429
+// on its paths beyond the rate, and only there.
+func secQuotas(t *testing.T, sec *secServer, m *mount) {
+	t.Helper()
+	burst := func(rel string) map[int]int {
+		t.Helper()
+		out := map[int]int{}
+		for i := 0; i < 400 && out[http.StatusTooManyRequests] < 20; i++ {
+			resp, _ := rawGet(t, http.MethodGet, sec.root.url(m.p(rel))+"?verifier=burst", nil)
+			out[resp.StatusCode]++
+		}
+		return out
+	}
+	sign := func() {
+		t.Helper()
+		if resp := sec.signer.write(t, m.p("sign/f"), map[string]any{}); resp.Status != http.StatusOK {
+			t.Fatalf("signing under a JWKS quota: status %d: %s", resp.Status, resp.Body)
+		}
+	}
+	quotas := []struct {
+		name, path string
+		limited    []string
+		free       []string
+	}{
+		{"jwks", m.path + "/jwks", []string{"jwks"}, []string{"jwks/f", ".well-known/jwks.json"}},
+		{"jwks-rings", m.path + "/jwks/*", []string{"jwks/f"}, []string{".well-known/openid-configuration"}},
+		{"jwt-well-known", m.path + "/.well-known/*", []string{".well-known/jwks.json", ".well-known/openid-configuration"}, nil},
+	}
+	total429 := 0
+	var lines []string
+	for _, q := range quotas {
+		sec.root.mustWrite(t, "sys/quotas/rate-limit/"+q.name, map[string]any{"path": q.path, "rate": 20, "interval": "1s"})
+		got := sec.root.mustRead(t, "sys/quotas/rate-limit/"+q.name)
+		if p := str(t, got.Data, "path"); p != q.path && p != q.path+"/" {
+			t.Fatalf("quota %s stored path %q, want %q", q.name, p, q.path)
+		}
+		for _, rel := range q.limited {
+			// Paths under one quota share its bucket: let it refill.
+			time.Sleep(1100 * time.Millisecond)
+			counts := burst(rel)
+			lines = append(lines, fmt.Sprintf("quota %s (path=%s): GET %s -> %v", q.name, q.path, rel, counts))
+			if counts[http.StatusTooManyRequests] == 0 || counts[http.StatusOK] == 0 || counts[http.StatusOK]+counts[http.StatusTooManyRequests] != secSum(counts) {
+				t.Fatalf("quota %s: a burst on %s got %v, want 200s up to the rate and then 429s", q.name, rel, counts)
+			}
+			total429 += counts[http.StatusTooManyRequests]
+		}
+		for _, rel := range q.free {
+			counts := map[int]int{}
+			for i := 0; i < 100; i++ {
+				resp, _ := rawGet(t, http.MethodGet, sec.root.url(m.p(rel))+"?verifier=burst", nil)
+				counts[resp.StatusCode]++
+			}
+			lines = append(lines, fmt.Sprintf("quota %s (path=%s): GET %s -> %v", q.name, q.path, rel, counts))
+			if counts[http.StatusOK] != 100 {
+				t.Fatalf("quota %s limits %s too: %v", q.name, rel, counts)
+			}
+		}
+		sign()
+	}
+	sort.Strings(lines)
+	for _, l := range lines {
+		t.Log(l)
+	}
+	t.Logf("429 answers seen: %d", total429)
+}
+
+func secSum(m map[int]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func secRandom(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,685 @@
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// TestSecuritySecrecy runs a Vault server at trace log level with two file
+// audit devices (one HMACs values as Vault does by default, one logs them
+// raw), drives every path of the plugin through its lifecycle with RSA, EC
+// and EdDSA keys (including a plugin reload and maintenance passes), and then
+// scans every HTTP response, the Vault log (which carries the plugin's log)
+// and both audit logs for private key material.
+//
+// Two scans, so that neither depends on the other:
+//   - the real private keys, read from the plugin's storage through the
+//     sys/raw endpoint (enabled for this server only), in every encoding a
+//     leak could take: PKCS#8 DER as base64, base64url and hex, and each
+//     private scalar (RSA d, p, q, dp, dq, qi; EC d; the Ed25519 seed and
+//     key) as base64url, base64, hex, decimal and raw bytes;
+//   - material found without knowing the keys: JWK private members ("d",
+//     "p", "q", "dp", "dq", "qi" with a value), PEM private key blocks, and
+//     every base64, base64url or hex run that parses as a PKCS#8, PKCS#1 or
+//     SEC 1 private key.
+//
+// The sys/raw reads are the test's own and are left out of the scan
+// (responses and audit entries of sys/raw paths); a positive control shows
+// that both scans find each kind of leak they look for.
+func TestSecuritySecrecy(t *testing.T) {
+	sec := secStartServer(t, secServerOptions{logLevel: "trace", config: "raw_storage_endpoint = true\n"})
+	auditHMAC := filepath.Join(sec.srv.dir, "audit.log")
+	auditRaw := filepath.Join(sec.srv.dir, "audit-raw.log")
+	sec.root.mustDo(t, http.MethodPut, "sys/audit/file", map[string]any{"type": "file", "options": map[string]any{"file_path": auditHMAC}})
+	sec.root.mustDo(t, http.MethodPut, "sys/audit/raw", map[string]any{"type": "file", "options": map[string]any{"file_path": auditRaw, "log_raw": "true"}})
+
+	m := sec.mount(t, "jwt-secrecy", map[string]any{"jwks_max_age": 5, "verifiers": "alpha,beta", "verifier_cidrs": "127.0.0.0/8"})
+	mounts := sec.root.mustRead(t, "sys/mounts")
+	mountInfo, _ := mounts.Data[m.path+"/"].(map[string]any)
+	uuid, _ := mountInfo["uuid"].(string)
+	if uuid == "" {
+		t.Fatalf("no uuid for mount %s: %v", m.path, mountInfo)
+	}
+	h := &secHarvest{sec: sec, prefix: "sys/raw/logical/" + uuid + "/private/", keys: map[string]crypto.Signer{}, seen: map[string]bool{}}
+	anon := &vaultClient{addr: sec.root.addr, hc: sec.root.hc}
+	root, signer := sec.root, sec.signer
+	p := m.p
+	ok := func(resp *apiResponse) *apiResponse {
+		t.Helper()
+		if resp.Status >= 300 {
+			t.Fatalf("status %d: %s", resp.Status, resp.Body)
+		}
+		return resp
+	}
+	refused := func(resp *apiResponse) {
+		t.Helper()
+		if resp.Status != http.StatusBadRequest {
+			t.Fatalf("status %d, want 400: %s", resp.Status, resp.Body)
+		}
+	}
+
+	// Rings of every key type; "fast" rotates every 10s so that maintenance
+	// generates, activates and retires keys while the test runs.
+	short := map[string]any{"rotation_period": "1h", "verification_ttl": "2h", "publish_lead": "10m"}
+	rings := map[string]map[string]any{
+		"rsa":   {"algorithm": "RS256", "rsa_bits": 2048},
+		"pss":   {"algorithm": "PS384", "rsa_bits": 3072},
+		"ec256": {"algorithm": "ES256"},
+		"ec384": {"algorithm": "ES384"},
+		"ec521": {"algorithm": "ES512"},
+		"ed":    {"algorithm": "EdDSA"},
+	}
+	names := []string{"rsa", "pss", "ec256", "ec384", "ec521", "ed"}
+	for _, name := range names {
+		for k, v := range short {
+			rings[name][k] = v
+		}
+		ok(root.write(t, p("keys/"+name), rings[name]))
+		h.collect(t)
+		ok(root.write(t, p("keys/"+name+"/rotate"), map[string]any{"force": true}))
+		h.collect(t)
+		ok(root.write(t, p("roles/"+name), map[string]any{
+			"key": name, "audiences": "api,other", "ttl": "5m", "max_ttl": "1h",
+			"claims": map[string]any{"tenant": "acme"}, "allowed_claims": "scope", "allowed_subjects": "svc-*",
+		}))
+	}
+	ok(root.write(t, p("keys/fast"), map[string]any{"algorithm": "EdDSA", "rotation_period": "10s", "publish_lead": "10s", "verification_ttl": "70s"}))
+	h.collect(t)
+	ok(root.write(t, p("keys/fast/rotate"), map[string]any{"force": true}))
+	h.collect(t)
+	ok(root.write(t, p("roles/fast"), map[string]any{"key": "fast", "audiences": "api", "ttl": "5s", "max_ttl": "10s", "token_type": "at+jwt"}))
+	ok(root.write(t, p("roles/templ"), map[string]any{"key": "ec256", "audiences": "api", "subject_template": "user/{{identity.entity.name}}/{{identity.entity.id}}"}))
+	allRoles := append(append([]string{}, names...), "fast", "templ")
+
+	exercise := func(round string) {
+		t.Helper()
+		for _, role := range allRoles {
+			ok(signer.write(t, p("sign/"+role), nil))
+			if role != "fast" && role != "templ" {
+				ok(signer.write(t, p("sign/"+role), map[string]any{"claims": map[string]any{"scope": "read " + round}, "audience": "other", "subject": "svc-" + round, "ttl": "2m"}))
+				ok(signer.write(t, p("sign/"+role), map[string]any{"claims": `{"scope":"text"}`}))
+				ok(signer.write(t, p("sign/"+role), map[string]any{"batch_input": []any{
+					map[string]any{}, map[string]any{"claims": map[string]any{"scope": "b"}}, map[string]any{"claims": map[string]any{"iss": "x"}}, "bad",
+				}}))
+				refused(signer.write(t, p("sign/"+role), map[string]any{"claims": map[string]any{"jti": "x"}}))
+			}
+		}
+		ok(root.do(t, "LIST", p("keys"), nil))
+		ok(root.do(t, "LIST", p("roles"), nil))
+		ok(root.read(t, p("config")))
+		for _, name := range append(append([]string{}, names...), "fast") {
+			ok(root.read(t, p("keys/"+name)))
+			secRawFetch(t, sec, http.MethodGet, p("jwks/"+name), "", nil)
+		}
+		for _, role := range allRoles {
+			ok(root.read(t, p("roles/"+role)))
+		}
+		for _, v := range []string{"alpha", "beta", "anonymous-" + round} {
+			resp, _ := secRawFetch(t, sec, http.MethodGet, p("jwks?verifier="+v), "", http.Header{"User-Agent": {"verifier/" + v}})
+			secRawFetch(t, sec, http.MethodGet, p("jwks?verifier="+v), "", http.Header{"If-None-Match": {resp.Header.Get("ETag")}})
+		}
+		secRawFetch(t, sec, http.MethodHead, p("jwks"), "", nil)
+		secRawFetch(t, sec, http.MethodGet, p(".well-known/jwks.json"), "", nil)
+		secRawFetch(t, sec, http.MethodGet, p(".well-known/openid-configuration"), "", nil)
+		ok(root.read(t, p("verifiers")))
+		ok(root.read(t, p("metrics")))
+		if resp, body := secRawFetch(t, sec, http.MethodGet, p("metrics?format=prometheus"), rootToken, nil); resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("jwt_rotor_")) {
+			t.Fatalf("metrics?format=prometheus: status %d: %.200s", resp.StatusCode, body)
+		}
+		for _, help := range []string{"config", "keys/rsa", "keys/rsa/rotate", "roles/rsa", "sign/rsa", "jwks", "verifiers", "metrics"} {
+			ok(root.read(t, p(help+"?help=1")))
+		}
+		// Refusals and mistakes: their messages are scanned too.
+		refused(root.write(t, p("keys/bad"), map[string]any{"algorithm": "HS256"}))
+		refused(root.write(t, p("keys/rsa/revoke"), map[string]any{"kid": "no-such-kid"}))
+		refused(root.write(t, p("roles/bad"), map[string]any{"key": "rsa", "audiences": "a", "subject_template": "{{identity.entity.secret}}"}))
+		refused(signer.write(t, p("sign/nope"), nil))
+		if resp := anon.write(t, p("jwks"), map[string]any{"keys": []any{}}); resp.Status < 400 {
+			t.Fatalf("POST jwks without a token: status %d", resp.Status)
+		}
+		if resp := anon.read(t, p("keys/rsa")); resp.Status != http.StatusForbidden {
+			t.Fatalf("GET keys/rsa without a token: status %d", resp.Status)
+		}
+	}
+	exercise("one")
+
+	// Lifecycle operations, each followed by a harvest of private halves.
+	ok(root.write(t, p("keys/rsa/rotate"), nil))
+	h.collect(t)
+	prev := str(t, ok(root.write(t, p("keys/ec256/rotate"), map[string]any{"force": true})).Data, "previous_kid")
+	h.collect(t)
+	if got := str(t, ok(root.write(t, p("keys/ec256/rollback"), nil)).Data, "active_kid"); got != prev {
+		t.Fatalf("rollback made %s active, want %s", got, prev)
+	}
+	h.collect(t)
+	pending := str(t, ok(root.read(t, p("keys/ed"))).Data, "pending_kid")
+	ok(root.write(t, p("keys/ed/revoke"), map[string]any{"kid": pending}))
+	h.collect(t)
+	ok(root.write(t, p("keys/ec384/rotate"), map[string]any{"revoke_active": true}))
+	h.collect(t)
+	ok(root.write(t, p("keys/ec384/rotate"), map[string]any{"expected_active_kid": "not-the-active-kid"}))
+	ok(root.write(t, p("keys/pss"), map[string]any{"algorithm": "ES256"}))
+	h.collect(t)
+	ok(root.write(t, p("keys/rsa"), map[string]any{"rsa_bits": 3072}))
+	h.collect(t)
+	ok(root.write(t, p("keys/rsa/rotate"), map[string]any{"force": true}))
+	h.collect(t)
+	exercise("two")
+
+	// The plugin restarts and loads its private halves from storage.
+	ok(root.do(t, http.MethodPut, "sys/plugins/reload/backend", map[string]any{"mounts": []string{m.path + "/"}}))
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if resp := signer.write(t, p("sign/rsa"), nil); resp.Status == http.StatusOK {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("signing did not resume after the plugin reload: %d %s", resp.Status, resp.Body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	exercise("three")
+
+	// Deletes.
+	ok(root.do(t, http.MethodDelete, p("roles/ec521"), nil))
+	ok(root.do(t, http.MethodDelete, p("keys/ec521"), nil))
+	h.collect(t)
+	allRoles = secWithout(allRoles, "ec521")
+	names = secWithout(names, "ec521")
+	ok(root.do(t, http.MethodDelete, p("roles/templ"), nil))
+	allRoles = secWithout(allRoles, "templ")
+
+	// Wait for maintenance (Vault calls it about once a minute) to generate
+	// keys on the fast ring, signing and harvesting meanwhile.
+	before := len(h.keys)
+	deadline = time.Now().Add(150 * time.Second)
+	for !secLogHas(t, sec.srv.logPath, "pending key generated", "ring=fast") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no maintenance pass generated a key on ring fast within 150s")
+		}
+		ok(signer.write(t, p("sign/fast"), nil))
+		secRawFetch(t, sec, http.MethodGet, p("jwks"), "", nil)
+		h.collect(t)
+		time.Sleep(2 * time.Second)
+	}
+	h.collect(t)
+	ok(root.do(t, http.MethodDelete, p("roles/pss"), nil))
+	ok(root.do(t, http.MethodDelete, p("keys/pss?force=true"), nil))
+	allRoles = secWithout(allRoles, "pss")
+	names = secWithout(names, "pss")
+	exercise("four")
+	h.collect(t)
+	t.Logf("harvested %d private keys through sys/raw (%d after maintenance began)", len(h.keys), len(h.keys)-before)
+
+	// Every kid any read or JWKS showed was harvested: the oracle saw every key.
+	for _, r := range sec.rec.all() {
+		for _, kid := range secKidPattern.FindAllSubmatch(r.data, -1) {
+			if !h.seen[string(kid[1])] {
+				t.Errorf("kid %s appeared in %s %s but its private half was never harvested", kid[1], r.method, r.path)
+			}
+		}
+	}
+	h.checkKinds(t)
+
+	sec.srv.stop()
+
+	sc := secNewScanner()
+	for kid, k := range h.keys {
+		sc.addKey(t, kid, k)
+	}
+	sc.positiveControl(t, h)
+
+	var total int64
+	findings := 0
+	report := func(source string, data []byte) {
+		total += int64(len(data))
+		for _, f := range sc.scan(data) {
+			findings++
+			if findings <= 20 {
+				t.Errorf("private key material in %s: %s", source, f)
+			}
+		}
+	}
+	var respBytes int64
+	recs := sec.rec.all()
+	for _, r := range recs {
+		respBytes += int64(len(r.data))
+		report(fmt.Sprintf("response to %s %s", r.method, r.path), r.data)
+	}
+	logData, err := os.ReadFile(sec.srv.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report("the Vault log", logData)
+	hmacData, hmacSkipped := secAuditWithoutRaw(t, auditHMAC)
+	report("the HMAC audit log", hmacData)
+	rawData, rawSkipped := secAuditWithoutRaw(t, auditRaw)
+	report("the raw audit log", rawData)
+	t.Logf("scanned %d bytes: %d responses (%d bytes; %d sys/raw responses left out), Vault log %d bytes, HMAC audit log %d bytes (%d sys/raw entries left out), raw audit log %d bytes (%d sys/raw entries left out); %d known-secret patterns from %d keys; findings: %d",
+		total, len(recs), respBytes, sec.rec.skipped, len(logData), len(hmacData), hmacSkipped, len(rawData), rawSkipped, sc.patterns, len(h.keys), findings)
+	if findings > 0 {
+		t.Fatalf("%d findings", findings)
+	}
+	// Signed tokens are bearer credentials: they reach the caller and the
+	// raw audit log, never the Vault log or the HMAC audit log.
+	tokens := map[string]bool{}
+	for _, r := range recs {
+		for _, m := range secTokenPattern.FindAllSubmatch(r.data, -1) {
+			tokens[string(m[1])] = true
+		}
+	}
+	for tok := range tokens {
+		sig := []byte(tok[strings.LastIndex(tok, ".")+1:])
+		if bytes.Contains(logData, sig) || bytes.Contains(hmacData, sig) {
+			t.Errorf("a signed token appears in the Vault log or the HMAC audit log")
+		}
+	}
+	if len(tokens) < 100 {
+		t.Fatalf("only %d signed tokens seen", len(tokens))
+	}
+	t.Logf("%d signed tokens, none in the Vault log or the HMAC audit log", len(tokens))
+	// The scan covered what it claims to: the log is at trace level and
+	// holds the plugin's lines; the raw audit log holds signed tokens.
+	if !bytes.Contains(logData, []byte("[TRACE]")) || !secLogHas(t, sec.srv.logPath, "rotation: ", "ring=rsa") {
+		t.Fatalf("the Vault log lacks trace lines or the plugin's rotation lines")
+	}
+	if !bytes.Contains(rawData, []byte(`"token":"eyJ`)) || !bytes.Contains(hmacData, []byte("hmac-sha256:")) {
+		t.Fatalf("the audit logs do not hold what they should (raw tokens, HMAC'd values)")
+	}
+}
+
+func secWithout(list []string, s string) []string {
+	var out []string
+	for _, e := range list {
+		if e != s {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// secRawFetch sends a request outside Vault's envelope handling, through the
+// recording client, with token when not empty.
+func secRawFetch(t *testing.T, sec *secServer, method, path, token string, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, sec.root.url(path), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if token != "" {
+		req.Header.Set("X-Vault-Token", token)
+	}
+	resp, err := sec.root.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("%s %s: status %d: %s", method, path, resp.StatusCode, body)
+	}
+	return resp, body
+}
+
+var (
+	secKidPattern   = regexp.MustCompile(`"kid":"([A-Za-z0-9_-]{43})"`)
+	secTokenPattern = regexp.MustCompile(`"token":"(eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{40,})"`)
+)
+
+// secLogHas reports whether one line of the log holds every fragment.
+func secLogHas(t *testing.T, path string, fragments ...string) bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		all := true
+		for _, fr := range fragments {
+			all = all && strings.Contains(line, fr)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// secAuditWithoutRaw returns an audit log without the entries of sys/raw
+// requests (the test's own reads of storage), and how many it left out.
+func secAuditWithoutRaw(t *testing.T, path string) ([]byte, int) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	skipped := 0
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var entry struct {
+			Request struct {
+				Path string `json:"path"`
+			} `json:"request"`
+		}
+		if err := json.Unmarshal(line, &entry); err != nil {
+			t.Fatalf("%s: a line is not JSON: %v: %.200s", path, err, line)
+		}
+		if strings.HasPrefix(entry.Request.Path, "sys/raw/") {
+			skipped++
+			continue
+		}
+		out.Write(line)
+	}
+	if out.Len() == 0 {
+		t.Fatalf("%s is empty", path)
+	}
+	return out.Bytes(), skipped
+}
+
+// secHarvest collects the plugin's private keys from storage via sys/raw.
+type secHarvest struct {
+	sec    *secServer
+	prefix string // sys/raw/logical/<mount uuid>/private/
+	keys   map[string]crypto.Signer
+	seen   map[string]bool
+}
+
+func (h *secHarvest) list(t *testing.T, path string) []string {
+	t.Helper()
+	resp := h.sec.root.do(t, "LIST", path, nil)
+	switch resp.Status {
+	case http.StatusNotFound:
+		return nil
+	case http.StatusOK:
+		return stringList(resp.Data["keys"])
+	}
+	t.Fatalf("LIST %s: status %d: %s", path, resp.Status, resp.Body)
+	return nil
+}
+
+func (h *secHarvest) collect(t *testing.T) {
+	t.Helper()
+	for _, ring := range h.list(t, h.prefix) {
+		for _, kid := range h.list(t, h.prefix+ring) {
+			if h.seen[kid] {
+				continue
+			}
+			resp := h.sec.root.do(t, http.MethodGet, h.prefix+ring+kid, nil)
+			if resp.Status == http.StatusNotFound {
+				continue // deleted between the list and the read
+			}
+			value, _ := resp.Data["value"].(string)
+			var entry struct {
+				KID   string `json:"kid"`
+				PKCS8 []byte `json:"pkcs8"`
+			}
+			if err := json.Unmarshal([]byte(value), &entry); err != nil || entry.KID != kid {
+				t.Fatalf("sys/raw %s%s: %v: %.100s", ring, kid, err, value)
+			}
+			k, err := x509.ParsePKCS8PrivateKey(entry.PKCS8)
+			if err != nil {
+				t.Fatalf("private half of %s: %v", kid, err)
+			}
+			h.keys[kid] = k.(crypto.Signer)
+			h.seen[kid] = true
+		}
+	}
+}
+
+// checkKinds requires keys of every kind the test meant to create.
+func (h *secHarvest) checkKinds(t *testing.T) {
+	t.Helper()
+	kinds := map[string]int{}
+	for _, k := range h.keys {
+		switch k := k.(type) {
+		case *rsa.PrivateKey:
+			kinds[fmt.Sprintf("RSA-%d", k.N.BitLen())]++
+		case *ecdsa.PrivateKey:
+			kinds["EC-"+k.Curve.Params().Name]++
+		case ed25519.PrivateKey:
+			kinds["Ed25519"]++
+		}
+	}
+	for _, want := range []string{"RSA-2048", "RSA-3072", "EC-P-256", "EC-P-384", "EC-P-521", "Ed25519"} {
+		if kinds[want] == 0 {
+			t.Fatalf("no %s key harvested (kinds: %v)", want, kinds)
+		}
+	}
+	t.Logf("private keys harvested by kind: %v", kinds)
+}
+
+// secScanner finds private key material: known keys in many encodings, and
+// any private key parseable from the data.
+type secScanner struct {
+	byAnchor map[string][]secPattern
+	patterns int
+}
+
+type secPattern struct {
+	data []byte
+	what string
+}
+
+const secAnchor = 16
+
+func secNewScanner() *secScanner { return &secScanner{byAnchor: map[string][]secPattern{}} }
+
+func (s *secScanner) add(what string, p []byte) {
+	if len(p) < secAnchor {
+		panic("pattern shorter than the anchor: " + what)
+	}
+	a := string(p[:secAnchor])
+	s.byAnchor[a] = append(s.byAnchor[a], secPattern{data: p, what: what})
+	s.patterns++
+}
+
+// addText adds a text encoding whole and as 32-character windows every 48
+// characters, so a partial or line-wrapped copy is found too.
+func (s *secScanner) addText(what, text string) {
+	s.add(what, []byte(text))
+	for i := 0; i+32 <= len(text); i += 48 {
+		s.add(fmt.Sprintf("%s[%d:%d]", what, i, i+32), []byte(text[i:i+32]))
+	}
+}
+
+func (s *secScanner) addScalar(what string, b []byte) {
+	s.addText(what+" base64url", base64.RawURLEncoding.EncodeToString(b))
+	s.addText(what+" base64", base64.StdEncoding.EncodeToString(b))
+	s.addText(what+" hex", hex.EncodeToString(b))
+	s.addText(what+" HEX", strings.ToUpper(hex.EncodeToString(b)))
+	s.addText(what+" decimal", new(big.Int).SetBytes(b).String())
+	s.add(what+" raw bytes", b)
+}
+
+func (s *secScanner) addKey(t *testing.T, kid string, k crypto.Signer) {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addText(kid+" PKCS#8 base64", base64.StdEncoding.EncodeToString(der))
+	s.addText(kid+" PKCS#8 base64url", base64.RawURLEncoding.EncodeToString(der))
+	s.addText(kid+" PKCS#8 hex", hex.EncodeToString(der))
+	switch k := k.(type) {
+	case *rsa.PrivateKey:
+		for name, v := range map[string]*big.Int{"d": k.D, "p": k.Primes[0], "q": k.Primes[1], "dp": k.Precomputed.Dp, "dq": k.Precomputed.Dq, "qi": k.Precomputed.Qinv} {
+			s.addScalar(kid+" RSA "+name, v.Bytes())
+		}
+	case *ecdsa.PrivateKey:
+		size := (k.Curve.Params().BitSize + 7) / 8
+		s.addScalar(kid+" EC d", k.D.FillBytes(make([]byte, size)))
+	case ed25519.PrivateKey:
+		s.addScalar(kid+" Ed25519 seed", k.Seed())
+		s.addScalar(kid+" Ed25519 key", k)
+	default:
+		t.Fatalf("key %s of type %T", kid, k)
+	}
+}
+
+var (
+	// A JWK private member with a value, also JSON-escaped inside a string.
+	secJWKPrivate = regexp.MustCompile(`\\*"(d|p|q|dp|dq|qi)\\*"\s*:\s*\\*"[A-Za-z0-9_\-+/=]{16,}`)
+	secBase64Run  = regexp.MustCompile(`[A-Za-z0-9+/_-]{60,}={0,2}`)
+	secHexRun     = regexp.MustCompile(`[0-9a-fA-F]{96,}`)
+)
+
+// scan returns a description of every finding in data.
+func (s *secScanner) scan(data []byte) []string {
+	var out []string
+	for i := 0; i+secAnchor <= len(data); i++ {
+		for _, p := range s.byAnchor[string(data[i:i+secAnchor])] {
+			if bytes.HasPrefix(data[i:], p.data) {
+				out = append(out, fmt.Sprintf("%s at byte %d", p.what, i))
+			}
+		}
+	}
+	for _, m := range secJWKPrivate.FindAllIndex(data, -1) {
+		out = append(out, fmt.Sprintf("JWK private member %.40s at byte %d", data[m[0]:m[1]], m[0]))
+	}
+	if i := bytes.Index(data, []byte("PRIVATE KEY")); i >= 0 {
+		out = append(out, fmt.Sprintf("PEM private key marker at byte %d", i))
+	}
+	for _, m := range secBase64Run.FindAllIndex(data, -1) {
+		if what := secParsesAsPrivate(secDecodeBase64(data[m[0]:m[1]])); what != "" {
+			out = append(out, fmt.Sprintf("base64 that parses as a %s private key at byte %d", what, m[0]))
+		}
+	}
+	for _, m := range secHexRun.FindAllIndex(data, -1) {
+		if b, err := hex.DecodeString(string(data[m[0] : m[1]-(m[1]-m[0])%2])); err == nil {
+			if what := secParsesAsPrivate([][]byte{b}); what != "" {
+				out = append(out, fmt.Sprintf("hex that parses as a %s private key at byte %d", what, m[0]))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func secDecodeBase64(run []byte) [][]byte {
+	s := strings.TrimRight(string(run), "=")
+	var out [][]byte
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func secParsesAsPrivate(candidates [][]byte) string {
+	for _, b := range candidates {
+		if _, err := x509.ParsePKCS8PrivateKey(b); err == nil {
+			return "PKCS#8"
+		}
+		if _, err := x509.ParsePKCS1PrivateKey(b); err == nil {
+			return "PKCS#1"
+		}
+		if _, err := x509.ParseECPrivateKey(b); err == nil {
+			return "SEC 1"
+		}
+	}
+	return ""
+}
+
+// positiveControl shows that the scans find each kind of leak: a harvested
+// key of each type written as PEM, as a private JWK, as base64 DER inside
+// JSON, and as bare scalars, each found on its own.
+func (s *secScanner) positiveControl(t *testing.T, h *secHarvest) {
+	t.Helper()
+	byType := map[string]crypto.Signer{}
+	for _, k := range h.keys {
+		byType[fmt.Sprintf("%T", k)] = k
+	}
+	if len(byType) != 3 {
+		t.Fatalf("positive control: key types %v", byType)
+	}
+	fresh := secNewScanner() // knows no key: only the generic scans
+	for typ, k := range byType {
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jwk, err := json.Marshal(jose.JSONWebKey{Key: k, KeyID: "control", Algorithm: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		escaped, _ := json.Marshal(map[string]string{"msg": string(jwk)})
+		leaks := map[string][]byte{
+			"PEM":                    pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+			"private JWK":            jwk,
+			"private JWK in a log":   escaped,
+			"base64 DER in JSON":     []byte(`{"value":"` + base64.StdEncoding.EncodeToString(der) + `"}`),
+			"base64url DER":          []byte("key=" + base64.RawURLEncoding.EncodeToString(der) + " end"),
+			"hex DER":                []byte("key=" + hex.EncodeToString(der)),
+			"PEM body without armor": []byte(strings.Join(strings.Split(strings.TrimSpace(string(pem.EncodeToMemory(&pem.Block{Type: "X", Bytes: der}))), "\n")[1:3], "\n")),
+		}
+		var scalar []byte
+		switch k := k.(type) {
+		case *rsa.PrivateKey:
+			scalar = k.D.Bytes()
+			leaks["decimal d"] = []byte(fmt.Sprintf("d=%s", k.D))
+		case *ecdsa.PrivateKey:
+			scalar = k.D.FillBytes(make([]byte, (k.Curve.Params().BitSize+7)/8))
+		case ed25519.PrivateKey:
+			scalar = k.Seed()
+		}
+		leaks["raw scalar bytes"] = append([]byte("\x00\x01"), scalar...)
+		leaks["hex scalar"] = []byte(hex.EncodeToString(scalar))
+		for name, leak := range leaks {
+			known := s.scan(leak)
+			if len(known) == 0 {
+				t.Fatalf("positive control: the known-key scan misses a %s %s leak", typ, name)
+			}
+			generic := fresh.scan(leak)
+			switch name {
+			case "PEM", "private JWK", "private JWK in a log", "base64 DER in JSON", "base64url DER", "hex DER":
+				if len(generic) == 0 {
+					t.Fatalf("positive control: the generic scan misses a %s %s leak", typ, name)
+				}
+			}
+		}
+	}
+	// And it stays silent on public material.
+	for _, k := range byType {
+		pub, _ := json.Marshal(jose.JSONWebKey{Key: k.Public(), KeyID: "control", Algorithm: "x", Use: "sig"})
+		if f := s.scan(pub); len(f) != 0 {
+			t.Fatalf("positive control: a public JWK is reported: %v", f)
+		}
+	}
+}
