@@ -60,27 +60,10 @@ func (r ring) nextPending() (signingKey, bool) {
 func readRing(t testing.TB, m *mount, name string) ring {
 	t.Helper()
 	resp := env.root.mustRead(t, m.p("keys/"+name))
-	r := ring{Data: resp.Data, NextRotation: integer(t, resp.Data, "next_rotation")}
-	items, ok := resp.Data["signing_keys"].([]any)
-	if !ok {
+	if _, ok := resp.Data["signing_keys"].([]any); !ok {
 		t.Fatalf("keys/%s: signing_keys is %T, want a list: %s", name, resp.Data["signing_keys"], resp.Body)
 	}
-	for _, it := range items {
-		d, ok := it.(map[string]any)
-		if !ok {
-			t.Fatalf("keys/%s: signing key entry is %T", name, it)
-		}
-		r.SigningKeys = append(r.SigningKeys, signingKey{
-			Kid:        str(t, d, "kid"),
-			Alg:        str(t, d, "alg"),
-			State:      str(t, d, "state"),
-			PublishAt:  integer(t, d, "publish_at"),
-			ActivateAt: integer(t, d, "activate_at"),
-			RetireAt:   integer(t, d, "retire_at"),
-			RemoveAt:   integer(t, d, "remove_at"),
-			RevokedAt:  integer(t, d, "revoked_at"),
-		})
-	}
+	r := ringFromData(t, name, resp.Data)
 	// Exactly one key signs, except in a new ring whose first key is still
 	// serving its lead.
 	switch n := len(r.inState("active")); {
@@ -153,4 +136,31 @@ func sign(t testing.TB, m *mount, role string, body map[string]any) signed {
 		ExpiresAt: integer(t, resp.Data, "expires_at"),
 		At:        time.Now(),
 	}
+}
+
+// ringFromData decodes a keys/<name> read.
+func ringFromData(t testing.TB, name string, data map[string]any) ring {
+	t.Helper()
+	r := ring{Data: data}
+	if v, ok := data["next_rotation"]; ok {
+		r.NextRotation = asInt(t, "next_rotation", v)
+	}
+	items, _ := data["signing_keys"].([]any)
+	for _, it := range items {
+		d, ok := it.(map[string]any)
+		if !ok {
+			t.Fatalf("keys/%s: signing key entry is %T", name, it)
+		}
+		r.SigningKeys = append(r.SigningKeys, signingKey{
+			Kid:        str(t, d, "kid"),
+			Alg:        str(t, d, "alg"),
+			State:      str(t, d, "state"),
+			PublishAt:  integer(t, d, "publish_at"),
+			ActivateAt: integer(t, d, "activate_at"),
+			RetireAt:   integer(t, d, "retire_at"),
+			RemoveAt:   integer(t, d, "remove_at"),
+			RevokedAt:  integer(t, d, "revoked_at"),
+		})
+	}
+	return r
 }

@@ -390,27 +390,7 @@ func safMustWriteRetry(t testing.TB, c *vaultClient, path string, body any) *api
 func safReadRing(t testing.TB, c *vaultClient, mountPath, name string) ring {
 	t.Helper()
 	resp := c.mustRead(t, mountPath+"/keys/"+name)
-	r := ring{Data: resp.Data}
-	if v, ok := resp.Data["next_rotation"]; ok {
-		r.NextRotation = asInt(t, "next_rotation", v)
-	}
-	items, _ := resp.Data["signing_keys"].([]any)
-	for _, it := range items {
-		d, ok := it.(map[string]any)
-		if !ok {
-			t.Fatalf("keys/%s: signing key entry is %T", name, it)
-		}
-		r.SigningKeys = append(r.SigningKeys, signingKey{
-			Kid:        str(t, d, "kid"),
-			Alg:        str(t, d, "alg"),
-			State:      str(t, d, "state"),
-			PublishAt:  integer(t, d, "publish_at"),
-			ActivateAt: integer(t, d, "activate_at"),
-			RetireAt:   integer(t, d, "retire_at"),
-			RemoveAt:   integer(t, d, "remove_at"),
-			RevokedAt:  integer(t, d, "revoked_at"),
-		})
-	}
+	r := ringFromData(t, name, resp.Data)
 	if n := len(r.inState("active")); n != 1 {
 		t.Fatalf("keys/%s has %d active keys, want exactly 1: %+v", name, n, r.SigningKeys)
 	}
