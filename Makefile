@@ -82,6 +82,8 @@ test: vault plugin
 	$(MAKE) --no-print-directory benchcheck || status=1; \
 	echo '==> fuzz targets from their seeds, $(TEST_FUZZTIME) each'; \
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME) || status=1; \
+	echo '==> gofmt, go vet and staticcheck'; \
+	$(MAKE) --no-print-directory lint || status=1; \
 	echo '==> go mod verify'; \
 	$(MAKE) --no-print-directory modverify || status=1; \
 	echo '==> govulncheck against the database built from golang.org/x/vulndb'; \
@@ -112,9 +114,14 @@ vet:
 	cd tests && $(GO) vet ./...
 
 # Fails on unformatted files instead of rewriting them, then vets.
+# staticcheck is pinned as a Go tool in tools/lint.
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@mkdir -p bin
+	$(GO) -C tools/lint build -o ../../bin/staticcheck honnef.co/go/tools/cmd/staticcheck
+	bin/staticcheck ./...
+	cd tests && ../bin/staticcheck ./...
 
 clean: dev-stop
 	rm -rf bin/plugins .dev
@@ -142,6 +149,7 @@ modverify:
 	cd tests && $(GO) mod verify
 	cd tools/vault && $(GO) mod verify
 	cd tools/vuln && $(GO) mod verify
+	cd tools/lint && $(GO) mod verify
 
 # Offline govulncheck of the plugin and the acceptance tests (scripts/govulncheck.sh).
 vulncheck:

@@ -144,12 +144,12 @@ func checkValue(name string, t framework.FieldType, raw any) (any, string) {
 		}
 		return nil, fmt.Sprintf("%s: expected a JSON object, got %s; give an object such as {\"scope\":\"read\"}", name, typeName(raw))
 	case framework.TypeSlice:
-		switch raw.(type) {
+		switch v := raw.(type) {
 		case []any:
 			return nil, ""
 		case string:
 			var l []any
-			if err := decodeStrict(raw.(string), &l); err != nil {
+			if err := decodeStrict(v, &l); err != nil {
 				return nil, fmt.Sprintf("%s: %v; give a JSON list of objects", name, err)
 			}
 			return l, ""

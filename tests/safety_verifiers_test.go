@@ -173,7 +173,7 @@ func safJWKSURLFor(jwks string) func(k safVerifierKind) string {
 // safTokenKid reads the kid from a token's protected header without
 // verifying anything.
 func safTokenKid(token string) string {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{
 		jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
 		jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
 	})

@@ -542,8 +542,11 @@ func (s *secScanner) addKey(t *testing.T, kid string, k crypto.Signer) {
 			s.addScalar(kid+" RSA "+name, v.Bytes())
 		}
 	case *ecdsa.PrivateKey:
-		size := (k.Curve.Params().BitSize + 7) / 8
-		s.addScalar(kid+" EC d", k.D.FillBytes(make([]byte, size)))
+		d, err := k.Bytes()
+		if err != nil {
+			t.Fatalf("%s: EC private scalar: %v", kid, err)
+		}
+		s.addScalar(kid+" EC d", d)
 	case ed25519.PrivateKey:
 		s.addScalar(kid+" Ed25519 seed", k.Seed())
 		s.addScalar(kid+" Ed25519 key", k)
@@ -655,7 +658,11 @@ func (s *secScanner) positiveControl(t *testing.T, h *secHarvest) {
 			scalar = k.D.Bytes()
 			leaks["decimal d"] = []byte(fmt.Sprintf("d=%s", k.D))
 		case *ecdsa.PrivateKey:
-			scalar = k.D.FillBytes(make([]byte, (k.Curve.Params().BitSize+7)/8))
+			d, err := k.Bytes()
+			if err != nil {
+				t.Fatalf("EC private scalar: %v", err)
+			}
+			scalar = d
 		case ed25519.PrivateKey:
 			scalar = k.Seed()
 		}

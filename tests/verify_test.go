@@ -159,7 +159,7 @@ func checkJWKSCaching(t testing.TB, what string, resp *http.Response, maxAge, pu
 // kid names in set, allowing only alg. It returns the protected header and
 // the claims. It checks no time claims: callers decide what time it is.
 func verifyWithJose(token string, set jose.JSONWebKeySet, alg string) (jose.Header, map[string]any, error) {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
 	if err != nil {
 		return jose.Header{}, nil, fmt.Errorf("go-jose parse: %w", err)
 	}
