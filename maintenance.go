@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -32,9 +33,13 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 	}
 	now := b.now()
 	defer func() { b.lastPass = now }()
-	views, _ := b.tracker.snapshot(snap.config)
+	// The tracker is copied only if some ring's gate needs it this pass.
+	views := sync.OnceValue(func() []clientView {
+		v, _ := b.tracker.snapshot(snap.config)
+		return v
+	})
 	gate := func(ring, kid string) coverage {
-		return coverageOf(views, snap.config, ring, kid, now, defaultVerifierWindow)
+		return coverageOf(views(), snap.config, ring, kid, now, defaultVerifierWindow)
 	}
 	var errs []error
 	for _, name := range sortedNames(snap.rings) {
@@ -100,14 +105,15 @@ func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ring
 	if len(generated) > 0 {
 		changed = true
 	}
-	probe := r.clone()
-	if len(releasePrivates(probe, now)) > 0 {
-		changed = true
-	}
-	if r.DeletedAt == 0 && !changed {
-		before := append([]signingKey(nil), probe.Keys...)
-		chain(probe.Keys, r.schedule(), now)
-		changed = !sameSchedule(before, probe.Keys)
+	if !changed {
+		// Nothing else changed: write only if commitRing's own chaining and
+		// release of private halves would change the stored ring.
+		probe := r.clone()
+		if r.DeletedAt == 0 {
+			chain(probe.Keys, r.schedule(), now)
+		}
+		releasePrivates(probe, now)
+		changed = !sameSchedule(r.Keys, probe.Keys)
 	}
 	if changed {
 		if err := b.commitRing(ctx, s, old, r, generated, now); err != nil {
