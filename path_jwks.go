@@ -99,46 +99,43 @@ func pathJWKS(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathJWKSRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	scope := allScope
+	scope, label := allScope, "all"
 	if v, ok := d.Raw["name"]; ok {
-		scope = v.(string)
+		scope, label = v.(string), v.(string)
 		if scope == "" {
 			return nil, nil
 		}
 	}
-	doc, err := b.document(ctx, req.Storage, scope)
-	if err != nil {
-		return nil, err
-	}
-	if doc == nil {
-		return nil, nil
-	}
-	b.observeFetch(req, scope, doc)
-	document := scope
-	if scope == allScope {
-		document = "all"
-	}
-	return b.rawResponse(req, document, doc, jwksContentType, b.now()), nil
+	return b.serveDocument(ctx, req, scope, label, jwksContentType)
 }
 
 func (b *backend) pathDiscoveryRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	doc, err := b.document(ctx, req.Storage, discoveryScope)
-	if err != nil {
+	resp, err := b.serveDocument(ctx, req, discoveryScope, "discovery", discoveryContentType)
+	if err != nil || resp != nil {
+		return resp, err
+	}
+	return &logical.Response{Data: map[string]any{
+		logical.HTTPStatusCode:  http.StatusNotFound,
+		logical.HTTPContentType: "application/json",
+		logical.HTTPRawBody:     []byte(`{"errors":["issuer not configured: write config issuer=<VAULT_ADDR>/v1/<mount>"]}`),
+	}}, nil
+}
+
+// serveDocument answers one fetch from memory: the rendered document for
+// scope, the fetch told to the verifier tracker, and the caching headers,
+// all at one reading of the clock. It returns nil when there is no document.
+func (b *backend) serveDocument(ctx context.Context, req *logical.Request, scope, label, contentType string) (*logical.Response, error) {
+	now := b.now()
+	doc, err := b.document(ctx, req.Storage, scope, now)
+	if err != nil || doc == nil {
 		return nil, err
 	}
-	if doc == nil {
-		return &logical.Response{Data: map[string]any{
-			logical.HTTPStatusCode:  http.StatusNotFound,
-			logical.HTTPContentType: "application/json",
-			logical.HTTPRawBody:     []byte(`{"errors":["issuer not configured: write config issuer=<VAULT_ADDR>/v1/<mount>"]}`),
-		}}, nil
-	}
-	b.observeFetch(req, discoveryScope, doc)
-	return b.rawResponse(req, "discovery", doc, discoveryContentType, b.now()), nil
+	b.observeFetch(req, scope, doc, now)
+	return b.rawResponse(req, label, doc, contentType, now), nil
 }
 
 // observeFetch tells the verifier tracker who fetched what.
-func (b *backend) observeFetch(req *logical.Request, scope string, doc *renderedJWKS) {
+func (b *backend) observeFetch(req *logical.Request, scope string, doc *renderedJWKS, now int64) {
 	verifier, _ := req.Data["verifier"].(string)
 	addr := ""
 	if req.Connection != nil {
@@ -154,7 +151,7 @@ func (b *backend) observeFetch(req *logical.Request, scope string, doc *rendered
 	if scope == discoveryScope {
 		served, kids = "", nil
 	}
-	b.tracker.observe(verifier, addr, first("User-Agent"), first("If-None-Match"), scope, served, kids, b.now())
+	b.tracker.observe(verifier, addr, first("User-Agent"), first("If-None-Match"), scope, served, kids, now)
 }
 
 // rawResponse answers with doc as sent bytes, or 304 when the client holds it.
@@ -215,12 +212,11 @@ func etagMatches(headers []string, etag string) bool {
 
 // document returns the rendered document for scope, re-rendering only when
 // state changed or a key crossed a timestamp since the last rendering.
-func (b *backend) document(ctx context.Context, s logical.Storage, scope string) (*renderedJWKS, error) {
+func (b *backend) document(ctx context.Context, s logical.Storage, scope string, now int64) (*renderedJWKS, error) {
 	snap, err := b.load(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	now := b.now()
 	b.mu.RLock()
 	doc, ok := b.jwks[scope]
 	b.mu.RUnlock()
