@@ -297,13 +297,39 @@ func checkSubjectTemplate(t string) string {
 	if err != nil {
 		return fmt.Sprintf("subject_template: %v; use Vault identity templating such as {{identity.entity.id}} or {{identity.entity.name}}", err)
 	}
-	for _, piece := range strings.Split(t, "{{")[1:] {
-		d := strings.TrimSpace(strings.SplitN(piece, "}}", 2)[0])
+	for _, d := range templateDirectives(t) {
 		if !subjectDirective.MatchString(d) {
 			return fmt.Sprintf("subject_template: {{%s}} is not an entity directive; use identity.entity.id, identity.entity.name, identity.entity.metadata.<key> or identity.entity.aliases.<mount accessor>.(id|name|metadata.<key>)", d)
 		}
 	}
 	return ""
+}
+
+// templateDirectives returns the trimmed directives of a template, in order.
+func templateDirectives(t string) []string {
+	var out []string
+	for _, piece := range strings.Split(t, "{{")[1:] {
+		out = append(out, strings.TrimSpace(strings.SplitN(piece, "}}", 2)[0]))
+	}
+	return out
+}
+
+// renderEntityID renders a template whose only directive is the entity id,
+// which the request carries; ok is false if it uses anything else.
+func renderEntityID(t, entityID string) (string, bool) {
+	for _, d := range templateDirectives(t) {
+		if d != "identity.entity.id" {
+			return "", false
+		}
+	}
+	pieces := strings.Split(t, "{{")
+	var b strings.Builder
+	b.WriteString(pieces[0])
+	for _, p := range pieces[1:] {
+		b.WriteString(entityID)
+		b.WriteString(strings.SplitN(p, "}}", 2)[1])
+	}
+	return b.String(), true
 }
 
 // subjectDirective is the part of Vault identity templating a subject may

@@ -359,9 +359,9 @@ func (s *signer) renderSubject() string {
 	}
 	// The default template needs only the entity id, which the request
 	// carries: no call back into Vault over the plugin connection.
-	if idOnly := strings.ReplaceAll(strings.ReplaceAll(t, "{{identity.entity.id}}", ""), "{{ identity.entity.id }}", ""); !strings.Contains(idOnly, "{{") {
-		s.subject = strings.ReplaceAll(strings.ReplaceAll(t, "{{identity.entity.id}}", s.req.EntityID), "{{ identity.entity.id }}", s.req.EntityID)
-		return s.subject
+	if sub, ok := renderEntityID(t, s.req.EntityID); ok {
+		s.subject = sub
+		return sub
 	}
 	ent, err := s.b.System().EntityInfo(s.req.EntityID)
 	if err != nil || ent == nil {

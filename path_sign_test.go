@@ -227,3 +227,20 @@ func TestSignNeverOutlivesKey(t *testing.T) {
 		t.Fatalf("expires_at %v, key leaves at %d; warnings %v", resp.Data["expires_at"], r.Keys[a].RemoveAt, resp.Warnings)
 	}
 }
+
+// Templates that use only the entity id render without asking Vault for the
+// entity, in any spacing, beside static text.
+func TestRenderEntityID(t *testing.T) {
+	for tmpl, want := range map[string]string{
+		"{{identity.entity.id}}":                         "E",
+		"svc/{{ identity.entity.id }}/x":                 "svc/E/x",
+		"{{identity.entity.id}}-{{identity.entity.id }}": "E-E",
+	} {
+		if got, ok := renderEntityID(tmpl, "E"); !ok || got != want {
+			t.Errorf("%q: got %q %v, want %q", tmpl, got, ok, want)
+		}
+	}
+	if _, ok := renderEntityID("{{identity.entity.name}}", "E"); ok {
+		t.Error("a template using the entity name must ask Vault for the entity")
+	}
+}
