@@ -893,17 +893,7 @@ func monStartPoller(t *testing.T, bin, url, name, verifier, ua string, interval 
 
 // stop asks the poller to finish its fetch in flight and exit.
 func (p *monPoller) stop(t testing.TB) {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
+	if !stopProcess(p.cmd, p.exited, syscall.SIGTERM, 30*time.Second) {
 		t.Errorf("poller %s did not stop on SIGTERM", p.name)
 	}
 }

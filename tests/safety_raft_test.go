@@ -222,13 +222,7 @@ func (n *safRaftNode) kill9() {
 // stop asks Vault to shut down and kills it after a grace period.
 func (n *safRaftNode) stop() {
 	if n.running() {
-		_ = n.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-n.exited:
-		case <-time.After(20 * time.Second):
-			_ = n.cmd.Process.Signal(syscall.SIGKILL)
-			<-n.exited
-		}
+		stopProcess(n.cmd, n.exited, syscall.SIGTERM, 20*time.Second)
 	}
 	n.killPlugins()
 }

@@ -155,20 +155,29 @@ func (s *devServer) waitHealthy(timeout time.Duration) error {
 // kills it if it does not within a grace period.
 func (s *devServer) stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
-		select {
-		case <-s.exited:
-		default:
-			_ = s.cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-s.exited:
-			case <-time.After(20 * time.Second):
-				_ = s.cmd.Process.Kill()
-				<-s.exited
-			}
-		}
+		stopProcess(s.cmd, s.exited, os.Interrupt, 20*time.Second)
 	}
 	if s.logFile != nil {
 		s.logFile.Close()
+	}
+}
+
+// stopProcess sends sig to cmd and waits for exited to close; past grace it
+// kills the process. It reports whether the process stopped on sig.
+func stopProcess(cmd *exec.Cmd, exited <-chan struct{}, sig os.Signal, grace time.Duration) bool {
+	select {
+	case <-exited:
+		return true
+	default:
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+		return true
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-exited
+		return false
 	}
 }
 
