@@ -145,12 +145,8 @@ func (b *backend) applyGate(r *ringEntry, now int64, gate func(ring, kid string)
 	if r.DeletedAt != 0 || r.MinVerifierCoverage <= 0 || r.MaxActivationDelay <= 0 {
 		return false
 	}
-	a := activeIndex(r.Keys, now)
-	if a < 0 {
-		return false
-	}
-	p := liveAfter(r.Keys, a)
-	if p < 0 {
+	a, p := activeAndPending(r.Keys, now)
+	if a < 0 || p < 0 {
 		return false
 	}
 	k := &r.Keys[p]

@@ -117,8 +117,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if r.DeletedAt != 0 {
 			continue
 		}
-		a := activeIndex(r.Keys, now)
-		if p := liveAfter(r.Keys, a); p >= 0 {
+		if _, p := activeAndPending(r.Keys, now); p >= 0 {
 			ch <- prometheus.MustNewConstMetric(descNextRotation, prometheus.GaugeValue, float64(r.Keys[p].ActivateAt-now), name)
 			cov := coverageOf(views, snap.config, name, r.Keys[p].KID, now, defaultVerifierWindow)
 			ch <- prometheus.MustNewConstMetric(descCoverage, prometheus.GaugeValue, cov.Ratio, name)

@@ -113,12 +113,12 @@ func (b *backend) pathKeyOp(ctx context.Context, req *logical.Request, d *framew
 		return nil, err
 	}
 	// The state right after the operation.
-	a := activeIndex(r.Keys, now)
+	a, p := activeAndPending(r.Keys, now)
 	resp.Data["active_kid"], resp.Data["pending_kid"] = "", ""
 	if a >= 0 {
 		resp.Data["active_kid"] = r.Keys[a].KID
 	}
-	if p := liveAfter(r.Keys, a); p >= 0 {
+	if p >= 0 {
 		resp.Data["pending_kid"] = r.Keys[p].KID
 	}
 	return resp, nil

@@ -42,12 +42,12 @@ func ringKeys(snap *snapshot, now int64) (map[string][2]string, []string) {
 		if r.DeletedAt != 0 {
 			continue
 		}
-		a := activeIndex(r.Keys, now)
+		a, p := activeAndPending(r.Keys, now)
 		var pair [2]string
 		if a >= 0 {
 			pair[0] = r.Keys[a].KID
 		}
-		if p := liveAfter(r.Keys, a); p >= 0 {
+		if p >= 0 {
 			pair[1] = r.Keys[p].KID
 		}
 		out[n] = pair

@@ -137,6 +137,17 @@ func activeIndex(keys []signingKey, now int64) int {
 	return -1
 }
 
+// activeAndPending returns the indexes of the key that signs at now and of
+// the pending key that takes over from it, -1 for none.
+func activeAndPending(keys []signingKey, now int64) (int, int) {
+	a := activeIndex(keys, now)
+	p := liveAfter(keys, a)
+	if p >= 0 && keys[p].state(now) != statePending {
+		p = -1
+	}
+	return a, p
+}
+
 // liveAfter returns the index of the first unrevoked key after i, or -1.
 func liveAfter(keys []signingKey, i int) int {
 	for j := i + 1; j < len(keys); j++ {
