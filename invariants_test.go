@@ -482,3 +482,28 @@ func (s *slowStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	time.Sleep(2 * time.Millisecond)
 	return s.Storage.Put(ctx, e)
 }
+
+// Raising publish_lead rewrites no existing key; keys scheduled after it
+// obey the new lead (invariants 1 and 9).
+func TestRaisingLeadKeepsExistingKeys(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
+	before := e.ring("k")
+	resp := e.mustWrite("keys/k", map[string]any{"publish_lead": "50m"})
+	if !strings.Contains(strings.Join(resp.Warnings, " "), "publish_lead raised") {
+		t.Fatalf("warnings %v", resp.Warnings)
+	}
+	after := e.ring("k")
+	for i := range before.Keys {
+		if before.Keys[i].ActivateAt != after.Keys[i].ActivateAt || before.Keys[i].PublishAt != after.Keys[i].PublishAt {
+			t.Fatalf("raising the lead rewrote key %s", before.Keys[i].KID)
+		}
+	}
+	e.simulate(6*time.Hour, time.Minute, time.Minute, func(now time.Time) {
+		for _, k := range e.ring("k").Keys {
+			if k.PublishAt > testStart.Unix() && k.ActivateAt < k.PublishAt+50*60 {
+				t.Fatalf("key %s generated after the change activates %ds after publication", k.KID, k.ActivateAt-k.PublishAt)
+			}
+		}
+	})
+}
