@@ -7,9 +7,9 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -26,11 +26,10 @@ type backend struct {
 	*framework.Backend
 	logger hclog.Logger
 
-	// clock is the wall clock; tests replace it. Every use goes through now().
-	clock func() time.Time
-	// highWater is the latest time this backend has acted on, so state is
-	// never derived from an earlier time if the wall clock steps back.
-	highWater atomic.Int64
+	// clock is the schedule clock (clock.go); every reading of time goes
+	// through it. keys makes new key pairs; tests replace both.
+	clock *scheduleClock
+	keys  keySource
 
 	// writeLock serialises every storage write of the mount, which also makes
 	// cross-object checks (role against ring against config) hold under
@@ -40,14 +39,19 @@ type backend struct {
 
 	// mu guards the in-memory copy of storage below. Entries in the maps are
 	// never mutated after they are stored there: writers store clones.
-	mu      sync.RWMutex
-	loaded  bool
-	dirty   map[string]bool
-	config  *configEntry
-	rings   map[string]*ringEntry
-	roles   map[string]*roleEntry
-	signers map[string]*cachedSigner
-	jwks    map[string]*renderedJWKS
+	mu     sync.RWMutex
+	loaded bool
+	dirty  map[string]bool
+	config *configEntry
+	// declared is who counts as a declared verifier under config.
+	declared declaredSet
+	rings    map[string]*ringEntry
+	roles    map[string]*roleEntry
+	signers  map[string]*cachedSigner
+	jwks     map[string]*renderedJWKS
+	// gen counts changes of the state documents are rendered from; a
+	// document rendered from an older generation is never cached.
+	gen uint64
 	// tracker observes JWKS fetches; it lives on the node that served them.
 	tracker *verifierTracker
 	metrics *metrics
@@ -59,11 +63,21 @@ type backend struct {
 	// sweptRings records rings (and "" for the mount) whose orphaned
 	// private halves this process has already swept.
 	sweptRings map[string]bool
+	// undeleted are private halves whose delete failed after the ring that
+	// released them was written; maintenance retries them (under writeLock).
+	undeleted map[string]bool
+
+	// afterRender, when set by a test, runs between rendering a document
+	// and caching it.
+	afterRender func()
 }
+
+// keySource generates a key pair for a ring's algorithm and RSA size.
+type keySource func(alg string, rsaBits int) (*generatedKey, error)
 
 // Factory is the plugin's entry point.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
-	b := newBackend(time.Now)
+	b := newBackend(systemClock{start: time.Now()})
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -74,9 +88,13 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	return b, nil
 }
 
-func newBackend(clock func() time.Time) *backend {
-	b := &backend{clock: clock, tracker: newVerifierTracker(), manualKIDs: map[string]bool{}}
+func newBackend(src clockSource) *backend {
+	b := &backend{
+		clock: newScheduleClock(src), keys: generateKey,
+		tracker: newVerifierTracker(), manualKIDs: map[string]bool{}, undeleted: map[string]bool{},
+	}
 	b.metrics = newMetrics(b)
+	b.clock.notify = b.clockChanged
 	b.resetCache()
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -96,10 +114,18 @@ func newBackend(clock func() time.Time) *backend {
 			pathKeys(b),
 			pathRoles(b),
 			[]*framework.Path{pathSign(b), pathVerifiers(b), pathMetrics(b)},
+			pathClock(b),
 			pathJWKS(b),
 		),
-		PeriodicFunc:   b.periodic,
-		Invalidate:     b.invalidate,
+		PeriodicFunc: func(ctx context.Context, req *logical.Request) (err error) {
+			defer b.recoverPanic("periodic", &err)
+			return b.periodic(ctx, req)
+		},
+		Invalidate: func(ctx context.Context, key string) {
+			var err error
+			defer b.recoverPanic("invalidate", &err)
+			b.invalidate(ctx, key)
+		},
 		Clean:          func(context.Context) { b.resetCache() },
 		RunningVersion: Version,
 	}
@@ -123,9 +149,12 @@ func crudOperations(read, write, del framework.OperationFunc) map[logical.Operat
 }
 
 // HandleRequest checks writes and deletes against their path's schema before the
-// framework sees them: an unknown field or a value of the wrong type is a
-// 400 that names the field and the fix, never a silently ignored parameter.
-func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+// framework sees them: an unknown field, a null or a value of the wrong type
+// is a 400 that names the field and the fix, never a silently ignored
+// parameter. A panic anywhere below becomes an error for this request alone:
+// one plugin process serves every mount.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp *logical.Response, err error) {
+	defer b.recoverPanic("request", &err)
 	if req.Operation == logical.CreateOperation || req.Operation == logical.UpdateOperation || req.Operation == logical.DeleteOperation {
 		if p := b.Route(req.Path); p != nil {
 			if resp := checkFields(p, req); resp != nil {
@@ -139,13 +168,26 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 // HandleExistenceCheck applies the same field checks first. A request that
 // fails them is reported as having no existence check, so it goes on to
 // HandleRequest as an update and gets the same clear 400 there.
-func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
+func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (found, exists bool, err error) {
+	defer b.recoverPanic("existence check", &err)
 	if p := b.Route(req.Path); p != nil {
 		if resp := checkFields(p, req); resp != nil {
 			return false, false, nil
 		}
 	}
 	return b.Backend.HandleExistenceCheck(ctx, req)
+}
+
+// recoverPanic turns a panic into *err. It logs where it happened and the
+// panic value, never the request's data, and counts it.
+func (b *backend) recoverPanic(where string, err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	b.metrics.panics.WithLabelValues(where).Inc()
+	b.log().Error("recovered from a panic; the request failed, the plugin goes on", "in", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	*err = fmt.Errorf("internal error in the jwt-rotor plugin (%s); it was logged, and nothing of this request was stored", where)
 }
 
 func (b *backend) log() hclog.Logger {
@@ -155,28 +197,28 @@ func (b *backend) log() hclog.Logger {
 	return b.logger
 }
 
-// now is the current time in Unix seconds, never earlier than any time this
-// backend has already acted on.
+// now is the schedule time in Unix seconds (clock.go): never earlier than
+// any time this backend has already acted on.
 func (b *backend) now() int64 {
-	t := b.clock().Unix()
-	for {
-		hw := b.highWater.Load()
-		if t <= hw {
-			return hw
-		}
-		if b.highWater.CompareAndSwap(hw, t) {
-			return t
-		}
-	}
+	return b.clock.read().Schedule
 }
 
 // observe raises the high-water mark to a time read from storage.
 func (b *backend) observe(t int64) {
-	for {
-		hw := b.highWater.Load()
-		if t <= hw || b.highWater.CompareAndSwap(hw, t) {
-			return
-		}
+	b.clock.observe(t)
+}
+
+// clockChanged logs and counts a hold of the schedule and its end.
+func (b *backend) clockChanged(ev clockEvent) {
+	switch ev.kind {
+	case "held":
+		b.metrics.clockSteps.Inc()
+		b.log().Warn("the wall clock stepped forward without real time passing; the key schedule is held behind it until the clock is corrected or the new time is accepted (write clock/accept)",
+			"step_seconds", ev.step, "held_seconds", ev.held)
+	case "released":
+		b.log().Info("the wall clock stepped back in line with real time; the key schedule follows it again", "step_seconds", ev.step)
+	case "accepted":
+		b.log().Warn("new wall clock time accepted; the key schedule jumped forward", "jump_seconds", ev.held)
 	}
 }
 
@@ -190,6 +232,7 @@ func (b *backend) resetCache() {
 	b.roles = map[string]*roleEntry{}
 	b.signers = map[string]*cachedSigner{}
 	b.jwks = map[string]*renderedJWKS{}
+	b.gen++
 	b.sweptRings = map[string]bool{}
 }
 
@@ -203,17 +246,31 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	case key == configPath, strings.HasPrefix(key, ringPrefix), strings.HasPrefix(key, rolePrefix):
 		b.dirty[key] = true
 		b.jwks = map[string]*renderedJWKS{}
+		b.gen++
 	case strings.HasPrefix(key, privatePrefix):
 		kid := key[strings.LastIndex(key, "/")+1:]
 		delete(b.signers, kid)
 	}
 }
 
-// snapshot is a consistent view of the mount's configuration objects.
+// snapshot is a consistent view of the mount's configuration objects, and
+// the generation of the document cache it belongs to.
 type snapshot struct {
-	config *configEntry
-	rings  map[string]*ringEntry
-	roles  map[string]*roleEntry
+	config   *configEntry
+	declared declaredSet
+	rings    map[string]*ringEntry
+	roles    map[string]*roleEntry
+	gen      uint64
+}
+
+// state loads the snapshot, then reads the clock: in that order, so the
+// high-water mark stored by earlier runs always bounds the time.
+func (b *backend) state(ctx context.Context, s logical.Storage) (*snapshot, reading, error) {
+	snap, err := b.load(ctx, s)
+	if err != nil {
+		return nil, reading{}, err
+	}
+	return snap, b.clock.read(), nil
 }
 
 // load returns the in-memory copy of storage, reading storage only on first
@@ -221,7 +278,7 @@ type snapshot struct {
 func (b *backend) load(ctx context.Context, s logical.Storage) (*snapshot, error) {
 	b.mu.RLock()
 	if b.loaded && len(b.dirty) == 0 {
-		snap := &snapshot{config: b.config, rings: b.rings, roles: b.roles}
+		snap := &snapshot{config: b.config, declared: b.declared, rings: b.rings, roles: b.roles, gen: b.gen}
 		b.mu.RUnlock()
 		return snap, nil
 	}
@@ -246,7 +303,7 @@ func (b *backend) load(ctx context.Context, s logical.Storage) (*snapshot, error
 				if err != nil {
 					return nil, err
 				}
-				b.config = c
+				b.config, b.declared = c, declaredBy(c)
 			case strings.HasPrefix(key, ringPrefix):
 				name := strings.TrimPrefix(key, ringPrefix)
 				r, err := readRing(ctx, s, name)
@@ -257,6 +314,7 @@ func (b *backend) load(ctx context.Context, s logical.Storage) (*snapshot, error
 				if r != nil {
 					b.observe(r.HighWater)
 				}
+				b.metrics.syncRing(name, r)
 			case strings.HasPrefix(key, rolePrefix):
 				name := strings.TrimPrefix(key, rolePrefix)
 				r, err := readRole(ctx, s, name)
@@ -269,7 +327,7 @@ func (b *backend) load(ctx context.Context, s logical.Storage) (*snapshot, error
 		b.rings, b.roles = rings, roles
 		b.dirty = map[string]bool{}
 	}
-	return &snapshot{config: b.config, rings: b.rings, roles: b.roles}, nil
+	return &snapshot{config: b.config, declared: b.declared, rings: b.rings, roles: b.roles, gen: b.gen}, nil
 }
 
 func (b *backend) loadAll(ctx context.Context, s logical.Storage) error {
@@ -311,7 +369,7 @@ func (b *backend) loadAll(ctx context.Context, s logical.Storage) error {
 			roles[n] = r
 		}
 	}
-	b.config, b.rings, b.roles = c, rings, roles
+	b.config, b.declared, b.rings, b.roles = c, declaredBy(c), rings, roles
 	return nil
 }
 
@@ -336,8 +394,9 @@ func setOrDelete[V any](m map[string]*V, k string, v *V) {
 func (b *backend) cacheConfig(c *configEntry) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.config = c
+	b.config, b.declared = c, declaredBy(c)
 	b.jwks = map[string]*renderedJWKS{}
+	b.gen++
 }
 
 func (b *backend) cacheRing(name string, r *ringEntry) {
@@ -347,6 +406,8 @@ func (b *backend) cacheRing(name string, r *ringEntry) {
 	setOrDelete(rings, name, r)
 	b.rings = rings
 	b.jwks = map[string]*renderedJWKS{}
+	b.gen++
+	b.metrics.syncRing(name, r)
 }
 
 func (b *backend) cacheRole(name string, r *roleEntry) {

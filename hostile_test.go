@@ -36,6 +36,7 @@ var hostileWritablePaths = []string{
 	"roles/r",   // an existing role (update)
 	"roles/new", // a new role (create)
 	"sign/r",
+	"clock/accept",
 }
 
 type hostileCase struct {
@@ -125,7 +126,7 @@ func hostileWrongValues(t framework.FieldType) []hostileValue {
 // covered without editing this file.
 func hostileTypeCases(t *testing.T) []hostileCase {
 	t.Helper()
-	b := newBackend(time.Now)
+	b := newBackend(systemClock{start: time.Now()})
 	var out []hostileCase
 	for _, path := range hostileWritablePaths {
 		p := b.Route(path)
@@ -148,13 +149,21 @@ func hostileTypeCases(t *testing.T) []hostileCase {
 					data: map[string]any{field: v.v}, field: field,
 				})
 			}
+			// A JSON null is never a value: it names the field and how to
+			// keep or clear it.
+			out = append(out, hostileCase{
+				name: path + " " + field + " null", path: path,
+				data: map[string]any{field: nil}, field: field, also: []string{"null", "leave the field out"},
+			})
 		}
 		// An unknown field, and a field name that differs only in case.
 		out = append(out,
 			hostileCase{name: path + " unknown field", path: path, data: map[string]any{"exportable": true}, field: "exportable"},
 		)
-		upper := strings.ToUpper(names[len(names)-1])
-		out = append(out, hostileCase{name: path + " field name in upper case", path: path, data: map[string]any{upper: "x"}, field: upper})
+		if len(names) > 0 {
+			upper := strings.ToUpper(names[len(names)-1])
+			out = append(out, hostileCase{name: path + " field name in upper case", path: path, data: map[string]any{upper: "x"}, field: upper})
+		}
 	}
 	return out
 }
@@ -580,6 +589,16 @@ func TestHostileBatchItems(t *testing.T) {
 		{"ttl not a duration", map[string]any{"ttl": "soon"}, "ttl", nil},
 		{"ttl a boolean", map[string]any{"ttl": true}, "ttl", nil},
 	}
+	// Every field of a batch item, null (which once killed the process) and
+	// huge.
+	for _, f := range sortedNames(signFields) {
+		cases = append(cases,
+			hostileBatchCase{f + " null", map[string]any{f: nil}, f, []string{"null"}},
+			hostileBatchCase{f + " a huge number", map[string]any{f: json.Number("1" + strings.Repeat("0", 400))}, f, nil},
+			hostileBatchCase{f + " a float", map[string]any{f: 1e300}, f, nil},
+		)
+	}
+	cases = append(cases, hostileBatchCase{"claims with a null claim", map[string]any{"claims": map[string]any{"scope": nil}}, "claims", []string{"null"}})
 	for _, name := range []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "Iat", "EXP", "iſs"} {
 		cases = append(cases, hostileBatchCase{"reserved claim " + name, map[string]any{"claims": map[string]any{name: 1}}, "claims", []string{"reserved"}})
 	}
@@ -626,7 +645,7 @@ func TestHostileBatchItems(t *testing.T) {
 // that none of hostileWritablePaths reaches, or a field the generated cases
 // miss.
 func TestHostileMatrixCoversEveryPath(t *testing.T) {
-	b := newBackend(time.Now)
+	b := newBackend(systemClock{start: time.Now()})
 	reached := map[*framework.Path]bool{}
 	for _, p := range hostileWritablePaths {
 		reached[b.Route(p)] = true

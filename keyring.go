@@ -2,7 +2,6 @@ package jwtrotor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -16,33 +15,52 @@ import (
 // half, which maintenance deletes; it never leaves a ring pointing at a
 // missing key, and the ring entry itself changes in one Put.
 
-// appendKey generates a key for slot at and appends it to r.
-func (b *backend) appendKey(r *ringEntry, now, at int64) (*generatedKey, error) {
-	g, err := generateKey(r.Algorithm, r.RSABits)
-	if err != nil {
-		return nil, fmt.Errorf("ring %q: %w", r.Name, err)
+// settle brings r's derived fields up to date at now, after an operation
+// rewrote timestamps: overlaps, the chain of retirements, and the removal of
+// keys that are gone (removed keys are forgotten; revoked keys become
+// tombstones). It returns the kids forgotten.
+func settle(r *ringEntry, now int64) []string {
+	if r.DeletedAt == 0 {
+		setOverlaps(r.Keys, r.schedule(), now)
+		chain(r.Keys, now)
+	} else {
+		sortKeys(r.Keys)
 	}
-	r.Keys = append(r.Keys, signingKey{
-		KID: g.KID, Alg: g.Alg, PublicJWK: g.PublicJWK,
-		PublishAt: now, ActivateAt: at, Lead: r.PublishLead, HasPrivate: true,
-	})
-	return g, nil
+	return compact(r, now)
 }
 
-// stock generates the pending keys r needs at now (none for a deleted ring).
-func (b *backend) stock(r *ringEntry, now int64) ([]*generatedKey, error) {
-	if r.DeletedAt != 0 {
-		return nil, nil
-	}
-	var out []*generatedKey
-	for _, at := range stockSlots(r.Keys, r.schedule(), now) {
-		g, err := b.appendKey(r, now, at)
-		if err != nil {
-			return nil, err
+// compact forgets removed keys, strips revoked keys to tombstones (kid,
+// algorithm, timestamps; no public key), and forgets tombstones after a
+// verification_ttl, or the oldest beyond maxTombstones.
+func compact(r *ringEntry, now int64) []string {
+	var forgotten []string
+	tombstones := 0
+	for i := range r.Keys {
+		if r.Keys[i].revoked() {
+			tombstones++
 		}
-		out = append(out, g)
 	}
-	return out, nil
+	kept := r.Keys[:0]
+	for _, k := range r.Keys {
+		switch k.state(now) {
+		case stateRemoved:
+			r.LastRemoval = max(r.LastRemoval, k.RemoveAt)
+			forgotten = append(forgotten, k.KID)
+			continue
+		case stateRevoked:
+			if now >= k.RevokedAt+r.VerificationTTL || tombstones > maxTombstones {
+				// Keys are ordered by activation; the oldest go first.
+				tombstones--
+				r.LastRemoval = max(r.LastRemoval, k.RevokedAt)
+				forgotten = append(forgotten, k.KID)
+				continue
+			}
+			k.PublicJWK, k.GateNote = nil, ""
+		}
+		kept = append(kept, k)
+	}
+	r.Keys = kept
+	return forgotten
 }
 
 // releasePrivates marks the private halves r no longer needs at now and
@@ -59,14 +77,16 @@ func releasePrivates(r *ringEntry, now int64) []string {
 	return kids
 }
 
-// commitRing writes r (replacing old, which may be nil) and the private
-// halves of generated, then deletes private halves r no longer needs.
-func (b *backend) commitRing(ctx context.Context, s logical.Storage, old, r *ringEntry, generated []*generatedKey, now int64) error {
-	if r.DeletedAt == 0 {
-		chain(r.Keys, r.schedule(), now)
-	} else {
-		sortKeys(r.Keys)
+// commitRing makes r's planned keys, settles it, checks it against old
+// (which may be nil), writes the new private halves and r, then deletes
+// the private halves r no longer needs. A failed delete is not a failed
+// write: it comes back as a warning and maintenance retries it.
+func (b *backend) commitRing(ctx context.Context, s logical.Storage, old, r *ringEntry, now int64) ([]string, []*generatedKey, error) {
+	generated, err := materialize(r, b.keys)
+	if err != nil {
+		return nil, nil, err
 	}
+	settle(r, now)
 	release := releasePrivates(r, now)
 	// Keys dropped from the ring entirely lose their private halves too.
 	if old != nil {
@@ -81,55 +101,84 @@ func (b *backend) commitRing(ctx context.Context, s logical.Storage, old, r *rin
 		}
 	}
 	if err := checkRing(r.Keys, r.schedule(), now); err != nil {
-		return fmt.Errorf("ring %q: refusing to store an inconsistent schedule: %w", r.Name, err)
+		return nil, nil, fmt.Errorf("ring %q: refusing to store an inconsistent schedule: %w", r.Name, err)
+	}
+	if old != nil {
+		if err := checkTransition(old.Keys, r.Keys, now); err != nil {
+			return nil, nil, fmt.Errorf("ring %q: refusing to rewrite the past: %w", r.Name, err)
+		}
 	}
 	for _, g := range generated {
 		p := &privateEntry{Version: schemaVersion, KID: g.KID, Alg: g.Alg, PKCS8: g.PKCS8}
 		if err := putJSON(ctx, s, privatePath(r.Name, g.KID), p); err != nil {
-			return fmt.Errorf("ring %q: %w", r.Name, err)
+			return nil, nil, fmt.Errorf("ring %q: %w", r.Name, err)
 		}
 		if err := crashPoint("after-private-put"); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	r.Version = schemaVersion
 	r.HighWater = now
-	if err := putJSON(ctx, s, ringPrefix+r.Name, r); err != nil {
-		return fmt.Errorf("ring %q: %w", r.Name, err)
+	entry, err := logical.StorageEntryJSON(ringPrefix+r.Name, r)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ring %q: encode: %w", r.Name, err)
+	}
+	if len(entry.Value) > maxRingEntryBytes {
+		return nil, nil, fmt.Errorf("ring %q: refusing to store an entry of %d bytes, above the %d-byte bound", r.Name, len(entry.Value), maxRingEntryBytes)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return nil, nil, fmt.Errorf("ring %q: write: %w", r.Name, err)
 	}
 	b.cacheRing(r.Name, r)
 	for _, g := range generated {
 		b.cacheSigner(g.KID, g.Private)
 	}
 	if err := crashPoint("after-ring-put"); err != nil {
-		return err
+		return nil, nil, err
 	}
-	return b.deletePrivates(ctx, s, r.Name, release)
+	return b.deletePrivates(ctx, s, r.Name, release), generated, nil
 }
 
-func (b *backend) deletePrivates(ctx context.Context, s logical.Storage, ring string, kids []string) error {
-	var errs []error
+// deletePrivates deletes private halves; those it cannot delete are kept
+// for maintenance to retry, and reported as warnings.
+func (b *backend) deletePrivates(ctx context.Context, s logical.Storage, ring string, kids []string) []string {
+	var warnings []string
 	for _, kid := range kids {
 		b.dropSigner(kid)
-		if err := s.Delete(ctx, privatePath(ring, kid)); err != nil {
-			errs = append(errs, fmt.Errorf("delete private half %s of ring %q: %w", kid, ring, err))
+		path := privatePath(ring, kid)
+		if err := s.Delete(ctx, path); err != nil {
+			b.undeleted[path] = true
+			b.log().Warn("could not delete a private half no longer needed; maintenance retries", "ring", ring, "kid", kid, "error", err)
+			warnings = append(warnings, fmt.Sprintf("the private half of %s could not be deleted yet (%v); it no longer signs, and maintenance retries the delete", kid, err))
+			continue
 		}
+		delete(b.undeleted, path)
 	}
-	return errors.Join(errs...)
+	return warnings
+}
+
+// retryDeletes retries the deletes of private halves that failed before.
+func (b *backend) retryDeletes(ctx context.Context, s logical.Storage) error {
+	for path := range b.undeleted {
+		if err := s.Delete(ctx, path); err != nil {
+			return fmt.Errorf("delete %s: %w", path, err)
+		}
+		delete(b.undeleted, path)
+	}
+	return nil
 }
 
 // dropRing deletes a ring and every private half stored for it.
-func (b *backend) dropRing(ctx context.Context, s logical.Storage, r *ringEntry) error {
+func (b *backend) dropRing(ctx context.Context, s logical.Storage, r *ringEntry) ([]string, error) {
 	if err := s.Delete(ctx, ringPrefix+r.Name); err != nil {
-		return fmt.Errorf("delete ring %q: %w", r.Name, err)
+		return nil, fmt.Errorf("delete ring %q: %w", r.Name, err)
 	}
 	b.cacheRing(r.Name, nil)
-	b.metrics.forgetRing(r.Name)
 	kids, err := s.List(ctx, privatePrefix+r.Name+"/")
 	if err != nil {
-		return fmt.Errorf("list private halves of ring %q: %w", r.Name, err)
+		return nil, fmt.Errorf("list private halves of ring %q: %w", r.Name, err)
 	}
-	return b.deletePrivates(ctx, s, r.Name, kids)
+	return b.deletePrivates(ctx, s, r.Name, kids), nil
 }
 
 // sweepOrphans deletes private halves the ring entry does not claim: what a
@@ -151,7 +200,8 @@ func (b *backend) sweepOrphans(ctx context.Context, s logical.Storage, r *ringEn
 			orphans = append(orphans, kid)
 		}
 	}
-	return b.deletePrivates(ctx, s, r.Name, orphans)
+	b.deletePrivates(ctx, s, r.Name, orphans)
+	return nil
 }
 
 func fmtTime(t int64) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -20,6 +21,8 @@ import (
 type metrics struct {
 	reg            *prometheus.Registry
 	signed         *prometheus.CounterVec
+	panics         *prometheus.CounterVec
+	clockSteps     prometheus.Counter
 	jwksRequests   *prometheus.CounterVec
 	notModified    *prometheus.CounterVec
 	rotations      *prometheus.CounterVec
@@ -27,10 +30,17 @@ type metrics struct {
 	rollbacks      *prometheus.CounterVec
 	maintenanceErr *prometheus.CounterVec
 	gateDelays     *prometheus.CounterVec
+
+	// signedKids maps ring and kid to the kid's signing counter, so the
+	// sign path does not hash labels, and so the series of kids that left
+	// their ring can be found and deleted on every node (standbys sign
+	// too, and never run maintenance).
+	signedMu   sync.Mutex
+	signedKids map[string]map[string]prometheus.Counter
 }
 
 func newMetrics(b *backend) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+	m := &metrics{reg: prometheus.NewRegistry(), signedKids: map[string]map[string]prometheus.Counter{}}
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "jwt_rotor", Name: name, Help: help}, labels)
 		m.reg.MustRegister(c)
@@ -44,17 +54,56 @@ func newMetrics(b *backend) *metrics {
 	m.rollbacks = counter("rollbacks_total", "Rollbacks, per ring.", "ring")
 	m.maintenanceErr = counter("maintenance_failures_total", "Failed maintenance passes, per ring (ring=\"(mount)\" for failures of the whole pass).", "ring")
 	m.gateDelays = counter("activation_gate_delays_total", "Times the verifier gate delayed an activation, per ring.", "ring")
+	m.panics = counter("panics_total", "Panics recovered, per place (request, existence check, periodic, invalidate); each failed one request or pass and nothing else.", "in")
+	m.clockSteps = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "jwt_rotor", Name: "clock_steps_held_total", Help: "Forward steps of the wall clock, unexplained by elapsed time, that made the key schedule hold."})
+	m.reg.MustRegister(m.clockSteps)
 	m.reg.MustRegister(&stateCollector{b: b})
 	return m
 }
 
-// forgetKey drops the series of a kid that left its ring.
-func (m *metrics) forgetKey(ring, kid string) {
-	m.signed.DeleteLabelValues(ring, kid)
+// signedCounter is the signing counter of ring and kid.
+func (m *metrics) signedCounter(ring, kid string) prometheus.Counter {
+	m.signedMu.Lock()
+	defer m.signedMu.Unlock()
+	kids := m.signedKids[ring]
+	if kids == nil {
+		kids = map[string]prometheus.Counter{}
+		m.signedKids[ring] = kids
+	}
+	c := kids[kid]
+	if c == nil {
+		c = m.signed.WithLabelValues(ring, kid)
+		kids[kid] = c
+	}
+	return c
+}
+
+// syncRing deletes the signing series of kids no longer in ring r (every
+// series of the ring when r is nil), on whichever node learns of it.
+func (m *metrics) syncRing(ring string, r *ringEntry) {
+	if r == nil {
+		m.forgetRing(ring)
+		return
+	}
+	live := make(map[string]bool, len(r.Keys))
+	for i := range r.Keys {
+		live[r.Keys[i].KID] = true
+	}
+	m.signedMu.Lock()
+	defer m.signedMu.Unlock()
+	for kid := range m.signedKids[ring] {
+		if !live[kid] {
+			m.signed.DeleteLabelValues(ring, kid)
+			delete(m.signedKids[ring], kid)
+		}
+	}
 }
 
 // forgetRing drops every series of a ring.
 func (m *metrics) forgetRing(ring string) {
+	m.signedMu.Lock()
+	delete(m.signedKids, ring)
+	m.signedMu.Unlock()
 	for _, v := range []*prometheus.CounterVec{m.signed, m.rotations, m.revocations, m.rollbacks, m.maintenanceErr, m.gateDelays} {
 		v.DeletePartialMatch(prometheus.Labels{"ring": ring})
 	}
@@ -75,10 +124,11 @@ var (
 	descCoverage     = prometheus.NewDesc("jwt_rotor_verifier_coverage", "Share of declared verifiers whose last JWKS holds the ring's pending key.", []string{"ring"}, nil)
 	descStale        = prometheus.NewDesc("jwt_rotor_stale_verifiers", "Declared verifiers without the ring's pending key, or not seen within the window.", []string{"ring"}, nil)
 	descTracked      = prometheus.NewDesc("jwt_rotor_tracked_clients", "JWKS fetchers tracked in memory on this node.", nil, nil)
+	descHeld         = prometheus.NewDesc("jwt_rotor_schedule_held_seconds", "How far the key schedule is held behind this node's wall clock after an unexplained forward step (0: not held).", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descKeyAge, descNextRotation, descNextRemoval, descPublished, descActive, descCoverage, descStale, descTracked} {
+	for _, d := range []*prometheus.Desc{descKeyAge, descNextRotation, descNextRemoval, descPublished, descActive, descCoverage, descStale, descTracked, descHeld} {
 		ch <- d
 	}
 }
@@ -86,14 +136,16 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	b := c.b
 	b.mu.RLock()
-	snap := &snapshot{config: b.config, rings: b.rings, roles: b.roles}
+	snap := &snapshot{config: b.config, declared: b.declared, rings: b.rings, roles: b.roles}
 	loaded := b.loaded
 	b.mu.RUnlock()
 	if !loaded || snap.config == nil {
 		return
 	}
-	now := b.now()
-	views, _ := b.tracker.snapshot(snap.config)
+	clk := b.clock.read()
+	now := clk.Schedule
+	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(clk.Held))
+	views, _ := b.tracker.snapshot(snap.declared)
 	ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(len(views)))
 	for _, name := range sortedNames(snap.rings) {
 		r := snap.rings[name]

@@ -144,7 +144,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 // without a trailing slash, stored exactly as written so it reads back the same.
 func checkIssuer(s string) (string, string) {
 	if s == "" {
-		return "", ""
+		return "", "issuer: empty; give the URL verifiers see, such as https://vault.example.com/v1/jwt (the issuer cannot be cleared: every token of the mount names it)"
 	}
 	if strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 		return "", fmt.Sprintf("issuer: %q contains white space or control characters; verifiers compare iss exactly, so give a plain URL", s)

@@ -18,8 +18,6 @@ const (
 	clockSkew = int64(60)
 	// maxPeriodsPublished bounds (publish_lead + verification_ttl) / rotation_period.
 	maxPeriodsPublished = 10
-	// maxJWKSBytes bounds the rendered JWKS of the mount.
-	maxJWKSBytes = 50 * 1024
 )
 
 func pathKeys(b *backend) []*framework.Path {
@@ -239,31 +237,41 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 	}
 
 	resp := &logical.Response{}
-	var generated []*generatedKey
 	algChanged := old != nil && (old.Algorithm != r.Algorithm || (isRSA(r.Algorithm) && old.RSABits != r.RSABits))
 	if algChanged {
 		// Existing keys keep their algorithm and timestamps; one key of the
 		// new kind joins the end of the chain now, obeying the lead.
-		g, err := b.appendKey(r, now, nextSlot(r.Keys, r.schedule(), now))
-		if err != nil {
-			return nil, err
-		}
-		generated = append(generated, g)
-		resp.AddWarning(fmt.Sprintf("the first %s key %s activates at %s; keys generated before keep their algorithm until they retire", r.Algorithm, g.KID, fmtTime(r.Keys[len(r.Keys)-1].ActivateAt)))
+		plan(r, now, nextSlot(r.Keys, r.schedule(), now))
 	}
-	more, err := b.stock(r, now)
+	planStock(r, now)
+	settle(r, now)
+	field := "rotation_period"
+	if algChanged || old == nil {
+		field = "algorithm"
+	}
+	if msg := checkBounds(snap, r, now, field); msg != "" {
+		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
+	}
+	warnings, generated, err := b.commitRing(ctx, req.Storage, old, r, now)
 	if err != nil {
 		return nil, err
 	}
-	generated = append(generated, more...)
+	if algChanged {
+		g := generated[0]
+		for i := range r.Keys {
+			if r.Keys[i].KID == g.KID {
+				resp.AddWarning(fmt.Sprintf("the first %s key %s activates at %s; keys generated before keep their algorithm until they retire", r.Algorithm, g.KID, fmtTime(r.Keys[i].ActivateAt)))
+			}
+		}
+	}
 	if old != nil && r.PublishLead > old.PublishLead {
 		resp.AddWarning(fmt.Sprintf("publish_lead raised to %ds: keys already scheduled keep the lead they were scheduled with; keys generated from now on obey the new lead", r.PublishLead))
 	}
 	if old == nil {
 		resp.AddWarning(fmt.Sprintf("the first key of ring %q signs from %s, once it has been published for publish_lead; to sign sooner, write keys/%s/rotate force=true (verifiers that have not fetched the JWKS since will reject its tokens until they do)", name, fmtTime(r.Keys[0].ActivateAt), name))
 	}
-	if err := b.commitRing(ctx, req.Storage, old, r, generated, now); err != nil {
-		return nil, err
+	for _, w := range warnings {
+		resp.AddWarning(w)
 	}
 	resp.Data = ringData(r, now)
 	return resp, nil
@@ -317,25 +325,7 @@ func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) string {
 		return fmt.Sprintf("rotation_period: (publish_lead %ds + verification_ttl %ds) / rotation_period %ds is above %d, which would publish too many keys at once; lengthen rotation_period to at least %ds or shorten publish_lead or verification_ttl",
 			r.PublishLead, r.VerificationTTL, r.RotationPeriod, maxPeriodsPublished, (r.PublishLead+r.VerificationTTL+maxPeriodsPublished-1)/maxPeriodsPublished)
 	}
-	total := 0
-	for _, n := range sortedNames(snap.rings) {
-		if o := snap.rings[n]; n != r.Name && o.DeletedAt == 0 {
-			total += projectedJWKSBytes(o)
-		}
-	}
-	if mine := projectedJWKSBytes(r); total+mine > maxJWKSBytes {
-		return fmt.Sprintf("algorithm: this ring would publish up to %d bytes of keys and the mount's JWKS would reach %d bytes, above the %d-byte bound verifiers can rely on; use a smaller key (ES256 or EdDSA, or fewer rsa_bits), a longer rotation_period, or a shorter verification_ttl/publish_lead", mine, total+mine, maxJWKSBytes)
-	}
 	return ""
-}
-
-// projectedJWKSBytes is the most JWKS bytes a ring can publish at once:
-// pending keys up to lead plus two ticks ahead, the active key, and retiring
-// keys for the overlap.
-func projectedJWKSBytes(r *ringEntry) int {
-	p := r.RotationPeriod
-	n := (r.PublishLead+2*maintenanceTick+p-1)/p + 1 + 1 + (r.VerificationTTL+p-1)/p + 1
-	return int(n) * (jwkSize(r.Algorithm, r.RSABits) + 1)
 }
 
 func lastRemoval(r *ringEntry) int64 {
@@ -372,42 +362,44 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	}
 	now := b.now()
 	if force {
-		if err := b.dropRing(ctx, req.Storage, old); err != nil {
+		warnings, err := b.dropRing(ctx, req.Storage, old)
+		if err != nil {
 			return nil, err
 		}
 		b.log().Info("key ring deleted", "ring", name, "force", true)
-		return nil, nil
+		return warningsResponse(warnings), nil
 	}
 	if old.DeletedAt != 0 {
 		return nil, nil
 	}
 	r := old.clone()
-	r.DeletedAt = now
-	for i := range r.Keys {
-		k := &r.Keys[i]
-		switch k.state(now) {
-		case statePending:
-			// Never signed: nothing can need it.
-			k.RevokedAt = now
-		case stateActive:
-			k.RetireAt, k.RemoveAt = now, now+r.VerificationTTL
-		}
-	}
+	deleteOp(r, now)
 	if !anyPublished(r.Keys, now) || lastRemoval(r) <= now {
 		// Nothing ever signed: no token can need these keys.
-		if err := b.dropRing(ctx, req.Storage, old); err != nil {
+		warnings, err := b.dropRing(ctx, req.Storage, old)
+		if err != nil {
 			return nil, err
 		}
 		b.log().Info("key ring deleted", "ring", name, "reason", "no key had signed")
-		return nil, nil
+		return warningsResponse(warnings), nil
 	}
-	if err := b.commitRing(ctx, req.Storage, old, r, nil, now); err != nil {
+	warnings, _, err := b.commitRing(ctx, req.Storage, old, r, now)
+	if err != nil {
 		return nil, err
 	}
 	b.log().Info("key ring deleted; its keys leave the JWKS at their remove_at", "ring", name, "until", fmtTime(lastRemoval(r)))
-	resp := &logical.Response{}
+	resp := &logical.Response{Warnings: warnings}
 	resp.AddWarning(fmt.Sprintf("ring %q no longer signs; its keys stay in the JWKS until %s so tokens already issued keep verifying (delete with force=true to remove them now)", name, fmtTime(lastRemoval(r))))
 	return resp, nil
+}
+
+// warningsResponse is a response carrying only warnings, or nil (204) for
+// none.
+func warningsResponse(warnings []string) *logical.Response {
+	if len(warnings) == 0 {
+		return nil
+	}
+	return &logical.Response{Warnings: warnings}
 }
 
 const pathKeysHelpSyn = `Manage a key ring: its algorithm and rotation schedule.`

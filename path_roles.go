@@ -215,6 +215,9 @@ func checkRole(snap *snapshot, r *roleEntry) string {
 	if r.Key == "" {
 		return "key: required; name the key ring that signs this role's tokens (vault list keys/)"
 	}
+	if r.Key != strings.ToLower(r.Key) {
+		return fmt.Sprintf("key: %q has upper-case letters, and ring names are lower case (keys/<name> folds them); write key=%s", r.Key, strings.ToLower(r.Key))
+	}
 	ring := snap.rings[r.Key]
 	if ring == nil || ring.DeletedAt != 0 {
 		return fmt.Sprintf("key: no key ring %q; create it first with vault write keys/%s", r.Key, r.Key)
@@ -385,6 +388,9 @@ func checkClaimsObject(field string, m map[string]any) string {
 	for name, v := range m {
 		if msg := checkClaimName(field, name); msg != "" {
 			return msg
+		}
+		if v == nil {
+			return fmt.Sprintf("%s: %q is null; a claim is either present with a value or absent, and verifiers differ on which null means, so remove it or give it a value", field, name)
 		}
 		// EqualFold, not ToLower: it folds as Go's encoding/json matches
 		// field names (s and U+017F, k and the Kelvin sign), so a verifier

@@ -146,7 +146,8 @@ func parseBatchItem(it any) (*signRequest, string) {
 		return nil, "batch_input item: expected an object with claims, audience, subject or ttl"
 	}
 	sr := &signRequest{}
-	for k, raw := range m {
+	for _, k := range sortedNames(m) {
+		raw := m[k]
 		schema, ok := signFields[k]
 		if !ok {
 			return nil, fmt.Sprintf("unknown field %s: a batch item accepts claims, audience, subject and ttl", k)
@@ -158,15 +159,21 @@ func parseBatchItem(it any) (*signRequest, string) {
 		if v == nil {
 			v = raw
 		}
+		ok = false
 		switch k {
 		case "claims":
-			sr.claims, _ = v.(map[string]any)
+			sr.claims, ok = v.(map[string]any)
 		case "audience":
-			sr.audience, _ = v.([]string)
+			sr.audience, ok = v.([]string)
 		case "subject":
-			sr.subject, _ = v.(string)
+			sr.subject, ok = v.(string)
 		case "ttl":
-			sr.ttl, sr.ttlSet = v.(int64), true
+			sr.ttl, ok = v.(int64)
+			sr.ttlSet = true
+		}
+		if !ok {
+			// checkValue let through a value of a shape it does not convert.
+			return nil, fmt.Sprintf("%s: expected %s, got %s", k, schema.Type, typeName(raw))
 		}
 	}
 	return sr, ""
@@ -264,8 +271,8 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 
 	// Key states follow the high-water time (never backwards); the token's
 	// own times are Vault's clock, as verifiers compare them with theirs.
-	now := s.b.now()
-	issued := s.b.clock().Unix()
+	clk := s.b.clock.read()
+	now, issued := clk.Schedule, clk.Token
 	a := activeIndex(ring.Keys, now)
 	if a < 0 {
 		next := int64(0)
@@ -287,6 +294,12 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 	}
 	if exp <= issued {
 		return nil, "", fmt.Errorf("ring %q: active key %s leaves the JWKS too soon to sign", ring.Name, key.KID)
+	}
+	if clk.Held > 0 {
+		if warning != "" {
+			warning += "; "
+		}
+		warning += fmt.Sprintf("the key schedule is held %ds behind this node's wall clock after an unexplained forward step; iat and exp follow the schedule (see %sclock)", clk.Held, s.req.MountPoint)
 	}
 
 	jti, err := randomID()
@@ -327,7 +340,7 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("serialize token: %w", err)
 	}
-	s.b.metrics.signed.WithLabelValues(ring.Name, key.KID).Inc()
+	s.b.metrics.signedCounter(ring.Name, key.KID).Inc()
 	out := map[string]any{
 		"token":      token,
 		"kid":        key.KID,

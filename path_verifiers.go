@@ -66,7 +66,7 @@ func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d
 		window = defaultVerifierWindow
 	}
 	now := b.now()
-	views, evicted := b.tracker.snapshot(snap.config)
+	views, evicted := b.tracker.snapshot(snap.declared)
 	keys, names := ringKeys(snap, now)
 
 	declared, anonymous := []map[string]any{}, []map[string]any{}

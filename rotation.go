@@ -34,9 +34,12 @@ const forever int64 = math.MaxInt64
 // signingKey is one key of a ring. Its four timestamps are the whole of its
 // state; operations rewrite them, time passing does the rest.
 type signingKey struct {
-	KID       string          `json:"kid"`
-	Alg       string          `json:"alg"`
-	PublicJWK json.RawMessage `json:"public_jwk"`
+	KID string `json:"kid"`
+	Alg string `json:"alg"`
+	// PublicJWK is dropped when the key is revoked: a revoked key is kept
+	// as a small tombstone (tombstones.go), so revocations cannot grow the
+	// stored ring.
+	PublicJWK json.RawMessage `json:"public_jwk,omitempty"`
 	// PublishAt is when the key entered the JWKS (its generation time).
 	PublishAt int64 `json:"publish_at"`
 	// ActivateAt is when it starts signing. Always >= PublishAt+lead unless
@@ -45,9 +48,12 @@ type signingKey struct {
 	// RetireAt is its successor's ActivateAt; 0 while it has no successor,
 	// so the last key of a ring never stops signing on its own.
 	RetireAt int64 `json:"retire_at"`
-	// RemoveAt is RetireAt plus the overlap in force when it was set; 0 while
-	// RetireAt is 0.
+	// RemoveAt is RetireAt plus Overlap; 0 while RetireAt is 0.
 	RemoveAt int64 `json:"remove_at"`
+	// Overlap is the verification_ttl the key's tokens were signed under:
+	// the longest in force while it could sign. A later, shorter overlap
+	// never shortens the publication of a key that already signed.
+	Overlap int64 `json:"overlap"`
 	// RevokedAt, when set, ends the key at once and for good.
 	RevokedAt int64 `json:"revoked_at,omitempty"`
 	// Lead is the publish_lead the key was scheduled under. A later change
@@ -65,6 +71,9 @@ type signingKey struct {
 	GateNote   string `json:"gate_note,omitempty"`
 	// HasPrivate says the private half is in storage.
 	HasPrivate bool `json:"has_private"`
+
+	// rsaBits is the RSA size of a planned key, until it is made.
+	rsaBits int
 }
 
 func (k *signingKey) revoked() bool { return k.RevokedAt != 0 }
@@ -173,7 +182,7 @@ func lastLive(keys []signingKey) int {
 // successor keeps signing (no dry pipeline). It rewrites a key's RetireAt and
 // RemoveAt only when its successor changed: settings changes alone never move
 // existing timestamps. Retirements already in the past are never touched.
-func chain(keys []signingKey, sched ringSchedule, now int64) {
+func chain(keys []signingKey, now int64) {
 	sortKeys(keys)
 	for i := range keys {
 		k := &keys[i]
@@ -190,8 +199,35 @@ func chain(keys []signingKey, sched ringSchedule, now int64) {
 			k.RetireAt, k.RemoveAt = 0, 0
 		case k.RetireAt != keys[next].ActivateAt:
 			k.RetireAt = keys[next].ActivateAt
-			k.RemoveAt = k.RetireAt + sched.VerificationTTL
+			k.RemoveAt = k.RetireAt + k.Overlap
 		}
+	}
+}
+
+// setOverlaps records the overlap each key will need: a key that can sign
+// now keeps the longest verification_ttl in force while it could; a pending
+// key, which has signed nothing, takes the current one.
+func setOverlaps(keys []signingKey, sched ringSchedule, now int64) {
+	for i := range keys {
+		k := &keys[i]
+		switch k.state(now) {
+		case stateActive:
+			k.Overlap = max(k.Overlap, sched.VerificationTTL)
+		case statePending:
+			k.Overlap = sched.VerificationTTL
+		}
+	}
+}
+
+// reschedule spaces the live keys after index p one period apart, each a
+// full lead after its publication, and none in the past.
+func reschedule(keys []signingKey, sched ringSchedule, p int, now int64) {
+	prev := keys[p].ActivateAt
+	for j := liveAfter(keys, p); j >= 0; j = liveAfter(keys, j) {
+		at := max(prev+sched.RotationPeriod, keys[j].PublishAt+sched.PublishLead, now)
+		keys[j].ActivateAt = at
+		keys[j].Lead = sched.PublishLead
+		prev = at
 	}
 }
 
@@ -303,6 +339,50 @@ func nextRemoval(keys []signingKey, now int64) int64 {
 		}
 	}
 	return b
+}
+
+// checkTransition verifies that a write rewrites only the future: no changed
+// timestamp lands before now. So no key retires before the last token it
+// signed, and nothing that was published stops being so in the past (a
+// rollback may move a past retirement, or a past activation, to the
+// future). Keys may leave the ring only once removed or revoked; a dropped
+// ring does not come here.
+func checkTransition(old, cur []signingKey, now int64) error {
+	byKID := make(map[string]*signingKey, len(cur))
+	for i := range cur {
+		byKID[cur[i].KID] = &cur[i]
+	}
+	for i := range old {
+		o := &old[i]
+		c := byKID[o.KID]
+		if c == nil {
+			if st := o.state(now); st != stateRemoved && st != stateRevoked {
+				return fmt.Errorf("kid %s (%s) would vanish from the ring", o.KID, st)
+			}
+			continue
+		}
+		if c.PublishAt != o.PublishAt || c.Alg != o.Alg {
+			return fmt.Errorf("kid %s would change its publication time or algorithm", o.KID)
+		}
+		if o.revoked() && c.RevokedAt != o.RevokedAt {
+			return fmt.Errorf("kid %s would change its revocation", o.KID)
+		}
+		if !o.revoked() && c.revoked() && c.RevokedAt != now {
+			return fmt.Errorf("kid %s would be revoked at %d, not now (%d)", o.KID, c.RevokedAt, now)
+		}
+		for _, ts := range []struct {
+			name     string
+			was, got int64
+		}{{"activate_at", o.ActivateAt, c.ActivateAt}, {"retire_at", o.RetireAt, c.RetireAt}, {"remove_at", o.RemoveAt, c.RemoveAt}} {
+			if ts.was == ts.got || c.revoked() {
+				continue
+			}
+			if ts.got != 0 && ts.got < now {
+				return fmt.Errorf("kid %s: %s would move from %d to %d, before now (%d)", o.KID, ts.name, ts.was, ts.got, now)
+			}
+		}
+	}
+	return nil
 }
 
 // checkRing verifies the invariants every stored ring must satisfy. It runs

@@ -22,7 +22,11 @@ const (
 // schemaVersion is written into every entry. Readers accept every version up
 // to it; a version above it was written by a newer plugin and is refused
 // rather than half-understood.
-const schemaVersion = 1
+//
+// Version 2 records each key's overlap (Overlap) and keeps revoked keys as
+// tombstones without their public key. Version 1 rings are read with each
+// key's overlap taken from its timestamps.
+const schemaVersion = 2
 
 type configEntry struct {
 	Version       int      `json:"version"`
@@ -153,6 +157,18 @@ func readRing(ctx context.Context, s logical.Storage, name string) (*ringEntry, 
 	}
 	if err := checkVersion(ringPrefix+name, r.Version); err != nil {
 		return nil, err
+	}
+	if r.Version < 2 {
+		// Version 1 set remove_at to retire_at plus the verification_ttl
+		// of the time; keys not yet retiring take the ring's.
+		for i := range r.Keys {
+			if k := &r.Keys[i]; k.Overlap == 0 {
+				k.Overlap = r.VerificationTTL
+				if k.RetireAt != 0 && k.RemoveAt > k.RetireAt {
+					k.Overlap = k.RemoveAt - k.RetireAt
+				}
+			}
+		}
 	}
 	sortKeys(r.Keys)
 	return r, nil

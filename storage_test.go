@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,7 +126,7 @@ func TestRefusesNewerSchema(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	raw := dump(t, e.storage)["rings/k"]
-	raw = strings.Replace(raw, `"version":1`, `"version":2`, 1)
+	raw = strings.Replace(raw, fmt.Sprintf(`"version":%d`, schemaVersion), fmt.Sprintf(`"version":%d`, schemaVersion+1), 1)
 	if err := e.storage.Put(context.Background(), &logical.StorageEntry{Key: "rings/k", Value: []byte(raw)}); err != nil {
 		t.Fatal(err)
 	}

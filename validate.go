@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"sort"
 	"strconv"
@@ -51,6 +52,9 @@ func checkFields(p *framework.Path, req *logical.Request) *logical.Response {
 	}
 	for name, raw := range req.Data {
 		schema := p.Fields[name]
+		if raw == nil {
+			return logical.ErrorResponse("%s", nullMessage(name, schema.Type, storesObject(p)))
+		}
 		v, msg := checkValue(name, schema.Type, raw)
 		if msg != "" {
 			return logical.ErrorResponse("%s (nothing was stored)", msg)
@@ -62,11 +66,46 @@ func checkFields(p *framework.Path, req *logical.Request) *logical.Response {
 	return nil
 }
 
+// storesObject reports whether writes to p store an object whose fields
+// persist (config, keys/<name>, roles/<name>), where a field may be cleared.
+func storesObject(p *framework.Path) bool {
+	return p.ExistenceCheck != nil || p.Pattern == "config"
+}
+
+// notClearable are the list fields of stored objects that may never be
+// empty, with the reason.
+var notClearable = map[string]string{
+	"audiences": "a role needs at least one audience",
+}
+
+// nullMessage refuses a JSON null. Clients send null for "not set", and
+// meant it three ways (keep, clear, default); the plugin guesses none of
+// them: leaving the field out keeps it, and an explicit empty value clears
+// it where clearing makes sense.
+func nullMessage(name string, t framework.FieldType, stored bool) string {
+	msg := fmt.Sprintf("%s: null is not a value, and nothing was stored; leave the field out to keep ", name)
+	if stored {
+		msg += "its current value"
+	} else {
+		msg += "its default"
+	}
+	switch {
+	case !stored:
+	case notClearable[name] != "":
+		return msg + fmt.Sprintf(" (it cannot be cleared: %s)", notClearable[name])
+	case t == framework.TypeMap:
+		return msg + fmt.Sprintf(", or send an empty object to clear it (%s={})", name)
+	case t == framework.TypeCommaStringSlice || t == framework.TypeStringSlice:
+		return msg + fmt.Sprintf(", or send an empty list to clear it (%s=[])", name)
+	}
+	return msg + ", or give a value"
+}
+
 // checkValue returns a replacement value (or nil to keep raw) and an error
 // message naming the field, or "".
 func checkValue(name string, t framework.FieldType, raw any) (any, string) {
 	if raw == nil {
-		return nil, ""
+		return nil, nullMessage(name, t, false)
 	}
 	switch t {
 	case framework.TypeDurationSecond:
@@ -307,7 +346,8 @@ func decodeStrict(s string, out any) error {
 	if err := dec.Decode(out); err != nil {
 		return fmt.Errorf("invalid JSON: %v", err)
 	}
-	if dec.More() {
+	// More() is false before a stray } or ]: only the end of input will do.
+	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("invalid JSON: trailing data after the value")
 	}
 	return nil

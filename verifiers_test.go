@@ -74,9 +74,9 @@ func TestVerifierReport(t *testing.T) {
 func TestVerifierTrackerBounded(t *testing.T) {
 	tr := newVerifierTracker()
 	for i := 0; i < maxTrackedClients+500; i++ {
-		tr.observe("", fmt.Sprintf("198.51.100.%d:%d", i%250, i), "ua", "", allScope, `"e"`, []string{"a"}, int64(i))
+		tr.observe("", fmt.Sprintf("198.51.100.%d:%d", i%250, i), "ua", "", allScope, `"e"`, []string{"a"}, int64(i), false)
 	}
-	views, evicted := tr.snapshot(defaultConfig())
+	views, evicted := tr.snapshot(declaredBy(defaultConfig()))
 	if len(views) != maxTrackedClients || evicted != 500 {
 		t.Fatalf("%d tracked, %d evicted", len(views), evicted)
 	}
