@@ -529,3 +529,67 @@ func TestDefectStaleDocumentNeverCached(t *testing.T) {
 		}
 	}
 }
+
+// panicStorage panics on every read: a stand-in for a bug anywhere below a
+// handler.
+type panicStorage struct{ logical.Storage }
+
+func (panicStorage) Get(context.Context, string) (*logical.StorageEntry, error) {
+	panic("storage exploded")
+}
+
+func (panicStorage) List(context.Context, string) ([]string, error) {
+	panic("storage exploded")
+}
+
+// A panic in any handler, the existence check or the periodic function
+// fails that request or pass alone: the process (which serves every mount)
+// goes on, the panic is logged without the request's data, and counted.
+func TestPanicFailsOneRequestOnly(t *testing.T) {
+	e := newEnvOn(t, panicStorage{&logical.InmemStorage{}}, &fakeClock{now: testStart})
+	secret := "do-not-log-this-value"
+	ctx := context.Background()
+	var errs []error
+	noPanic(t, "a request", func() {
+		_, err := e.b.HandleRequest(ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "roles/r", Storage: e.storage,
+			Data: map[string]any{"key": "k", "audiences": secret}})
+		errs = append(errs, err)
+	})
+	noPanic(t, "an existence check", func() {
+		_, _, err := e.b.HandleExistenceCheck(ctx, &logical.Request{Operation: logical.CreateOperation, Path: "keys/k", Storage: e.storage})
+		errs = append(errs, err)
+	})
+	noPanic(t, "the periodic function", func() {
+		errs = append(errs, e.b.Backend.PeriodicFunc(ctx, &logical.Request{Storage: e.storage}))
+	})
+	for i, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "internal error") {
+			t.Fatalf("call %d: want an internal error, got %v", i, err)
+		}
+	}
+	families, _ := e.b.metrics.reg.Gather()
+	counted := 0.0
+	for _, f := range families {
+		if f.GetName() == "jwt_rotor_panics_total" {
+			for _, m := range f.GetMetric() {
+				counted += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if counted != 3 {
+		t.Fatalf("jwt_rotor_panics_total = %v, want 3", counted)
+	}
+	logs := e.logs.String()
+	if strings.Count(logs, "recovered from a panic") != 3 || !strings.Contains(logs, "storage exploded") {
+		t.Fatalf("each panic must be logged with its value: %s", logs)
+	}
+	if strings.Contains(logs, secret) {
+		t.Fatal("a panic log line carries the request's data")
+	}
+	// The same backend serves the next request on working storage.
+	ok := newEnv(t)
+	ok.b = e.b
+	if resp := ok.read("config"); resp == nil || resp.Data["jwks_max_age"] != defaultJWKSMaxAge {
+		t.Fatalf("the backend no longer serves after a panic: %v", respErr(resp))
+	}
+}
