@@ -593,3 +593,51 @@ func TestPanicFailsOneRequestOnly(t *testing.T) {
 		t.Fatalf("the backend no longer serves after a panic: %v", respErr(resp))
 	}
 }
+
+// Found by the model test: lengthening rotation_period reopened the
+// rollback window of a retiring key whose private half was already deleted,
+// so maintenance counted it as a key that can still sign without one. Such
+// a key is no rollback candidate, and rollback says why.
+func TestDefectLongerPeriodDoesNotReopenRollback(t *testing.T) {
+	e := newEnv(t)
+	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 1})
+	e.mustWrite("keys/c", map[string]any{"algorithm": "EdDSA", "rotation_period": 600, "publish_lead": 60, "verification_ttl": 1800})
+	e.clock.Advance(1803 * time.Second)
+	if err := e.maintain(); err != nil {
+		t.Fatal(err)
+	}
+	first := e.ring("c").Keys[0]
+	if first.HasPrivate || first.state(e.clock.Now().Unix()) != stateRetiring {
+		t.Fatalf("set-up: the first key should be retiring without its private half: %+v", first)
+	}
+	e.mustWrite("keys/c", map[string]any{"rotation_period": 3600, "publish_lead": 360})
+	if err := e.maintain(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.ring("c")
+	now := e.clock.Now().Unix()
+	for i := range r.Keys {
+		if needsPrivate(r.Keys, i, r.schedule(), now) && !r.Keys[i].HasPrivate {
+			t.Fatalf("key %s counts as able to sign, but its private half is gone", r.Keys[i].KID)
+		}
+	}
+	resp, err := e.write("keys/c/rollback", nil)
+	expect400(t, resp, err, "rollback", "already deleted")
+}
+
+// Found by the model test: after publish_lead was raised, a rotate without
+// force kept the pending key's earlier activation but recorded the new
+// lead on it, and the ring's own consistency check refused the write (a
+// 500). The key keeps the lead it was scheduled with.
+func TestDefectRotateAfterRaisingLead(t *testing.T) {
+	e := newEnv(t)
+	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt"})
+	e.mustWrite("keys/b", nil)
+	at := e.read("keys/b").Data["next_rotation"].(int64)
+	e.clock.Advance(2 * time.Second)
+	e.mustWrite("keys/b", map[string]any{"publish_lead": "48h"})
+	resp := e.mustWrite("keys/b/rotate", nil)
+	if got := resp.Data["activates_at"].(int64); got != at {
+		t.Fatalf("a rotate moved the scheduled activation from %d to %d", at, got)
+	}
+}

@@ -102,7 +102,12 @@ func rotateOp(r *ringEntry, now int64, force, revokeActive bool, expected string
 		p = plan(r, now, now+r.PublishLead)
 	}
 	k := &r.Keys[p]
-	at := min(k.ActivateAt, max(now, k.PublishAt+r.PublishLead))
+	// Never later than already scheduled (under the lead it was scheduled
+	// with); sooner if the current lead allows.
+	if at := max(now, k.PublishAt+r.PublishLead); at < k.ActivateAt {
+		k.ActivateAt, k.Lead = at, r.PublishLead
+	}
+	at := k.ActivateAt
 	if force && at > now {
 		at = now
 		k.Forced = true
@@ -113,7 +118,10 @@ func rotateOp(r *ringEntry, now int64, force, revokeActive bool, expected string
 		res.Revoked = r.Keys[a].KID
 		res.warn("key %s is revoked: out of the JWKS now; its unexpired tokens no longer verify once verifiers refresh", res.Revoked)
 	}
-	k.ActivateAt, k.Lead = at, r.PublishLead
+	if k.Forced && at == now {
+		k.Lead = r.PublishLead
+	}
+	k.ActivateAt = at
 	reschedule(r.Keys, r.schedule(), p, now)
 	res.PromotedKID, res.ActivatesAt = k.KID, at
 	if at > now {
@@ -214,9 +222,6 @@ func rollbackOp(r *ringEntry, now int64) (opResult, error) {
 	if c < 0 {
 		return res, userError(rollbackRefusal(r, a, now))
 	}
-	if !r.Keys[c].HasPrivate {
-		return res, userError(fmt.Sprintf("rollback: the private half of %s is already deleted; rotate instead", r.Keys[c].KID))
-	}
 	until := r.Keys[c].RetireAt + r.RotationPeriod
 	r.Keys[c].RetireAt, r.Keys[c].RemoveAt = 0, 0
 	r.Keys[c].RollbackUsed = true
@@ -249,6 +254,8 @@ func rollbackRefusal(r *ringEntry, a int, now int64) string {
 			return fmt.Sprintf("rollback: the previous key %s has left the JWKS; rotate instead", k.KID)
 		case now >= k.RetireAt+r.RotationPeriod:
 			return fmt.Sprintf("rollback: the window closed at %s (the previous key's retirement plus one rotation_period); rotate instead", fmtTime(k.RetireAt+r.RotationPeriod))
+		case !k.HasPrivate:
+			return fmt.Sprintf("rollback: the private half of the previous key %s is already deleted (its window had closed under a shorter rotation_period); rotate instead", k.KID)
 		}
 	}
 	return "rollback: no previous key is retiring (it has been removed or never existed); rotate instead"

@@ -268,7 +268,8 @@ func stockSlots(keys []signingKey, sched ringSchedule, now int64) []int64 {
 
 // rollbackCandidate returns the index of the key a rollback would restore at
 // now, or -1: the retiring, unrevoked key just before the active one, inside
-// its window (RetireAt + period), whose rollback is unused.
+// its window (RetireAt + period), whose rollback is unused and whose private
+// half is still stored.
 func rollbackCandidate(keys []signingKey, sched ringSchedule, now int64) int {
 	a := activeIndex(keys, now)
 	if a <= 0 {
@@ -282,7 +283,9 @@ func rollbackCandidate(keys []signingKey, sched ringSchedule, now int64) int {
 		if k.revoked() || k.state(now) != stateRetiring || k.RollbackUsed || keys[a].RollbackUsed {
 			return -1
 		}
-		if now >= k.RetireAt+sched.RotationPeriod {
+		if now >= k.RetireAt+sched.RotationPeriod || !k.HasPrivate {
+			// Past the window, or its private half is gone (released when
+			// the window was shorter): it can never sign again.
 			return -1
 		}
 		return i
