@@ -2,7 +2,10 @@
 #
 #   make dev        start a local Vault dev server with the plugin mounted at jwt/
 #   make dev-stop   stop it
-#   make test       unit tests, then acceptance tests against a real Vault server
+#   make test       unit tests, the model-based test (MODEL_BUDGET), acceptance
+#                   tests against a real Vault server, benchmarks run once, fuzz
+#                   targets briefly, lint, go mod verify and govulncheck
+#   make soak       the model-based test for SOAK (default 30m)
 #   make fuzz       each fuzz target for FUZZTIME (default 60s)
 #   make vulncheck  govulncheck against a database built offline from golang.org/x/vulndb
 #
@@ -32,10 +35,15 @@ FUZZTIME      ?= 60s
 TEST_FUZZTIME ?= 3s
 FUZZ_FLAGS    ?= -fuzzminimizetime=10s
 
-UNIT_CMD := $(GO) test -count=1 $(UNIT_FLAGS) ./...
+# The model-based test (model_test.go) runs in its own step, for a budget.
+MODEL_BUDGET ?= 2m
+SOAK         ?= 30m
+
+UNIT_CMD  := $(GO) test -count=1 -skip '^TestModel$$' $(UNIT_FLAGS) ./...
+
 ACC_CMD  := cd tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
-.PHONY: all vault plugin dev dev-stop test testunit testacc bench benchcheck fmt vet lint clean distclean
+.PHONY: all vault plugin dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
 .PHONY: fuzz modverify vulncheck
 
 all: plugin
@@ -76,6 +84,8 @@ test: vault plugin
 	@status=0; \
 	echo '==> unit tests'; \
 	$(UNIT_CMD) || status=1; \
+	echo '==> model-based test for $(MODEL_BUDGET)'; \
+	$(MAKE) --no-print-directory testmodel || status=1; \
 	echo '==> acceptance tests'; \
 	( $(ACC_CMD) ) || status=1; \
 	echo '==> benchmarks and load script (run once, not timed)'; \
@@ -92,6 +102,14 @@ test: vault plugin
 
 testunit:
 	$(UNIT_CMD)
+
+# Random operation sequences checked against the invariants after every step
+# (docs/invariants.md); prints the sequences and steps run.
+testmodel:
+	GO=$(GO) scripts/model.sh $(MODEL_BUDGET)
+
+soak:
+	GO=$(GO) scripts/model.sh $(SOAK)
 
 testacc: vault plugin
 	$(ACC_CMD)

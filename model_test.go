@@ -39,12 +39,23 @@ var (
 	modelWorkers = flag.Int("model.workers", 2, "sequences generated in parallel by TestModel")
 )
 
-func TestModel(t *testing.T) {
-	// Longer sequences than rapid's default reach storms of operations.
-	if f := flag.Lookup("rapid.steps"); f.Value.String() == f.DefValue {
-		flag.Set("rapid.steps", "100")
-		defer flag.Set("rapid.steps", f.DefValue)
+// modelSteps is the average sequence length: longer than rapid's default,
+// to reach storms of operations. A kept sequence replays only with the
+// length it was found with.
+const modelSteps = "100"
+
+// setFlag sets a rapid flag for the test, unless the command line did.
+func setFlag(t *testing.T, name, value string) {
+	f := flag.Lookup(name)
+	if f.Value.String() != f.DefValue {
+		return
 	}
+	flag.Set(name, value)
+	t.Cleanup(func() { flag.Set(name, f.DefValue) })
+}
+
+func TestModel(t *testing.T) {
+	setFlag(t, "rapid.steps", modelSteps)
 	deadline := time.Now().Add(*modelBudget)
 	var seqs, steps atomic.Int64
 	start := time.Now()
@@ -72,7 +83,9 @@ func TestModel(t *testing.T) {
 }
 
 // TestModelRegressions replays every failing sequence the model test ever
-// kept, whichever worker found it.
+// kept: testdata/rapid/regressions/ holds one per defect it found, each
+// named after it (a new failure lands under testdata/rapid/TestModel_*/,
+// and replays there too until it is moved).
 func TestModelRegressions(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "rapid", "*", "*.fail"))
 	if err != nil {
@@ -80,14 +93,9 @@ func TestModelRegressions(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			old := flag.Lookup("rapid.failfile").Value.String()
-			if err := flag.Set("rapid.failfile", f); err != nil {
-				t.Fatal(err)
-			}
-			defer flag.Set("rapid.failfile", old)
-			checks := flag.Lookup("rapid.checks").Value.String()
-			flag.Set("rapid.checks", "1")
-			defer flag.Set("rapid.checks", checks)
+			setFlag(t, "rapid.steps", modelSteps)
+			setFlag(t, "rapid.failfile", f)
+			setFlag(t, "rapid.checks", "1")
 			rapid.Check(t, func(rt *rapid.T) {
 				m := newModel(rt)
 				rt.Repeat(m.actions())
@@ -165,6 +173,10 @@ type modelToken struct {
 	// active node's (one node held a clock step, the other did not). The
 	// active node may then retire the key at its own, earlier, time.
 	ahead bool
+	// floor is the earliest time the key may retire: when it was signed,
+	// or earlier if a restart resumed the schedule from a persisted
+	// high-water mark before that (docs/invariants.md, monotonic time).
+	floor int64
 }
 
 type model struct {
@@ -420,19 +432,24 @@ func (m *model) ringWrite(t *rapid.T) {
 // ringTweak changes one setting of an existing ring relative to its value,
 // the way an operator adjusts a policy (and most often a valid change).
 func (m *model) ringTweak(t *rapid.T) {
+	// Every draw comes before the state is read, so that a kept failing
+	// sequence replays the same way after a fix changes the state.
 	name := rapid.SampledFrom(modelRings).Draw(t, "ring")
+	factor := rapid.SampledFrom([]float64{0.25, 0.5, 0.9, 1.1, 2}).Draw(t, "factor")
+	field := rapid.IntRange(0, 4).Draw(t, "field")
+	shortest := rapid.Bool().Draw(t, "shortest")
+	alg := rapid.SampledFrom([]string{"EdDSA", "ES256", "ES384"}).Draw(t, "alg")
 	r := m.ring(name)
 	if r == nil {
 		return
 	}
-	factor := rapid.SampledFrom([]float64{0.25, 0.5, 0.9, 1.1, 2}).Draw(t, "factor")
 	scale := func(v int64) int64 { return max(1, int64(float64(v)*factor)) }
 	var data map[string]any
-	switch rapid.IntRange(0, 4).Draw(t, "field") {
+	switch field {
 	case 0:
 		// The shortest overlap the roles allow, or a scaled one.
 		v := scale(r.VerificationTTL)
-		if rapid.Bool().Draw(t, "shortest") {
+		if shortest {
 			v = clockSkew + 1
 			for _, role := range modelRoles {
 				if rr := m.role(role); rr != nil && rr.Key == name {
@@ -446,7 +463,7 @@ func (m *model) ringTweak(t *rapid.T) {
 	case 2:
 		data = map[string]any{"publish_lead": scale(r.PublishLead)}
 	case 3:
-		data = map[string]any{"algorithm": rapid.SampledFrom([]string{"EdDSA", "ES256", "ES384"}).Draw(t, "alg")}
+		data = map[string]any{"algorithm": alg}
 	case 4:
 		data = map[string]any{"min_verifier_coverage": 0.5, "max_activation_delay": min(r.RotationPeriod, scale(r.RotationPeriod))}
 	}
@@ -456,15 +473,18 @@ func (m *model) ringTweak(t *rapid.T) {
 // roleTweak changes one setting of an existing role.
 func (m *model) roleTweak(t *rapid.T) {
 	name := rapid.SampledFrom(modelRoles).Draw(t, "role")
+	move := rapid.Bool().Draw(t, "move")
+	ring := rapid.SampledFrom(modelRings).Draw(t, "ring")
+	factor := rapid.SampledFrom([]float64{0.1, 0.5, 2, 10}).Draw(t, "factor")
 	r := m.role(name)
 	if r == nil {
 		return
 	}
 	var data map[string]any
-	if rapid.Bool().Draw(t, "move") {
-		data = map[string]any{"key": rapid.SampledFrom(modelRings).Draw(t, "ring")}
+	if move {
+		data = map[string]any{"key": ring}
 	} else {
-		v := max(1, int64(float64(r.MaxTTL)*rapid.SampledFrom([]float64{0.1, 0.5, 2, 10}).Draw(t, "factor")))
+		v := max(1, int64(float64(r.MaxTTL)*factor))
 		data = map[string]any{"max_ttl": v, "ttl": v}
 	}
 	m.do(m.a, logical.UpdateOperation, "roles/"+name, data)
@@ -620,7 +640,7 @@ func (m *model) record(n *modelNode, role string, data map[string]any) {
 		}
 	}
 	m.tokens = append(m.tokens, &modelToken{ring: ring.Name, kid: kid, jwk: jwk, signedAt: sched,
-		iat: data["issued_at"].(int64), exp: data["expires_at"].(int64), ahead: sched > m.a.b.clock.read().Schedule})
+		iat: data["issued_at"].(int64), exp: data["expires_at"].(int64), ahead: sched > m.a.b.clock.read().Schedule, floor: sched})
 }
 
 func (m *model) roleRing(role string, n *modelNode) string {
@@ -719,7 +739,22 @@ func (m *model) restart(t *rapid.T) {
 		m.b = m.start("standby")
 		return
 	}
+	m.restartActive()
+}
+
+// restartActive starts a new process for the active node. It resumes from
+// the later of the wall clock and the high-water mark in storage, which may
+// be before the last time the old process acted on: the tokens signed since
+// may see their key's retirement set that much earlier.
+func (m *model) restartActive() {
 	m.a = m.start("active")
+	if _, err := m.a.b.load(context.Background(), m.s); err != nil {
+		m.t.Fatalf("load: %v", err)
+	}
+	r0 := m.a.b.clock.read().Schedule
+	for _, tok := range m.tokens {
+		tok.floor = min(tok.floor, r0)
+	}
 }
 
 // crash makes every write from the n-th on fail, as a crash between two
@@ -746,7 +781,7 @@ func (m *model) crash(t *rapid.T) {
 	m.s.mu.Unlock()
 	m.faulted = false
 	m.accepted()
-	m.a = m.start("active")
+	m.restartActive()
 }
 
 func (m *model) fetch(t *rapid.T) {
@@ -1021,7 +1056,7 @@ func (m *model) checkTokens(rings map[string]*ringEntry, now int64) {
 		if key.RemoveAt != 0 && tok.exp > key.RemoveAt-clockSkew {
 			m.t.Fatalf("a token of %s expires at %d, past its key's remove_at %d - 60", tok.kid, tok.exp, key.RemoveAt)
 		}
-		if key.RetireAt != 0 && key.RetireAt < tok.signedAt {
+		if key.RetireAt != 0 && key.RetireAt < tok.floor {
 			m.t.Fatalf("key %s retires at %d, before it signed a token at %d", tok.kid, key.RetireAt, tok.signedAt)
 		}
 		var jwk jose.JSONWebKey
