@@ -150,10 +150,16 @@ func hostileTypeCases(t *testing.T) []hostileCase {
 				})
 			}
 			// A JSON null is never a value: it names the field and how to
-			// keep or clear it.
+			// keep it, and for the lists and objects of stored objects
+			// (config, rings, roles) how to clear it.
+			also := []string{"null", "leave the field out"}
+			if ft := p.Fields[field].Type; storesObject(p) && notClearable[field] == "" &&
+				(ft == framework.TypeMap || ft == framework.TypeCommaStringSlice || ft == framework.TypeStringSlice) {
+				also = append(also, "to clear it", field+"=")
+			}
 			out = append(out, hostileCase{
 				name: path + " " + field + " null", path: path,
-				data: map[string]any{field: nil}, field: field, also: []string{"null", "leave the field out"},
+				data: map[string]any{field: nil}, field: field, also: also,
 			})
 		}
 		// An unknown field, and a field name that differs only in case.

@@ -69,7 +69,7 @@ func checkFields(p *framework.Path, req *logical.Request) *logical.Response {
 // storesObject reports whether writes to p store an object whose fields
 // persist (config, keys/<name>, roles/<name>), where a field may be cleared.
 func storesObject(p *framework.Path) bool {
-	return p.ExistenceCheck != nil || p.Pattern == "config"
+	return p.ExistenceCheck != nil || strings.Trim(p.Pattern, "^$") == "config"
 }
 
 // notClearable are the list fields of stored objects that may never be
