@@ -15,7 +15,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// One test per invariant of DESIGN.md; each drives the lifecycle through the
+// One test per invariant of docs/invariants.md; each drives the lifecycle through the
 // API on an injected clock and fails if its invariant breaks.
 
 func (e *testEnv) maintain() error {

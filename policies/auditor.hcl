@@ -35,3 +35,7 @@ path "jwt/verifiers" {
 path "jwt/metrics" {
   capabilities = ["read"]
 }
+
+path "jwt/clock" {
+  capabilities = ["read"]
+}

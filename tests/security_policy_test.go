@@ -57,6 +57,8 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 		"delete role":        del("roles/no-such-role"),
 		"read verifiers":     get("verifiers"),
 		"read metrics":       get("metrics"),
+		"read clock":         get("clock"),
+		"accept clock":       post("clock/accept", map[string]any{}),
 		"read jwks":          get("jwks"),
 		"read ring jwks":     get("jwks/demo"),
 		"read well-known":    get(".well-known/jwks.json"),
@@ -68,8 +70,8 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	public := []string{"read jwks", "read ring jwks", "read well-known", "read discovery"}
 	allowed := map[string][]string{
 		"signer-demo":    append([]string{"sign demo", "sign demo batch"}, public...),
-		"rotation-admin": append([]string{"list keys", "read key", "update key", "create key", "rotate", "revoke", "rollback", "delete key", "read config", "read verifiers"}, public...),
-		"auditor":        append([]string{"read config", "list keys", "read key", "list roles", "read role", "read verifiers", "read metrics"}, public...),
+		"rotation-admin": append([]string{"list keys", "read key", "update key", "create key", "rotate", "revoke", "rollback", "delete key", "read config", "read verifiers", "read clock", "accept clock"}, public...),
+		"auditor":        append([]string{"read config", "list keys", "read key", "list roles", "read role", "read verifiers", "read metrics", "read clock"}, public...),
 		"no token":       public,
 	}
 	// Requests Vault hands to the plugin without any token check, because
