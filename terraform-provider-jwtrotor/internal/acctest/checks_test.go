@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
@@ -166,4 +168,30 @@ func atoi(t *testing.T, s string) int {
 		t.Fatalf("%q is not a number", s)
 	}
 	return n
+}
+
+// msgRE matches the given pieces of a message, in order, however Terraform
+// wraps its lines.
+func msgRE(pieces ...string) *regexp.Regexp {
+	var quoted []string
+	for _, p := range pieces {
+		quoted = append(quoted, strings.Join(strings.Fields(regexp.QuoteMeta(p)), `\s+`))
+	}
+	return regexp.MustCompile(`(?s)` + strings.Join(quoted, `.*`))
+}
+
+// checkPath compares the fields given with what Vault reads at p.
+func checkPath(t *testing.T, p string, want map[string]any) func(*terraform.State) error {
+	return func(*terraform.State) error {
+		data := vaultRead(t, p)
+		if data == nil {
+			return fmt.Errorf("%s: nothing there", p)
+		}
+		for f, w := range want {
+			if !reflect.DeepEqual(norm(data[f]), norm(w)) {
+				return fmt.Errorf("Vault %s: %s = %v, want %v", p, f, data[f], w)
+			}
+		}
+		return nil
+	}
 }

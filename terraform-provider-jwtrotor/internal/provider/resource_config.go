@@ -89,7 +89,9 @@ func (r *configResource) Create(ctx context.Context, req resource.CreateRequest,
 		return
 	}
 	resp.State.Raw = req.Plan.Raw
-	r.write(ctx, body, &resp.State, &resp.Diagnostics)
+	if !r.write(ctx, body, &resp.State, &resp.Diagnostics) {
+		resp.State.RemoveResource(ctx)
+	}
 }
 
 func (r *configResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -99,10 +101,14 @@ func (r *configResource) Update(ctx context.Context, req resource.UpdateRequest,
 		return
 	}
 	resp.State.Raw = req.Plan.Raw
-	r.write(ctx, body, &resp.State, &resp.Diagnostics)
+	if !r.write(ctx, body, &resp.State, &resp.Diagnostics) {
+		resp.State.Raw = req.State.Raw // refused: nothing changed
+	}
 }
 
-func (r *configResource) write(ctx context.Context, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) {
+// write sends body (if any) and reads the config back into state; written
+// is false when Vault refused the write.
+func (r *configResource) write(ctx context.Context, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) (written bool) {
 	if len(body) > 0 {
 		s, err := r.c.write(ctx, "config", body)
 		if err != nil {
@@ -112,6 +118,7 @@ func (r *configResource) write(ctx context.Context, body map[string]any, state *
 		addWarnings(diags, "Warning from "+r.c.p("config"), s)
 	}
 	r.readInto(ctx, state, diags)
+	return true
 }
 
 func (r *configResource) readInto(ctx context.Context, state *tfsdk.State, diags *diag.Diagnostics) {

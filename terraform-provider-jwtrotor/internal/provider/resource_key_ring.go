@@ -125,7 +125,9 @@ func (r *keyRingResource) Create(ctx context.Context, req resource.CreateRequest
 		return
 	}
 	resp.State.Raw = req.Plan.Raw
-	r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics)
+	if !r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics) {
+		resp.State.RemoveResource(ctx)
+	}
 }
 
 func (r *keyRingResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -142,12 +144,15 @@ func (r *keyRingResource) Update(ctx context.Context, req resource.UpdateRequest
 		r.readInto(ctx, name.ValueString(), &resp.State, &resp.Diagnostics)
 		return
 	}
-	r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics)
+	if !r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics) {
+		resp.State.Raw = req.State.Raw // refused: nothing changed
+	}
 }
 
 // write sends body to keys/<name>; the plugin answers with the ring as a
-// read shows it, which becomes the state.
-func (r *keyRingResource) write(ctx context.Context, name string, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) {
+// read shows it, which becomes the state. written is false when Vault
+// refused the write.
+func (r *keyRingResource) write(ctx context.Context, name string, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) (written bool) {
 	rel := "keys/" + name
 	s, err := r.c.write(ctx, rel, body)
 	if err != nil {
@@ -157,9 +162,10 @@ func (r *keyRingResource) write(ctx context.Context, name string, body map[strin
 	addWarnings(diags, "Warning from "+r.c.p(rel), s)
 	if s == nil || s.Data == nil {
 		r.readInto(ctx, name, state, diags)
-		return
+		return true
 	}
 	r.setState(ctx, name, s, state, diags)
+	return true
 }
 
 func (r *keyRingResource) readInto(ctx context.Context, name string, state *tfsdk.State, diags *diag.Diagnostics) bool {

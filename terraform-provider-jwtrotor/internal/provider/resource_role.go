@@ -160,7 +160,9 @@ func (r *roleResource) Create(ctx context.Context, req resource.CreateRequest, r
 		return
 	}
 	resp.State.Raw = req.Plan.Raw
-	r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics)
+	if !r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics) {
+		resp.State.RemoveResource(ctx)
+	}
 }
 
 func (r *roleResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -172,10 +174,14 @@ func (r *roleResource) Update(ctx context.Context, req resource.UpdateRequest, r
 		return
 	}
 	resp.State.Raw = req.Plan.Raw
-	r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics)
+	if !r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics) {
+		resp.State.Raw = req.State.Raw // refused: nothing changed
+	}
 }
 
-func (r *roleResource) write(ctx context.Context, name string, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) {
+// write sends body (if any) and reads the role back into state; written is
+// false when Vault refused the write.
+func (r *roleResource) write(ctx context.Context, name string, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) (written bool) {
 	rel := "roles/" + name
 	if len(body) > 0 {
 		s, err := r.c.write(ctx, rel, body)
@@ -188,6 +194,7 @@ func (r *roleResource) write(ctx context.Context, name string, body map[string]a
 	if !r.readInto(ctx, name, state, diags) && !diags.HasError() {
 		diags.AddError("Reading "+r.c.p(rel), "The role is gone right after its write.")
 	}
+	return true
 }
 
 func (r *roleResource) readInto(ctx context.Context, name string, state *tfsdk.State, diags *diag.Diagnostics) bool {
