@@ -77,7 +77,8 @@ func (r *keyRingResource) ValidateConfig(ctx context.Context, req resource.Valid
 			fmt.Sprintf("max_activation_delay: %ds is above rotation_period (%ds); the gate may delay an activation by at most one period, so lower it", delay, period))
 	}
 	if okD && delay == 0 && !coverage.IsNull() && !coverage.IsUnknown() && coverage.ValueFloat64() > 0 {
-		resp.Diagnostics.AddAttributeError(path.Root("max_activation_delay"), "Invalid value",
+		// On the attribute that is set: max_activation_delay may be absent.
+		resp.Diagnostics.AddAttributeError(path.Root("min_verifier_coverage"), "Invalid value",
 			"max_activation_delay: must be above 0 when min_verifier_coverage is set, or the gate could never wait; give the longest wait, such as 1h")
 	}
 	if okP && okV && okL && lead+vttl > 10*period {
