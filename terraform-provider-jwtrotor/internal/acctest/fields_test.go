@@ -19,9 +19,7 @@ import (
 // the name are included.
 func pluginFields(t *testing.T, mount, rel string) map[string]string {
 	t.Helper()
-	r := env.root.NewRequest("GET", "/v1/"+mount+"/"+rel)
-	r.Params.Set("help", "1")
-	resp, err := env.root.RawRequestWithContext(context.Background(), r)
+	resp, err := env.root.Logical().ReadRawWithDataWithContext(context.Background(), mount+"/"+rel, map[string][]string{"help": {"1"}})
 	if err != nil {
 		t.Fatalf("help for %s: %v", rel, err)
 	}

@@ -91,7 +91,7 @@ func verify(jwksJSON string, tok signed) (string, error) {
 	if err := json.Unmarshal([]byte(jwksJSON), &set); err != nil {
 		return "", fmt.Errorf("JWKS: %w", err)
 	}
-	jws, err := jose.ParseSigned(tok.token, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(tok.token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		return "", err
 	}

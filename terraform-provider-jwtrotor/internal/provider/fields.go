@@ -166,27 +166,6 @@ func (f field) dataSourceAttribute() dsschema.Attribute {
 	panic("unknown kind")
 }
 
-// target is an empty value of the field's Terraform type, to read into.
-func (f field) target() attr.Value {
-	switch f.kind {
-	case kString:
-		return types.String{}
-	case kDuration:
-		return Duration{}
-	case kJSON:
-		return JSONObject{}
-	case kInt:
-		return types.Int64{}
-	case kFloat:
-		return types.Float64{}
-	case kBool:
-		return types.Bool{}
-	case kStrings:
-		return types.List{}
-	}
-	panic("unknown kind")
-}
-
 // attrGetter is tfsdk.Config, tfsdk.Plan or tfsdk.State.
 type attrGetter interface {
 	GetAttribute(ctx context.Context, p path.Path, target any) diag.Diagnostics
