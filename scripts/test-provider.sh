@@ -24,6 +24,13 @@ if [[ -z $TERRAFORM || ! -x $TERRAFORM ]]; then
 fi
 echo "--> $("$TERRAFORM" version | head -n 1) at $TERRAFORM"
 
+# The examples are Terraform code that users copy: keep them formatted.
+if ! (cd "$ROOT/terraform-provider-jwtrotor" && "$TERRAFORM" fmt -check -recursive examples >/dev/null); then
+	echo "provider tests: terraform fmt would change these examples:" >&2
+	(cd "$ROOT/terraform-provider-jwtrotor" && "$TERRAFORM" fmt -check -recursive -list=true examples 2>/dev/null) >&2 || true
+	exit 1
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
