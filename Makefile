@@ -5,6 +5,7 @@
 #   make test       unit tests, then acceptance tests against a real Vault server
 #   make provider   build the Terraform provider into bin/terraform-provider-jwtrotor
 #   make testprovider  the provider's tests: real Terraform against a real Vault
+#   make provider-docs regenerate terraform-provider-jwtrotor/docs (terraform-plugin-docs)
 #   make fuzz       each fuzz target for FUZZTIME (default 60s)
 #   make vulncheck  govulncheck against a database built offline from golang.org/x/vulndb
 #
@@ -42,7 +43,7 @@ UNIT_CMD := $(GO) test -count=1 $(UNIT_FLAGS) ./...
 ACC_CMD  := cd tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
 .PHONY: all vault plugin dev dev-stop test testunit testacc bench benchcheck fmt vet lint clean distclean
-.PHONY: fuzz modverify vulncheck provider testprovider
+.PHONY: fuzz modverify vulncheck provider testprovider provider-docs
 
 all: plugin
 
@@ -68,6 +69,12 @@ test testacc: plugin-crashhook node-deps
 provider:
 	@mkdir -p bin
 	cd $(PROVIDER_DIR) && $(GO) build -ldflags "-X main.version=$(VERSION)" -o ../$(PROVIDER_BIN) .
+
+# The provider's docs, from its schema, examples/ and templates/, with
+# terraform-plugin-docs pinned in tools/docs; make testprovider fails when
+# they are not current.
+provider-docs:
+	GO=$(GO) scripts/provider-docs.sh
 
 plugin-crashhook:
 	@mkdir -p bin/plugins-crashhook
@@ -171,6 +178,7 @@ modverify:
 	cd tools/vault && $(GO) mod verify
 	cd tools/vuln && $(GO) mod verify
 	cd tools/lint && $(GO) mod verify
+	cd tools/docs && $(GO) mod verify
 
 # Offline govulncheck of the plugin, the acceptance tests and the Terraform
 # provider (scripts/govulncheck.sh).

@@ -31,6 +31,9 @@ if ! (cd "$ROOT/terraform-provider-jwtrotor" && "$TERRAFORM" fmt -check -recursi
 	exit 1
 fi
 
+# The docs are rendered from the schema: they must say what it says.
+GO=$GO "$ROOT/scripts/provider-docs.sh" --check
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

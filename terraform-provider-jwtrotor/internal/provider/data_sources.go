@@ -33,8 +33,8 @@ func (d *jwksDataSource) Metadata(_ context.Context, req datasource.MetadataRequ
 
 func (d *jwksDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
 	resp.Schema = schema.Schema{
-		Description: "The JWKS the mount serves to verifiers (jwks, or jwks/<ring> for one ring), " +
-			"for a consumer that takes an uploaded key set instead of fetching the URL. It holds public keys only.",
+		Description:         jwksDoc,
+		MarkdownDescription: jwksDoc,
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{Computed: true, Description: "The Vault path read."},
 			"ring": schema.StringAttribute{Optional: true, Validators: []validator.String{nameCheck("ring")},
@@ -107,8 +107,8 @@ func (d *openIDDataSource) Metadata(_ context.Context, req datasource.MetadataRe
 
 func (d *openIDDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
 	resp.Schema = schema.Schema{
-		Description: "OpenID discovery document of this issuer (.well-known/openid-configuration): names the issuer, the JWKS URL and the signing algorithms in use. " +
-			"Reading it fails, with the plugin's message, until the config sets the issuer.",
+		Description:         openIDDoc,
+		MarkdownDescription: openIDDoc,
 		Attributes: map[string]schema.Attribute{
 			"id":       schema.StringAttribute{Computed: true, Description: "The Vault path read."},
 			"issuer":   schema.StringAttribute{Computed: true, Description: "The issuer, as the config sets it."},
@@ -173,8 +173,9 @@ func (d *keyRingDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 		attrs[f.name] = f.dataSourceAttribute()
 	}
 	resp.Schema = schema.Schema{
-		Description: "The settings and status of a key ring (keys/<name>): which kid signs, which is next and when, and every key's state and timestamps.",
-		Attributes:  attrs,
+		Description:         keyRingStatusDoc,
+		MarkdownDescription: keyRingStatusDoc,
+		Attributes:          attrs,
 	}
 }
 
@@ -204,3 +205,11 @@ func (d *keyRingDataSource) Read(ctx context.Context, req datasource.ReadRequest
 	resp.Diagnostics.Append(setRingStatus(ctx, s.Data, &resp.State)...)
 	addWarnings(&resp.Diagnostics, "Warning from "+d.c.p(rel), s)
 }
+
+const jwksDoc = "The JWKS the mount serves to verifiers (`jwks`, or `jwks/<ring>` for one ring), for a consumer that takes an uploaded key set instead of fetching the URL. " +
+	"It holds public keys only. Read it after the rotations it should reflect (`depends_on`)."
+
+const openIDDoc = "The OpenID discovery document of the mount (`.well-known/openid-configuration`): the issuer, the JWKS URL and the signing algorithms in use. " +
+	"Reading it fails, with the plugin's message, until the config sets the issuer."
+
+const keyRingStatusDoc = "The settings and status of a key ring (`keys/<name>`): which kid signs, which is next and when, and every key's state and timestamps."

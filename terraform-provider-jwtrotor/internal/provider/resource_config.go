@@ -56,10 +56,9 @@ func (r *configResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 		attrs[f.name] = f.resourceAttribute()
 	}
 	resp.Schema = schema.Schema{
-		Description: "The issuer and JWKS caching of the mount (its config path). " +
-			"The plugin's config always exists and cannot be deleted: creating this resource takes the config over and sets every attribute " +
-			"(an attribute left out is set to its default), and destroying it only removes it from the Terraform state, leaving the values in Vault as they are.",
-		Attributes: attrs,
+		Description:         configDoc,
+		MarkdownDescription: configDoc,
+		Attributes:          attrs,
 	}
 }
 
@@ -152,3 +151,8 @@ func (r *configResource) ImportState(ctx context.Context, req resource.ImportSta
 	}
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), types.StringValue(req.ID))...)
 }
+
+const configDoc = "The issuer and JWKS caching of the mount (its `config` path).\n\n" +
+	"The plugin's config always exists and cannot be deleted. Creating this resource takes it over and writes every attribute, " +
+	"so an attribute left out is set to its default rather than kept from before.\n\n" +
+	"**Destroy** only removes the resource from the Terraform state: the values stay in Vault as they are, and signing keeps working."

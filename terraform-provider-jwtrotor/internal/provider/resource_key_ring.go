@@ -49,12 +49,9 @@ func (r *keyRingResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 		attrs[f.name] = f.resourceAttribute()
 	}
 	resp.Schema = schema.Schema{
-		Description: "A key ring (keys/<name>): the signing keys of one rotation schedule. " +
-			"Every setting but the name changes in place; existing keys keep their timestamps and algorithm, and keys generated afterwards follow the new settings. " +
-			"Destroy drains the ring: it stops signing at once and its keys stay in the JWKS until their remove_at, so tokens already issued keep verifying, " +
-			"and the ring's name stays taken until then. To replace a ring, give the new one a new name (and point the roles at it) rather than recreating the same name. " +
-			"Destroy fails with the plugin's message while a role still uses the ring. force_destroy = true removes the keys at once instead.",
-		Attributes: attrs,
+		Description:         keyRingDoc,
+		MarkdownDescription: keyRingDoc,
+		Attributes:          attrs,
 	}
 }
 
@@ -237,3 +234,11 @@ func (r *keyRingResource) ImportState(ctx context.Context, req resource.ImportSt
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), types.StringValue(req.ID))...)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("force_destroy"), types.BoolValue(false))...)
 }
+
+const keyRingDoc = "A key ring (`keys/<name>`): the signing keys of one rotation schedule.\n\n" +
+	"Every setting but the name changes in place: existing keys keep their timestamps and algorithm, and keys generated afterwards follow the new settings. " +
+	"A new name replaces the ring.\n\n" +
+	"**Destroy** drains the ring: it stops signing at once and its keys stay in the JWKS until their `remove_at`, so tokens already issued keep verifying; " +
+	"the ring's name stays taken until then. To replace a ring, create one with a new name and point the roles at it, rather than destroying and recreating the same name. " +
+	"Destroy fails with the plugin's message while a role still uses the ring (Terraform destroys roles that reference the ring first). " +
+	"With `force_destroy = true` the keys leave the JWKS at once and tokens the ring signed stop verifying as soon as verifiers refresh."

@@ -76,9 +76,9 @@ func (r *roleResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 		attrs[f.name] = f.resourceAttribute()
 	}
 	resp.Schema = schema.Schema{
-		Description: "A role (roles/<name>): the policy of sign/<name>, which ring signs, for which audiences and subjects, with which claims and lifetimes. " +
-			"Every attribute but the name changes in place. An attribute left out of the configuration is the plugin's default. Destroy deletes the role.",
-		Attributes: attrs,
+		Description:         roleDoc,
+		MarkdownDescription: roleDoc,
+		Attributes:          attrs,
 	}
 }
 
@@ -243,3 +243,8 @@ func (r *roleResource) ImportState(ctx context.Context, req resource.ImportState
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("name"), types.StringValue(req.ID))...)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), types.StringValue(req.ID))...)
 }
+
+const roleDoc = "A role (`roles/<name>`): the policy of `sign/<name>`, which ring signs, for which audiences and subjects, with which claims and lifetimes.\n\n" +
+	"Every attribute but the name changes in place; an attribute left out of the configuration is the plugin's default, so removing one from the configuration returns it to the default. " +
+	"A new name replaces the role.\n\n" +
+	"**Destroy** deletes the role: signing under it stops at once."

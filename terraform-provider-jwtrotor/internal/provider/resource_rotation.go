@@ -57,10 +57,8 @@ func (r *rotationResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 	keep := []planmodifier.String{stringplanmodifier.UseStateForUnknown()}
 	d := rotationFieldDescs
 	resp.Schema = schema.Schema{
-		Description: "One rotation of a key ring (keys/<name>/rotate), as code. Creating the resource rotates once; " +
-			"a new value in triggers (or any other argument) replaces it, which rotates once more; a re-apply with nothing changed does nothing. " +
-			"The rotation is sent with expected_active_kid, so a retried request, or an apply after the ring already moved on, never rotates twice. " +
-			"Destroy only removes the record from the state (a rotation cannot be undone), and there is nothing to import or to check for drift.",
+		Description:         rotationDoc,
+		MarkdownDescription: rotationDoc,
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{Computed: true, PlanModifiers: keep,
 				Description: "<ring>/<Unix seconds of the rotation>."},
@@ -202,3 +200,9 @@ func (r *rotationResource) Update(ctx context.Context, req resource.UpdateReques
 // Delete forgets the record; a rotation cannot be undone.
 func (r *rotationResource) Delete(context.Context, resource.DeleteRequest, *resource.DeleteResponse) {
 }
+
+const rotationDoc = "One rotation of a key ring (`keys/<name>/rotate`), as code.\n\n" +
+	"Creating the resource rotates once. A new value in `triggers` (or in any other argument) replaces the resource, which rotates once more; " +
+	"a re-apply with nothing changed does nothing. The rotation is sent with `expected_active_kid`, so a retried request, or an apply after the ring already moved on, never rotates twice: " +
+	"when the active kid is no longer the expected one, the plugin does nothing and `rotated` is false.\n\n" +
+	"**Destroy** only removes the record from the state: a rotation cannot be undone. There is nothing to import and nothing to check for drift."
