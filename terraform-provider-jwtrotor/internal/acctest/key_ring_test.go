@@ -5,8 +5,11 @@ import (
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 )
 
 func ringConfig(mount, name, alg, extra string) string {
@@ -44,6 +47,10 @@ func TestAccKeyRingLifecycle(t *testing.T) {
 				// Create; the post-apply plan must be empty (no drift).
 				Config: ringConfig(mount, "payments", "ES256", `rotation_period = "1h"
   verification_ttl = "2h"`),
+				ConfigStateChecks: []statecheck.StateCheck{
+					// Empty, not null: a string a consumer can compare.
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("active_kid"), knownvalue.StringExact("")),
+				},
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttr(addr, "id", "payments"),
 					resource.TestCheckResourceAttr(addr, "algorithm", "ES256"),
