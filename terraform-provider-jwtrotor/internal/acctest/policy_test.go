@@ -17,12 +17,15 @@ import (
 // role that signs with it, a rotation resource, and the data sources a
 // consumer of the keys would read.
 func policyConfig(mount, token, issuer, period, lead, generation, extra string) string {
+	// Address and token given explicitly here; the other tests take them
+	// from VAULT_ADDR and VAULT_TOKEN.
 	return fmt.Sprintf(`
 provider "jwtrotor" {
-  mount = %q
-  token = %q
+  address = %q
+  token   = %q
+  mount   = %q
 }
-`, mount, token) + fmt.Sprintf(`
+`, env.addr, token, mount) + fmt.Sprintf(`
 resource "jwtrotor_config" "this" {
   issuer = %q
 }
@@ -139,6 +142,9 @@ func TestAccPolicyAsCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := created.Auth.ClientToken
+	// The provider block's address and token win over the environment.
+	t.Setenv("VAULT_ADDR", "http://127.0.0.1:1")
+	t.Setenv("VAULT_TOKEN", "not-a-token")
 	v1 := policyConfig(mount, token, issuer, "1h", "30m", "1", "")
 	v2 := policyConfig(mount, token, issuer, "2h", "45m", "1", "")
 	v3 := policyConfig(mount, token, issuer, "2h", "45m", "2", "")
