@@ -189,7 +189,7 @@ type declaredSet struct {
 }
 
 func (d declaredSet) has(verifier, addr string) bool {
-	return (verifier != "" && d.ids[verifier]) || inCIDRs(d.nets, addr)
+	return (verifier != "" && d.ids[verifier]) || (len(d.nets) > 0 && inCIDRs(d.nets, addr))
 }
 
 // declaredBy parses the declared set of cfg (once per configuration: the
