@@ -418,12 +418,6 @@ func (b *backend) cacheRole(name string, r *roleEntry) {
 	b.roles = roles
 }
 
-func (b *backend) dropSigner(kid string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.signers, kid)
-}
-
 const backendHelp = `
 The jwt-rotor secrets engine signs JWTs for workloads with keys that never
 leave Vault, and rotates those keys on a schedule.

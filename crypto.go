@@ -1,6 +1,7 @@
 package jwtrotor
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -11,8 +12,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // The algorithms a ring may use. HMAC and "none" are absent on purpose: a
@@ -154,4 +157,59 @@ func jwkSize(alg string, rsaBits int) int {
 	default:
 		return overhead + (rsaBits/8*4+2)/3 + 20
 	}
+}
+
+// cachedSigner holds a parsed private half and its go-jose signers by typ.
+type cachedSigner struct {
+	priv crypto.Signer
+	mu   sync.Mutex
+	jose map[string]jose.Signer
+}
+
+func (b *backend) cacheSigner(kid string, priv crypto.Signer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.signers[kid] = &cachedSigner{priv: priv, jose: map[string]jose.Signer{}}
+}
+
+// joseSigner returns a signer for key, reading and parsing its private half
+// only the first time.
+func (b *backend) joseSigner(ctx context.Context, s logical.Storage, ring string, key *signingKey, typ string) (jose.Signer, error) {
+	b.mu.RLock()
+	cs := b.signers[key.KID]
+	b.mu.RUnlock()
+	if cs == nil {
+		p, err := readPrivate(ctx, s, ring, key.KID)
+		if err != nil {
+			return nil, err
+		}
+		if p == nil {
+			return nil, fmt.Errorf("ring %q: private half of active key %s is missing", ring, key.KID)
+		}
+		priv, err := parsePrivate(p.PKCS8, key.KID, key.Alg)
+		if err != nil {
+			return nil, err
+		}
+		b.cacheSigner(key.KID, priv)
+		b.mu.RLock()
+		cs = b.signers[key.KID]
+		b.mu.RUnlock()
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if js := cs.jose[typ]; js != nil {
+		return js, nil
+	}
+	js, err := newJOSESigner(cs.priv, key.KID, key.Alg, typ)
+	if err != nil {
+		return nil, fmt.Errorf("signer for %s: %w", key.KID, err)
+	}
+	cs.jose[typ] = js
+	return js, nil
+}
+
+func (b *backend) dropSigner(kid string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.signers, kid)
 }

@@ -2,15 +2,10 @@ package jwtrotor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"math"
-	"regexp"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/identitytpl"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -24,19 +19,6 @@ const (
 	maxSubjectLen          = 1024
 	maxTemplateLen         = 1024
 )
-
-// reservedClaims are set by the plugin from Vault's clock, the role and the
-// config; neither a role nor a caller may set them.
-var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"}
-
-func isReserved(name string) bool {
-	for _, r := range reservedClaims {
-		if strings.EqualFold(r, name) {
-			return true
-		}
-	}
-	return false
-}
 
 func pathRoles(b *backend) []*framework.Path {
 	return []*framework.Path{
@@ -280,199 +262,6 @@ func checkRole(snap *snapshot, r *roleEntry) string {
 		return fmt.Sprintf("token_type: %q is not supported; use JWT or at+jwt", r.TokenType)
 	}
 	return ""
-}
-
-// checkSubjectTemplate accepts a static subject or a Vault identity template
-// that renders in ACL mode (no JSON, no nested braces).
-func checkSubjectTemplate(t string) string {
-	if t == "" {
-		return "subject_template: empty; use {{identity.entity.id}} (the default) or a static subject"
-	}
-	if len(t) > maxTemplateLen || !utf8.ValidString(t) {
-		return fmt.Sprintf("subject_template: must be valid UTF-8 of at most %d bytes", maxTemplateLen)
-	}
-	if !strings.Contains(t, "{{") && !strings.Contains(t, "}}") {
-		return ""
-	}
-	_, _, err := identitytpl.PopulateString(identitytpl.PopulateStringInput{
-		Mode: identitytpl.ACLTemplating, String: t, ValidityCheckOnly: true,
-	})
-	if err != nil {
-		return fmt.Sprintf("subject_template: %v; use Vault identity templating such as {{identity.entity.id}} or {{identity.entity.name}}", err)
-	}
-	for _, d := range templateDirectives(t) {
-		if !subjectDirective.MatchString(d) {
-			return fmt.Sprintf("subject_template: {{%s}} is not an entity directive; use identity.entity.id, identity.entity.name, identity.entity.metadata.<key> or identity.entity.aliases.<mount accessor>.(id|name|metadata.<key>)", d)
-		}
-	}
-	return ""
-}
-
-// templateDirectives returns the trimmed directives of a template, in order.
-func templateDirectives(t string) []string {
-	var out []string
-	for _, piece := range strings.Split(t, "{{")[1:] {
-		out = append(out, strings.TrimSpace(strings.SplitN(piece, "}}", 2)[0]))
-	}
-	return out
-}
-
-// renderEntityID renders a template whose only directive is the entity id,
-// which the request carries; ok is false if it uses anything else.
-func renderEntityID(t, entityID string) (string, bool) {
-	for _, d := range templateDirectives(t) {
-		if d != "identity.entity.id" {
-			return "", false
-		}
-	}
-	pieces := strings.Split(t, "{{")
-	var b strings.Builder
-	b.WriteString(pieces[0])
-	for _, p := range pieces[1:] {
-		b.WriteString(entityID)
-		b.WriteString(strings.SplitN(p, "}}", 2)[1])
-	}
-	return b.String(), true
-}
-
-// subjectDirective is the part of Vault identity templating a subject may
-// use: values of the caller's own entity.
-var subjectDirective = regexp.MustCompile(`^identity\.entity\.(id|name|metadata\.[^.{}\s]+|aliases\.[^.{}\s]+\.(id|name|metadata\.[^.{}\s]+|custom_metadata\.[^.{}\s]+))$`)
-
-func checkGlob(g string) string {
-	if g == "" || !utf8.ValidString(g) {
-		return "allowed_subjects: an entry is empty or not UTF-8; give subjects such as spiffe://example.org/* "
-	}
-	n := strings.Count(g, "*")
-	if n == 0 || g == "*" {
-		return ""
-	}
-	if n > 1 || !(strings.HasPrefix(g, "*") || strings.HasSuffix(g, "*")) {
-		return fmt.Sprintf("allowed_subjects: %q may use '*' once, only at the start or the end (such as svc-* or *@example.com)", g)
-	}
-	return ""
-}
-
-func globMatch(g, s string) bool {
-	switch {
-	case g == "*":
-		return true
-	case strings.HasSuffix(g, "*"):
-		return strings.HasPrefix(s, strings.TrimSuffix(g, "*"))
-	case strings.HasPrefix(g, "*"):
-		return strings.HasSuffix(s, strings.TrimPrefix(g, "*"))
-	}
-	return g == s
-}
-
-// Limits on claims, so a token stays small enough for HTTP headers and a
-// hostile request cannot make the plugin build a huge one.
-const (
-	maxClaims      = 64
-	maxClaimsBytes = 8 * 1024
-	maxClaimsDepth = 5
-)
-
-func checkClaimName(field, name string) string {
-	if name == "" || len(name) > maxClaimNameLen || !utf8.ValidString(name) {
-		return fmt.Sprintf("%s: claim names must be 1 to %d bytes of UTF-8", field, maxClaimNameLen)
-	}
-	return ""
-}
-
-func checkClaimsObject(field string, m map[string]any) string {
-	if len(m) > maxClaims {
-		return fmt.Sprintf("%s: %d claims is above the limit of %d; send fewer", field, len(m), maxClaims)
-	}
-	names := make([]string, 0, len(m))
-	for name, v := range m {
-		if msg := checkClaimName(field, name); msg != "" {
-			return msg
-		}
-		if v == nil {
-			return fmt.Sprintf("%s: %q is null; a claim is either present with a value or absent, and verifiers differ on which null means, so remove it or give it a value", field, name)
-		}
-		// EqualFold, not ToLower: it folds as Go's encoding/json matches
-		// field names (s and U+017F, k and the Kelvin sign), so a verifier
-		// can never be made to read one claim for another.
-		for _, other := range names {
-			if strings.EqualFold(other, name) {
-				return fmt.Sprintf("%s: %q and %q differ only in case; verifiers may read either, so keep one", field, other, name)
-			}
-		}
-		names = append(names, name)
-		if depth(v) > maxClaimsDepth {
-			return fmt.Sprintf("%s: %q nests deeper than %d levels; flatten it", field, name, maxClaimsDepth)
-		}
-		if msg := checkClaimValue(field, name, v); msg != "" {
-			return msg
-		}
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Sprintf("%s: not encodable as JSON: %v", field, err)
-	}
-	if len(b) > maxClaimsBytes {
-		return fmt.Sprintf("%s: %d bytes of JSON is above the limit of %d; send less", field, len(b), maxClaimsBytes)
-	}
-	return ""
-}
-
-// checkClaimValue refuses text that is not UTF-8 and numbers no verifier
-// can decode (beyond float64).
-func checkClaimValue(field, name string, v any) string {
-	switch t := v.(type) {
-	case string:
-		if !utf8.ValidString(t) {
-			return fmt.Sprintf("%s: %q has a value that is not valid UTF-8; send text", field, name)
-		}
-	case json.Number:
-		if f, err := t.Float64(); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			return fmt.Sprintf("%s: %q has the number %s, beyond what verifiers can decode; send a smaller number or a string", field, name, t.String())
-		}
-	case float64:
-		if math.IsInf(t, 0) || math.IsNaN(t) {
-			return fmt.Sprintf("%s: %q is not a finite number", field, name)
-		}
-	case map[string]any:
-		for k, e := range t {
-			if !utf8.ValidString(k) {
-				return fmt.Sprintf("%s: %q has a member name that is not valid UTF-8", field, name)
-			}
-			if msg := checkClaimValue(field, name, e); msg != "" {
-				return msg
-			}
-		}
-	case []any:
-		for _, e := range t {
-			if msg := checkClaimValue(field, name, e); msg != "" {
-				return msg
-			}
-		}
-	}
-	return ""
-}
-
-func depth(v any) int {
-	switch t := v.(type) {
-	case map[string]any:
-		d := 0
-		for _, e := range t {
-			if x := depth(e); x > d {
-				d = x
-			}
-		}
-		return d + 1
-	case []any:
-		d := 0
-		for _, e := range t {
-			if x := depth(e); x > d {
-				d = x
-			}
-		}
-		return d + 1
-	}
-	return 0
 }
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

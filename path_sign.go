@@ -2,15 +2,12 @@ package jwtrotor
 
 import (
 	"context"
-	"crypto"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/identitytpl"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -394,18 +391,6 @@ func (s *signer) renderSubject() string {
 	return out
 }
 
-// staticClaimNamed finds a static claim whose name equals name in any case:
-// a caller's "Scope" must not sit beside a static "scope", since verifiers
-// may read either.
-func staticClaimNamed(claims map[string]any, name string) (string, bool) {
-	for k := range claims {
-		if strings.EqualFold(k, name) {
-			return k, true
-		}
-	}
-	return "", false
-}
-
 func contains(list []string, s string) bool {
 	for _, e := range list {
 		if e == s {
@@ -421,55 +406,6 @@ func randomID() (string, error) {
 		return "", fmt.Errorf("random jti: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
-}
-
-// cachedSigner holds a parsed private half and its go-jose signers by typ.
-type cachedSigner struct {
-	priv crypto.Signer
-	mu   sync.Mutex
-	jose map[string]jose.Signer
-}
-
-func (b *backend) cacheSigner(kid string, priv crypto.Signer) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.signers[kid] = &cachedSigner{priv: priv, jose: map[string]jose.Signer{}}
-}
-
-// joseSigner returns a signer for key, reading and parsing its private half
-// only the first time.
-func (b *backend) joseSigner(ctx context.Context, s logical.Storage, ring string, key *signingKey, typ string) (jose.Signer, error) {
-	b.mu.RLock()
-	cs := b.signers[key.KID]
-	b.mu.RUnlock()
-	if cs == nil {
-		p, err := readPrivate(ctx, s, ring, key.KID)
-		if err != nil {
-			return nil, err
-		}
-		if p == nil {
-			return nil, fmt.Errorf("ring %q: private half of active key %s is missing", ring, key.KID)
-		}
-		priv, err := parsePrivate(p.PKCS8, key.KID, key.Alg)
-		if err != nil {
-			return nil, err
-		}
-		b.cacheSigner(key.KID, priv)
-		b.mu.RLock()
-		cs = b.signers[key.KID]
-		b.mu.RUnlock()
-	}
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if js := cs.jose[typ]; js != nil {
-		return js, nil
-	}
-	js, err := newJOSESigner(cs.priv, key.KID, key.Alg, typ)
-	if err != nil {
-		return nil, fmt.Errorf("signer for %s: %w", key.KID, err)
-	}
-	cs.jose[typ] = js
-	return js, nil
 }
 
 const pathSignHelpSyn = `Sign a JWT under a role.`

@@ -2,6 +2,7 @@ package jwtrotor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -196,4 +197,49 @@ func readPrivate(ctx context.Context, s logical.Storage, ring, kid string) (*pri
 		return nil, err
 	}
 	return p, nil
+}
+
+// signingKey is one key of a ring. Its four timestamps are the whole of its
+// state; operations rewrite them, time passing does the rest.
+type signingKey struct {
+	KID string `json:"kid"`
+	Alg string `json:"alg"`
+	// PublicJWK is dropped when the key is revoked: a revoked key is kept
+	// as a small tombstone (tombstones.go), so revocations cannot grow the
+	// stored ring.
+	PublicJWK json.RawMessage `json:"public_jwk,omitempty"`
+	// PublishAt is when the key entered the JWKS (its generation time).
+	PublishAt int64 `json:"publish_at"`
+	// ActivateAt is when it starts signing. Always >= PublishAt+lead unless
+	// Forced.
+	ActivateAt int64 `json:"activate_at"`
+	// RetireAt is its successor's ActivateAt; 0 while it has no successor,
+	// so the last key of a ring never stops signing on its own.
+	RetireAt int64 `json:"retire_at"`
+	// RemoveAt is RetireAt plus Overlap; 0 while RetireAt is 0.
+	RemoveAt int64 `json:"remove_at"`
+	// Overlap is the verification_ttl the key's tokens were signed under:
+	// the longest in force while it could sign. A later, shorter overlap
+	// never shortens the publication of a key that already signed.
+	Overlap int64 `json:"overlap"`
+	// RevokedAt, when set, ends the key at once and for good.
+	RevokedAt int64 `json:"revoked_at,omitempty"`
+	// Lead is the publish_lead the key was scheduled under. A later change
+	// of the ring's lead applies to keys scheduled after it, so settings
+	// changes never rewrite existing timestamps.
+	Lead int64 `json:"lead"`
+	// Forced records that the key activated before a full lead.
+	Forced bool `json:"forced,omitempty"`
+	// RollbackUsed marks both keys of a rollback, so no key's removal can
+	// move more than one rotation period past its original time.
+	RollbackUsed bool `json:"rollback_used,omitempty"`
+	// GateOrigin is the activation time before the activation gate delayed
+	// it (0: never delayed); GateNote says why, for reads.
+	GateOrigin int64  `json:"gate_origin,omitempty"`
+	GateNote   string `json:"gate_note,omitempty"`
+	// HasPrivate says the private half is in storage.
+	HasPrivate bool `json:"has_private"`
+
+	// rsaBits is the RSA size of a planned key, until it is made.
+	rsaBits int
 }

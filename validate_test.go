@@ -1,9 +1,10 @@
 package jwtrotor
 
 import (
-	"github.com/hashicorp/vault/sdk/logical"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // Every class of bad input is a 400 whose message names the field (and the
