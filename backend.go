@@ -7,6 +7,7 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -132,20 +133,30 @@ func newBackend(src clockSource) *backend {
 	return b
 }
 
-// writeOp declares an operation that writes storage: on a performance
-// standby or secondary it is forwarded to the node that may write.
-func writeOp(cb framework.OperationFunc) *framework.PathOperation {
-	return &framework.PathOperation{Callback: cb, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true}
+// op declares one operation of a path for Vault's router, its OpenAPI
+// document and vault path-help: the handler, the verb and suffix of its
+// operation id (after the mount's prefix), a one-line summary, and what it
+// answers (nil: 204 No Content).
+func op(cb framework.OperationFunc, verb, suffix, summary string, answer map[string]*framework.FieldSchema) *framework.PathOperation {
+	resp := framework.Response{Description: "OK", Fields: answer}
+	status := http.StatusOK
+	if answer == nil {
+		status, resp = http.StatusNoContent, framework.Response{Description: "No Content"}
+	}
+	return &framework.PathOperation{
+		Callback:     cb,
+		Summary:      summary,
+		DisplayAttrs: &framework.DisplayAttributes{OperationVerb: verb, OperationSuffix: suffix},
+		Responses:    map[int][]framework.Response{status: {resp}},
+	}
 }
 
-// crudOperations declares read, create, update and delete of a named object.
-func crudOperations(read, write, del framework.OperationFunc) map[logical.Operation]framework.OperationHandler {
-	return map[logical.Operation]framework.OperationHandler{
-		logical.ReadOperation:   &framework.PathOperation{Callback: read},
-		logical.CreateOperation: writeOp(write),
-		logical.UpdateOperation: writeOp(write),
-		logical.DeleteOperation: writeOp(del),
-	}
+// writeOp is op for an operation that writes storage: on a performance
+// standby or secondary it is forwarded to the node that may write.
+func writeOp(cb framework.OperationFunc, verb, suffix, summary string, answer map[string]*framework.FieldSchema) *framework.PathOperation {
+	o := op(cb, verb, suffix, summary, answer)
+	o.ForwardPerformanceStandby, o.ForwardPerformanceSecondary = true, true
+	return o
 }
 
 // HandleRequest checks writes and deletes against their path's schema before the
@@ -157,8 +168,8 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp
 	defer b.recoverPanic("request", &err)
 	if req.Operation == logical.CreateOperation || req.Operation == logical.UpdateOperation || req.Operation == logical.DeleteOperation {
 		if p := b.Route(req.Path); p != nil {
-			if resp := checkFields(p, req); resp != nil {
-				return resp, logical.ErrInvalidRequest
+			if err := checkFields(p, req); err != nil {
+				return respond(err)
 			}
 		}
 	}
@@ -171,7 +182,7 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp
 func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (found, exists bool, err error) {
 	defer b.recoverPanic("existence check", &err)
 	if p := b.Route(req.Path); p != nil {
-		if resp := checkFields(p, req); resp != nil {
+		if err := checkFields(p, req); err != nil {
 			return false, false, nil
 		}
 	}

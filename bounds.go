@@ -1,7 +1,6 @@
 package jwtrotor
 
 import (
-	"fmt"
 	"sort"
 )
 
@@ -161,11 +160,11 @@ func reserve(r *ringEntry, now int64) int {
 // checkBounds refuses a write that would let ring r publish more than
 // maxRingKeys keys at once, or the mount's JWKS pass maxJWKSBytes. field
 // names what the caller changed, for the message.
-func checkBounds(snap *snapshot, r *ringEntry, now int64, field string) string {
+func checkBounds(snap *snapshot, r *ringEntry, now int64, field string) error {
 	keys, _ := peak(r, now)
 	if keys > maxRingKeys {
-		return fmt.Sprintf("%s: ring %q would publish %d keys at once, above the limit of %d (forced rotations and algorithm changes each keep an extra key published until it leaves the JWKS); retry after %s, when the next key leaves the JWKS, or let the schedule rotate",
-			field, r.Name, keys, maxRingKeys, fmtTime(nextRemoval(r.Keys, now)))
+		return refuse(field, "ring %q would publish %d keys at once, above the limit of %d (forced rotations and algorithm changes each keep an extra key published until it leaves the JWKS); retry after %s, when the next key leaves the JWKS, or let the schedule rotate",
+			r.Name, keys, maxRingKeys, fmtTime(nextRemoval(r.Keys, now)))
 	}
 	total := 0
 	for _, n := range sortedNames(snap.rings) {
@@ -175,8 +174,8 @@ func checkBounds(snap *snapshot, r *ringEntry, now int64, field string) string {
 	}
 	mine := reserve(r, now)
 	if total+mine > maxJWKSBytes {
-		return fmt.Sprintf("%s: ring %q would need up to %d bytes of the mount's JWKS, which would reach %d bytes, above the %d-byte bound verifiers can rely on; use a smaller key (ES256 or EdDSA, or fewer rsa_bits), a longer rotation_period or a shorter verification_ttl/publish_lead, or retry after %s, when the next key leaves the JWKS",
-			field, r.Name, mine, total+mine, maxJWKSBytes, fmtTime(nextRemoval(r.Keys, now)))
+		return refuse(field, "ring %q would need up to %d bytes of the mount's JWKS, which would reach %d bytes, above the %d-byte bound verifiers can rely on; use a smaller key (ES256 or EdDSA, or fewer rsa_bits), a longer rotation_period or a shorter verification_ttl/publish_lead, or retry after %s, when the next key leaves the JWKS",
+			r.Name, mine, total+mine, maxJWKSBytes, fmtTime(nextRemoval(r.Keys, now)))
 	}
-	return ""
+	return nil
 }

@@ -2,7 +2,6 @@ package jwtrotor
 
 import (
 	"encoding/json"
-	"fmt"
 	"math"
 	"regexp"
 	"strings"
@@ -30,28 +29,28 @@ func isReserved(name string) bool {
 
 // checkSubjectTemplate accepts a static subject or a Vault identity template
 // that renders in ACL mode (no JSON, no nested braces).
-func checkSubjectTemplate(t string) string {
+func checkSubjectTemplate(t string) error {
 	if t == "" {
-		return "subject_template: empty; use {{identity.entity.id}} (the default) or a static subject"
+		return refuse("subject_template", "empty; use {{identity.entity.id}} (the default) or a static subject")
 	}
 	if len(t) > maxTemplateLen || !utf8.ValidString(t) {
-		return fmt.Sprintf("subject_template: must be valid UTF-8 of at most %d bytes", maxTemplateLen)
+		return refuse("subject_template", "must be valid UTF-8 of at most %d bytes", maxTemplateLen)
 	}
 	if !strings.Contains(t, "{{") && !strings.Contains(t, "}}") {
-		return ""
+		return nil
 	}
 	_, _, err := identitytpl.PopulateString(identitytpl.PopulateStringInput{
 		Mode: identitytpl.ACLTemplating, String: t, ValidityCheckOnly: true,
 	})
 	if err != nil {
-		return fmt.Sprintf("subject_template: %v; use Vault identity templating such as {{identity.entity.id}} or {{identity.entity.name}}", err)
+		return refuse("subject_template", "%v; use Vault identity templating such as {{identity.entity.id}} or {{identity.entity.name}}", err)
 	}
 	for _, d := range templateDirectives(t) {
 		if !subjectDirective.MatchString(d) {
-			return fmt.Sprintf("subject_template: {{%s}} is not an entity directive; use identity.entity.id, identity.entity.name, identity.entity.metadata.<key> or identity.entity.aliases.<mount accessor>.(id|name|metadata.<key>)", d)
+			return refuse("subject_template", "{{%s}} is not an entity directive; use identity.entity.id, identity.entity.name, identity.entity.metadata.<key> or identity.entity.aliases.<mount accessor>.(id|name|metadata.<key>)", d)
 		}
 	}
-	return ""
+	return nil
 }
 
 // templateDirectives returns the trimmed directives of a template, in order.
@@ -85,18 +84,18 @@ func renderEntityID(t, entityID string) (string, bool) {
 // use: values of the caller's own entity.
 var subjectDirective = regexp.MustCompile(`^identity\.entity\.(id|name|metadata\.[^.{}\s]+|aliases\.[^.{}\s]+\.(id|name|metadata\.[^.{}\s]+|custom_metadata\.[^.{}\s]+))$`)
 
-func checkGlob(g string) string {
+func checkGlob(g string) error {
 	if g == "" || !utf8.ValidString(g) {
-		return "allowed_subjects: an entry is empty or not UTF-8; give subjects such as spiffe://example.org/* "
+		return refuse("allowed_subjects", "an entry is empty or not UTF-8; give subjects such as spiffe://example.org/* ")
 	}
 	n := strings.Count(g, "*")
 	if n == 0 || g == "*" {
-		return ""
+		return nil
 	}
 	if n > 1 || !(strings.HasPrefix(g, "*") || strings.HasSuffix(g, "*")) {
-		return fmt.Sprintf("allowed_subjects: %q may use '*' once, only at the start or the end (such as svc-* or *@example.com)", g)
+		return refuse("allowed_subjects", "%q may use '*' once, only at the start or the end (such as svc-* or *@example.com)", g)
 	}
-	return ""
+	return nil
 }
 
 func globMatch(g, s string) bool {
@@ -119,84 +118,84 @@ const (
 	maxClaimsDepth = 5
 )
 
-func checkClaimName(field, name string) string {
+func checkClaimName(field, name string) error {
 	if name == "" || len(name) > maxClaimNameLen || !utf8.ValidString(name) {
-		return fmt.Sprintf("%s: claim names must be 1 to %d bytes of UTF-8", field, maxClaimNameLen)
+		return refuse(field, "claim names must be 1 to %d bytes of UTF-8", maxClaimNameLen)
 	}
-	return ""
+	return nil
 }
 
-func checkClaimsObject(field string, m map[string]any) string {
+func checkClaimsObject(field string, m map[string]any) error {
 	if len(m) > maxClaims {
-		return fmt.Sprintf("%s: %d claims is above the limit of %d; send fewer", field, len(m), maxClaims)
+		return refuse(field, "%d claims is above the limit of %d; send fewer", len(m), maxClaims)
 	}
 	names := make([]string, 0, len(m))
 	for name, v := range m {
-		if msg := checkClaimName(field, name); msg != "" {
-			return msg
+		if err := checkClaimName(field, name); err != nil {
+			return err
 		}
 		if v == nil {
-			return fmt.Sprintf("%s: %q is null; a claim is either present with a value or absent, and verifiers differ on which null means, so remove it or give it a value", field, name)
+			return refuse(field, "%q is null; a claim is either present with a value or absent, and verifiers differ on which null means, so remove it or give it a value", name)
 		}
 		// EqualFold, not ToLower: it folds as Go's encoding/json matches
 		// field names (s and U+017F, k and the Kelvin sign), so a verifier
 		// can never be made to read one claim for another.
 		for _, other := range names {
 			if strings.EqualFold(other, name) {
-				return fmt.Sprintf("%s: %q and %q differ only in case; verifiers may read either, so keep one", field, other, name)
+				return refuse(field, "%q and %q differ only in case; verifiers may read either, so keep one", other, name)
 			}
 		}
 		names = append(names, name)
 		if depth(v) > maxClaimsDepth {
-			return fmt.Sprintf("%s: %q nests deeper than %d levels; flatten it", field, name, maxClaimsDepth)
+			return refuse(field, "%q nests deeper than %d levels; flatten it", name, maxClaimsDepth)
 		}
-		if msg := checkClaimValue(field, name, v); msg != "" {
-			return msg
+		if err := checkClaimValue(field, name, v); err != nil {
+			return err
 		}
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
-		return fmt.Sprintf("%s: not encodable as JSON: %v", field, err)
+		return refuse(field, "not encodable as JSON: %v", err)
 	}
 	if len(b) > maxClaimsBytes {
-		return fmt.Sprintf("%s: %d bytes of JSON is above the limit of %d; send less", field, len(b), maxClaimsBytes)
+		return refuse(field, "%d bytes of JSON is above the limit of %d; send less", len(b), maxClaimsBytes)
 	}
-	return ""
+	return nil
 }
 
 // checkClaimValue refuses text that is not UTF-8 and numbers no verifier
 // can decode (beyond float64).
-func checkClaimValue(field, name string, v any) string {
+func checkClaimValue(field, name string, v any) error {
 	switch t := v.(type) {
 	case string:
 		if !utf8.ValidString(t) {
-			return fmt.Sprintf("%s: %q has a value that is not valid UTF-8; send text", field, name)
+			return refuse(field, "%q has a value that is not valid UTF-8; send text", name)
 		}
 	case json.Number:
 		if f, err := t.Float64(); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			return fmt.Sprintf("%s: %q has the number %s, beyond what verifiers can decode; send a smaller number or a string", field, name, t.String())
+			return refuse(field, "%q has the number %s, beyond what verifiers can decode; send a smaller number or a string", name, t.String())
 		}
 	case float64:
 		if math.IsInf(t, 0) || math.IsNaN(t) {
-			return fmt.Sprintf("%s: %q is not a finite number", field, name)
+			return refuse(field, "%q is not a finite number", name)
 		}
 	case map[string]any:
 		for k, e := range t {
 			if !utf8.ValidString(k) {
-				return fmt.Sprintf("%s: %q has a member name that is not valid UTF-8", field, name)
+				return refuse(field, "%q has a member name that is not valid UTF-8", name)
 			}
-			if msg := checkClaimValue(field, name, e); msg != "" {
-				return msg
+			if err := checkClaimValue(field, name, e); err != nil {
+				return err
 			}
 		}
 	case []any:
 		for _, e := range t {
-			if msg := checkClaimValue(field, name, e); msg != "" {
-				return msg
+			if err := checkClaimValue(field, name, e); err != nil {
+				return err
 			}
 		}
 	}
-	return ""
+	return nil
 }
 
 func depth(v any) int {

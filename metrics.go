@@ -29,6 +29,9 @@ type metrics struct {
 	// too, and never run maintenance).
 	signedMu   sync.Mutex
 	signedKids map[string]map[string]prometheus.Counter
+
+	// names are the metric families, for the metrics path's schema.
+	names []string
 }
 
 func newMetrics(b *backend) *metrics {
@@ -36,6 +39,7 @@ func newMetrics(b *backend) *metrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "jwt_rotor", Name: name, Help: help}, labels)
 		m.reg.MustRegister(c)
+		m.names = append(m.names, "jwt_rotor_"+name)
 		return c
 	}
 	m.signed = counter("tokens_signed_total", "Tokens signed, per ring and kid.", "ring", "kid")
@@ -50,6 +54,8 @@ func newMetrics(b *backend) *metrics {
 	m.clockSteps = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "jwt_rotor", Name: "clock_steps_held_total", Help: "Forward steps of the wall clock, unexplained by elapsed time, that made the key schedule hold."})
 	m.reg.MustRegister(m.clockSteps)
 	m.reg.MustRegister(&stateCollector{b: b})
+	m.names = append(m.names, "jwt_rotor_clock_steps_held_total")
+	m.names = append(m.names, gaugeNames...)
 	return m
 }
 
@@ -108,16 +114,24 @@ func (m *metrics) forgetRing(ring string) {
 type stateCollector struct{ b *backend }
 
 var (
-	descKeyAge       = prometheus.NewDesc("jwt_rotor_key_age_seconds", "Seconds since the key was published, per ring, kid and state.", []string{"ring", "kid", "state"}, nil)
-	descNextRotation = prometheus.NewDesc("jwt_rotor_seconds_to_next_rotation", "Seconds until the pending key activates (negative: overdue; absent: none pending).", []string{"ring"}, nil)
-	descNextRemoval  = prometheus.NewDesc("jwt_rotor_seconds_to_next_removal", "Seconds until the next published key leaves the JWKS.", []string{"ring"}, nil)
-	descPublished    = prometheus.NewDesc("jwt_rotor_published_keys", "Keys in the ring's JWKS now.", []string{"ring"}, nil)
-	descActive       = prometheus.NewDesc("jwt_rotor_active_keys", "Keys of the ring that sign now (1 when healthy).", []string{"ring"}, nil)
-	descCoverage     = prometheus.NewDesc("jwt_rotor_verifier_coverage", "Share of declared verifiers whose last JWKS holds the ring's pending key.", []string{"ring"}, nil)
-	descStale        = prometheus.NewDesc("jwt_rotor_stale_verifiers", "Declared verifiers without the ring's pending key, or not seen within the window.", []string{"ring"}, nil)
-	descTracked      = prometheus.NewDesc("jwt_rotor_tracked_clients", "JWKS fetchers tracked in memory on this node.", nil, nil)
-	descHeld         = prometheus.NewDesc("jwt_rotor_schedule_held_seconds", "How far the key schedule is held behind this node's wall clock after an unexplained forward step (0: not held).", nil, nil)
+	descKeyAge       = gaugeDesc("jwt_rotor_key_age_seconds", "Seconds since the key was published, per ring, kid and state.", []string{"ring", "kid", "state"}, nil)
+	descNextRotation = gaugeDesc("jwt_rotor_seconds_to_next_rotation", "Seconds until the pending key activates (negative: overdue; absent: none pending).", []string{"ring"}, nil)
+	descNextRemoval  = gaugeDesc("jwt_rotor_seconds_to_next_removal", "Seconds until the next published key leaves the JWKS.", []string{"ring"}, nil)
+	descPublished    = gaugeDesc("jwt_rotor_published_keys", "Keys in the ring's JWKS now.", []string{"ring"}, nil)
+	descActive       = gaugeDesc("jwt_rotor_active_keys", "Keys of the ring that sign now (1 when healthy).", []string{"ring"}, nil)
+	descCoverage     = gaugeDesc("jwt_rotor_verifier_coverage", "Share of declared verifiers whose last JWKS holds the ring's pending key.", []string{"ring"}, nil)
+	descStale        = gaugeDesc("jwt_rotor_stale_verifiers", "Declared verifiers without the ring's pending key, or not seen within the window.", []string{"ring"}, nil)
+	descTracked      = gaugeDesc("jwt_rotor_tracked_clients", "JWKS fetchers tracked in memory on this node.", nil, nil)
+	descHeld         = gaugeDesc("jwt_rotor_schedule_held_seconds", "How far the key schedule is held behind this node's wall clock after an unexplained forward step (0: not held).", nil, nil)
 )
+
+// gaugeNames are the families of the gauges below.
+var gaugeNames []string
+
+func gaugeDesc(name, help string, labels []string, constLabels prometheus.Labels) *prometheus.Desc {
+	gaugeNames = append(gaugeNames, name)
+	return prometheus.NewDesc(name, help, labels, constLabels)
+}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKeyAge, descNextRotation, descNextRemoval, descPublished, descActive, descCoverage, descStale, descTracked, descHeld} {

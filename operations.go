@@ -10,11 +10,6 @@ import (
 // yet, see plan), made only once every check has passed (materialize). The
 // handlers parse, call one of these, commit and render.
 
-// userError is a refusal to report to the caller as a 400.
-type userError string
-
-func (e userError) Error() string { return string(e) }
-
 // opResult is what an operation did, for the response, the log and the
 // metrics.
 type opResult struct {
@@ -152,7 +147,7 @@ func kidOrNew(k *signingKey) string {
 func revokeOp(r *ringEntry, now int64, kid string) (opResult, error) {
 	res := opResult{}
 	if kid == "" {
-		return res, userError("kid: required; give the kid to revoke (see signing_keys in vault read keys/" + r.Name + ")")
+		return res, refuse("kid", "required; give the kid to revoke (see signing_keys in vault read keys/%s)", r.Name)
 	}
 	i := -1
 	for j := range r.Keys {
@@ -161,7 +156,7 @@ func revokeOp(r *ringEntry, now int64, kid string) (opResult, error) {
 		}
 	}
 	if i < 0 {
-		return res, userError(fmt.Sprintf("kid: %q is not a key of ring %q (it may have been removed already); see signing_keys in vault read keys/%s", kid, r.Name, r.Name))
+		return res, refuse("kid", "%q is not a key of ring %q (it may have been removed already); see signing_keys in vault read keys/%s", kid, r.Name, r.Name)
 	}
 	k := &r.Keys[i]
 	st := k.state(now)
@@ -171,7 +166,7 @@ func revokeOp(r *ringEntry, now int64, kid string) (opResult, error) {
 		res.warn("key %s was already revoked", kid)
 		return res, nil
 	case stateRemoved:
-		return res, userError(fmt.Sprintf("kid: %q was already removed from the JWKS at %s; nothing to revoke", kid, fmtTime(k.RemoveAt)))
+		return res, refuse("kid", "%q was already removed from the JWKS at %s; nothing to revoke", kid, fmtTime(k.RemoveAt))
 	}
 	a := activeIndex(r.Keys, now)
 	next := liveAfter(r.Keys, a) // the key that takes over from the active one
@@ -220,7 +215,7 @@ func rollbackOp(r *ringEntry, now int64) (opResult, error) {
 	a := activeIndex(r.Keys, now)
 	c := rollbackCandidate(r.Keys, r.schedule(), now)
 	if c < 0 {
-		return res, userError(rollbackRefusal(r, a, now))
+		return res, rollbackRefusal(r, a, now)
 	}
 	until := r.Keys[c].RetireAt + r.RotationPeriod
 	r.Keys[c].RetireAt, r.Keys[c].RemoveAt = 0, 0
@@ -234,12 +229,12 @@ func rollbackOp(r *ringEntry, now int64) (opResult, error) {
 }
 
 // rollbackRefusal says why no rollback is possible.
-func rollbackRefusal(r *ringEntry, a int, now int64) string {
+func rollbackRefusal(r *ringEntry, a int, now int64) error {
 	if a < 0 {
-		return "rollback: the ring has no active key to roll back from"
+		return refuse("rollback", "the ring has no active key to roll back from")
 	}
 	if r.Keys[a].RollbackUsed {
-		return fmt.Sprintf("rollback: the active key %s already took part in a rollback; a second one would keep keys published too long, so rotate instead", r.Keys[a].KID)
+		return refuse("rollback", "the active key %s already took part in a rollback; a second one would keep keys published too long, so rotate instead", r.Keys[a].KID)
 	}
 	for i := a - 1; i >= 0; i-- {
 		k := &r.Keys[i]
@@ -247,18 +242,18 @@ func rollbackRefusal(r *ringEntry, a int, now int64) string {
 		case k.revoked() && !k.signed():
 			continue
 		case k.revoked():
-			return fmt.Sprintf("rollback: the previous key %s is revoked; a revoked key never signs again, so rotate instead", k.KID)
+			return refuse("rollback", "the previous key %s is revoked; a revoked key never signs again, so rotate instead", k.KID)
 		case k.RollbackUsed:
-			return fmt.Sprintf("rollback: the previous key %s already took part in a rollback; a second one would keep keys published too long, so rotate instead", k.KID)
+			return refuse("rollback", "the previous key %s already took part in a rollback; a second one would keep keys published too long, so rotate instead", k.KID)
 		case k.state(now) == stateRemoved:
-			return fmt.Sprintf("rollback: the previous key %s has left the JWKS; rotate instead", k.KID)
+			return refuse("rollback", "the previous key %s has left the JWKS; rotate instead", k.KID)
 		case now >= k.RetireAt+r.RotationPeriod:
-			return fmt.Sprintf("rollback: the window closed at %s (the previous key's retirement plus one rotation_period); rotate instead", fmtTime(k.RetireAt+r.RotationPeriod))
+			return refuse("rollback", "the window closed at %s (the previous key's retirement plus one rotation_period); rotate instead", fmtTime(k.RetireAt+r.RotationPeriod))
 		case !k.HasPrivate:
-			return fmt.Sprintf("rollback: the private half of the previous key %s is already deleted (its window had closed under a shorter rotation_period); rotate instead", k.KID)
+			return refuse("rollback", "the private half of the previous key %s is already deleted (its window had closed under a shorter rotation_period); rotate instead", k.KID)
 		}
 	}
-	return "rollback: no previous key is retiring (it has been removed or never existed); rotate instead"
+	return refuse("rollback", "no previous key is retiring (it has been removed or never existed); rotate instead")
 }
 
 // deleteOp stops a ring signing at now: pending keys, which never signed,

@@ -26,8 +26,7 @@ func pathKeys(b *backend) []*framework.Path {
 		Description: "Name of the key ring.",
 		Required:    true,
 	}
-	return []*framework.Path{
-		pathKeyOps(b, nameField),
+	return append(pathKeyOps(b, nameField), []*framework.Path{
 		{
 			Pattern: "keys/?$",
 			DisplayAttrs: &framework.DisplayAttributes{
@@ -35,7 +34,9 @@ func pathKeys(b *backend) []*framework.Path {
 				OperationSuffix: "keys",
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathKeysList},
+				logical.ListOperation: op(b.pathKeysList, "list", "keys", "List the rings of this mount.", map[string]*framework.FieldSchema{
+					"keys": {Type: framework.TypeStringSlice, Description: "Ring names."},
+				}),
 			},
 			HelpSynopsis:    "List key rings.",
 			HelpDescription: "Lists the names of the key rings of this mount.",
@@ -87,12 +88,33 @@ func pathKeys(b *backend) []*framework.Path {
 					Description: "On delete only: remove the ring's keys from the JWKS at once instead of at their remove_at.",
 				},
 			},
-			ExistenceCheck:  b.ringExists,
-			Operations:      crudOperations(b.pathKeyRead, b.pathKeyWrite, b.pathKeyDelete),
+			ExistenceCheck: b.ringExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation:   op(b.pathKeyRead, "read", "key", "Read a ring's settings and its keys' states.", ringAnswer),
+				logical.CreateOperation: writeOp(b.pathKeyWrite, "write", "key", "Create a ring, or change its settings.", ringAnswer),
+				logical.UpdateOperation: writeOp(b.pathKeyWrite, "write", "key", "Create a ring, or change its settings.", ringAnswer),
+				logical.DeleteOperation: writeOp(b.pathKeyDelete, "delete", "key", "Stop a ring signing; its keys leave the JWKS at their remove_at (force=true: at once).", nil),
+			},
 			HelpSynopsis:    pathKeysHelpSyn,
 			HelpDescription: pathKeysHelpDesc,
 		},
-	}
+	}...)
+}
+
+// ringAnswer is what reads and writes of keys/<name> answer: the settings as
+// written, then computed state.
+var ringAnswer = map[string]*framework.FieldSchema{
+	"algorithm":             {Type: framework.TypeString, Description: "Signing algorithm of new keys.", Required: true},
+	"rsa_bits":              {Type: framework.TypeInt, Description: "RSA modulus size of new RS*/PS* keys.", Required: true},
+	"rotation_period":       {Type: framework.TypeDurationSecond, Description: "How long each key signs (seconds).", Required: true},
+	"verification_ttl":      {Type: framework.TypeDurationSecond, Description: "How long a key stays in the JWKS after it stops signing (seconds).", Required: true},
+	"publish_lead":          {Type: framework.TypeDurationSecond, Description: "How long a key is in the JWKS before it may sign (seconds).", Required: true},
+	"min_verifier_coverage": {Type: framework.TypeFloat, Description: "Activation gate: share of declared verifiers that must hold a pending key.", Required: true},
+	"max_activation_delay":  {Type: framework.TypeDurationSecond, Description: "Activation gate: the longest a pending key may wait (seconds).", Required: true},
+	"signing_keys":          {Type: framework.TypeSlice, Description: "Every key: kid, alg, state, publish_at, activate_at, retire_at, remove_at, revoked_at (Unix seconds, 0 = not scheduled), forced, gate_note.", Required: true},
+	"active_kid":            {Type: framework.TypeString, Description: "The kid that signs now (\"\" before the first activation).", Required: true},
+	"pending_kid":           {Type: framework.TypeString, Description: "The kid that activates next.", Required: true},
+	"next_rotation":         {Type: framework.TypeInt64, Description: "When the pending key activates (Unix seconds, 0 = none pending).", Required: true},
 }
 
 func (b *backend) ringExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
@@ -184,7 +206,7 @@ func ringData(r *ringEntry, now int64) map[string]any {
 func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if _, ok := d.GetOk("force"); ok {
-		return logical.ErrorResponse("force: applies only to delete (vault delete %s force=true); remove it from this write", req.Path), logical.ErrInvalidRequest
+		return respond(refuse("force", "applies only to delete (vault delete %s force=true); remove it from this write", req.Path))
 	}
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
@@ -195,7 +217,7 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 	now := b.now()
 	old := snap.rings[name]
 	if old != nil && old.DeletedAt != 0 {
-		return logical.ErrorResponse("name: ring %q was deleted and its keys stay in the JWKS until %s; choose another name, or delete it with force=true to drop them at once", name, fmtTime(lastRemoval(old))), logical.ErrInvalidRequest
+		return respond(refuse("name", "ring %q was deleted and its keys stay in the JWKS until %s; choose another name, or delete it with force=true to drop them at once", name, fmtTime(lastRemoval(old))))
 	}
 	r := &ringEntry{
 		Version: schemaVersion, Name: name, Algorithm: "RS256", RSABits: defaultRSABits,
@@ -232,8 +254,8 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 	if v, ok := d.GetOk("max_activation_delay"); ok {
 		r.MaxActivationDelay = int64(v.(int))
 	}
-	if msg := b.checkRingSettings(snap, r); msg != "" {
-		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
+	if err := b.checkRingSettings(snap, r); err != nil {
+		return respond(err)
 	}
 
 	resp := &logical.Response{}
@@ -249,8 +271,8 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 	if algChanged || old == nil {
 		field = "algorithm"
 	}
-	if msg := checkBounds(snap, r, now, field); msg != "" {
-		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
+	if err := checkBounds(snap, r, now, field); err != nil {
+		return respond(err)
 	}
 	warnings, generated, err := b.commitRing(ctx, req.Storage, old, r, now)
 	if err != nil {
@@ -280,32 +302,32 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 // checkRingSettings validates a ring's settings against their bounds, the
 // config and the roles that use it. It returns a message for the caller, or
 // "".
-func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) string {
+func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) error {
 	if !validAlgorithm(r.Algorithm) {
-		return fmt.Sprintf("algorithm: %q is not supported; use one of %s (HMAC and none are never allowed)", r.Algorithm, strings.Join(supportedAlgorithms, ", "))
+		return refuse("algorithm", "%q is not supported; use one of %s (HMAC and none are never allowed)", r.Algorithm, strings.Join(supportedAlgorithms, ", "))
 	}
 	okBits := false
 	for _, n := range supportedRSABits {
 		okBits = okBits || n == r.RSABits
 	}
 	if !okBits {
-		return fmt.Sprintf("rsa_bits: %d is not supported; use 2048, 3072 or 4096", r.RSABits)
+		return refuse("rsa_bits", "%d is not supported; use 2048, 3072 or 4096", r.RSABits)
 	}
 	if r.RotationPeriod < minRotationPeriod {
-		return fmt.Sprintf("rotation_period: %ds is below the 10s minimum; use at least 10s (periods under an hour are for tests and drills)", r.RotationPeriod)
+		return refuse("rotation_period", "%ds is below the 10s minimum; use at least 10s (periods under an hour are for tests and drills)", r.RotationPeriod)
 	}
 	if r.MinVerifierCoverage < 0 || r.MinVerifierCoverage > 1 {
-		return fmt.Sprintf("min_verifier_coverage: %v is outside 0 to 1; give the share of declared verifiers that must hold a key before it activates, such as 0.9 (0 turns the gate off)", r.MinVerifierCoverage)
+		return refuse("min_verifier_coverage", "%v is outside 0 to 1; give the share of declared verifiers that must hold a key before it activates, such as 0.9 (0 turns the gate off)", r.MinVerifierCoverage)
 	}
 	if r.MaxActivationDelay > r.RotationPeriod {
-		return fmt.Sprintf("max_activation_delay: %ds is above rotation_period (%ds); the gate may delay an activation by at most one period, so lower it", r.MaxActivationDelay, r.RotationPeriod)
+		return refuse("max_activation_delay", "%ds is above rotation_period (%ds); the gate may delay an activation by at most one period, so lower it", r.MaxActivationDelay, r.RotationPeriod)
 	}
 	if r.MinVerifierCoverage > 0 && r.MaxActivationDelay == 0 {
-		return "max_activation_delay: must be above 0 when min_verifier_coverage is set, or the gate could never wait; give the longest wait, such as 1h"
+		return refuse("max_activation_delay", "must be above 0 when min_verifier_coverage is set, or the gate could never wait; give the longest wait, such as 1h")
 	}
 	maxAge := snap.config.JWKSMaxAge
 	if r.PublishLead < 2*maxAge {
-		return fmt.Sprintf("publish_lead: %ds is below 2 x jwks_max_age (%ds), so a verifier honouring Cache-Control could miss the new key; set publish_lead to at least %ds, or lower config jwks_max_age to at most %ds first (a short rotation_period needs a short jwks_max_age)", r.PublishLead, maxAge, 2*maxAge, r.PublishLead/2)
+		return refuse("publish_lead", "%ds is below 2 x jwks_max_age (%ds), so a verifier honouring Cache-Control could miss the new key; set publish_lead to at least %ds, or lower config jwks_max_age to at most %ds first (a short rotation_period needs a short jwks_max_age)", r.PublishLead, maxAge, 2*maxAge, r.PublishLead/2)
 	}
 	minV := clockSkew + 1
 	var longest string
@@ -317,15 +339,15 @@ func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) string {
 	}
 	if r.VerificationTTL < minV {
 		if longest != "" {
-			return fmt.Sprintf("verification_ttl: %ds is below role %q max_ttl plus 60s of clock skew (%ds), so its tokens could outlive their key in the JWKS; set verification_ttl to at least %ds or lower that role's max_ttl first", r.VerificationTTL, longest, minV, minV)
+			return refuse("verification_ttl", "%ds is below role %q max_ttl plus 60s of clock skew (%ds), so its tokens could outlive their key in the JWKS; set verification_ttl to at least %ds or lower that role's max_ttl first", r.VerificationTTL, longest, minV, minV)
 		}
-		return fmt.Sprintf("verification_ttl: %ds is below the %ds minimum (60s of clock skew plus a token life of at least 1s); set at least %ds", r.VerificationTTL, minV, minV)
+		return refuse("verification_ttl", "%ds is below the %ds minimum (60s of clock skew plus a token life of at least 1s); set at least %ds", r.VerificationTTL, minV, minV)
 	}
 	if r.PublishLead+r.VerificationTTL > maxPeriodsPublished*r.RotationPeriod {
-		return fmt.Sprintf("rotation_period: (publish_lead %ds + verification_ttl %ds) / rotation_period %ds is above %d, which would publish too many keys at once; lengthen rotation_period to at least %ds or shorten publish_lead or verification_ttl",
+		return refuse("rotation_period", "(publish_lead %ds + verification_ttl %ds) / rotation_period %ds is above %d, which would publish too many keys at once; lengthen rotation_period to at least %ds or shorten publish_lead or verification_ttl",
 			r.PublishLead, r.VerificationTTL, r.RotationPeriod, maxPeriodsPublished, (r.PublishLead+r.VerificationTTL+maxPeriodsPublished-1)/maxPeriodsPublished)
 	}
-	return ""
+	return nil
 }
 
 func lastRemoval(r *ringEntry) int64 {
@@ -354,7 +376,7 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 		}
 	}
 	if len(users) > 0 {
-		return logical.ErrorResponse("name: ring %q is used by role(s) %s; delete those roles or point them at another ring first", name, strings.Join(users, ", ")), logical.ErrInvalidRequest
+		return respond(refuse("name", "ring %q is used by role(s) %s; delete those roles or point them at another ring first", name, strings.Join(users, ", ")))
 	}
 	old := snap.rings[name]
 	if old == nil {

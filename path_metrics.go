@@ -29,11 +29,22 @@ func pathMetrics(b *backend) *framework.Path {
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.pathMetricsRead},
+			logical.ReadOperation: op(b.pathMetricsRead, "read", "metrics", "Read the mount's metrics, as JSON or in the Prometheus text format.", metricsAnswer(b.metrics.names)),
 		},
 		HelpSynopsis:    "Metrics of this mount's keys, signing, JWKS and verifiers.",
 		HelpDescription: "format=prometheus returns the Prometheus text exposition format as a raw body, for a scraper with a Vault token; otherwise the same figures as JSON.",
 	}
+}
+
+// metricsAnswer declares the JSON answer: one list of series per family
+// (a family with no series is left out). format=prometheus answers a raw
+// body instead.
+func metricsAnswer(names []string) map[string]*framework.FieldSchema {
+	out := map[string]*framework.FieldSchema{}
+	for _, n := range names {
+		out[n] = &framework.FieldSchema{Type: framework.TypeSlice, Description: "Series of " + n + ": labels and value."}
+	}
+	return out
 }
 
 func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -29,7 +29,9 @@ func pathRoles(b *backend) []*framework.Path {
 				OperationSuffix: "roles",
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathRolesList},
+				logical.ListOperation: op(b.pathRolesList, "list", "roles", "List the roles of this mount.", map[string]*framework.FieldSchema{
+					"keys": {Type: framework.TypeStringSlice, Description: "Role names."},
+				}),
 			},
 			HelpSynopsis:    "List roles.",
 			HelpDescription: "Lists the names of the roles of this mount.",
@@ -83,12 +85,30 @@ func pathRoles(b *backend) []*framework.Path {
 					Description: "typ header of the tokens: JWT or at+jwt.",
 				},
 			},
-			ExistenceCheck:  b.roleExists,
-			Operations:      crudOperations(b.pathRoleRead, b.pathRoleWrite, b.pathRoleDelete),
+			ExistenceCheck: b.roleExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation:   op(b.pathRoleRead, "read", "role", "Read a role.", roleAnswer),
+				logical.CreateOperation: writeOp(b.pathRoleWrite, "write", "role", "Create a role, or change it.", nil),
+				logical.UpdateOperation: writeOp(b.pathRoleWrite, "write", "role", "Create a role, or change it.", nil),
+				logical.DeleteOperation: writeOp(b.pathRoleDelete, "delete", "role", "Delete a role.", nil),
+			},
 			HelpSynopsis:    pathRolesHelpSyn,
 			HelpDescription: pathRolesHelpDesc,
 		},
 	}
+}
+
+// roleAnswer is what a role read answers: exactly the fields writes accept.
+var roleAnswer = map[string]*framework.FieldSchema{
+	"key":              {Type: framework.TypeString, Description: "Key ring that signs this role's tokens.", Required: true},
+	"audiences":        {Type: framework.TypeCommaStringSlice, Description: "Audiences a token may carry.", Required: true},
+	"ttl":              {Type: framework.TypeDurationSecond, Description: "Default token lifetime (seconds).", Required: true},
+	"max_ttl":          {Type: framework.TypeDurationSecond, Description: "Longest token lifetime (seconds).", Required: true},
+	"subject_template": {Type: framework.TypeString, Description: "Template of the sub claim.", Required: true},
+	"allowed_subjects": {Type: framework.TypeCommaStringSlice, Description: "Subjects a caller may name.", Required: true},
+	"claims":           {Type: framework.TypeMap, Description: "Static claims.", Required: true},
+	"allowed_claims":   {Type: framework.TypeCommaStringSlice, Description: "Claims a caller may set.", Required: true},
+	"token_type":       {Type: framework.TypeString, Description: "typ header: JWT or at+jwt.", Required: true},
 }
 
 func (b *backend) roleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
@@ -182,8 +202,8 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if v, ok := d.GetOk("token_type"); ok {
 		r.TokenType = v.(string)
 	}
-	if msg := checkRole(snap, r); msg != "" {
-		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
+	if err := checkRole(snap, r); err != nil {
+		return respond(err)
 	}
 	if err := putJSON(ctx, req.Storage, rolePrefix+name, r); err != nil {
 		return nil, err
@@ -193,75 +213,75 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 }
 
 // checkRole validates a role on its own and against its ring.
-func checkRole(snap *snapshot, r *roleEntry) string {
+func checkRole(snap *snapshot, r *roleEntry) error {
 	if r.Key == "" {
-		return "key: required; name the key ring that signs this role's tokens (vault list keys/)"
+		return refuse("key", "required; name the key ring that signs this role's tokens (vault list keys/)")
 	}
 	if r.Key != strings.ToLower(r.Key) {
-		return fmt.Sprintf("key: %q has upper-case letters, and ring names are lower case (keys/<name> folds them); write key=%s", r.Key, strings.ToLower(r.Key))
+		return refuse("key", "%q has upper-case letters, and ring names are lower case (keys/<name> folds them); write key=%s", r.Key, strings.ToLower(r.Key))
 	}
 	ring := snap.rings[r.Key]
 	if ring == nil || ring.DeletedAt != 0 {
-		return fmt.Sprintf("key: no key ring %q; create it first with vault write keys/%s", r.Key, r.Key)
+		return refuse("key", "no key ring %q; create it first with vault write keys/%s", r.Key, r.Key)
 	}
 	if len(r.Audiences) == 0 {
-		return "audiences: required; list the audiences this role's tokens are for, such as audiences=https://api.example.com"
+		return refuse("audiences", "required; list the audiences this role's tokens are for, such as audiences=https://api.example.com")
 	}
 	if len(r.Audiences) > maxAudiences {
-		return fmt.Sprintf("audiences: %d audiences is above the limit of %d; a token names few audiences, so split the role", len(r.Audiences), maxAudiences)
+		return refuse("audiences", "%d audiences is above the limit of %d; a token names few audiences, so split the role", len(r.Audiences), maxAudiences)
 	}
 	for _, a := range r.Audiences {
 		if len(a) > maxAudienceLen {
-			return fmt.Sprintf("audiences: an audience of %d bytes is longer than the %d-byte limit", len(a), maxAudienceLen)
+			return refuse("audiences", "an audience of %d bytes is longer than the %d-byte limit", len(a), maxAudienceLen)
 		}
 		if strings.TrimSpace(a) == "" || a != strings.TrimSpace(a) {
-			return fmt.Sprintf("audiences: %q is empty or has surrounding spaces; audiences are matched exactly, so give each without spaces", a)
+			return refuse("audiences", "%q is empty or has surrounding spaces; audiences are matched exactly, so give each without spaces", a)
 		}
 	}
 	if r.TTL < 1 {
-		return "ttl: must be at least 1s; give a token lifetime such as 15m"
+		return refuse("ttl", "must be at least 1s; give a token lifetime such as 15m")
 	}
 	if r.MaxTTL < 1 {
-		return "max_ttl: must be at least 1s; give the longest token lifetime, such as 1h"
+		return refuse("max_ttl", "must be at least 1s; give the longest token lifetime, such as 1h")
 	}
 	if r.TTL > r.MaxTTL {
-		return fmt.Sprintf("ttl: %ds is above max_ttl (%ds); lower ttl or raise max_ttl", r.TTL, r.MaxTTL)
+		return refuse("ttl", "%ds is above max_ttl (%ds); lower ttl or raise max_ttl", r.TTL, r.MaxTTL)
 	}
 	if r.MaxTTL+clockSkew > ring.VerificationTTL {
-		return fmt.Sprintf("max_ttl: %ds plus 60s of clock skew is above ring %q verification_ttl (%ds), so a token could outlive its key in the JWKS; lower max_ttl to at most %ds, or raise the ring's verification_ttl first",
+		return refuse("max_ttl", "%ds plus 60s of clock skew is above ring %q verification_ttl (%ds), so a token could outlive its key in the JWKS; lower max_ttl to at most %ds, or raise the ring's verification_ttl first",
 			r.MaxTTL, r.Key, ring.VerificationTTL, ring.VerificationTTL-clockSkew)
 	}
-	if msg := checkSubjectTemplate(r.SubjectTemplate); msg != "" {
-		return msg
+	if err := checkSubjectTemplate(r.SubjectTemplate); err != nil {
+		return err
 	}
 	for _, g := range r.AllowedSubjects {
-		if msg := checkGlob(g); msg != "" {
-			return msg
+		if err := checkGlob(g); err != nil {
+			return err
 		}
 	}
-	if msg := checkClaimsObject("claims", r.Claims); msg != "" {
-		return msg
+	if err := checkClaimsObject("claims", r.Claims); err != nil {
+		return err
 	}
 	for name := range r.Claims {
 		if isReserved(name) {
-			return fmt.Sprintf("claims: %q is reserved (%s are set by the plugin); remove it (use audiences and subject_template for aud and sub)", name, strings.Join(reservedClaims, " "))
+			return refuse("claims", "%q is reserved (%s are set by the plugin); remove it (use audiences and subject_template for aud and sub)", name, strings.Join(reservedClaims, " "))
 		}
 	}
 	for _, name := range r.AllowedClaims {
-		if msg := checkClaimName("allowed_claims", name); msg != "" {
-			return msg
+		if err := checkClaimName("allowed_claims", name); err != nil {
+			return err
 		}
 		if isReserved(name) {
-			return fmt.Sprintf("allowed_claims: %q is reserved (%s are set by the plugin); remove it", name, strings.Join(reservedClaims, " "))
+			return refuse("allowed_claims", "%q is reserved (%s are set by the plugin); remove it", name, strings.Join(reservedClaims, " "))
 		}
 		if _, ok := staticClaimNamed(r.Claims, name); ok {
-			return fmt.Sprintf("allowed_claims: %q is also a static claim of this role, so a caller could never set it; remove it from one of the two", name)
+			return refuse("allowed_claims", "%q is also a static claim of this role, so a caller could never set it; remove it from one of the two", name)
 		}
 	}
 	if r.TokenType != "JWT" && r.TokenType != "at+jwt" {
-		return fmt.Sprintf("token_type: %q is not supported; use JWT or at+jwt", r.TokenType)
+		return refuse("token_type", "%q is not supported; use JWT or at+jwt", r.TokenType)
 	}
-	return ""
+	return nil
 }
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
