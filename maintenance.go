@@ -201,8 +201,7 @@ func (b *backend) noteActivations(r *ringEntry, now int64) {
 			delete(b.manualKIDs, k.KID)
 			continue
 		}
-		b.log().Info("rotation", "ring", r.Name, "kid", k.KID, "activated_at", fmtTime(k.ActivateAt), "reason", "scheduled")
-		b.metrics.rotations.WithLabelValues(r.Name, "scheduled").Inc()
+		b.rotated(r.Name, k.KID, "", k.ActivateAt, "scheduled")
 	}
 }
 

@@ -256,6 +256,28 @@ func rollbackRefusal(r *ringEntry, a int, now int64) error {
 	return refuse("rollback", "no previous key is retiring (it has been removed or never existed); rotate instead")
 }
 
+// settingsOp completes a ring write: r carries the new settings (old is
+// nil for a new ring). Existing keys keep their algorithm and timestamps; a
+// change of algorithm or RSA size adds one key of the new kind at the end of
+// the chain, obeying the lead (its activation is ActivatesAt); the pipeline
+// is stocked.
+func settingsOp(old, r *ringEntry, now int64) opResult {
+	var res opResult
+	if old != nil && (old.Algorithm != r.Algorithm || (isRSA(r.Algorithm) && old.RSABits != r.RSABits)) {
+		i := plan(r, now, nextSlot(r.Keys, r.schedule(), now))
+		res.ActivatesAt = r.Keys[i].ActivateAt
+	}
+	planStock(r, now)
+	settle(r, now)
+	if old != nil && r.PublishLead > old.PublishLead {
+		res.warn("publish_lead raised to %ds: keys already scheduled keep the lead they were scheduled with; keys generated from now on obey the new lead", r.PublishLead)
+	}
+	if old == nil {
+		res.warn("the first key of ring %q signs from %s, once it has been published for publish_lead; to sign sooner, write keys/%s/rotate force=true (verifiers that have not fetched the JWKS since will reject its tokens until they do)", r.Name, fmtTime(r.Keys[0].ActivateAt), r.Name)
+	}
+	return res
+}
+
 // deleteOp stops a ring signing at now: pending keys, which never signed,
 // are revoked; the active key retires now and stays published for its
 // overlap.

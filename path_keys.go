@@ -258,44 +258,25 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 		return respond(err)
 	}
 
-	resp := &logical.Response{}
-	algChanged := old != nil && (old.Algorithm != r.Algorithm || (isRSA(r.Algorithm) && old.RSABits != r.RSABits))
-	if algChanged {
-		// Existing keys keep their algorithm and timestamps; one key of the
-		// new kind joins the end of the chain now, obeying the lead.
-		plan(r, now, nextSlot(r.Keys, r.schedule(), now))
-	}
-	planStock(r, now)
-	settle(r, now)
+	res := settingsOp(old, r, now)
 	field := "rotation_period"
-	if algChanged || old == nil {
+	if res.ActivatesAt != 0 || old == nil {
 		field = "algorithm"
 	}
 	if err := checkBounds(snap, r, now, field); err != nil {
 		return respond(err)
 	}
-	warnings, generated, err := b.commitRing(ctx, req.Storage, old, r, now)
+	warnings, _, err := b.commitRing(ctx, req.Storage, old, r, now)
 	if err != nil {
 		return nil, err
 	}
-	if algChanged {
-		g := generated[0]
-		for i := range r.Keys {
-			if r.Keys[i].KID == g.KID {
-				resp.AddWarning(fmt.Sprintf("the first %s key %s activates at %s; keys generated before keep their algorithm until they retire", r.Algorithm, g.KID, fmtTime(r.Keys[i].ActivateAt)))
-			}
-		}
+	resp := &logical.Response{Data: ringData(r, now)}
+	if res.ActivatesAt != 0 {
+		resp.AddWarning(fmt.Sprintf("the first %s key %s activates at %s; keys generated before keep their algorithm until they retire", r.Algorithm, kidActivatingAt(r, res.ActivatesAt), fmtTime(res.ActivatesAt)))
 	}
-	if old != nil && r.PublishLead > old.PublishLead {
-		resp.AddWarning(fmt.Sprintf("publish_lead raised to %ds: keys already scheduled keep the lead they were scheduled with; keys generated from now on obey the new lead", r.PublishLead))
-	}
-	if old == nil {
-		resp.AddWarning(fmt.Sprintf("the first key of ring %q signs from %s, once it has been published for publish_lead; to sign sooner, write keys/%s/rotate force=true (verifiers that have not fetched the JWKS since will reject its tokens until they do)", name, fmtTime(r.Keys[0].ActivateAt), name))
-	}
-	for _, w := range warnings {
+	for _, w := range append(res.Warnings, warnings...) {
 		resp.AddWarning(w)
 	}
-	resp.Data = ringData(r, now)
 	return resp, nil
 }
 

@@ -206,6 +206,14 @@ func kidActivatingAt(r *ringEntry, t int64) string {
 	return ""
 }
 
+// rotated logs and counts one activation, whatever made it: an operation
+// (when it is requested, with the time it takes effect) or the schedule
+// (noted by maintenance after it took effect).
+func (b *backend) rotated(ring, kid, previous string, at int64, reason string) {
+	b.log().Info("rotation", "ring", ring, "kid", kid, "previous_kid", previous, "activates_at", fmtTime(at), "reason", reason)
+	b.metrics.rotations.WithLabelValues(ring, reason).Inc()
+}
+
 // recordOp logs and counts what an operation did, in one place.
 func (b *backend) recordOp(ring, op string, res opResult) {
 	switch {
@@ -213,8 +221,8 @@ func (b *backend) recordOp(ring, op string, res opResult) {
 		b.log().Info("rollback", "ring", ring, "kid", res.PromotedKID, "replaced_kid", res.PreviousKID, "until", fmtTime(res.ActivatesAt), "reason", "manual")
 		b.metrics.rollbacks.WithLabelValues(ring).Inc()
 	case res.Reason != "":
-		b.log().Info("rotation", "ring", ring, "kid", res.PromotedKID, "previous_kid", res.PreviousKID, "activates_at", fmtTime(res.ActivatesAt), "reason", res.Reason)
-		b.metrics.rotations.WithLabelValues(ring, res.Reason).Inc()
+		b.rotated(ring, res.PromotedKID, res.PreviousKID, res.ActivatesAt, res.Reason)
+		// Maintenance must not count this activation again.
 		b.manualKIDs[res.PromotedKID] = true
 	}
 	if res.Revoked != "" {
