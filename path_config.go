@@ -32,7 +32,7 @@ func pathConfig(b *backend) *framework.Path {
 			},
 			"jwks_max_age": {
 				Type:        framework.TypeDurationSecond,
-				Default:     defaultJWKSMaxAge,
+				Default:     durationDefault(defaultJWKSMaxAge),
 				Description: "Upper bound of the JWKS Cache-Control max-age, 1s to 24h. Every ring's publish_lead must be at least twice this.",
 			},
 			"verifiers": {

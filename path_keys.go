@@ -61,12 +61,12 @@ func pathKeys(b *backend) []*framework.Path {
 				},
 				"rotation_period": {
 					Type:        framework.TypeDurationSecond,
-					Default:     defaultRotationPeriod,
+					Default:     durationDefault(defaultRotationPeriod),
 					Description: "How long each key signs before its successor takes over. At least 10s.",
 				},
 				"verification_ttl": {
 					Type:        framework.TypeDurationSecond,
-					Default:     defaultVerificationTTL,
+					Default:     durationDefault(defaultVerificationTTL),
 					Description: "How long a key stays in the JWKS after it stops signing. At least the longest max_ttl of the roles using the ring plus 60s.",
 				},
 				"publish_lead": {
@@ -80,7 +80,7 @@ func pathKeys(b *backend) []*framework.Path {
 				},
 				"max_activation_delay": {
 					Type:        framework.TypeDurationSecond,
-					Default:     0,
+					Default:     durationDefault(0),
 					Description: "Activation gate: the longest a pending key may wait for verifier coverage; at most rotation_period.",
 				},
 				"force": {

@@ -54,12 +54,12 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"ttl": {
 					Type:        framework.TypeDurationSecond,
-					Default:     defaultRoleTTL,
+					Default:     durationDefault(defaultRoleTTL),
 					Description: "Token lifetime when the sign request gives none.",
 				},
 				"max_ttl": {
 					Type:        framework.TypeDurationSecond,
-					Default:     defaultRoleMaxTTL,
+					Default:     durationDefault(defaultRoleMaxTTL),
 					Description: "Longest token lifetime a sign request may ask for. max_ttl + 60s must not exceed the ring's verification_ttl.",
 				},
 				"subject_template": {

@@ -20,7 +20,7 @@ func pathVerifiers(b *backend) *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"window": {
 				Type:        framework.TypeDurationSecond,
-				Default:     defaultVerifierWindow,
+				Default:     durationDefault(defaultVerifierWindow),
 				Description: "Declared verifiers not seen within this window count as stale.",
 				Query:       true,
 			},

@@ -26,6 +26,13 @@ const (
 	maxListLen   = 256
 )
 
+// durationDefault writes a duration field's default as the string the
+// OpenAPI document declares durations to be ("900s"); the framework parses
+// it like any duration.
+func durationDefault(seconds int64) string {
+	return strconv.FormatInt(seconds, 10) + "s"
+}
+
 // maxDuration bounds every duration field: ten years is longer than any
 // sensible rotation, and keeps timestamp arithmetic far from overflow.
 const maxDuration = int64(10 * 365 * 24 * 3600)
