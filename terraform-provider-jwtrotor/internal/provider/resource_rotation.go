@@ -25,9 +25,9 @@ import (
 // rotationFields are the fields of keys/<name>/rotate (path_keys_ops.go)
 // that the resource sends, with the plugin's descriptions.
 var rotationFieldDescs = map[string]string{
-	"force":               "rotate: promote the pending key now even if it has been published for less than publish_lead.",
-	"revoke_active":       "rotate: revoke the outgoing key (out of the JWKS at once) instead of retiring it. Implies force.",
-	"expected_active_kid": "rotate: do nothing unless this is the active kid, so retries and re-applies are safe.",
+	"force":               "Promote the pending key now even if it has been published for less than publish_lead (the response warns).",
+	"revoke_active":       "Revoke the outgoing key (out of the JWKS at once) instead of retiring it. Implies force.",
+	"expected_active_kid": "Do nothing unless this is the active kid, so retries and re-applies are safe.",
 }
 
 type rotationResource struct{ c *vaultClient }
