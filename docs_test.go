@@ -155,4 +155,3 @@ func headingAnchors(lines []string) map[string]bool {
 	}
 	return out
 }
-
