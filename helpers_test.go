@@ -251,7 +251,13 @@ func (e *testEnv) jwks(path string) (int, []byte, map[string]any) {
 	return resp.Data[logical.HTTPStatusCode].(int), resp.Data[logical.HTTPRawBody].([]byte), resp.Data
 }
 
-func kidsOf(t *testing.T, body []byte) []string {
+// fataler is what kidsOf needs of a test: *testing.T, or rapid's *T.
+type fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+func kidsOf(t fataler, body []byte) []string {
 	t.Helper()
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {

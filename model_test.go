@@ -968,7 +968,7 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 		resp, body := m.fetchDoc(n, path)
 		scope := strings.TrimPrefix(path, "jwks/")
 		var want []string
-		nextRemoval := forever
+		removal := forever
 		for name, r := range rings {
 			if !strings.HasPrefix(path, "jwks/") || name == scope {
 				for i := range r.Keys {
@@ -976,7 +976,7 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 						want = append(want, r.Keys[i].KID)
 					}
 				}
-				nextRemoval = min(nextRemoval, nextRemovalOf(r.Keys, now))
+				removal = min(removal, nextRemoval(r.Keys, now))
 			}
 		}
 		if resp == nil {
@@ -985,7 +985,7 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 			}
 			m.t.Fatalf("%s: %s answered nothing", n.name, path)
 		}
-		got := kidsOfBody(m.t, body)
+		got := kidsOf(m.t, body)
 		sort.Strings(want)
 		if strings.Join(got, " ") != strings.Join(want, " ") {
 			m.t.Fatalf("%s at %d: %s serves %v, but the stored timestamps publish %v", n.name, now, path, got, want)
@@ -1007,26 +1007,11 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 		if _, err := fmt.Sscanf(resp.Data[logical.HTTPCacheControlHeader].(string), "public, max-age=%d, stale-if-error=%d", &maxAge, &stale); err != nil {
 			m.t.Fatalf("Cache-Control %q", resp.Data[logical.HTTPCacheControlHeader])
 		}
-		if maxAge < 1 || (nextRemoval != forever && maxAge > 1 && now+maxAge > nextRemoval) {
-			m.t.Fatalf("%s at %d: max-age %d runs past the next removal at %d", n.name, now, maxAge, nextRemoval)
+		if maxAge < 1 || (removal != forever && maxAge > 1 && now+maxAge > removal) {
+			m.t.Fatalf("%s at %d: max-age %d runs past the next removal at %d", n.name, now, maxAge, removal)
 		}
 	}
 	return mount
-}
-
-func nextRemovalOf(keys []signingKey, now int64) int64 { return nextRemoval(keys, now) }
-
-func kidsOfBody(t *rapid.T, body []byte) []string {
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(body, &set); err != nil {
-		t.Fatalf("JWKS does not parse: %v: %s", err, body)
-	}
-	var kids []string
-	for _, k := range set.Keys {
-		kids = append(kids, k.KeyID)
-	}
-	sort.Strings(kids)
-	return kids
 }
 
 // checkTokens: every live token's key is still stored with the same public

@@ -109,6 +109,27 @@ func (n *safRaftNode) writeConfig(t *testing.T, joins []*safRaftNode) {
 	}
 }
 
+// startFresh starts a new node, initialises it with one key share,
+// unseals it and waits until it is active; it returns the unseal key and
+// the root token.
+func (n *safRaftNode) startFresh(t *testing.T) (unsealKey, rootToken string) {
+	t.Helper()
+	if err := n.start(); err != nil {
+		t.Fatal(err)
+	}
+	key, token, err := safVaultInit(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := safUnseal(n, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.waitHealth(60*time.Second, http.StatusOK); err != nil {
+		t.Fatal(err)
+	}
+	return key, token
+}
+
 // start runs `vault server -config`; the log is appended across restarts.
 func (n *safRaftNode) start() error {
 	if n.cmd != nil {
