@@ -101,31 +101,7 @@ func (r *keyRingResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 }
 
 func (r *keyRingResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var name types.String
-	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("name"), &name)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	rel := "keys/" + name.ValueString()
-	existing, err := r.c.read(ctx, rel)
-	if err != nil {
-		addVaultError(&resp.Diagnostics, "Reading "+r.c.p(rel), err, nil)
-		return
-	}
-	if existing != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("name"), "Key ring already exists",
-			fmt.Sprintf("%s already exists; manage it with terraform import (ID %q) instead of creating it", r.c.p(rel), name.ValueString()))
-		return
-	}
-	body, d := keyRingFields.writeBody(ctx, req.Config, req.Plan, nil, "name")
-	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.State.Raw = req.Plan.Raw
-	if !r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics) {
-		resp.State.RemoveResource(ctx)
-	}
+	createNamed(ctx, r.c, "Key ring", "keys/", keyRingFields, req, resp, r.write)
 }
 
 func (r *keyRingResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {

@@ -138,31 +138,7 @@ func isReservedClaim(name string) bool {
 }
 
 func (r *roleResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var name types.String
-	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("name"), &name)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	rel := "roles/" + name.ValueString()
-	existing, err := r.c.read(ctx, rel)
-	if err != nil {
-		addVaultError(&resp.Diagnostics, "Reading "+r.c.p(rel), err, nil)
-		return
-	}
-	if existing != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("name"), "Role already exists",
-			fmt.Sprintf("%s already exists; manage it with terraform import (ID %q) instead of creating it", r.c.p(rel), name.ValueString()))
-		return
-	}
-	body, d := roleFields.writeBody(ctx, req.Config, req.Plan, nil, "name")
-	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.State.Raw = req.Plan.Raw
-	if !r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics) {
-		resp.State.RemoveResource(ctx)
-	}
+	createNamed(ctx, r.c, "Role", "roles/", roleFields, req, resp, r.write)
 }
 
 func (r *roleResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
