@@ -153,6 +153,9 @@ func (c *scheduleClock) observe(t int64) {
 // accept ends a hold: the schedule takes the wall clock's time.
 func (c *scheduleClock) accept() (reading, int64) {
 	c.mu.Lock()
+	// Take in any step since the last reading first: an accept that is
+	// the first request after a step accepts that step too.
+	c.readLocked()
 	held := int64(0)
 	if c.held {
 		held = (c.drift - jumpTolerance) / int64(time.Second)

@@ -173,10 +173,13 @@ type modelToken struct {
 	// active node's (one node held a clock step, the other did not). The
 	// active node may then retire the key at its own, earlier, time.
 	ahead bool
-	// floor is the earliest time the key may retire: when it was signed,
-	// or earlier if a restart resumed the schedule from a persisted
-	// high-water mark before that (docs/invariants.md, monotonic time).
-	floor int64
+	// rewound is how far a restart moved the schedule back before the
+	// time this token was signed at: the new process resumed from a
+	// persisted high-water mark, the clock having stepped back before the
+	// old process stored how far it had gone. The new process may retire
+	// and remove the token's key that much earlier (docs/invariants.md,
+	// time), and no more.
+	rewound int64
 }
 
 type model struct {
@@ -640,7 +643,7 @@ func (m *model) record(n *modelNode, role string, data map[string]any) {
 		}
 	}
 	m.tokens = append(m.tokens, &modelToken{ring: ring.Name, kid: kid, jwk: jwk, signedAt: sched,
-		iat: data["issued_at"].(int64), exp: data["expires_at"].(int64), ahead: sched > m.a.b.clock.read().Schedule, floor: sched})
+		iat: data["issued_at"].(int64), exp: data["expires_at"].(int64), ahead: sched > m.a.b.clock.read().Schedule})
 }
 
 func (m *model) roleRing(role string, n *modelNode) string {
@@ -724,7 +727,10 @@ func (m *model) clockAccept(t *rapid.T) {
 	if rapid.Bool().Draw(t, "standby") {
 		n = m.b
 	}
-	m.do(n, logical.UpdateOperation, "clock/accept", nil)
+	resp, out := m.do(n, logical.UpdateOperation, "clock/accept", nil)
+	if out == ok2xx && (resp.Data["held_seconds"] != int64(0) || resp.Data["schedule_time"].(int64) < resp.Data["wall_time"].(int64)) {
+		m.t.Fatalf("clock/accept left the schedule held: %v", resp.Data)
+	}
 	m.accepted()
 }
 
@@ -753,7 +759,7 @@ func (m *model) restartActive() {
 	}
 	r0 := m.a.b.clock.read().Schedule
 	for _, tok := range m.tokens {
-		tok.floor = min(tok.floor, r0)
+		tok.rewound = max(tok.rewound, tok.signedAt-r0)
 	}
 }
 
@@ -1038,10 +1044,10 @@ func (m *model) checkTokens(rings map[string]*ringEntry, now int64) {
 		if key == nil {
 			m.t.Fatalf("the key %s of a token live until %d (now %d) is gone from ring %s", tok.kid, tok.exp, now, tok.ring)
 		}
-		if key.RemoveAt != 0 && tok.exp > key.RemoveAt-clockSkew {
-			m.t.Fatalf("a token of %s expires at %d, past its key's remove_at %d - 60", tok.kid, tok.exp, key.RemoveAt)
+		if key.RemoveAt != 0 && tok.exp-tok.rewound > key.RemoveAt-clockSkew {
+			m.t.Fatalf("a token of %s expires at %d, past its key's remove_at %d - 60 (restarts moved the schedule back %d s)", tok.kid, tok.exp, key.RemoveAt, tok.rewound)
 		}
-		if key.RetireAt != 0 && key.RetireAt < tok.floor {
+		if key.RetireAt != 0 && key.RetireAt < tok.signedAt-tok.rewound {
 			m.t.Fatalf("key %s retires at %d, before it signed a token at %d", tok.kid, key.RetireAt, tok.signedAt)
 		}
 		var jwk jose.JSONWebKey

@@ -83,6 +83,13 @@ func (b *backend) pathClockAccept(ctx context.Context, req *logical.Request, _ *
 		return nil, err
 	}
 	r, held := b.clock.accept()
+	// Keep the accepted time across a restart: the schedule must never go
+	// back before a time it signed at (on a node that may write).
+	if held > 0 && b.WriteSafeReplicationState() {
+		if err := putJSON(ctx, req.Storage, clockPath, &clockEntry{Version: schemaVersion, HighWater: r.Schedule}); err != nil {
+			return nil, err
+		}
+	}
 	resp := &logical.Response{Data: clockData(r, 0)}
 	resp.Data["accepted_seconds"] = held
 	if held == 0 {

@@ -26,3 +26,22 @@ func TestClockPaths(t *testing.T) {
 		t.Fatalf("a second accept: %v %v", resp.Data, resp.Warnings)
 	}
 }
+
+// An accepted time survives a restart after the wall clock is put back: the
+// schedule never returns to a time before one it may have signed at.
+func TestClockAcceptIsStored(t *testing.T) {
+	e := newEnv(t)
+	e.read("clock")
+	e.clock.Step(2 * time.Hour)
+	// The accept is the first request to see the step: it accepts it.
+	resp := e.mustWrite("clock/accept", nil)
+	if resp.Data["accepted_seconds"] != int64(2*3600-60) {
+		t.Fatalf("accept right after the step: %v %v", resp.Data, resp.Warnings)
+	}
+	accepted := resp.Data["schedule_time"].(int64)
+	e.clock.Step(-2 * time.Hour)
+	n := e.restart()
+	if got := n.read("clock").Data["schedule_time"].(int64); got != accepted {
+		t.Fatalf("after a restart with the clock put back, the schedule is at %d; the accepted time was %d", got, accepted)
+	}
+}
