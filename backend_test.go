@@ -11,10 +11,7 @@ import (
 // Invalidate drops exactly what another node changed, with the writers'
 // prefixes, so the next request sees it.
 func TestInvalidate(t *testing.T) {
-	s := &logical.InmemStorage{}
-	clock := &fakeClock{now: testStart}
-	active := newEnvOn(t, s, clock)
-	standby := newEnvOn(t, s, clock)
+	active, standby := twoNodes(t)
 	active.setupRing("k", "ES256", nil)
 	before := kidsOf(t, standby.get("jwks", nil).Data[logical.HTTPRawBody].([]byte))
 	active.mustWrite("keys/k/rotate", map[string]any{"revoke_active": true})

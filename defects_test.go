@@ -327,10 +327,8 @@ func TestDefectGateSpoofing(t *testing.T) {
 // Per-kid signing counters were deleted only by maintenance on the active
 // node: on a standby that signs, they grew without bound.
 func TestDefectStandbyMetricsBounded(t *testing.T) {
-	s := &logical.InmemStorage{}
-	clock := &fakeClock{now: testStart}
-	active := newEnvOn(t, s, clock)
-	standby := newEnvOn(t, s, clock)
+	active, standby := twoNodes(t)
+	clock := active.clock
 	active.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 5})
 	active.mustWrite("keys/k", map[string]any{"algorithm": "EdDSA", "rotation_period": "10s", "publish_lead": "10s", "verification_ttl": "70s"})
 	active.mustWrite("keys/k/rotate", map[string]any{"force": true})
@@ -486,10 +484,8 @@ func TestDefectRingNameCase(t *testing.T) {
 // was cached after it and served until its next boundary: a revoked kid came
 // back on that node for hours.
 func TestDefectStaleDocumentNeverCached(t *testing.T) {
-	s := &logical.InmemStorage{}
-	clock := &fakeClock{now: testStart}
-	active := newEnvOn(t, s, clock)
-	standby := newEnvOn(t, s, clock)
+	active, standby := twoNodes(t)
+	clock := active.clock
 	active.setupRing("k", "ES256", nil)
 	for _, node := range []*testEnv{active, standby} {
 		_, p := activeAndPending(active.ring("k").Keys, clock.Now().Unix())

@@ -95,6 +95,13 @@ func newEnvOn(t *testing.T, s logical.Storage, clock *fakeClock) *testEnv {
 	return &testEnv{t: t, b: b, storage: s, clock: clock, logs: logs, entity: ent}
 }
 
+// twoNodes builds an active node and a standby on one storage and one clock.
+func twoNodes(t *testing.T) (active, standby *testEnv) {
+	s := &logical.InmemStorage{}
+	clock := &fakeClock{now: testStart}
+	return newEnvOn(t, s, clock), newEnvOn(t, s, clock)
+}
+
 // restart builds a new backend on the same storage, as a Vault restart or a
 // failover to another node would.
 func (e *testEnv) restart() *testEnv {

@@ -31,66 +31,55 @@ func withAnswer(extra map[string]*framework.FieldSchema) map[string]*framework.F
 
 func pathKeyOps(b *backend, nameField *framework.FieldSchema) []*framework.Path {
 	return []*framework.Path{
-		{
-			Pattern:      "keys/" + framework.GenericNameRegex("name") + "/rotate$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix},
-			Fields: map[string]*framework.FieldSchema{
-				"name": nameField,
-				"force": {
-					Type:        framework.TypeBool,
-					Description: "Promote the pending key now even if it has been published for less than publish_lead (the response warns).",
-				},
-				"revoke_active": {
-					Type:        framework.TypeBool,
-					Description: "Revoke the outgoing key (out of the JWKS at once) instead of retiring it. Implies force.",
-				},
-				"expected_active_kid": {
-					Type:        framework.TypeString,
-					Description: "Do nothing unless this is the active kid, so retries and re-applies are safe.",
-				},
+		ringOpPath(nameField, "rotate", map[string]*framework.FieldSchema{
+			"force": {
+				Type:        framework.TypeBool,
+				Description: "Promote the pending key now even if it has been published for less than publish_lead (the response warns).",
 			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: writeOp(b.pathRotate, "rotate", "key", "Promote a ring's pending key, at once with force.", withAnswer(map[string]*framework.FieldSchema{
-					"rotated":      {Type: framework.TypeBool, Description: "false when expected_active_kid did not match and nothing was done.", Required: true},
-					"previous_kid": {Type: framework.TypeString, Description: "The key that signed before the rotation."},
-					"promoted_kid": {Type: framework.TypeString, Description: "The key that takes over."},
-					"activates_at": {Type: framework.TypeInt64, Description: "When the promoted key signs (Unix seconds)."},
-				})),
+			"revoke_active": {
+				Type:        framework.TypeBool,
+				Description: "Revoke the outgoing key (out of the JWKS at once) instead of retiring it. Implies force.",
 			},
-			HelpSynopsis:    "Rotate a ring: promote its pending key.",
-			HelpDescription: pathRotateHelpDesc,
-		},
-		{
-			Pattern:      "keys/" + framework.GenericNameRegex("name") + "/revoke$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix},
-			Fields: map[string]*framework.FieldSchema{
-				"name": nameField,
-				"kid": {
-					Type:        framework.TypeString,
-					Description: "The kid to take out of signing and the JWKS at once.",
-					Required:    true,
-				},
+			"expected_active_kid": {
+				Type:        framework.TypeString,
+				Description: "Do nothing unless this is the active kid, so retries and re-applies are safe.",
 			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: writeOp(b.pathRevoke, "revoke", "key", "Take a key out of signing and the JWKS at once.", withAnswer(map[string]*framework.FieldSchema{
-					"revoked": {Type: framework.TypeString, Description: "The revoked kid.", Required: true},
-				})),
+		}, writeOp(b.pathRotate, "rotate", "key", "Promote a ring's pending key, at once with force.", withAnswer(map[string]*framework.FieldSchema{
+			"rotated":      {Type: framework.TypeBool, Description: "false when expected_active_kid did not match and nothing was done.", Required: true},
+			"previous_kid": {Type: framework.TypeString, Description: "The key that signed before the rotation."},
+			"promoted_kid": {Type: framework.TypeString, Description: "The key that takes over."},
+			"activates_at": {Type: framework.TypeInt64, Description: "When the promoted key signs (Unix seconds)."},
+		})), "Rotate a ring: promote its pending key.", pathRotateHelpDesc),
+		ringOpPath(nameField, "revoke", map[string]*framework.FieldSchema{
+			"kid": {
+				Type:        framework.TypeString,
+				Description: "The kid to take out of signing and the JWKS at once.",
+				Required:    true,
 			},
-			HelpSynopsis:    "Revoke one key of a ring.",
-			HelpDescription: pathRevokeHelpDesc,
-		},
-		{
-			Pattern:      "keys/" + framework.GenericNameRegex("name") + "/rollback$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix},
-			Fields:       map[string]*framework.FieldSchema{"name": nameField},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: writeOp(b.pathRollback, "roll-back", "key", "Let the previous key sign again for at most one more period.", withAnswer(map[string]*framework.FieldSchema{
-					"activates_at": {Type: framework.TypeInt64, Description: "When the replaced key signs again (Unix seconds).", Required: true},
-				})),
-			},
-			HelpSynopsis:    "Roll a ring back to its previous key.",
-			HelpDescription: pathRollbackHelpDesc,
-		},
+		}, writeOp(b.pathRevoke, "revoke", "key", "Take a key out of signing and the JWKS at once.", withAnswer(map[string]*framework.FieldSchema{
+			"revoked": {Type: framework.TypeString, Description: "The revoked kid.", Required: true},
+		})), "Revoke one key of a ring.", pathRevokeHelpDesc),
+		ringOpPath(nameField, "rollback", nil,
+			writeOp(b.pathRollback, "roll-back", "key", "Let the previous key sign again for at most one more period.", withAnswer(map[string]*framework.FieldSchema{
+				"activates_at": {Type: framework.TypeInt64, Description: "When the replaced key signs again (Unix seconds).", Required: true},
+			})), "Roll a ring back to its previous key.", pathRollbackHelpDesc),
+	}
+}
+
+// ringOpPath is keys/<name>/<op>: one lifecycle operation on a ring, an
+// update with the ring's name and the operation's own fields.
+func ringOpPath(nameField *framework.FieldSchema, op string, fields map[string]*framework.FieldSchema, handler framework.OperationHandler, synopsis, help string) *framework.Path {
+	all := map[string]*framework.FieldSchema{"name": nameField}
+	for k, v := range fields {
+		all[k] = v
+	}
+	return &framework.Path{
+		Pattern:         "keys/" + framework.GenericNameRegex("name") + "/" + op + "$",
+		DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefix},
+		Fields:          all,
+		Operations:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: handler},
+		HelpSynopsis:    synopsis,
+		HelpDescription: help,
 	}
 }
 
