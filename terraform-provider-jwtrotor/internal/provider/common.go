@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -23,6 +24,36 @@ func clientFrom(data any, diags *diag.Diagnostics) *vaultClient {
 		return nil
 	}
 	return c
+}
+
+// resourceBase is what every resource has: its type name, the provider's
+// followed by typeSuffix ("_key_ring"), and the client the provider's
+// Configure made.
+type resourceBase struct {
+	typeSuffix string
+	c          *vaultClient
+}
+
+func (r *resourceBase) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + r.typeSuffix
+}
+
+func (r *resourceBase) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.c = clientFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+// dataSourceBase is resourceBase for a data source.
+type dataSourceBase struct {
+	typeSuffix string
+	c          *vaultClient
+}
+
+func (d *dataSourceBase) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + d.typeSuffix
+}
+
+func (d *dataSourceBase) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
+	d.c = clientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 // writeFunc writes the body of object name and reads the result into state;

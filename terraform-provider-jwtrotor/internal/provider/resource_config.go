@@ -31,17 +31,15 @@ var configFields = fields{
 		listV: []validator.List{listCheck{name: "verifier_cidrs", unique: true, item: checkCIDR}}},
 }
 
-type configResource struct{ c *vaultClient }
+type configResource struct{ resourceBase }
 
 var (
 	_ resource.ResourceWithConfigure   = &configResource{}
 	_ resource.ResourceWithImportState = &configResource{}
 )
 
-func newConfigResource() resource.Resource { return &configResource{} }
-
-func (r *configResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
-	resp.TypeName = req.ProviderTypeName + "_config"
+func newConfigResource() resource.Resource {
+	return &configResource{resourceBase{typeSuffix: "_config"}}
 }
 
 func (r *configResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
@@ -60,10 +58,6 @@ func (r *configResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 		MarkdownDescription: configDoc,
 		Attributes:          attrs,
 	}
-}
-
-func (r *configResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.c = clientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 func (r *configResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {

@@ -16,7 +16,7 @@ import (
 	"github.com/hashicorp/vault/api"
 )
 
-type keyRingResource struct{ c *vaultClient }
+type keyRingResource struct{ resourceBase }
 
 var (
 	_ resource.ResourceWithConfigure      = &keyRingResource{}
@@ -25,10 +25,8 @@ var (
 	_ resource.ResourceWithModifyPlan     = &keyRingResource{}
 )
 
-func newKeyRingResource() resource.Resource { return &keyRingResource{} }
-
-func (r *keyRingResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
-	resp.TypeName = req.ProviderTypeName + "_key_ring"
+func newKeyRingResource() resource.Resource {
+	return &keyRingResource{resourceBase{typeSuffix: "_key_ring"}}
 }
 
 const forceDestroyDesc = "On destroy, remove the ring's keys from the JWKS at once (the plugin's forced delete) instead of draining them: " +
@@ -53,10 +51,6 @@ func (r *keyRingResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 		MarkdownDescription: keyRingDoc,
 		Attributes:          attrs,
 	}
-}
-
-func (r *keyRingResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.c = clientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 // ValidateConfig checks the relations between the ring's own settings; the

@@ -50,7 +50,7 @@ var roleFields = fields{
 // reservedClaims are set by the plugin; neither a role nor a caller may.
 var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"}
 
-type roleResource struct{ c *vaultClient }
+type roleResource struct{ resourceBase }
 
 var (
 	_ resource.ResourceWithConfigure      = &roleResource{}
@@ -58,11 +58,7 @@ var (
 	_ resource.ResourceWithValidateConfig = &roleResource{}
 )
 
-func newRoleResource() resource.Resource { return &roleResource{} }
-
-func (r *roleResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
-	resp.TypeName = req.ProviderTypeName + "_role"
-}
+func newRoleResource() resource.Resource { return &roleResource{resourceBase{typeSuffix: "_role"}} }
 
 func (r *roleResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	attrs := map[string]schema.Attribute{
@@ -80,10 +76,6 @@ func (r *roleResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 		MarkdownDescription: roleDoc,
 		Attributes:          attrs,
 	}
-}
-
-func (r *roleResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.c = clientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 func (r *roleResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {

@@ -30,14 +30,12 @@ var rotationFieldDescs = map[string]string{
 	"expected_active_kid": "Do nothing unless this is the active kid, so retries and re-applies are safe.",
 }
 
-type rotationResource struct{ c *vaultClient }
+type rotationResource struct{ resourceBase }
 
 var _ resource.ResourceWithConfigure = &rotationResource{}
 
-func newRotationResource() resource.Resource { return &rotationResource{} }
-
-func (r *rotationResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
-	resp.TypeName = req.ProviderTypeName + "_rotation"
+func newRotationResource() resource.Resource {
+	return &rotationResource{resourceBase{typeSuffix: "_rotation"}}
 }
 
 type rotationModel struct {
@@ -89,10 +87,6 @@ func (r *rotationResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 				Description: "When promoted_kid signs, in Unix seconds: now with force, else once it has been published for publish_lead."},
 		},
 	}
-}
-
-func (r *rotationResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.c = clientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 func (r *rotationResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
