@@ -8,6 +8,9 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 )
@@ -54,6 +57,29 @@ func (d *dataSourceBase) Metadata(_ context.Context, req datasource.MetadataRequ
 
 func (d *dataSourceBase) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
 	d.c = clientFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+// tableSchema is the schema of a resource declared by a table of fields:
+// its id (idDesc says what the id is), the table's attributes, and more.
+func tableSchema(doc, idDesc string, table fields, more map[string]schema.Attribute) schema.Schema {
+	attrs := map[string]schema.Attribute{
+		"id": schema.StringAttribute{
+			Computed:      true,
+			Description:   idDesc,
+			PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+		},
+	}
+	for name, a := range more {
+		attrs[name] = a
+	}
+	for _, f := range table {
+		attrs[f.name] = f.resourceAttribute()
+	}
+	return schema.Schema{
+		Description:         doc,
+		MarkdownDescription: doc,
+		Attributes:          attrs,
+	}
 }
 
 // writeFunc writes the body of object name and reads the result into state;

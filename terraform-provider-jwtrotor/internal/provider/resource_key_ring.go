@@ -9,8 +9,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/vault/api"
@@ -33,24 +31,12 @@ const forceDestroyDesc = "On destroy, remove the ring's keys from the JWKS at on
 	"tokens the ring signed stop verifying as soon as verifiers refresh, and the name is free again at once. Default false."
 
 func (r *keyRingResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
-	attrs := ringStatusResourceAttributes()
-	attrs["id"] = schema.StringAttribute{
-		Computed:      true,
-		Description:   "The ring's name, which is also the import ID.",
-		PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
-	}
-	attrs["force_destroy"] = schema.BoolAttribute{
+	more := ringStatusResourceAttributes()
+	more["force_destroy"] = schema.BoolAttribute{
 		Optional: true, Computed: true, Default: booldefault.StaticBool(false),
 		Description: forceDestroyDesc,
 	}
-	for _, f := range keyRingFields {
-		attrs[f.name] = f.resourceAttribute()
-	}
-	resp.Schema = schema.Schema{
-		Description:         keyRingDoc,
-		MarkdownDescription: keyRingDoc,
-		Attributes:          attrs,
-	}
+	resp.Schema = tableSchema(keyRingDoc, "The ring's name, which is also the import ID.", keyRingFields, more)
 }
 
 // ValidateConfig checks the relations between the ring's own settings; the
