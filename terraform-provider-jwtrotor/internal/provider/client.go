@@ -54,6 +54,19 @@ func (c *vaultClient) writeOnce(ctx context.Context, rel string, data map[string
 	return once.Logical().WriteWithContext(ctx, c.p(rel), data)
 }
 
+// send writes body to rel for a resource declared by table: a refusal is
+// reported on the attribute the plugin's message names, and the plugin's
+// warnings are passed on. ok is false when Vault refused.
+func (c *vaultClient) send(ctx context.Context, rel string, body map[string]any, table fields, diags *diag.Diagnostics) (s *api.Secret, ok bool) {
+	s, err := c.write(ctx, rel, body)
+	if err != nil {
+		addVaultError(diags, "Vault refused the write to "+c.p(rel), err, table.names())
+		return nil, false
+	}
+	addWarnings(diags, "Warning from "+c.p(rel), s)
+	return s, true
+}
+
 func (c *vaultClient) delete(ctx context.Context, rel string, query map[string][]string) (*api.Secret, error) {
 	return c.api.Logical().DeleteWithDataWithContext(ctx, c.p(rel), query)
 }

@@ -6,13 +6,10 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
-	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
-	"github.com/hashicorp/terraform-plugin-framework/types"
 )
 
 // clientFrom is the client the provider's Configure made. It is nil before
@@ -79,40 +76,5 @@ func tableSchema(doc, idDesc string, table fields, more map[string]schema.Attrib
 		Description:         doc,
 		MarkdownDescription: doc,
 		Attributes:          attrs,
-	}
-}
-
-// writeFunc writes the body of object name and reads the result into state;
-// it reports whether Vault took the write.
-type writeFunc func(ctx context.Context, name string, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) bool
-
-// createNamed creates the object prefix+name of a plan (a key ring or a
-// role): it refuses a name Vault already has, which is imported rather than
-// created, then writes the planned fields.
-func createNamed(ctx context.Context, c *vaultClient, what, prefix string, table fields, req resource.CreateRequest, resp *resource.CreateResponse, write writeFunc) {
-	var name types.String
-	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("name"), &name)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	rel := prefix + name.ValueString()
-	existing, err := c.read(ctx, rel)
-	if err != nil {
-		addVaultError(&resp.Diagnostics, "Reading "+c.p(rel), err, nil)
-		return
-	}
-	if existing != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("name"), what+" already exists",
-			fmt.Sprintf("%s already exists; manage it with terraform import (ID %q) instead of creating it", c.p(rel), name.ValueString()))
-		return
-	}
-	body, d := table.writeBody(ctx, req.Config, req.Plan, nil, "name")
-	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.State.Raw = req.Plan.Raw
-	if !write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics) {
-		resp.State.RemoveResource(ctx)
 	}
 }
