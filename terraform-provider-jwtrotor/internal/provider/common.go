@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 )
 
 // clientFrom is the client the provider's Configure made. It is nil before
@@ -76,5 +77,22 @@ func tableSchema(doc, idDesc string, table fields, more map[string]schema.Attrib
 		Description:         doc,
 		MarkdownDescription: doc,
 		Attributes:          attrs,
+	}
+}
+
+// updateFields sends the fields of table whose planned value differs from
+// the state (never the name of a named object, which is in its path) with
+// write, which reads the answer into the state and reports whether Vault
+// took the write; when Vault refuses, the state stays as it was.
+func updateFields(ctx context.Context, table fields, req resource.UpdateRequest, resp *resource.UpdateResponse,
+	write func(ctx context.Context, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) bool) {
+	body, d := table.writeBody(ctx, req.Config, req.Plan, req.State, "name")
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.State.Raw = req.Plan.Raw
+	if !write(ctx, body, &resp.State, &resp.Diagnostics) {
+		resp.State.Raw = req.State.Raw // refused: nothing changed
 	}
 }

@@ -46,21 +46,10 @@ func (r *configResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 func (r *configResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	// The config exists before the resource does, possibly with other values:
 	// every planned value is written, defaults included, so Vault ends up
-	// as the plan says.
-	body := map[string]any{}
-	for _, f := range configFields {
-		v, d := f.get(ctx, req.Plan)
-		resp.Diagnostics.Append(d...)
-		if v.IsNull() || v.IsUnknown() {
-			continue
-		}
-		x, err := f.toAPI(ctx, v)
-		if err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root(f.name), "Invalid value", err.Error())
-			continue
-		}
-		body[f.name] = x
-	}
+	// as the plan says. The plan stands in for the configuration, which
+	// leaves the defaults out.
+	body, d := configFields.writeBody(ctx, req.Plan, req.Plan, nil)
+	resp.Diagnostics.Append(d...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -71,27 +60,16 @@ func (r *configResource) Create(ctx context.Context, req resource.CreateRequest,
 }
 
 func (r *configResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	body, d := configFields.writeBody(ctx, req.Config, req.Plan, req.State)
-	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.State.Raw = req.Plan.Raw
-	if !r.write(ctx, body, &resp.State, &resp.Diagnostics) {
-		resp.State.Raw = req.State.Raw // refused: nothing changed
-	}
+	updateFields(ctx, configFields, req, resp, r.write)
 }
 
 // write sends body (if any) and reads the config back into state; written
 // is false when Vault refused the write.
 func (r *configResource) write(ctx context.Context, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) (written bool) {
 	if len(body) > 0 {
-		s, err := r.c.write(ctx, "config", body)
-		if err != nil {
-			addVaultError(diags, fmt.Sprintf("Vault refused the write to %s", r.c.p("config")), err, configFields.names())
-			return
+		if _, ok := r.c.send(ctx, "config", body, configFields, diags); !ok {
+			return false
 		}
-		addWarnings(diags, "Warning from "+r.c.p("config"), s)
 	}
 	r.readInto(ctx, state, diags)
 	return true

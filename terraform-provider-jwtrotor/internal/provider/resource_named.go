@@ -61,20 +61,13 @@ func (r *namedResource) create(ctx context.Context, req resource.CreateRequest, 
 	}
 }
 
-// update writes the fields the plan changes; when Vault refuses, the state
-// stays as it was.
+// update writes the fields the plan changes to the object.
 func (r *namedResource) update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse, write writeFunc) {
 	var name types.String
 	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("name"), &name)...)
-	body, d := r.table.writeBody(ctx, req.Config, req.Plan, req.State, "name")
-	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.State.Raw = req.Plan.Raw
-	if !write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics) {
-		resp.State.Raw = req.State.Raw // refused: nothing changed
-	}
+	updateFields(ctx, r.table, req, resp, func(ctx context.Context, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) bool {
+		return write(ctx, name.ValueString(), body, state, diags)
+	})
 }
 
 func (r *namedResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
