@@ -67,6 +67,21 @@ func (c *vaultClient) send(ctx context.Context, rel string, body map[string]any,
 	return s, true
 }
 
+// readRing reads key ring name; when Vault has none, the error is on
+// attribute attr, which names the ring. It is nil after any error.
+func (c *vaultClient) readRing(ctx context.Context, attr, name string, diags *diag.Diagnostics) *api.Secret {
+	rel := "keys/" + name
+	s, err := c.read(ctx, rel)
+	if err != nil {
+		addVaultError(diags, "Reading "+c.p(rel), err, nil)
+		return nil
+	}
+	if s == nil {
+		diags.AddAttributeError(path.Root(attr), "No such key ring", fmt.Sprintf("%s: no key ring %q at %s", attr, name, c.p(rel)))
+	}
+	return s
+}
+
 func (c *vaultClient) delete(ctx context.Context, rel string, query map[string][]string) (*api.Secret, error) {
 	return c.api.Logical().DeleteWithDataWithContext(ctx, c.p(rel), query)
 }

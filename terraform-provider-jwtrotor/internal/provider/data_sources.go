@@ -171,21 +171,15 @@ func (d *keyRingDataSource) Read(ctx context.Context, req datasource.ReadRequest
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	rel := "keys/" + name.ValueString()
-	s, err := d.c.read(ctx, rel)
-	if err != nil {
-		addVaultError(&resp.Diagnostics, "Reading "+d.c.p(rel), err, nil)
-		return
-	}
+	s := d.c.readRing(ctx, "name", name.ValueString(), &resp.Diagnostics)
 	if s == nil {
-		resp.Diagnostics.AddAttributeError(path.Root("name"), "No such key ring", fmt.Sprintf("name: no key ring %q at %s", name.ValueString(), d.c.p(rel)))
 		return
 	}
 	resp.State.Raw = req.Config.Raw
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), name)...)
 	resp.Diagnostics.Append(keyRingFields.setFromAPI(ctx, s.Data, &resp.State)...)
 	resp.Diagnostics.Append(setRingStatus(ctx, s.Data, &resp.State)...)
-	addWarnings(&resp.Diagnostics, "Warning from "+d.c.p(rel), s)
+	addWarnings(&resp.Diagnostics, "Warning from "+d.c.p("keys/"+name.ValueString()), s)
 }
 
 const jwksDoc = "The JWKS the mount serves to verifiers (`jwks`, or `jwks/<ring>` for one ring), for a consumer that takes an uploaded key set instead of fetching the URL. " +

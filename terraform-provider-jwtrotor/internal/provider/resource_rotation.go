@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
-	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
@@ -168,14 +167,8 @@ func (r *rotationResource) Create(ctx context.Context, req resource.CreateReques
 
 // activeKID reads the ring's active kid ("" while its first key is pending).
 func (r *rotationResource) activeKID(ctx context.Context, ring string, diags *diag.Diagnostics) (string, bool) {
-	rel := "keys/" + ring
-	s, err := r.c.read(ctx, rel)
-	if err != nil {
-		addVaultError(diags, "Reading "+r.c.p(rel), err, nil)
-		return "", false
-	}
+	s := r.c.readRing(ctx, "ring", ring, diags)
 	if s == nil {
-		diags.AddAttributeError(path.Root("ring"), "No such key ring", fmt.Sprintf("ring: no key ring %q at %s", ring, r.c.p(rel)))
 		return "", false
 	}
 	active, _ := s.Data["active_kid"].(string)
