@@ -14,32 +14,41 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-var updateFixtures = flag.Bool("update-fixtures", false, "rewrite testdata/storage-v1 from the current code")
+var updateFixtures = flag.Bool("update-fixtures", false, "rewrite testdata/storage-v<schemaVersion> from the current code")
 
-const fixtureDir = "testdata/storage-v1"
+// fixtureDir holds the entries a plugin of schema version v wrote; every
+// version's fixtures stay checked in, and each is read by every later
+// plugin.
+func fixtureDir(v int) string { return fmt.Sprintf("testdata/storage-v%d", v) }
+
+// fixtureVersions are the schema versions with checked-in fixtures.
+var fixtureVersions = []int{1, 2}
 
 // fixtureTime is the clock of the checked-in fixtures.
 var fixtureTime = time.Date(2026, 1, 15, 9, 0, 0, 0, time.UTC)
 
-// TestWriteFixtures regenerates the checked-in storage fixtures; run only
-// with -update-fixtures, when a schema version is frozen.
+// TestWriteFixtures writes the storage fixtures of the current schema
+// version; run only with -update-fixtures, when a schema version is frozen.
 func TestWriteFixtures(t *testing.T) {
+	dir := fixtureDir(schemaVersion)
 	if !*updateFixtures {
-		t.Skip("run with -update-fixtures to rewrite " + fixtureDir)
+		t.Skip("run with -update-fixtures to rewrite " + dir)
 	}
 	e := newEnvOn(t, &logical.InmemStorage{}, &fakeClock{now: fixtureTime})
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 300, "verifiers": "gateway"})
 	e.mustWrite("keys/payments", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "publish_lead": "20m", "verification_ttl": "2h"})
 	e.mustWrite("keys/payments/rotate", map[string]any{"force": true})
+	// A revoked key, kept as a tombstone (version 2 on).
+	e.mustWrite("keys/payments/revoke", map[string]any{"kid": e.read("keys/payments").Data["pending_kid"]})
 	e.mustWrite("roles/api", map[string]any{"key": "payments", "audiences": "https://api.example.com", "claims": map[string]any{"tier": "gold"}, "allowed_claims": "scope"})
 	e.clock.Advance(90 * time.Minute)
 	if err := e.maintain(); err != nil {
 		t.Fatal(err)
 	}
-	_ = os.RemoveAll(fixtureDir)
+	_ = os.RemoveAll(dir)
 	for path, v := range dump(t, e.storage) {
-		file := filepath.Join(fixtureDir, strings.ReplaceAll(path, "/", "__")+".json")
-		if err := os.MkdirAll(fixtureDir, 0o755); err != nil {
+		file := filepath.Join(dir, strings.ReplaceAll(path, "/", "__")+".json")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(file, []byte(v), 0o644); err != nil {
@@ -48,10 +57,17 @@ func TestWriteFixtures(t *testing.T) {
 	}
 }
 
-// Invariant 10 (versioned storage): this plugin reads what version 1 wrote,
-// from checked-in fixtures, and keeps rotating and signing from there.
-func TestReadsVersion1Fixtures(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(fixtureDir, "*.json"))
+// Invariant 10 (versioned storage): this plugin reads what every earlier
+// version wrote, from checked-in fixtures, and keeps rotating and signing
+// from there.
+func TestReadsOlderFixtures(t *testing.T) {
+	for _, v := range fixtureVersions {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { readsFixtures(t, v) })
+	}
+}
+
+func readsFixtures(t *testing.T, v int) {
+	files, err := filepath.Glob(filepath.Join(fixtureDir(v), "*.json"))
 	if err != nil || len(files) < 5 {
 		t.Fatalf("fixtures missing: %v %v", files, err)
 	}
