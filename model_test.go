@@ -223,6 +223,7 @@ func (m *model) start(name string) *modelNode {
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})
 	b := newBackend(m.clock)
 	b.keys = m.keys
+	b.wrapKeys = testWrapKeys
 	if err := b.Setup(context.Background(), conf); err != nil {
 		m.t.Fatal(err)
 	}
