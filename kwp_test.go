@@ -47,15 +47,23 @@ func kwpWrapForTest(kek, plain []byte) []byte {
 // (SHA-256) of a fresh AES-256 key to pub, followed by der wrapped under it.
 func wrapForImport(t testing.TB, pub *rsa.PublicKey, der []byte) string {
 	t.Helper()
-	aesKey := make([]byte, 32)
-	if _, err := rand.Read(aesKey); err != nil {
-		t.Fatal(err)
-	}
-	enc, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, aesKey, nil)
+	ct, err := wrapImportCiphertext(pub, der)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return base64.StdEncoding.EncodeToString(append(enc, kwpWrapForTest(aesKey, der)...))
+	return ct
+}
+
+func wrapImportCiphertext(pub *rsa.PublicKey, der []byte) (string, error) {
+	aesKey := make([]byte, 32)
+	if _, err := rand.Read(aesKey); err != nil {
+		return "", err
+	}
+	enc, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, aesKey, nil)
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(append(enc, kwpWrapForTest(aesKey, der)...)), nil
 }
 
 func unhex(t *testing.T, s string) []byte {

@@ -77,6 +77,9 @@ func TestModel(t *testing.T) {
 	elapsed := time.Since(start)
 	t.Logf("model: %d sequences, %d steps in %s (%.0f µs a step)", seqs.Load(), steps.Load(), elapsed.Round(time.Second),
 		float64(elapsed.Microseconds())*float64(*modelWorkers)/float64(max(steps.Load(), 1)))
+	s := &modelAdoptStats
+	t.Logf("model: imports drawn %d (accepted %d), trusts drawn %d (accepted %d), tokens signed by imported keys %d",
+		s.imports.Load(), s.importsOK.Load(), s.trusts.Load(), s.trustsOK.Load(), s.importedTokens.Load())
 	if seqs.Load() == 0 {
 		t.Fatal("the model ran no sequence")
 	}
@@ -188,6 +191,7 @@ type model struct {
 	steps  int
 	tokens []*modelToken
 	gone   map[string]bool  // kids revoked or forgotten: never served again
+	adopt  *modelAdopt      // departed keys in order, and public keys seen
 	active map[string]int64 // when each ring was first seen with an active key
 	prev   map[string]*ringEntry
 	jump   time.Duration // a forward step not yet corrected
@@ -208,6 +212,7 @@ func newModel(t *rapid.T) *model {
 	m := &model{
 		t: t, s: &modelStorage{}, clock: &fakeClock{now: testStart}, keys: sharedKeys.source(),
 		gone: map[string]bool{}, active: map[string]int64{}, prev: map[string]*ringEntry{},
+		adopt: newModelAdopt(),
 	}
 	m.a = m.start("active")
 	m.b = m.start("standby")
@@ -266,6 +271,8 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"Crash":         m.crash,
 		"Fetch":         m.fetch,
 		"SignOnStandby": m.signOnStandby,
+		"Import":        m.importKey,
+		"Trust":         m.trustKey,
 		"":              m.check,
 	}
 }
@@ -635,10 +642,21 @@ func (m *model) record(n *modelNode, role string, data map[string]any) {
 	}
 	jwk, _ := keys[0].MarshalJSON()
 	ring := m.ring(m.roleRing(role, n))
+	signer := false
 	for _, k := range ring.Keys {
-		if k.KID == kid && k.ActivateAt < k.PublishAt+k.Lead && !k.Forced {
-			m.t.Fatalf("key %s signs %ds after publication, before its lead (%ds), and is not recorded as forced", kid, k.ActivateAt-k.PublishAt, k.Lead)
+		if k.KID == kid && k.ActivateAt < k.PublishAt+k.Lead && !k.leadWaived() {
+			m.t.Fatalf("key %s signs %ds after publication, before its lead (%ds), and is not recorded as forced or imported", kid, k.ActivateAt-k.PublishAt, k.Lead)
 		}
+		if k.KID == kid {
+			signer = true
+			if k.Imported {
+				modelAdoptStats.importedTokens.Add(1)
+			}
+		}
+	}
+	// Trusted keys never sign: the signer is one of the ring's own keys.
+	if !signer {
+		m.t.Fatalf("token signed by %s, which is not a signing key of ring %s (trusted: %v)", kid, ring.Name, m.trustedKIDs(ring.Name))
 	}
 	m.tokens = append(m.tokens, &modelToken{ring: ring.Name, kid: kid, jwk: jwk, signedAt: sched,
 		iat: data["issued_at"].(int64), exp: data["expires_at"].(int64), ahead: sched > m.a.b.clock.read().Schedule, floor: sched})
@@ -660,6 +678,7 @@ func (m *model) pickKID(t *rapid.T, ring string) string {
 			kids = append(kids, k.KID)
 		}
 	}
+	kids = append(kids, m.trustedKIDs(ring)...)
 	return kids[rapid.IntRange(0, 15).Draw(t, "kid-index")%len(kids)]
 }
 
@@ -765,7 +784,11 @@ func (m *model) crash(t *rapid.T) {
 	m.s.failAt = m.s.writes + rapid.IntRange(1, 4).Draw(t, "failing-write")
 	m.s.mu.Unlock()
 	m.faulted = true
-	switch rapid.IntRange(0, 4).Draw(t, "operation") {
+	switch rapid.IntRange(0, 6).Draw(t, "operation") {
+	case 5:
+		m.importKey(t)
+	case 6:
+		m.trustKey(t)
 	case 0:
 		m.rotate(t)
 	case 1:
@@ -854,6 +877,8 @@ func (m *model) check(t *rapid.T) {
 		}
 	}
 	m.checkHistory(rings)
+	m.trackDepartures(rings)
+	m.checkIdentities(rings)
 	var bodies [2][]byte
 	var times [2]int64
 	for i, n := range []*modelNode{m.a, m.b} {
@@ -977,6 +1002,13 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 						want = append(want, r.Keys[i].KID)
 					}
 				}
+				// Trusted keys: from their write until expires_at.
+				for i := range r.Trusted {
+					if t := &r.Trusted[i]; t.AddedAt <= now && now < t.ExpiresAt {
+						want = append(want, t.KID)
+						nextRemoval = min(nextRemoval, t.ExpiresAt)
+					}
+				}
 				nextRemoval = min(nextRemoval, nextRemovalOf(r.Keys, now))
 			}
 		}
@@ -992,7 +1024,7 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 			m.t.Fatalf("%s at %d: %s serves %v, but the stored timestamps publish %v", n.name, now, path, got, want)
 		}
 		for _, k := range got {
-			if m.gone[k] {
+			if m.protected(k) {
 				m.t.Fatalf("%s: %s serves %s, which was revoked or forgotten", n.name, path, k)
 			}
 		}
@@ -1083,7 +1115,7 @@ func (m *model) checkPrivates() {
 		}
 		for i := range r.Keys {
 			if needsPrivate(r.Keys, i, r.schedule(), now) {
-				want[privatePath(name, r.Keys[i].KID)] = true
+				want[privatePath(name, r.Keys[i].storeID())] = true
 			}
 		}
 	}
