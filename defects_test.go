@@ -631,3 +631,60 @@ func TestDefectRotateAfterRaisingLead(t *testing.T) {
 		t.Fatalf("a rotate moved the scheduled activation from %d to %d", at, got)
 	}
 }
+
+// A standby signs with a ring's last key long after the last high-water
+// mark the active node stored; the clock then steps back and the active
+// node restarts, resuming from that older mark, and stocks a successor that
+// retires the key at its own, earlier, time. The key may then leave the
+// JWKS before the token expires, but by no more than the interval the
+// restart lost (docs/invariants.md, Time); a maintenance pass that stored
+// the mark before the step loses nothing. Found by the model test
+// (testdata/rapid/regressions/standby-token-before-restart.fail).
+func TestDefectRestartAfterStepBackLosesOnlyTheUnstoredInterval(t *testing.T) {
+	for _, stored := range []bool{false, true} {
+		e := newEnv(t)
+		e.mustWrite("config", map[string]any{"issuer": "https://x.example/v1/jwt"})
+		e.mustWrite("keys/a", map[string]any{"algorithm": "EdDSA", "rotation_period": 600, "publish_lead": 1800, "verification_ttl": 120})
+		e.mustWrite("keys/a/rotate", map[string]any{"force": true})
+		e.mustWrite("roles/r1", map[string]any{"key": "a", "audiences": "api", "max_ttl": 60, "ttl": 60})
+		standby := e.restart()
+		e.clock.Advance(2 * time.Hour)
+		if stored {
+			if err := e.maintain(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tok := standby.mustWrite("sign/r1", nil)
+		signedAt := e.clock.Now().Unix()
+		e.clock.Advance(-time.Hour)
+		active := e.restart()
+		if _, err := active.b.load(context.Background(), active.storage); err != nil {
+			t.Fatal(err)
+		}
+		resumed := active.b.now()
+		if err := active.maintain(); err != nil {
+			t.Fatal(err)
+		}
+		var removeAt int64
+		for _, k := range active.ring("a").Keys {
+			if k.KID == tok.Data["kid"] {
+				removeAt = k.RemoveAt
+			}
+		}
+		exp := tok.Data["expires_at"].(int64)
+		short := exp - (removeAt - clockSkew)
+		t.Logf("mark stored before the step: %v; resumed %ds before the signing; the key leaves %ds before the token's expiry + 60s", stored, signedAt-resumed, max(short, 0))
+		if removeAt == 0 {
+			t.Fatal("the key was not retired: the case did not happen")
+		}
+		if short > signedAt-resumed {
+			t.Fatalf("the key leaves %ds early, more than the %ds the restart lost", short, signedAt-resumed)
+		}
+		if stored && short > 0 {
+			t.Fatalf("with the mark stored, the key still leaves %ds early", short)
+		}
+		if !stored && short <= 0 {
+			t.Fatal("without the mark stored, the key kept its overlap: the case proves nothing")
+		}
+	}
+}
