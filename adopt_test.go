@@ -661,3 +661,44 @@ func TestTrustCountsAgainstTheBounds(t *testing.T) {
 		t.Fatalf("the ring bound did not hold: %s (peak %d)", refusal, keys)
 	}
 }
+
+// The history keeps every adopted key and the last maxHistoryRevoked
+// revoked and maxHistoryRemoved removed generated keys, oldest forgotten
+// first; at its bounds, with the longest kids and ring names, the entry
+// stays under 256 KiB.
+func TestHistoryBoundHolds(t *testing.T) {
+	h := &historyEntry{Version: schemaVersion}
+	big := int64(1) << 62
+	ring := strings.Repeat("r", 5000)
+	old := &ringEntry{Name: ring}
+	for i := 0; i < maxAdopted; i++ {
+		kid := fmt.Sprintf("%0*d", maxKIDLen, i)
+		old.Keys = append(old.Keys, signingKey{KID: kid, Thumbprint: strings.Repeat("t", 43), Imported: true, RevokedAt: big})
+	}
+	for i := 0; i < 2*maxHistoryRevoked; i++ {
+		old.Keys = append(old.Keys, signingKey{KID: fmt.Sprintf("rev-%039d", i), RevokedAt: big})
+	}
+	for i := 0; i < 2*maxHistoryRemoved; i++ {
+		old.Keys = append(old.Keys, signingKey{KID: fmt.Sprintf("rem-%039d", i)})
+	}
+	h.add(departed(old, nil, big))
+	if len(h.Adopted) != maxAdopted || len(h.Revoked) != maxHistoryRevoked || len(h.Removed) != maxHistoryRemoved {
+		t.Fatalf("kept %d adopted, %d revoked, %d removed", len(h.Adopted), len(h.Revoked), len(h.Removed))
+	}
+	if h.Revoked[0].KID != fmt.Sprintf("rev-%039d", maxHistoryRevoked) || h.Removed[0].KID != fmt.Sprintf("rem-%039d", maxHistoryRemoved) {
+		t.Fatalf("the oldest were not forgotten first: %s, %s", h.Revoked[0].KID, h.Removed[0].KID)
+	}
+	if len(h.Adopted[0].Ring) != maxHistoryRing {
+		t.Fatalf("a record keeps a ring name of %d bytes", len(h.Adopted[0].Ring))
+	}
+	b, _ := json.Marshal(h)
+	t.Logf("the history at its bounds: %d bytes", len(b))
+	if len(b) > 256*1024 {
+		t.Fatalf("the history at its bounds is %d bytes, above 256 KiB", len(b))
+	}
+	// Recording keys it holds again (a retried write) changes nothing.
+	again := &ringEntry{Name: ring, Keys: append(append([]signingKey(nil), old.Keys[:3]...), old.Keys[len(old.Keys)-3:]...)}
+	if h.add(departed(again, nil, big)) {
+		t.Fatal("recording known keys again changed the history")
+	}
+}

@@ -223,8 +223,10 @@ func TestDefectStormsStayBounded(t *testing.T) {
 }
 
 // The largest ring the bounds allow fits in maxRingEntryBytes: maxRingKeys
-// RSA-4096 keys, each with every timestamp and note set, and maxTombstones
-// tombstones.
+// RSA-4096 keys, each with every timestamp and note set, maxTombstones
+// tombstones, and (more than the bounds allow, as they count among the
+// maxRingKeys) maxTrustedKeys trusted RSA-4096 keys; every kid a chosen kid
+// of the longest length, beside its thumbprint.
 func TestRingEntryBoundHolds(t *testing.T) {
 	g, err := generateKey("RS512", 4096)
 	if err != nil {
@@ -233,13 +235,21 @@ func TestRingEntryBoundHolds(t *testing.T) {
 	r := &ringEntry{Version: schemaVersion, Name: strings.Repeat("n", 128), Algorithm: "RS512", RSABits: 4096}
 	big := int64(1) << 62
 	for i := 0; i < maxRingKeys+maxTombstones; i++ {
-		k := signingKey{KID: g.KID, Alg: "RS512", PublicJWK: g.PublicJWK, PublishAt: big, ActivateAt: big, RetireAt: big, RemoveAt: big,
+		kid := strings.Repeat("k", maxKIDLen)
+		_, jwk, err := publicJWKAs(g.Private.Public(), "RS512", kid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := signingKey{KID: kid, Thumbprint: g.KID, Imported: true, Alg: "RS512", PublicJWK: jwk, PublishAt: big, ActivateAt: big, RetireAt: big, RemoveAt: big,
 			Overlap: big, Lead: big, Forced: true, RollbackUsed: true, GateOrigin: big, HasPrivate: true,
 			GateNote: strings.Repeat("x", maxGateNote)}
 		if i >= maxRingKeys {
 			k.PublicJWK, k.RevokedAt, k.GateNote = nil, big, ""
 		}
 		r.Keys = append(r.Keys, k)
+	}
+	for i := 0; i < maxTrustedKeys; i++ {
+		r.Trusted = append(r.Trusted, trustedKey{KID: r.Keys[0].KID, Alg: "RS512", Thumbprint: g.KID, PublicJWK: r.Keys[0].PublicJWK, AddedAt: big, ExpiresAt: big})
 	}
 	e, err := logical.StorageEntryJSON(ringPrefix+r.Name, r)
 	if err != nil {
@@ -248,6 +258,7 @@ func TestRingEntryBoundHolds(t *testing.T) {
 	if len(e.Value) > maxRingEntryBytes {
 		t.Fatalf("the largest ring the bounds allow is %d bytes, above maxRingEntryBytes (%d)", len(e.Value), maxRingEntryBytes)
 	}
+	t.Logf("the largest ring entry the bounds allow: %d bytes of %d", len(e.Value), maxRingEntryBytes)
 }
 
 // deleteFailingStorage fails the first delete of a private half.
