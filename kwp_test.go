@@ -16,14 +16,21 @@ import (
 // RFC apart from kwp.go (which only unwraps), to make import ciphertexts in
 // tests. The acceptance tests use Vault's own CLI instead.
 func kwpWrapForTest(kek, plain []byte) []byte {
+	r := append(append([]byte(nil), plain...), make([]byte, (8-len(plain)%8)%8)...)
+	return kwpWrapRaw(kek, uint32(len(plain)), r)
+}
+
+// kwpWrapRaw wraps the 64-bit blocks r under an initial value that claims
+// mli bytes of message, whatever r holds: the wrap of a lying sender.
+func kwpWrapRaw(kek []byte, mli uint32, r []byte) []byte {
 	block, err := aes.NewCipher(kek)
 	if err != nil {
 		panic(err)
 	}
 	var a [8]byte
 	copy(a[:], []byte{0xA6, 0x59, 0x59, 0xA6})
-	binary.BigEndian.PutUint32(a[4:], uint32(len(plain)))
-	r := append(append([]byte(nil), plain...), make([]byte, (8-len(plain)%8)%8)...)
+	binary.BigEndian.PutUint32(a[4:], mli)
+	r = append([]byte(nil), r...)
 	n := len(r) / 8
 	if n == 1 {
 		out := make([]byte, 16)
@@ -133,5 +140,29 @@ func TestKWPRoundTripAndTamper(t *testing.T) {
 	w := kwpWrapForTest(kek, plain)
 	if _, err := kwpUnwrap(kek, append(w, w[8:16]...)); err != errKWPIntegrity {
 		t.Fatalf("an extra block gave %v", err)
+	}
+	// Well-wrapped blocks whose initial value lies about the length: more
+	// than the blocks, a whole block less (the padding is at most 7
+	// bytes), or padding that is not zero. Each is the integrity error.
+	blocks := []byte("0123456789abcdef01234567")
+	zeroTail := append([]byte("0123456789abcdef0"), make([]byte, 7)...)
+	zeroBlock := append([]byte("0123456789abcdef"), make([]byte, 8)...)
+	for _, c := range []struct {
+		name   string
+		mli    uint32
+		blocks []byte
+	}{
+		{"longer than its blocks", 25, blocks},
+		{"a block shorter", 16, zeroBlock},
+		{"non-zero padding", 21, blocks},
+		{"zero length", 0, make([]byte, 16)},
+	} {
+		if got, err := kwpUnwrap(kek, kwpWrapRaw(kek, c.mli, c.blocks)); err != errKWPIntegrity {
+			t.Fatalf("%s: unwrap gave %x, %v; want the integrity error", c.name, got, err)
+		}
+	}
+	// The honest form of the last one unwraps.
+	if got, err := kwpUnwrap(kek, kwpWrapRaw(kek, 17, zeroTail)); err != nil || !bytes.Equal(got, zeroTail[:17]) {
+		t.Fatalf("a 17-byte message: %x, %v", got, err)
 	}
 }
