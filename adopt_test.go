@@ -702,3 +702,62 @@ func TestHistoryBoundHolds(t *testing.T) {
 		t.Fatal("recording known keys again changed the history")
 	}
 }
+
+// Reads and metrics show which keys were adopted: the counters by origin,
+// the imported key's seconds to retirement while it signs, each trusted
+// key's seconds to expiry and its age under state "trusted", and the
+// rotation the import made.
+func TestAdoptionMetrics(t *testing.T) {
+	e := newEnv(t)
+	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 60})
+	e.mustWrite("keys/legacy/import", e.importData(newTestKey(t, "P-256"), map[string]any{"algorithm": "ES256", "kid": "legacy-1", "rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"}))
+	now := e.clock.Now().Unix()
+	e.mustWrite("keys/legacy/trust", map[string]any{"jwk": publicJWKMap(t, newTestKey(t, "Ed25519").Public(), "legacy-0", "EdDSA", nil), "expires_at": now + 1800})
+	e.clock.Advance(10 * time.Minute)
+	series := func(name string) []map[string]any {
+		s, _ := e.read("metrics").Data[name].([]map[string]any)
+		return s
+	}
+	find := func(name string, labels map[string]string) (float64, bool) {
+	next:
+		for _, s := range series(name) {
+			got := s["labels"].(map[string]string)
+			for k, v := range labels {
+				if got[k] != v {
+					continue next
+				}
+			}
+			return s["value"].(float64), true
+		}
+		return 0, false
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"jwt_rotor_keys_adopted_total", map[string]string{"ring": "legacy", "origin": "imported"}, 1},
+		{"jwt_rotor_keys_adopted_total", map[string]string{"ring": "legacy", "origin": "trusted"}, 1},
+		{"jwt_rotor_rotations_total", map[string]string{"ring": "legacy", "reason": "imported"}, 1},
+		{"jwt_rotor_imported_key_seconds_to_retirement", map[string]string{"ring": "legacy", "kid": "legacy-1"}, 3000},
+		{"jwt_rotor_trusted_key_seconds_to_expiry", map[string]string{"ring": "legacy", "kid": "legacy-0"}, 1200},
+		{"jwt_rotor_key_age_seconds", map[string]string{"ring": "legacy", "kid": "legacy-0", "state": "trusted"}, 600},
+		{"jwt_rotor_published_keys", map[string]string{"ring": "legacy"}, 3},
+	} {
+		if got, ok := find(c.name, c.labels); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	// Once the imported key retires, its gauge goes; once the trusted key
+	// expires, its gauges go.
+	e.clock.Advance(51 * time.Minute)
+	if err := e.maintain(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := find("jwt_rotor_imported_key_seconds_to_retirement", map[string]string{"kid": "legacy-1"}); ok {
+		t.Error("the retired imported key still has a seconds-to-retirement series")
+	}
+	if _, ok := find("jwt_rotor_trusted_key_seconds_to_expiry", map[string]string{"kid": "legacy-0"}); ok {
+		t.Error("the expired trusted key still has a series")
+	}
+}
