@@ -78,6 +78,8 @@ func newTestKey(t testing.TB, kind string) crypto.Signer {
 		k, err = rsa.GenerateKey(rand.Reader, 2048)
 	case "RSA-3072":
 		k, err = rsa.GenerateKey(rand.Reader, 3072)
+	case "RSA-4096":
+		k, err = rsa.GenerateKey(rand.Reader, 4096)
 	case "RSA-1024":
 		k, err = rsa.GenerateKey(rand.Reader, 1024)
 	case "P-256":
@@ -106,6 +108,8 @@ func TestImportKeepsIdentityAndSignsAtOnce(t *testing.T) {
 	for _, c := range []struct{ kind, alg, kid string }{
 		{"RSA-2048", "RS256", "legacy-2024"},
 		{"RSA-3072", "PS384", ""},
+		// The largest key: its ciphertext fits the 4096-byte string bound.
+		{"RSA-4096", "RS512", strings.Repeat("k", maxKIDLen)},
 		{"P-256", "ES256", "did:web:old.example#key-1"},
 		{"P-384", "ES384", "k/1+="},
 		{"P-521", "ES512", ""},
@@ -123,7 +127,9 @@ func TestImportKeepsIdentityAndSignsAtOnce(t *testing.T) {
 			extra["kid"] = c.kid
 		}
 		now := e.clock.Now().Unix()
-		resp := e.mustWrite("keys/"+name+"/import", e.importData(key, extra))
+		data := e.importData(key, extra)
+		t.Logf("%s: ciphertext of %d characters (bound %d)", c.kind, len(data["ciphertext"].(string)), maxStringLen)
+		resp := e.mustWrite("keys/"+name+"/import", data)
 		if resp.Data["kid"] != want || resp.Data["active_kid"] != want {
 			t.Fatalf("%s: kid %v, active %v, want %s", c.kind, resp.Data["kid"], resp.Data["active_kid"], want)
 		}
