@@ -351,11 +351,18 @@ func TestImportedPrivateHalfCheckedByThumbprint(t *testing.T) {
 	key := newTestKey(t, "P-256")
 	der := mustPKCS8(t, key)
 	tp := thumbprintOf(t, key.Public())
-	if _, err := parsePrivate(der, "legacy", tp, "ES256"); err != nil {
+	if _, err := parsePrivateAs(der, "legacy", tp, "ES256"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := parsePrivate(der, "legacy", "legacy", "ES256"); err == nil {
+	if _, err := parsePrivateAs(der, "legacy", "legacy", "ES256"); err == nil {
 		t.Fatal("a private half was accepted for a thumbprint it does not have")
+	}
+	// Read as a generated key's (by kid), an imported key's half is refused.
+	if _, err := parsePrivate(der, "legacy", "ES256"); err == nil {
+		t.Fatal("an imported key's private half was accepted by its chosen kid")
+	}
+	if _, err := parsePrivate(der, tp, "ES256"); err != nil {
+		t.Fatal(err)
 	}
 }
 

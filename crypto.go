@@ -125,9 +125,15 @@ func publicJWKAs(pub crypto.PublicKey, alg, kid string) (string, []byte, error) 
 }
 
 // parsePrivate decodes a stored PKCS#8 private half and checks that it is
+// the key its kid names (a generated key's kid is its thumbprint).
+func parsePrivate(pkcs8 []byte, kid, alg string) (crypto.Signer, error) {
+	return parsePrivateAs(pkcs8, kid, kid, alg)
+}
+
+// parsePrivateAs decodes a stored PKCS#8 private half and checks that it is
 // the key its thumbprint names, so a mixed-up storage entry can never sign.
 // kid names the key in errors.
-func parsePrivate(pkcs8 []byte, kid, thumbprint, alg string) (crypto.Signer, error) {
+func parsePrivateAs(pkcs8 []byte, kid, thumbprint, alg string) (crypto.Signer, error) {
 	k, err := x509.ParsePKCS8PrivateKey(pkcs8)
 	if err != nil {
 		return nil, fmt.Errorf("decode private key %s: %w", kid, err)
@@ -211,7 +217,7 @@ func (b *backend) joseSigner(ctx context.Context, s logical.Storage, ring string
 		if p == nil {
 			return nil, fmt.Errorf("ring %q: private half of active key %s is missing", ring, key.KID)
 		}
-		priv, err := parsePrivate(p.PKCS8, key.KID, id, key.Alg)
+		priv, err := parsePrivateAs(p.PKCS8, key.KID, id, key.Alg)
 		if err != nil {
 			return nil, err
 		}

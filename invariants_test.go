@@ -353,7 +353,7 @@ func TestInvariantSecrecy(t *testing.T) {
 			t.Fatal(err)
 		}
 		secrets = append(secrets, base64.StdEncoding.EncodeToString(p.PKCS8)[20:60])
-		priv, err := parsePrivate(p.PKCS8, p.KID, p.thumbprint(), p.Alg)
+		priv, err := parsePrivateAs(p.PKCS8, p.KID, p.thumbprint(), p.Alg)
 		if err != nil {
 			t.Fatal(err)
 		}
