@@ -6,6 +6,7 @@ package jwtrotor
 
 import (
 	"context"
+	"crypto/rsa"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -28,9 +29,11 @@ type backend struct {
 	logger hclog.Logger
 
 	// clock is the schedule clock (clock.go); every reading of time goes
-	// through it. keys makes new key pairs; tests replace both.
-	clock *scheduleClock
-	keys  keySource
+	// through it. keys makes new key pairs, wrapKeys the import wrapping
+	// key; tests replace all three.
+	clock    *scheduleClock
+	keys     keySource
+	wrapKeys wrappingKeySource
 
 	// writeLock serialises every storage write of the mount, which also makes
 	// cross-object checks (role against ring against config) hold under
@@ -50,6 +53,8 @@ type backend struct {
 	roles    map[string]*roleEntry
 	signers  map[string]*cachedSigner
 	jwks     map[string]*renderedJWKS
+	// wrapping is the parsed import wrapping key (wrapping.go), once read.
+	wrapping *rsa.PrivateKey
 	// gen counts changes of the state documents are rendered from; a
 	// document rendered from an older generation is never cached.
 	gen uint64
@@ -91,7 +96,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 func newBackend(src clockSource) *backend {
 	b := &backend{
-		clock: newScheduleClock(src), keys: generateKey,
+		clock: newScheduleClock(src), keys: generateKey, wrapKeys: generateWrappingKey,
 		tracker: newVerifierTracker(), manualKIDs: map[string]bool{}, undeleted: map[string]bool{},
 	}
 	b.metrics = newMetrics(b)
@@ -108,11 +113,13 @@ func newBackend(src clockSource) *backend {
 			},
 			SealWrapStorage: []string{
 				privatePrefix,
+				wrappingPrefix,
 			},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
 			pathKeys(b),
+			pathAdopt(b),
 			pathRoles(b),
 			[]*framework.Path{pathSign(b), pathVerifiers(b), pathMetrics(b)},
 			pathClock(b),
@@ -243,6 +250,7 @@ func (b *backend) resetCache() {
 	b.roles = map[string]*roleEntry{}
 	b.signers = map[string]*cachedSigner{}
 	b.jwks = map[string]*renderedJWKS{}
+	b.wrapping = nil
 	b.gen++
 	b.sweptRings = map[string]bool{}
 }
@@ -259,8 +267,10 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.jwks = map[string]*renderedJWKS{}
 		b.gen++
 	case strings.HasPrefix(key, privatePrefix):
-		kid := key[strings.LastIndex(key, "/")+1:]
-		delete(b.signers, kid)
+		id := key[strings.LastIndex(key, "/")+1:]
+		delete(b.signers, id)
+	case key == wrappingPath:
+		b.wrapping = nil
 	}
 }
 

@@ -33,6 +33,8 @@ var hostileWritablePaths = []string{
 	"keys/k/rotate",
 	"keys/k/revoke",
 	"keys/k/rollback",
+	"keys/new/import", // an import creates a ring
+	"keys/k/trust",
 	"roles/r",   // an existing role (update)
 	"roles/new", // a new role (create)
 	"sign/r",

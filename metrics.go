@@ -22,6 +22,7 @@ type metrics struct {
 	rollbacks      *prometheus.CounterVec
 	maintenanceErr *prometheus.CounterVec
 	gateDelays     *prometheus.CounterVec
+	adopted        *prometheus.CounterVec
 
 	// signedKids maps ring and kid to the kid's signing counter, so the
 	// sign path does not hash labels, and so the series of kids that left
@@ -50,6 +51,7 @@ func newMetrics(b *backend) *metrics {
 	m.rollbacks = counter("rollbacks_total", "Rollbacks, per ring.", "ring")
 	m.maintenanceErr = counter("maintenance_failures_total", "Failed maintenance passes, per ring (ring=\"(mount)\" for failures of the whole pass).", "ring")
 	m.gateDelays = counter("activation_gate_delays_total", "Times the verifier gate delayed an activation, per ring.", "ring")
+	m.adopted = counter("keys_adopted_total", "Keys an adopted issuer brought, per ring and origin (imported: a signing key; trusted: a verify-only public key).", "ring", "origin")
 	m.panics = counter("panics_total", "Panics recovered, per place (request, existence check, periodic, invalidate); each failed one request or pass and nothing else.", "in")
 	m.clockSteps = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "jwt_rotor", Name: "clock_steps_held_total", Help: "Forward steps of the wall clock, unexplained by elapsed time, that made the key schedule hold."})
 	m.reg.MustRegister(m.clockSteps)
@@ -102,7 +104,7 @@ func (m *metrics) forgetRing(ring string) {
 	m.signedMu.Lock()
 	delete(m.signedKids, ring)
 	m.signedMu.Unlock()
-	for _, v := range []*prometheus.CounterVec{m.signed, m.rotations, m.revocations, m.rollbacks, m.maintenanceErr, m.gateDelays} {
+	for _, v := range []*prometheus.CounterVec{m.signed, m.rotations, m.revocations, m.rollbacks, m.maintenanceErr, m.gateDelays, m.adopted} {
 		v.DeletePartialMatch(prometheus.Labels{"ring": ring})
 	}
 	m.jwksRequests.DeleteLabelValues(ring)
@@ -122,6 +124,8 @@ var (
 	descCoverage     = gaugeDesc("jwt_rotor_verifier_coverage", "Share of declared verifiers whose last JWKS holds the ring's pending key.", []string{"ring"}, nil)
 	descStale        = gaugeDesc("jwt_rotor_stale_verifiers", "Declared verifiers without the ring's pending key, or not seen within the window.", []string{"ring"}, nil)
 	descTracked      = gaugeDesc("jwt_rotor_tracked_clients", "JWKS fetchers tracked in memory on this node.", nil, nil)
+	descImported     = gaugeDesc("jwt_rotor_imported_key_seconds_to_retirement", "Seconds until an imported key stops signing (its successor activates); verifiers that pinned it must use the JWKS by then. Present while it signs.", []string{"ring", "kid"}, nil)
+	descTrusted      = gaugeDesc("jwt_rotor_trusted_key_seconds_to_expiry", "Seconds until a trusted key of an adopted issuer leaves the JWKS.", []string{"ring", "kid"}, nil)
 	descHeld         = gaugeDesc("jwt_rotor_schedule_held_seconds", "How far the key schedule is held behind this node's wall clock after an unexplained forward step (0: not held).", nil, nil)
 )
 
@@ -134,7 +138,7 @@ func gaugeDesc(name, help string, labels []string, constLabels prometheus.Labels
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descKeyAge, descNextRotation, descNextRemoval, descPublished, descActive, descCoverage, descStale, descTracked, descHeld} {
+	for _, d := range []*prometheus.Desc{descKeyAge, descNextRotation, descNextRemoval, descPublished, descActive, descCoverage, descStale, descTracked, descHeld, descImported, descTrusted} {
 		ch <- d
 	}
 }
@@ -166,10 +170,20 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				published++
 				ch <- prometheus.MustNewConstMetric(descKeyAge, prometheus.GaugeValue, float64(now-k.PublishAt), name, k.KID, st)
 			}
+			if k.Imported && st == stateActive && k.RetireAt != 0 {
+				ch <- prometheus.MustNewConstMetric(descImported, prometheus.GaugeValue, float64(k.RetireAt-now), name, k.KID)
+			}
+		}
+		for i := range r.Trusted {
+			if t := &r.Trusted[i]; t.published(now) {
+				published++
+				ch <- prometheus.MustNewConstMetric(descKeyAge, prometheus.GaugeValue, float64(now-t.AddedAt), name, t.KID, "trusted")
+				ch <- prometheus.MustNewConstMetric(descTrusted, prometheus.GaugeValue, float64(t.ExpiresAt-now), name, t.KID)
+			}
 		}
 		ch <- prometheus.MustNewConstMetric(descPublished, prometheus.GaugeValue, float64(published), name)
 		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(active), name)
-		if t := nextRemoval(r.Keys, now); t != forever {
+		if t := ringNextRemoval(r, now); t != forever {
 			ch <- prometheus.MustNewConstMetric(descNextRemoval, prometheus.GaugeValue, float64(t-now), name)
 		}
 		if r.DeletedAt != 0 {

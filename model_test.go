@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -77,31 +78,73 @@ func TestModel(t *testing.T) {
 	elapsed := time.Since(start)
 	t.Logf("model: %d sequences, %d steps in %s (%.0f µs a step)", seqs.Load(), steps.Load(), elapsed.Round(time.Second),
 		float64(elapsed.Microseconds())*float64(*modelWorkers)/float64(max(steps.Load(), 1)))
+	s := &modelAdoptStats
+	t.Logf("model: imports drawn %d (accepted %d), trusts drawn %d (accepted %d), tokens signed by imported keys %d",
+		s.imports.Load(), s.importsOK.Load(), s.trusts.Load(), s.trustsOK.Load(), s.importedTokens.Load())
 	if seqs.Load() == 0 {
 		t.Fatal("the model ran no sequence")
 	}
 }
 
 // TestModelRegressions replays every failing sequence the model test ever
-// kept: testdata/rapid/regressions/ holds one per defect it found, each
-// named after it (a new failure lands under testdata/rapid/TestModel_*/,
-// and replays there too until it is moved).
+// kept: testdata/rapid/regressions/<set>/ holds one per defect it found,
+// each named after it, drawn with the actions of <set> (a new failure lands
+// under testdata/rapid/TestModel_*/, and replays there too until it is
+// moved to the newest set).
 func TestModelRegressions(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "rapid", "*", "*.fail"))
-	if err != nil {
-		t.Fatal(err)
+	var files []string
+	for _, pattern := range []string{"*", filepath.Join("regressions", "*")} {
+		found, err := filepath.Glob(filepath.Join("testdata", "rapid", pattern, "*.fail"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, found...)
+	}
+	if len(files) == 0 {
+		t.Fatal("no kept sequence found")
 	}
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		set := actionSets[len(actionSets)-1]
+		if dir := filepath.Dir(f); filepath.Base(filepath.Dir(dir)) == "regressions" {
+			set = filepath.Base(dir)
+		}
+		t.Run(set+"/"+filepath.Base(f), func(t *testing.T) {
 			setFlag(t, "rapid.steps", modelSteps)
 			setFlag(t, "rapid.failfile", f)
 			setFlag(t, "rapid.checks", "1")
 			rapid.Check(t, func(rt *rapid.T) {
 				m := newModel(rt)
-				rt.Repeat(m.actions())
+				rt.Repeat(m.actionsOf(t, set))
 			})
 		})
 	}
+}
+
+// actionSets name the model's action sets, oldest first. rapid draws an
+// action by its place among the names, so a new action changes what a kept
+// sequence replays: each action added after the first set names the set it
+// came in (actionAddedIn), and a kept sequence replays with the actions of
+// its set.
+var actionSets = []string{"base", "adopt"}
+
+var actionAddedIn = map[string]string{
+	"Import": "adopt",
+	"Trust":  "adopt",
+}
+
+// actionsOf is the model's actions as they were in the set named.
+func (m *model) actionsOf(t *testing.T, set string) map[string]func(*rapid.T) {
+	at := slices.Index(actionSets, set)
+	if at < 0 {
+		t.Fatalf("testdata/rapid/regressions/%s: no such action set (actionSets)", set)
+	}
+	all := m.actions()
+	for name := range all {
+		if added, ok := actionAddedIn[name]; ok && slices.Index(actionSets, added) > at {
+			delete(all, name)
+		}
+	}
+	return all
 }
 
 // Names the model draws from: few, so that operations meet.
@@ -191,6 +234,7 @@ type model struct {
 	steps  int
 	tokens []*modelToken
 	gone   map[string]bool  // kids revoked or forgotten: never served again
+	adopt  *modelAdopt      // departed keys in order, and public keys seen
 	active map[string]int64 // when each ring was first seen with an active key
 	prev   map[string]*ringEntry
 	jump   time.Duration // a forward step not yet corrected
@@ -211,6 +255,7 @@ func newModel(t *rapid.T) *model {
 	m := &model{
 		t: t, s: &modelStorage{}, clock: &fakeClock{now: testStart}, keys: sharedKeys.source(),
 		gone: map[string]bool{}, active: map[string]int64{}, prev: map[string]*ringEntry{},
+		adopt: newModelAdopt(),
 	}
 	m.a = m.start("active")
 	m.b = m.start("standby")
@@ -226,6 +271,7 @@ func (m *model) start(name string) *modelNode {
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})
 	b := newBackend(m.clock)
 	b.keys = m.keys
+	b.wrapKeys = testWrapKeys
 	if err := b.Setup(context.Background(), conf); err != nil {
 		m.t.Fatal(err)
 	}
@@ -268,6 +314,8 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"Crash":         m.crash,
 		"Fetch":         m.fetch,
 		"SignOnStandby": m.signOnStandby,
+		"Import":        m.importKey,
+		"Trust":         m.trustKey,
 		"":              m.check,
 	}
 }
@@ -637,10 +685,21 @@ func (m *model) record(n *modelNode, role string, data map[string]any) {
 	}
 	jwk, _ := keys[0].MarshalJSON()
 	ring := m.ring(m.roleRing(role, n))
+	signer := false
 	for _, k := range ring.Keys {
-		if k.KID == kid && k.ActivateAt < k.PublishAt+k.Lead && !k.Forced {
-			m.t.Fatalf("key %s signs %ds after publication, before its lead (%ds), and is not recorded as forced", kid, k.ActivateAt-k.PublishAt, k.Lead)
+		if k.KID == kid && k.ActivateAt < k.PublishAt+k.Lead && !k.leadWaived() {
+			m.t.Fatalf("key %s signs %ds after publication, before its lead (%ds), and is not recorded as forced or imported", kid, k.ActivateAt-k.PublishAt, k.Lead)
 		}
+		if k.KID == kid {
+			signer = true
+			if k.Imported {
+				modelAdoptStats.importedTokens.Add(1)
+			}
+		}
+	}
+	// Trusted keys never sign: the signer is one of the ring's own keys.
+	if !signer {
+		m.t.Fatalf("token signed by %s, which is not a signing key of ring %s (trusted: %v)", kid, ring.Name, m.trustedKIDs(ring.Name))
 	}
 	m.tokens = append(m.tokens, &modelToken{ring: ring.Name, kid: kid, jwk: jwk, signedAt: sched,
 		iat: data["issued_at"].(int64), exp: data["expires_at"].(int64), ahead: sched > m.a.b.clock.read().Schedule})
@@ -662,6 +721,7 @@ func (m *model) pickKID(t *rapid.T, ring string) string {
 			kids = append(kids, k.KID)
 		}
 	}
+	kids = append(kids, m.trustedKIDs(ring)...)
 	return kids[rapid.IntRange(0, 15).Draw(t, "kid-index")%len(kids)]
 }
 
@@ -770,7 +830,11 @@ func (m *model) crash(t *rapid.T) {
 	m.s.failAt = m.s.writes + rapid.IntRange(1, 4).Draw(t, "failing-write")
 	m.s.mu.Unlock()
 	m.faulted = true
-	switch rapid.IntRange(0, 4).Draw(t, "operation") {
+	switch rapid.IntRange(0, 6).Draw(t, "operation") {
+	case 5:
+		m.importKey(t)
+	case 6:
+		m.trustKey(t)
 	case 0:
 		m.rotate(t)
 	case 1:
@@ -859,6 +923,8 @@ func (m *model) check(t *rapid.T) {
 		}
 	}
 	m.checkHistory(rings)
+	m.trackDepartures(rings)
+	m.checkIdentities(rings)
 	var bodies [2][]byte
 	var times [2]int64
 	for i, n := range []*modelNode{m.a, m.b} {
@@ -982,6 +1048,13 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 						want = append(want, r.Keys[i].KID)
 					}
 				}
+				// Trusted keys: from their write until expires_at.
+				for i := range r.Trusted {
+					if t := &r.Trusted[i]; t.AddedAt <= now && now < t.ExpiresAt {
+						want = append(want, t.KID)
+						removal = min(removal, t.ExpiresAt)
+					}
+				}
 				removal = min(removal, nextRemoval(r.Keys, now))
 			}
 		}
@@ -997,7 +1070,7 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 			m.t.Fatalf("%s at %d: %s serves %v, but the stored timestamps publish %v", n.name, now, path, got, want)
 		}
 		for _, k := range got {
-			if m.gone[k] {
+			if m.protected(k) {
 				m.t.Fatalf("%s: %s serves %s, which was revoked or forgotten", n.name, path, k)
 			}
 		}
@@ -1073,7 +1146,7 @@ func (m *model) checkPrivates() {
 		}
 		for i := range r.Keys {
 			if needsPrivate(r.Keys, i, r.schedule(), now) {
-				want[privatePath(name, r.Keys[i].KID)] = true
+				want[privatePath(name, r.Keys[i].storeID())] = true
 			}
 		}
 	}

@@ -300,10 +300,22 @@ func render(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {
 				lastChange = max(lastChange, k.RemoveAt)
 			}
 		}
-		if t := nextBoundary(r.Keys, now); t < doc.validUntil {
+		for i := range r.Trusted {
+			t := &r.Trusted[i]
+			if t.published(now) {
+				keys = append(keys, t.PublicJWK)
+				doc.kids = append(doc.kids, t.KID)
+				algs[t.Alg] = true
+				lastChange = max(lastChange, t.AddedAt)
+			}
+			if t.ExpiresAt <= now {
+				lastChange = max(lastChange, t.ExpiresAt)
+			}
+		}
+		if t := ringNextBoundary(r, now); t < doc.validUntil {
 			doc.validUntil = t
 		}
-		if t := nextRemoval(r.Keys, now); t < doc.nextRemoval {
+		if t := ringNextRemoval(r, now); t < doc.nextRemoval {
 			doc.nextRemoval = t
 		}
 		if r.DeletedAt == 0 && (doc.staleIfError < 0 || r.PublishLead < doc.staleIfError) {

@@ -47,47 +47,13 @@ func pathKeys(b *backend) []*framework.Path {
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "key",
 			},
-			Fields: map[string]*framework.FieldSchema{
+			Fields: withRingSettings(map[string]*framework.FieldSchema{
 				"name": nameField,
-				"algorithm": {
-					Type:        framework.TypeString,
-					Default:     "RS256",
-					Description: "Signing algorithm: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA. A change applies to newly generated keys only; each kid keeps its algorithm for life.",
-				},
-				"rsa_bits": {
-					Type:        framework.TypeInt,
-					Default:     defaultRSABits,
-					Description: "RSA modulus size for RS* and PS* algorithms: 2048, 3072 or 4096.",
-				},
-				"rotation_period": {
-					Type:        framework.TypeDurationSecond,
-					Default:     durationDefault(defaultRotationPeriod),
-					Description: "How long each key signs before its successor takes over. At least 10s.",
-				},
-				"verification_ttl": {
-					Type:        framework.TypeDurationSecond,
-					Default:     durationDefault(defaultVerificationTTL),
-					Description: "How long a key stays in the JWKS after it stops signing. At least the longest max_ttl of the roles using the ring plus 60s.",
-				},
-				"publish_lead": {
-					Type:        framework.TypeDurationSecond,
-					Description: "How long a key is in the JWKS before it may sign. Defaults to rotation_period; at least 2 x jwks_max_age. Cover the slowest verifier's refresh interval.",
-				},
-				"min_verifier_coverage": {
-					Type:        framework.TypeFloat,
-					Default:     0,
-					Description: "Activation gate: share (0 to 1) of declared verifiers that must hold a pending key before it activates. 0 turns the gate off.",
-				},
-				"max_activation_delay": {
-					Type:        framework.TypeDurationSecond,
-					Default:     durationDefault(0),
-					Description: "Activation gate: the longest a pending key may wait for verifier coverage; at most rotation_period.",
-				},
 				"force": {
 					Type:        framework.TypeBool,
 					Description: "On delete only: remove the ring's keys from the JWKS at once instead of at their remove_at.",
 				},
-			},
+			}),
 			ExistenceCheck: b.ringExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation:   op(b.pathKeyRead, "read", "key", "Read a ring's settings and its keys' states.", ringAnswer),
@@ -101,6 +67,55 @@ func pathKeys(b *backend) []*framework.Path {
 	}...)
 }
 
+// ringSettingFields are the settings of a ring, written to keys/<name> and
+// given to an import (keys/<name>/import) that creates one.
+func ringSettingFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"algorithm": {
+			Type:        framework.TypeString,
+			Default:     "RS256",
+			Description: "Signing algorithm: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA. A change applies to newly generated keys only; each kid keeps its algorithm for life.",
+		},
+		"rsa_bits": {
+			Type:        framework.TypeInt,
+			Default:     defaultRSABits,
+			Description: "RSA modulus size for RS* and PS* algorithms: 2048, 3072 or 4096.",
+		},
+		"rotation_period": {
+			Type:        framework.TypeDurationSecond,
+			Default:     durationDefault(defaultRotationPeriod),
+			Description: "How long each key signs before its successor takes over. At least 10s.",
+		},
+		"verification_ttl": {
+			Type:        framework.TypeDurationSecond,
+			Default:     durationDefault(defaultVerificationTTL),
+			Description: "How long a key stays in the JWKS after it stops signing. At least the longest max_ttl of the roles using the ring plus 60s.",
+		},
+		"publish_lead": {
+			Type:        framework.TypeDurationSecond,
+			Description: "How long a key is in the JWKS before it may sign. Defaults to rotation_period; at least 2 x jwks_max_age. Cover the slowest verifier's refresh interval.",
+		},
+		"min_verifier_coverage": {
+			Type:        framework.TypeFloat,
+			Default:     0,
+			Description: "Activation gate: share (0 to 1) of declared verifiers that must hold a pending key before it activates. 0 turns the gate off.",
+		},
+		"max_activation_delay": {
+			Type:        framework.TypeDurationSecond,
+			Default:     durationDefault(0),
+			Description: "Activation gate: the longest a pending key may wait for verifier coverage; at most rotation_period.",
+		},
+	}
+}
+
+// withRingSettings adds the ring settings to fields.
+func withRingSettings(fields map[string]*framework.FieldSchema) map[string]*framework.FieldSchema {
+	for k, v := range ringSettingFields() {
+		fields[k] = v
+	}
+	return fields
+}
+
 // ringAnswer is what reads and writes of keys/<name> answer: the settings as
 // written, then computed state.
 var ringAnswer = map[string]*framework.FieldSchema{
@@ -111,7 +126,8 @@ var ringAnswer = map[string]*framework.FieldSchema{
 	"publish_lead":          {Type: framework.TypeDurationSecond, Description: "How long a key is in the JWKS before it may sign (seconds).", Required: true},
 	"min_verifier_coverage": {Type: framework.TypeFloat, Description: "Activation gate: share of declared verifiers that must hold a pending key.", Required: true},
 	"max_activation_delay":  {Type: framework.TypeDurationSecond, Description: "Activation gate: the longest a pending key may wait (seconds).", Required: true},
-	"signing_keys":          {Type: framework.TypeSlice, Description: "Every key: kid, alg, state, publish_at, activate_at, retire_at, remove_at, revoked_at (Unix seconds, 0 = not scheduled), forced, gate_note.", Required: true},
+	"signing_keys":          {Type: framework.TypeSlice, Description: "Every key: kid, alg, thumbprint (RFC 7638; the kid unless the key was imported under another), state, publish_at, activate_at, retire_at, remove_at, revoked_at (Unix seconds, 0 = not scheduled), forced, imported, gate_note.", Required: true},
+	"trusted_keys":          {Type: framework.TypeSlice, Description: "Verify-only public keys of an adopted issuer (keys/<name>/trust): kid, alg, thumbprint, added_at, expires_at (Unix seconds). Published until expires_at; they never sign.", Required: true},
 	"active_kid":            {Type: framework.TypeString, Description: "The kid that signs now (\"\" before the first activation).", Required: true},
 	"pending_kid":           {Type: framework.TypeString, Description: "The kid that activates next.", Required: true},
 	"next_rotation":         {Type: framework.TypeInt64, Description: "When the pending key activates (Unix seconds, 0 = none pending).", Required: true},
@@ -171,6 +187,8 @@ func ringData(r *ringEntry, now int64) map[string]any {
 		keys = append(keys, map[string]any{
 			"kid":         k.KID,
 			"alg":         k.Alg,
+			"thumbprint":  k.thumbprint(),
+			"imported":    k.Imported,
 			"state":       st,
 			"publish_at":  k.PublishAt,
 			"activate_at": k.ActivateAt,
@@ -188,7 +206,15 @@ func ringData(r *ringEntry, now int64) map[string]any {
 			nextRotation = k.ActivateAt
 		}
 	}
+	trusted := make([]map[string]any, 0, len(r.Trusted))
+	for i := range r.Trusted {
+		t := &r.Trusted[i]
+		trusted = append(trusted, map[string]any{
+			"kid": t.KID, "alg": t.Alg, "thumbprint": t.Thumbprint, "added_at": t.AddedAt, "expires_at": t.ExpiresAt,
+		})
+	}
 	return map[string]any{
+		"trusted_keys":          trusted,
 		"min_verifier_coverage": r.MinVerifierCoverage,
 		"max_activation_delay":  r.MaxActivationDelay,
 		"algorithm":             r.Algorithm,
@@ -219,16 +245,50 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 	if old != nil && old.DeletedAt != 0 {
 		return respond(refuse("name", "ring %q was deleted and its keys stay in the JWKS until %s; choose another name, or delete it with force=true to drop them at once", name, fmtTime(lastRemoval(old))))
 	}
-	r := &ringEntry{
-		Version: schemaVersion, Name: name, Algorithm: "RS256", RSABits: defaultRSABits,
-		RotationPeriod: defaultRotationPeriod, VerificationTTL: defaultVerificationTTL, CreatedAt: now,
-	}
-	leadSet := false
+	r := newRing(name, now)
 	if old != nil {
 		r = old.clone()
 		r.Version = schemaVersion
-		leadSet = true
 	}
+	readRingSettings(r, d, old != nil)
+	if err := b.checkRingSettings(snap, r); err != nil {
+		return respond(err)
+	}
+
+	res := settingsOp(old, r, now)
+	field := "rotation_period"
+	if res.ActivatesAt != 0 || old == nil {
+		field = "algorithm"
+	}
+	if err := checkBounds(snap, r, now, field); err != nil {
+		return respond(err)
+	}
+	warnings, _, err := b.commitRing(ctx, req.Storage, old, r, now)
+	if err != nil {
+		return nil, err
+	}
+	resp := &logical.Response{Data: ringData(r, now)}
+	if res.ActivatesAt != 0 {
+		resp.AddWarning(fmt.Sprintf("the first %s key %s activates at %s; keys generated before keep their algorithm until they retire", r.Algorithm, kidActivatingAt(r, res.ActivatesAt), fmtTime(res.ActivatesAt)))
+	}
+	for _, w := range append(res.Warnings, warnings...) {
+		resp.AddWarning(w)
+	}
+	return resp, nil
+}
+
+// newRing is a ring with the default settings, created at now.
+func newRing(name string, now int64) *ringEntry {
+	return &ringEntry{
+		Version: schemaVersion, Name: name, Algorithm: "RS256", RSABits: defaultRSABits,
+		RotationPeriod: defaultRotationPeriod, VerificationTTL: defaultVerificationTTL, CreatedAt: now,
+	}
+}
+
+// readRingSettings sets the settings d gives on r. publish_lead defaults to
+// rotation_period when a ring is created; an existing ring keeps its own.
+func readRingSettings(r *ringEntry, d *framework.FieldData, exists bool) {
+	leadSet := exists
 	if v, ok := d.GetOk("algorithm"); ok {
 		r.Algorithm = v.(string)
 	}
@@ -254,30 +314,6 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 	if v, ok := d.GetOk("max_activation_delay"); ok {
 		r.MaxActivationDelay = int64(v.(int))
 	}
-	if err := b.checkRingSettings(snap, r); err != nil {
-		return respond(err)
-	}
-
-	res := settingsOp(old, r, now)
-	field := "rotation_period"
-	if res.ActivatesAt != 0 || old == nil {
-		field = "algorithm"
-	}
-	if err := checkBounds(snap, r, now, field); err != nil {
-		return respond(err)
-	}
-	warnings, _, err := b.commitRing(ctx, req.Storage, old, r, now)
-	if err != nil {
-		return nil, err
-	}
-	resp := &logical.Response{Data: ringData(r, now)}
-	if res.ActivatesAt != 0 {
-		resp.AddWarning(fmt.Sprintf("the first %s key %s activates at %s; keys generated before keep their algorithm until they retire", r.Algorithm, kidActivatingAt(r, res.ActivatesAt), fmtTime(res.ActivatesAt)))
-	}
-	for _, w := range append(res.Warnings, warnings...) {
-		resp.AddWarning(w)
-	}
-	return resp, nil
 }
 
 // checkRingSettings validates a ring's settings against their bounds, the
@@ -331,12 +367,17 @@ func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) error {
 	return nil
 }
 
+// lastRemoval is when the last key of r, signing or trusted, leaves the
+// JWKS (0: none is scheduled to).
 func lastRemoval(r *ringEntry) int64 {
 	var t int64
 	for i := range r.Keys {
 		if rm := r.Keys[i].RemoveAt; rm > t && !r.Keys[i].revoked() {
 			t = rm
 		}
+	}
+	for i := range r.Trusted {
+		t = max(t, r.Trusted[i].ExpiresAt)
 	}
 	return t
 }
@@ -365,7 +406,7 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	}
 	now := b.now()
 	if force {
-		warnings, err := b.dropRing(ctx, req.Storage, old)
+		warnings, err := b.dropRing(ctx, req.Storage, old, now)
 		if err != nil {
 			return nil, err
 		}
@@ -377,9 +418,9 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	}
 	r := old.clone()
 	deleteOp(r, now)
-	if !anyPublished(r.Keys, now) || lastRemoval(r) <= now {
+	if !ringPublished(r, now) || lastRemoval(r) <= now {
 		// Nothing ever signed: no token can need these keys.
-		warnings, err := b.dropRing(ctx, req.Storage, old)
+		warnings, err := b.dropRing(ctx, req.Storage, old, now)
 		if err != nil {
 			return nil, err
 		}

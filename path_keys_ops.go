@@ -53,7 +53,7 @@ func pathKeyOps(b *backend, nameField *framework.FieldSchema) []*framework.Path 
 		ringOpPath(nameField, "revoke", map[string]*framework.FieldSchema{
 			"kid": {
 				Type:        framework.TypeString,
-				Description: "The kid to take out of signing and the JWKS at once.",
+				Description: "The kid to take out of signing and the JWKS at once (a signing key or a trusted key of the ring).",
 				Required:    true,
 			},
 		}, writeOp(b.pathRevoke, "revoke", "key", "Take a key out of signing and the JWKS at once.", withAnswer(map[string]*framework.FieldSchema{
@@ -238,7 +238,8 @@ Takes kid out of signing and the JWKS at once; it never comes back. Revoking
 the active key promotes the next key at once (forced, if its lead is not
 complete). Revoking the next pending key gives its slot to the key after it.
 A revocation is never refused for a bound; revoked keys stay listed as
-tombstones for verification_ttl.
+tombstones for verification_ttl. The kid of a trusted key (keys/<name>/trust)
+removes it before its expires_at.
 `
 
 const pathRollbackHelpDesc = `

@@ -93,6 +93,13 @@ func TestResponsesMatchTheirSchemas(t *testing.T) {
 	e.clock.Step(time.Hour)
 	call(read, "clock", nil)
 	call(write, "clock/accept", nil)
+	// Adopting an issuer: the wrapping key, an import, a trusted key, and
+	// its early removal.
+	call(read, "wrapping_key", nil)
+	call(write, "keys/adopted/import", e.importData(newTestKey(t, "P-256"), map[string]any{"algorithm": "ES256", "kid": "legacy-1"}))
+	call(write, "keys/adopted/trust", map[string]any{"jwk": publicJWKMap(t, newTestKey(t, "Ed25519").Public(), "legacy-0", "EdDSA", nil), "expires_at": e.clock.Now().Unix() + 3600})
+	call(read, "keys/adopted", nil)
+	call(write, "keys/adopted/revoke", map[string]any{"kid": "legacy-0"})
 	call(del, "roles/r", nil)
 	call(write, "keys/gone", map[string]any{"algorithm": "EdDSA"})
 	call(del, "keys/gone", map[string]any{"force": true})

@@ -32,6 +32,10 @@ const forever int64 = math.MaxInt64
 
 func (k *signingKey) revoked() bool { return k.RevokedAt != 0 }
 
+// leadWaived reports whether k may sign before a full publish_lead in this
+// JWKS: it was forced, or imported (its verifiers trusted it before).
+func (k *signingKey) leadWaived() bool { return k.Forced || k.Imported }
+
 // signed reports whether k ever signed: it activated before any revocation.
 func (k *signingKey) signed() bool { return !k.revoked() || k.RevokedAt > k.ActivateAt }
 
@@ -234,7 +238,9 @@ func rollbackCandidate(keys []signingKey, sched ringSchedule, now int64) int {
 		if k.revoked() && !k.signed() {
 			continue // revoked while pending: never the previous signer
 		}
-		if k.revoked() || k.state(now) != stateRetiring || k.RollbackUsed || keys[a].RollbackUsed {
+		if k.revoked() || k.state(now) != stateRetiring || k.RollbackUsed || keys[a].RollbackUsed || k.Imported {
+			// An imported key's private half goes when it retires: its
+			// copy's life inside Vault ends there.
 			return -1
 		}
 		if now >= k.RetireAt+sched.RotationPeriod || !k.HasPrivate {
@@ -284,6 +290,46 @@ func nextBoundary(keys []signingKey, now int64) int64 {
 		}
 	}
 	return b
+}
+
+// ringNextBoundary is nextBoundary over a ring's signing and trusted keys.
+func ringNextBoundary(r *ringEntry, now int64) int64 {
+	b := nextBoundary(r.Keys, now)
+	for i := range r.Trusted {
+		for _, t := range []int64{r.Trusted[i].AddedAt, r.Trusted[i].ExpiresAt} {
+			if t > now && t < b {
+				b = t
+			}
+		}
+	}
+	return b
+}
+
+// ringNextRemoval is nextRemoval over a ring's signing and trusted keys.
+func ringNextRemoval(r *ringEntry, now int64) int64 {
+	b := nextRemoval(r.Keys, now)
+	for i := range r.Trusted {
+		if t := &r.Trusted[i]; t.published(now) && t.ExpiresAt < b {
+			b = t.ExpiresAt
+		}
+	}
+	return b
+}
+
+// ringPublished reports whether any key of r, signing or trusted, is in
+// the JWKS at now.
+func ringPublished(r *ringEntry, now int64) bool {
+	for i := range r.Keys {
+		if r.Keys[i].published(now) {
+			return true
+		}
+	}
+	for i := range r.Trusted {
+		if r.Trusted[i].published(now) {
+			return true
+		}
+	}
+	return false
 }
 
 // nextRemoval is the first scheduled removal of a published key after now.
@@ -342,6 +388,48 @@ func checkTransition(old, cur []signingKey, now int64) error {
 	return nil
 }
 
+// checkTrusted verifies a ring's trusted keys against their bounds, and
+// that no kid or thumbprint names two keys of the ring, signing or trusted.
+func checkTrusted(keys []signingKey, trusted []trustedKey) error {
+	if len(trusted) > maxTrustedKeys {
+		return fmt.Errorf("%d trusted keys, above %d", len(trusted), maxTrustedKeys)
+	}
+	seen := map[string]bool{}
+	claim := func(ids ...string) error {
+		for _, id := range ids {
+			if seen[id] {
+				return fmt.Errorf("kid or thumbprint %s names two keys", id)
+			}
+			seen[id] = true
+		}
+		return nil
+	}
+	for i := range keys {
+		k := &keys[i]
+		ids := []string{k.KID}
+		if k.Thumbprint != "" && k.Thumbprint != k.KID {
+			ids = append(ids, k.Thumbprint)
+		}
+		if err := claim(ids...); err != nil {
+			return err
+		}
+	}
+	for i := range trusted {
+		t := &trusted[i]
+		ids := []string{t.KID}
+		if t.Thumbprint != t.KID {
+			ids = append(ids, t.Thumbprint)
+		}
+		if err := claim(ids...); err != nil {
+			return err
+		}
+		if t.ExpiresAt <= t.AddedAt || t.ExpiresAt > t.AddedAt+maxTrustPeriod {
+			return fmt.Errorf("trusted key %s is published from %d to %d, outside its bound", t.KID, t.AddedAt, t.ExpiresAt)
+		}
+	}
+	return nil
+}
+
 // checkRing verifies the invariants every stored ring must satisfy. It runs
 // before every write, so a bug can refuse a write but never store a ring
 // that signs with two keys, with an unpublished key, or outside its overlap.
@@ -360,7 +448,7 @@ func checkRing(keys []signingKey, sched ringSchedule, now int64) error {
 		if lead == 0 {
 			lead = sched.PublishLead
 		}
-		if !k.Forced && k.ActivateAt < k.PublishAt+lead && k.ActivateAt > now {
+		if !k.leadWaived() && k.ActivateAt < k.PublishAt+lead && k.ActivateAt > now {
 			return fmt.Errorf("kid %s would activate before a full publish_lead", k.KID)
 		}
 		if k.RetireAt != 0 && k.RetireAt < k.ActivateAt && !k.revoked() {

@@ -18,6 +18,13 @@ const (
 	ringPrefix    = "rings/"
 	rolePrefix    = "roles/"
 	privatePrefix = "private/"
+	// historyPath is the mount's record of the keys that left its rings
+	// (history.go): public identifiers only.
+	historyPath = "history"
+	// wrappingPrefix holds the mount's import wrapping key pair (declared
+	// seal-wrapped, like private/).
+	wrappingPrefix = "wrapping/"
+	wrappingPath   = wrappingPrefix + "key"
 )
 
 // schemaVersion is written into every entry. Readers accept every version up
@@ -27,7 +34,14 @@ const (
 // Version 2 records each key's overlap (Overlap) and keeps revoked keys as
 // tombstones without their public key. Version 1 rings are read with each
 // key's overlap taken from its timestamps.
-const schemaVersion = 2
+//
+// Version 3 adds imported keys (Imported, and a Thumbprint when the kid was
+// chosen, their private half stored under the thumbprint), a ring's trusted
+// keys (Trusted), the mount's history entry and its wrapping key. A version 2
+// plugin would serve a ring without its trusted keys and fail to sign with
+// an imported key, so it must refuse these entries: hence the new version.
+// Version 1 and 2 entries read as before (no imported or trusted keys).
+const schemaVersion = 3
 
 type configEntry struct {
 	Version       int      `json:"version"`
@@ -60,6 +74,10 @@ type ringEntry struct {
 	// has forgotten, so Last-Modified never moves backwards.
 	LastRemoval int64        `json:"last_removal,omitempty"`
 	Keys        []signingKey `json:"keys"`
+	// Trusted are verify-only public keys of an issuer the ring adopted
+	// (keys/<name>/trust), published until their expires_at; they never
+	// sign.
+	Trusted []trustedKey `json:"trusted,omitempty"`
 }
 
 func (r *ringEntry) schedule() ringSchedule {
@@ -69,6 +87,7 @@ func (r *ringEntry) schedule() ringSchedule {
 func (r *ringEntry) clone() *ringEntry {
 	c := *r
 	c.Keys = append([]signingKey(nil), r.Keys...)
+	c.Trusted = append([]trustedKey(nil), r.Trusted...)
 	return &c
 }
 
@@ -88,8 +107,19 @@ type roleEntry struct {
 type privateEntry struct {
 	Version int    `json:"version"`
 	KID     string `json:"kid"`
-	Alg     string `json:"alg"`
-	PKCS8   []byte `json:"pkcs8"`
+	// Thumbprint is set when the kid is not the key's thumbprint (an
+	// imported key's chosen kid); the entry is stored under it.
+	Thumbprint string `json:"thumbprint,omitempty"`
+	Alg        string `json:"alg"`
+	PKCS8      []byte `json:"pkcs8"`
+}
+
+// thumbprint is the stored key's RFC 7638 thumbprint.
+func (p *privateEntry) thumbprint() string {
+	if p.Thumbprint != "" {
+		return p.Thumbprint
+	}
+	return p.KID
 }
 
 type clockEntry struct {
@@ -97,7 +127,9 @@ type clockEntry struct {
 	HighWater int64 `json:"high_water"`
 }
 
-func privatePath(ring, kid string) string { return privatePrefix + ring + "/" + kid }
+// privatePath is where a key's private half is stored: under its storeID,
+// which is its kid unless the kid was chosen at import.
+func privatePath(ring, id string) string { return privatePrefix + ring + "/" + id }
 
 // getJSON reads path into out; it returns false when the entry is absent.
 func getJSON(ctx context.Context, s logical.Storage, path string, out any) (bool, error) {
@@ -187,13 +219,13 @@ func readRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, 
 	return r, nil
 }
 
-func readPrivate(ctx context.Context, s logical.Storage, ring, kid string) (*privateEntry, error) {
+func readPrivate(ctx context.Context, s logical.Storage, ring, id string) (*privateEntry, error) {
 	p := &privateEntry{}
-	ok, err := getJSON(ctx, s, privatePath(ring, kid), p)
+	ok, err := getJSON(ctx, s, privatePath(ring, id), p)
 	if err != nil || !ok {
 		return nil, err
 	}
-	if err := checkVersion(privatePath(ring, kid), p.Version); err != nil {
+	if err := checkVersion(privatePath(ring, id), p.Version); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -239,7 +271,43 @@ type signingKey struct {
 	GateNote   string `json:"gate_note,omitempty"`
 	// HasPrivate says the private half is in storage.
 	HasPrivate bool `json:"has_private"`
+	// Imported records a key made outside the plugin and imported
+	// (keys/<name>/import): verifiers already trusted it, so it signed from
+	// its import without a lead here (like Forced, it waives the lead); it
+	// is never rolled back to, and its private half is deleted when it
+	// retires.
+	Imported bool `json:"imported,omitempty"`
+	// Thumbprint is the key's RFC 7638 thumbprint when its kid is another
+	// (an imported key's chosen kid); empty when the kid is the thumbprint.
+	// Tombstones keep it, so a revoked key is known by its key as well.
+	Thumbprint string `json:"thumbprint,omitempty"`
 
 	// rsaBits is the RSA size of a planned key, until it is made.
 	rsaBits int
 }
+
+// thumbprint is the key's RFC 7638 thumbprint.
+func (k *signingKey) thumbprint() string {
+	if k.Thumbprint != "" {
+		return k.Thumbprint
+	}
+	return k.KID
+}
+
+// storeID is where the key's private half is stored and cached.
+func (k *signingKey) storeID() string { return k.thumbprint() }
+
+// trustedKey is a verify-only public key of an issuer a ring adopted: it is
+// published from AddedAt until ExpiresAt, and never signs. Its JWK was
+// rebuilt from the parsed public key, never copied from the request.
+type trustedKey struct {
+	KID        string          `json:"kid"`
+	Alg        string          `json:"alg"`
+	Thumbprint string          `json:"thumbprint"`
+	PublicJWK  json.RawMessage `json:"public_jwk"`
+	AddedAt    int64           `json:"added_at"`
+	ExpiresAt  int64           `json:"expires_at"`
+}
+
+// published reports whether t belongs in the JWKS at now.
+func (t *trustedKey) published(now int64) bool { return t.AddedAt <= now && now < t.ExpiresAt }
