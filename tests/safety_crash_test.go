@@ -268,13 +268,30 @@ func (c *safCrash) iteration(i int, kind string) {
 		if err := safWaitMount(c.vc, c.mountPath+"/keys/ops", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		opsBefore = safReadRing(t, c.vc, c.mountPath, "ops")
-		activeBefore = opsBefore.inState("active")[0]
-		pendingBefore, _ = opsBefore.nextPending()
-		killsBefore := c.pluginKills()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		resp, err := c.vc.call(ctx, http.MethodPost, c.mountPath+"/keys/ops/rotate", map[string]any{"force": true})
-		cancel()
+		// The workload's forced rotations may have filled the ring to its
+		// key bound: the plugin then refuses this one with a 400 before it
+		// writes (so it does not reach the crash point) and names when a
+		// key leaves the JWKS. Wait until then and force again.
+		var resp *apiResponse
+		var err error
+		var killsBefore int
+		for attempt := 1; ; attempt++ {
+			opsBefore = safReadRing(t, c.vc, c.mountPath, "ops")
+			activeBefore = opsBefore.inState("active")[0]
+			pendingBefore, _ = opsBefore.nextPending()
+			killsBefore = c.pluginKills()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			resp, err = c.vc.call(ctx, http.MethodPost, c.mountPath+"/keys/ops/rotate", map[string]any{"force": true})
+			cancel()
+			until, full := safBoundRetryAt(err, resp)
+			if !full {
+				break
+			}
+			if attempt == 3 {
+				t.Fatalf("iteration %d: the forced rotation was refused for the key bound %d times: %s", i, attempt, resp.Body)
+			}
+			time.Sleep(time.Until(until) + time.Second)
+		}
 		if err == nil && resp.Status == http.StatusOK {
 			t.Fatalf("iteration %d: the rotation succeeded although the plugin should have died at %s: %s", i, kind, resp.Body)
 		}
@@ -499,4 +516,21 @@ func safFetchJWKS(t testing.TB, url string) fetchedJWKS {
 		t.Fatalf("GET %s: status %d: %s", url, resp.StatusCode, body)
 	}
 	return parseJWKS(t, url, resp, body)
+}
+
+// safBoundRetryAt reports whether a rotation was refused because the ring
+// is at its key bound, and the time the plugin names for a retry.
+func safBoundRetryAt(err error, resp *apiResponse) (time.Time, bool) {
+	if err != nil || resp == nil || resp.Status != http.StatusBadRequest || !strings.Contains(string(resp.Body), "above the limit of") {
+		return time.Time{}, false
+	}
+	_, after, ok := strings.Cut(string(resp.Body), "retry after ")
+	if !ok {
+		return time.Time{}, false
+	}
+	at, perr := time.Parse(time.RFC3339, strings.SplitN(after, ",", 2)[0])
+	if perr != nil {
+		return time.Time{}, false
+	}
+	return at, true
 }
