@@ -74,19 +74,10 @@ type signRequest struct {
 }
 
 func (b *backend) pathSign(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	snap, err := b.load(ctx, req.Storage)
-	if err != nil {
-		return nil, err
+	s, resp, err := b.newSigner(ctx, req, d.Get("role").(string))
+	if s == nil {
+		return resp, err
 	}
-	roleName := d.Get("role").(string)
-	role := snap.roles[roleName]
-	if role == nil {
-		return logical.ErrorResponse("role: no role %q; create it with vault write %sroles/%s", roleName, req.MountPoint, roleName), logical.ErrInvalidRequest
-	}
-	if snap.config.Issuer == "" {
-		return logical.ErrorResponse("issuer: not configured; set it first with vault write %sconfig issuer=<VAULT_ADDR>/v1/%s", req.MountPoint, strings.TrimSuffix(req.MountPoint, "/")), logical.ErrInvalidRequest
-	}
-	s := &signer{b: b, ctx: ctx, req: req, snap: snap, role: role}
 	if raw, ok := d.GetOk("batch_input"); ok {
 		for k := range signFields {
 			if _, set := req.Data[k]; set {
@@ -124,6 +115,30 @@ func (b *backend) pathSign(ctx context.Context, req *logical.Request, d *framewo
 	if v, ok := d.GetOk("ttl"); ok {
 		sr.ttl, sr.ttlSet = int64(v.(int)), true
 	}
+	return s.signOne(sr)
+}
+
+// newSigner looks up the role and checks what every token needs before its
+// own fields are read: the role exists and the issuer is set. With no signer
+// it returns the response and error to answer.
+func (b *backend) newSigner(ctx context.Context, req *logical.Request, roleName string) (*signer, *logical.Response, error) {
+	snap, err := b.load(ctx, req.Storage)
+	if err != nil {
+		return nil, nil, err
+	}
+	role := snap.roles[roleName]
+	if role == nil {
+		return nil, logical.ErrorResponse("role: no role %q; create it with vault write %sroles/%s", roleName, req.MountPoint, roleName), logical.ErrInvalidRequest
+	}
+	if snap.config.Issuer == "" {
+		return nil, logical.ErrorResponse("issuer: not configured; set it first with vault write %sconfig issuer=<VAULT_ADDR>/v1/%s", req.MountPoint, strings.TrimSuffix(req.MountPoint, "/")), logical.ErrInvalidRequest
+	}
+	return &signer{b: b, ctx: ctx, req: req, snap: snap, role: role}, nil, nil
+}
+
+// signOne signs a single token and answers it in the data envelope, with a
+// shortened ttl reported as a warning.
+func (s *signer) signOne(sr *signRequest) (*logical.Response, error) {
 	out, msg, err := s.sign(sr)
 	if err != nil {
 		return nil, err
