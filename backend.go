@@ -95,7 +95,7 @@ func newBackend(clock func() time.Time) *backend {
 			[]*framework.Path{pathConfig(b)},
 			pathKeys(b),
 			pathRoles(b),
-			[]*framework.Path{pathSign(b), pathVerifiers(b), pathMetrics(b)},
+			[]*framework.Path{pathSign(b), pathToken(b), pathVerifiers(b), pathMetrics(b)},
 			pathJWKS(b),
 		),
 		PeriodicFunc:   b.periodic,
@@ -125,6 +125,7 @@ func crudOperations(read, write, del framework.OperationFunc) map[logical.Operat
 // HandleRequest checks writes and deletes against their path's schema before the
 // framework sees them: an unknown field or a value of the wrong type is a
 // 400 that names the field and the fix, never a silently ignored parameter.
+// The query parameters of a token/<role> read are checked the same way.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	if req.Operation == logical.CreateOperation || req.Operation == logical.UpdateOperation || req.Operation == logical.DeleteOperation {
 		if p := b.Route(req.Path); p != nil {
@@ -132,6 +133,9 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 				return resp, logical.ErrInvalidRequest
 			}
 		}
+	}
+	if resp := checkTokenQuery(req); resp != nil {
+		return resp, logical.ErrInvalidRequest
 	}
 	return b.Backend.HandleRequest(ctx, req)
 }
@@ -371,7 +375,8 @@ Each key ring (keys/<name>) pre-publishes its next key in the JWKS for at least
 publish_lead before it signs, and keeps a retired key published for
 verification_ttl after its last token could have been issued. Roles
 (roles/<name>) say which ring signs, for which audiences and subjects, with
-which claims and TTLs; sign/<role> issues a token. The JWKS (jwks,
+which claims and TTLs; sign/<role> issues a token, and so does a read of
+token/<role> for roles with allow_token_read=true. The JWKS (jwks,
 .well-known/jwks.json) and the OpenID discovery document
 (.well-known/openid-configuration) are served without a token, with
 Cache-Control and ETag that follow the rotation schedule.
