@@ -377,3 +377,38 @@ func TestTokenReadFromVersion1Fixtures(t *testing.T) {
 		t.Fatalf("claims %v", claims)
 	}
 }
+
+// BenchmarkTokenRead mints through HandleRequest with a read of token/r,
+// beside a read of config, the cheapest authenticated read: the in-process
+// part of the ratio the load script measures through Vault.
+func BenchmarkTokenRead(b *testing.B) {
+	for _, a := range benchAlgs[:3] {
+		b.Run(a.alg, func(b *testing.B) {
+			e := benchEnv(b, a.alg, a.bits)
+			e.mustWrite("roles/r", map[string]any{"allow_token_read": true})
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				resp, err := e.b.HandleRequest(context.Background(), &logical.Request{
+					Operation: logical.ReadOperation, Path: "token/r", Storage: e.storage, EntityID: e.entity.ID, MountPoint: "jwt/",
+				})
+				if err != nil || resp.IsError() {
+					b.Fatal(err, respErr(resp))
+				}
+			}
+		})
+	}
+	b.Run("config read", func(b *testing.B) {
+		e := benchEnv(b, "ES256", 0)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			resp, err := e.b.HandleRequest(context.Background(), &logical.Request{
+				Operation: logical.ReadOperation, Path: "config", Storage: e.storage, EntityID: e.entity.ID, MountPoint: "jwt/",
+			})
+			if err != nil || resp.IsError() {
+				b.Fatal(err, respErr(resp))
+			}
+		}
+	})
+}
