@@ -125,7 +125,6 @@ func crudOperations(read, write, del framework.OperationFunc) map[logical.Operat
 // HandleRequest checks writes and deletes against their path's schema before the
 // framework sees them: an unknown field or a value of the wrong type is a
 // 400 that names the field and the fix, never a silently ignored parameter.
-// The query parameters of a token/<role> read are checked the same way.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	if req.Operation == logical.CreateOperation || req.Operation == logical.UpdateOperation || req.Operation == logical.DeleteOperation {
 		if p := b.Route(req.Path); p != nil {
@@ -134,6 +133,7 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 			}
 		}
 	}
+	// The query parameters of a token/<role> read, likewise.
 	if resp := checkTokenQuery(req); resp != nil {
 		return resp, logical.ErrInvalidRequest
 	}
