@@ -2,7 +2,14 @@
 #
 #   make dev        start a local Vault dev server with the plugin mounted at jwt/
 #   make dev-stop   stop it
-#   make test       unit tests, then acceptance tests against a real Vault server
+#   make test       unit tests, the model-based test (MODEL_BUDGET), acceptance
+#                   tests against a real Vault server, the Terraform provider's
+#                   tests, benchmarks run once, fuzz targets briefly, lint,
+#                   go mod verify and govulncheck
+#   make soak       the model-based test for SOAK (default 30m)
+#   make provider   build the Terraform provider into bin/terraform-provider-jwtrotor
+#   make testprovider  the provider's tests: real Terraform against a real Vault
+#   make provider-docs regenerate terraform-provider-jwtrotor/docs (terraform-plugin-docs)
 #   make fuzz       each fuzz target for FUZZTIME (default 60s)
 #   make vulncheck  govulncheck against a database built offline from golang.org/x/vulndb
 #
@@ -19,6 +26,10 @@ PLUGIN_NAME := vault-plugin-jwt-rotor
 MODULE      := github.com/jwt-rotor/vault-plugin-jwt-rotor
 PLUGIN_BIN  := bin/plugins/$(PLUGIN_NAME)
 VAULT_BIN   := bin/vault
+# The Terraform provider is a Go module of its own; the plugin's go.mod does
+# not depend on it.
+PROVIDER_DIR := terraform-provider-jwtrotor
+PROVIDER_BIN := bin/terraform-provider-jwtrotor
 
 # Extra flags: make testunit UNIT_FLAGS=-race, make testacc ACC_FLAGS='-v -run JWKS'.
 UNIT_FLAGS  ?=
@@ -32,11 +43,16 @@ FUZZTIME      ?= 60s
 TEST_FUZZTIME ?= 3s
 FUZZ_FLAGS    ?= -fuzzminimizetime=10s
 
-UNIT_CMD := $(GO) test -count=1 $(UNIT_FLAGS) ./...
+# The model-based test (model_test.go) runs in its own step, for a budget.
+MODEL_BUDGET ?= 2m
+SOAK         ?= 30m
+
+UNIT_CMD  := $(GO) test -count=1 -skip '^TestModel$$' $(UNIT_FLAGS) ./...
+
 ACC_CMD  := cd tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
-.PHONY: all vault plugin dev dev-stop test testunit testacc bench benchcheck fmt vet lint clean distclean
-.PHONY: fuzz modverify vulncheck
+.PHONY: all vault plugin dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
+.PHONY: fuzz modverify vulncheck provider testprovider provider-docs
 
 all: plugin
 
@@ -58,6 +74,17 @@ plugin:
 .PHONY: plugin-crashhook node-deps
 test testacc: plugin-crashhook node-deps
 
+# Always rebuilt, like the plugin.
+provider:
+	@mkdir -p bin
+	cd $(PROVIDER_DIR) && $(GO) build -ldflags "-X main.version=$(VERSION)" -o ../$(PROVIDER_BIN) .
+
+# The provider's docs, from its schema, examples/ and templates/, with
+# terraform-plugin-docs pinned in tools/docs; make testprovider fails when
+# they are not current.
+provider-docs:
+	GO=$(GO) scripts/provider-docs.sh
+
 plugin-crashhook:
 	@mkdir -p bin/plugins-crashhook
 	$(GO) build -tags crashhook -ldflags "-X $(MODULE).Version=$(VERSION)" -o bin/plugins-crashhook/$(PLUGIN_NAME) ./cmd/$(PLUGIN_NAME)
@@ -76,8 +103,12 @@ test: vault plugin
 	@status=0; \
 	echo '==> unit tests'; \
 	$(UNIT_CMD) || status=1; \
+	echo '==> model-based test for $(MODEL_BUDGET)'; \
+	$(MAKE) --no-print-directory testmodel || status=1; \
 	echo '==> acceptance tests'; \
 	( $(ACC_CMD) ) || status=1; \
+	echo '==> Terraform provider: unit tests, then Terraform against Vault (TF_ACC=1)'; \
+	$(MAKE) --no-print-directory testprovider || status=1; \
 	echo '==> benchmarks and load script (run once, not timed)'; \
 	$(MAKE) --no-print-directory benchcheck || status=1; \
 	echo '==> fuzz targets from their seeds, $(TEST_FUZZTIME) each'; \
@@ -93,8 +124,21 @@ test: vault plugin
 testunit:
 	$(UNIT_CMD)
 
+# Random operation sequences checked against the invariants after every step
+# (docs/invariants.md); prints the sequences and steps run.
+testmodel:
+	GO=$(GO) scripts/model.sh $(MODEL_BUDGET)
+
+soak:
+	GO=$(GO) scripts/model.sh $(SOAK)
+
 testacc: vault plugin
 	$(ACC_CMD)
+
+# The provider's unit and acceptance tests; fails if terraform is missing
+# or any test skipped (scripts/test-provider.sh). PROVIDER_FLAGS='-run Policy'.
+testprovider: vault plugin
+	GO=$(GO) ACC_TIMEOUT=$(ACC_TIMEOUT) scripts/test-provider.sh
 
 # Go benchmarks, then the side-by-side load test against Vault's built-ins.
 bench: vault plugin
@@ -112,6 +156,7 @@ fmt:
 vet:
 	$(GO) vet ./...
 	cd tests && $(GO) vet ./...
+	cd $(PROVIDER_DIR) && $(GO) vet ./...
 
 # Fails on unformatted files instead of rewriting them, then vets.
 # staticcheck is pinned as a Go tool in tools/lint.
@@ -122,9 +167,10 @@ lint: vet
 	$(GO) -C tools/lint build -o ../../bin/staticcheck honnef.co/go/tools/cmd/staticcheck
 	bin/staticcheck ./...
 	cd tests && ../bin/staticcheck ./...
+	cd $(PROVIDER_DIR) && ../bin/staticcheck ./...
 
 clean: dev-stop
-	rm -rf bin/plugins .dev
+	rm -rf bin/plugins .dev $(PROVIDER_BIN)
 
 # Also removes bin/vault, which takes minutes to rebuild.
 distclean: clean
@@ -147,10 +193,13 @@ fuzz:
 modverify:
 	$(GO) mod verify
 	cd tests && $(GO) mod verify
+	cd $(PROVIDER_DIR) && $(GO) mod verify
 	cd tools/vault && $(GO) mod verify
 	cd tools/vuln && $(GO) mod verify
 	cd tools/lint && $(GO) mod verify
+	cd tools/docs && $(GO) mod verify
 
-# Offline govulncheck of the plugin and the acceptance tests (scripts/govulncheck.sh).
+# Offline govulncheck of the plugin, the acceptance tests and the Terraform
+# provider (scripts/govulncheck.sh).
 vulncheck:
 	GO=$(GO) scripts/govulncheck.sh

@@ -6,10 +6,12 @@ package jwtrotor
 
 import (
 	"context"
+	"crypto/rsa"
 	"fmt"
+	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -26,11 +28,12 @@ type backend struct {
 	*framework.Backend
 	logger hclog.Logger
 
-	// clock is the wall clock; tests replace it. Every use goes through now().
-	clock func() time.Time
-	// highWater is the latest time this backend has acted on, so state is
-	// never derived from an earlier time if the wall clock steps back.
-	highWater atomic.Int64
+	// clock is the schedule clock (clock.go); every reading of time goes
+	// through it. keys makes new key pairs, wrapKeys the import wrapping
+	// key; tests replace all three.
+	clock    *scheduleClock
+	keys     keySource
+	wrapKeys wrappingKeySource
 
 	// writeLock serialises every storage write of the mount, which also makes
 	// cross-object checks (role against ring against config) hold under
@@ -40,14 +43,21 @@ type backend struct {
 
 	// mu guards the in-memory copy of storage below. Entries in the maps are
 	// never mutated after they are stored there: writers store clones.
-	mu      sync.RWMutex
-	loaded  bool
-	dirty   map[string]bool
-	config  *configEntry
-	rings   map[string]*ringEntry
-	roles   map[string]*roleEntry
-	signers map[string]*cachedSigner
-	jwks    map[string]*renderedJWKS
+	mu     sync.RWMutex
+	loaded bool
+	dirty  map[string]bool
+	config *configEntry
+	// declared is who counts as a declared verifier under config.
+	declared declaredSet
+	rings    map[string]*ringEntry
+	roles    map[string]*roleEntry
+	signers  map[string]*cachedSigner
+	jwks     map[string]*renderedJWKS
+	// wrapping is the parsed import wrapping key (wrapping.go), once read.
+	wrapping *rsa.PrivateKey
+	// gen counts changes of the state documents are rendered from; a
+	// document rendered from an older generation is never cached.
+	gen uint64
 	// tracker observes JWKS fetches; it lives on the node that served them.
 	tracker *verifierTracker
 	metrics *metrics
@@ -59,11 +69,21 @@ type backend struct {
 	// sweptRings records rings (and "" for the mount) whose orphaned
 	// private halves this process has already swept.
 	sweptRings map[string]bool
+	// undeleted are private halves whose delete failed after the ring that
+	// released them was written; maintenance retries them (under writeLock).
+	undeleted map[string]bool
+
+	// afterRender, when set by a test, runs between rendering a document
+	// and caching it.
+	afterRender func()
 }
+
+// keySource generates a key pair for a ring's algorithm and RSA size.
+type keySource func(alg string, rsaBits int) (*generatedKey, error)
 
 // Factory is the plugin's entry point.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
-	b := newBackend(time.Now)
+	b := newBackend(systemClock{start: time.Now()})
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -74,9 +94,13 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	return b, nil
 }
 
-func newBackend(clock func() time.Time) *backend {
-	b := &backend{clock: clock, tracker: newVerifierTracker(), manualKIDs: map[string]bool{}}
+func newBackend(src clockSource) *backend {
+	b := &backend{
+		clock: newScheduleClock(src), keys: generateKey, wrapKeys: generateWrappingKey,
+		tracker: newVerifierTracker(), manualKIDs: map[string]bool{}, undeleted: map[string]bool{},
+	}
 	b.metrics = newMetrics(b)
+	b.clock.notify = b.clockChanged
 	b.resetCache()
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -89,54 +113,77 @@ func newBackend(clock func() time.Time) *backend {
 			},
 			SealWrapStorage: []string{
 				privatePrefix,
+				wrappingPrefix,
 			},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
 			pathKeys(b),
+			pathAdopt(b),
 			pathRoles(b),
 			[]*framework.Path{pathToken(b)},
 			[]*framework.Path{pathSign(b), pathVerifiers(b), pathMetrics(b)},
+			pathClock(b),
 			pathJWKS(b),
 		),
-		PeriodicFunc:   b.periodic,
-		Invalidate:     b.invalidate,
+		PeriodicFunc: func(ctx context.Context, req *logical.Request) (err error) {
+			defer b.recoverPanic("periodic", &err)
+			return b.periodic(ctx, req)
+		},
+		Invalidate: func(ctx context.Context, key string) {
+			var err error
+			defer b.recoverPanic("invalidate", &err)
+			b.invalidate(ctx, key)
+		},
 		Clean:          func(context.Context) { b.resetCache() },
 		RunningVersion: Version,
 	}
 	return b
 }
 
-// writeOp declares an operation that writes storage: on a performance
-// standby or secondary it is forwarded to the node that may write.
-func writeOp(cb framework.OperationFunc) *framework.PathOperation {
-	return &framework.PathOperation{Callback: cb, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true}
-}
-
-// crudOperations declares read, create, update and delete of a named object.
-func crudOperations(read, write, del framework.OperationFunc) map[logical.Operation]framework.OperationHandler {
-	return map[logical.Operation]framework.OperationHandler{
-		logical.ReadOperation:   &framework.PathOperation{Callback: read},
-		logical.CreateOperation: writeOp(write),
-		logical.UpdateOperation: writeOp(write),
-		logical.DeleteOperation: writeOp(del),
+// op declares one operation of a path for Vault's router, its OpenAPI
+// document and vault path-help: the handler, the verb and suffix of its
+// operation id (after the mount's prefix), a one-line summary, and what it
+// answers (nil: 204 No Content).
+func op(cb framework.OperationFunc, verb, suffix, summary string, answer map[string]*framework.FieldSchema) *framework.PathOperation {
+	resp := framework.Response{Description: "OK", Fields: answer}
+	status := http.StatusOK
+	if answer == nil {
+		status, resp = http.StatusNoContent, framework.Response{Description: "No Content"}
+	}
+	return &framework.PathOperation{
+		Callback:     cb,
+		Summary:      summary,
+		DisplayAttrs: &framework.DisplayAttributes{OperationVerb: verb, OperationSuffix: suffix},
+		Responses:    map[int][]framework.Response{status: {resp}},
 	}
 }
 
+// writeOp is op for an operation that writes storage: on a performance
+// standby or secondary it is forwarded to the node that may write.
+func writeOp(cb framework.OperationFunc, verb, suffix, summary string, answer map[string]*framework.FieldSchema) *framework.PathOperation {
+	o := op(cb, verb, suffix, summary, answer)
+	o.ForwardPerformanceStandby, o.ForwardPerformanceSecondary = true, true
+	return o
+}
+
 // HandleRequest checks writes and deletes against their path's schema before the
-// framework sees them: an unknown field or a value of the wrong type is a
-// 400 that names the field and the fix, never a silently ignored parameter.
-func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+// framework sees them: an unknown field, a null or a value of the wrong type
+// is a 400 that names the field and the fix, never a silently ignored
+// parameter. A panic anywhere below becomes an error for this request alone:
+// one plugin process serves every mount.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp *logical.Response, err error) {
+	defer b.recoverPanic("request", &err)
 	if req.Operation == logical.CreateOperation || req.Operation == logical.UpdateOperation || req.Operation == logical.DeleteOperation {
 		if p := b.Route(req.Path); p != nil {
-			if resp := checkFields(p, req); resp != nil {
-				return resp, logical.ErrInvalidRequest
+			if err := checkFields(p, req); err != nil {
+				return respond(err)
 			}
 		}
 	}
 	// The query parameters of a token/<role> read, likewise.
-	if resp := checkTokenQuery(req); resp != nil {
-		return resp, logical.ErrInvalidRequest
+	if err := checkTokenQuery(req); err != nil {
+		return respond(err)
 	}
 	return b.Backend.HandleRequest(ctx, req)
 }
@@ -144,13 +191,26 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 // HandleExistenceCheck applies the same field checks first. A request that
 // fails them is reported as having no existence check, so it goes on to
 // HandleRequest as an update and gets the same clear 400 there.
-func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
+func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (found, exists bool, err error) {
+	defer b.recoverPanic("existence check", &err)
 	if p := b.Route(req.Path); p != nil {
-		if resp := checkFields(p, req); resp != nil {
+		if err := checkFields(p, req); err != nil {
 			return false, false, nil
 		}
 	}
 	return b.Backend.HandleExistenceCheck(ctx, req)
+}
+
+// recoverPanic turns a panic into *err. It logs where it happened and the
+// panic value, never the request's data, and counts it.
+func (b *backend) recoverPanic(where string, err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	b.metrics.panics.WithLabelValues(where).Inc()
+	b.log().Error("recovered from a panic; the request failed, the plugin goes on", "in", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	*err = fmt.Errorf("internal error in the jwt-rotor plugin (%s); it was logged, and nothing of this request was stored", where)
 }
 
 func (b *backend) log() hclog.Logger {
@@ -160,28 +220,28 @@ func (b *backend) log() hclog.Logger {
 	return b.logger
 }
 
-// now is the current time in Unix seconds, never earlier than any time this
-// backend has already acted on.
+// now is the schedule time in Unix seconds (clock.go): never earlier than
+// any time this backend has already acted on.
 func (b *backend) now() int64 {
-	t := b.clock().Unix()
-	for {
-		hw := b.highWater.Load()
-		if t <= hw {
-			return hw
-		}
-		if b.highWater.CompareAndSwap(hw, t) {
-			return t
-		}
-	}
+	return b.clock.read().Schedule
 }
 
 // observe raises the high-water mark to a time read from storage.
 func (b *backend) observe(t int64) {
-	for {
-		hw := b.highWater.Load()
-		if t <= hw || b.highWater.CompareAndSwap(hw, t) {
-			return
-		}
+	b.clock.observe(t)
+}
+
+// clockChanged logs and counts a hold of the schedule and its end.
+func (b *backend) clockChanged(ev clockEvent) {
+	switch ev.kind {
+	case "held":
+		b.metrics.clockSteps.Inc()
+		b.log().Warn("the wall clock stepped forward without real time passing; the key schedule is held behind it until the clock is corrected or the new time is accepted (write clock/accept)",
+			"step_seconds", ev.step, "held_seconds", ev.held)
+	case "released":
+		b.log().Info("the wall clock stepped back in line with real time; the key schedule follows it again", "step_seconds", ev.step)
+	case "accepted":
+		b.log().Warn("new wall clock time accepted; the key schedule jumped forward", "jump_seconds", ev.held)
 	}
 }
 
@@ -195,6 +255,8 @@ func (b *backend) resetCache() {
 	b.roles = map[string]*roleEntry{}
 	b.signers = map[string]*cachedSigner{}
 	b.jwks = map[string]*renderedJWKS{}
+	b.wrapping = nil
+	b.gen++
 	b.sweptRings = map[string]bool{}
 }
 
@@ -208,17 +270,33 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	case key == configPath, strings.HasPrefix(key, ringPrefix), strings.HasPrefix(key, rolePrefix):
 		b.dirty[key] = true
 		b.jwks = map[string]*renderedJWKS{}
+		b.gen++
 	case strings.HasPrefix(key, privatePrefix):
-		kid := key[strings.LastIndex(key, "/")+1:]
-		delete(b.signers, kid)
+		id := key[strings.LastIndex(key, "/")+1:]
+		delete(b.signers, id)
+	case key == wrappingPath:
+		b.wrapping = nil
 	}
 }
 
-// snapshot is a consistent view of the mount's configuration objects.
+// snapshot is a consistent view of the mount's configuration objects, and
+// the generation of the document cache it belongs to.
 type snapshot struct {
-	config *configEntry
-	rings  map[string]*ringEntry
-	roles  map[string]*roleEntry
+	config   *configEntry
+	declared declaredSet
+	rings    map[string]*ringEntry
+	roles    map[string]*roleEntry
+	gen      uint64
+}
+
+// state loads the snapshot, then reads the clock: in that order, so the
+// high-water mark stored by earlier runs always bounds the time.
+func (b *backend) state(ctx context.Context, s logical.Storage) (*snapshot, reading, error) {
+	snap, err := b.load(ctx, s)
+	if err != nil {
+		return nil, reading{}, err
+	}
+	return snap, b.clock.read(), nil
 }
 
 // load returns the in-memory copy of storage, reading storage only on first
@@ -226,7 +304,7 @@ type snapshot struct {
 func (b *backend) load(ctx context.Context, s logical.Storage) (*snapshot, error) {
 	b.mu.RLock()
 	if b.loaded && len(b.dirty) == 0 {
-		snap := &snapshot{config: b.config, rings: b.rings, roles: b.roles}
+		snap := &snapshot{config: b.config, declared: b.declared, rings: b.rings, roles: b.roles, gen: b.gen}
 		b.mu.RUnlock()
 		return snap, nil
 	}
@@ -251,7 +329,7 @@ func (b *backend) load(ctx context.Context, s logical.Storage) (*snapshot, error
 				if err != nil {
 					return nil, err
 				}
-				b.config = c
+				b.config, b.declared = c, declaredBy(c)
 			case strings.HasPrefix(key, ringPrefix):
 				name := strings.TrimPrefix(key, ringPrefix)
 				r, err := readRing(ctx, s, name)
@@ -262,6 +340,7 @@ func (b *backend) load(ctx context.Context, s logical.Storage) (*snapshot, error
 				if r != nil {
 					b.observe(r.HighWater)
 				}
+				b.metrics.syncRing(name, r)
 			case strings.HasPrefix(key, rolePrefix):
 				name := strings.TrimPrefix(key, rolePrefix)
 				r, err := readRole(ctx, s, name)
@@ -274,7 +353,7 @@ func (b *backend) load(ctx context.Context, s logical.Storage) (*snapshot, error
 		b.rings, b.roles = rings, roles
 		b.dirty = map[string]bool{}
 	}
-	return &snapshot{config: b.config, rings: b.rings, roles: b.roles}, nil
+	return &snapshot{config: b.config, declared: b.declared, rings: b.rings, roles: b.roles, gen: b.gen}, nil
 }
 
 func (b *backend) loadAll(ctx context.Context, s logical.Storage) error {
@@ -316,7 +395,7 @@ func (b *backend) loadAll(ctx context.Context, s logical.Storage) error {
 			roles[n] = r
 		}
 	}
-	b.config, b.rings, b.roles = c, rings, roles
+	b.config, b.declared, b.rings, b.roles = c, declaredBy(c), rings, roles
 	return nil
 }
 
@@ -341,8 +420,9 @@ func setOrDelete[V any](m map[string]*V, k string, v *V) {
 func (b *backend) cacheConfig(c *configEntry) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.config = c
+	b.config, b.declared = c, declaredBy(c)
 	b.jwks = map[string]*renderedJWKS{}
+	b.gen++
 }
 
 func (b *backend) cacheRing(name string, r *ringEntry) {
@@ -352,6 +432,8 @@ func (b *backend) cacheRing(name string, r *ringEntry) {
 	setOrDelete(rings, name, r)
 	b.rings = rings
 	b.jwks = map[string]*renderedJWKS{}
+	b.gen++
+	b.metrics.syncRing(name, r)
 }
 
 func (b *backend) cacheRole(name string, r *roleEntry) {
@@ -360,12 +442,6 @@ func (b *backend) cacheRole(name string, r *roleEntry) {
 	roles := copyMap(b.roles)
 	setOrDelete(roles, name, r)
 	b.roles = roles
-}
-
-func (b *backend) dropSigner(kid string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.signers, kid)
 }
 
 const backendHelp = `

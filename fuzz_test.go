@@ -5,13 +5,21 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // Fuzz targets for every parser of user input. `make test` runs each
 // briefly from the seeds below; `make fuzz` runs them longer.
 
+// FuzzClaimsJSON: decodeObject accepts exactly the JSON objects
+// encoding/json accepts (one value, nothing after it, no member named twice),
+// and what it accepts round-trips: encoding it and decoding again gives the
+// same object.
 func FuzzClaimsJSON(f *testing.F) {
-	for _, s := range []string{`{"scope":"read"}`, `{"a":{"b":[1,2,{"c":null}]}}`, `{"a":1,"a":2}`, `{"A":1,"a":2}`, `[1]`, `{`, `{"x":1}{}`, "{\"\xff\":1}", `{"n":1e400}`, `{"":""}`} {
+	for _, s := range []string{`{"scope":"read"}`, `{"a":{"b":[1,2,{"c":null}]}}`, `{"a":1,"a":2}`, `{"A":1,"a":2}`, `[1]`, `{`, `{"x":1}{}`, "{\"\xff\":1}", `{"n":1e400}`, `{"":""}`,
+		// Trailing data after a closing brace or bracket once slipped through.
+		`{"x":1}}`, `{"x":1}]junk`, `{"x":1} x`, "{\"x\":1}\n"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -19,14 +27,29 @@ func FuzzClaimsJSON(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if m == nil {
-			t.Fatal("nil object without an error")
+		if !json.Valid([]byte(s)) {
+			t.Fatalf("accepted %q, which is not valid JSON", s)
 		}
-		// Whatever decodes must re-encode, and names are never repeated.
-		if _, err := json.Marshal(m); err != nil {
+		var ref map[string]any
+		refDec := json.NewDecoder(strings.NewReader(s))
+		refDec.UseNumber()
+		if err := refDec.Decode(&ref); err != nil || ref == nil {
+			t.Fatalf("accepted %q, which encoding/json does not read as an object: %v", s, err)
+		}
+		if len(ref) != len(m) {
+			t.Fatalf("accepted %q with %d members, encoding/json reads %d (a member named twice?)", s, len(m), len(ref))
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
 			t.Fatalf("decoded object does not re-encode: %v", err)
 		}
-		_ = checkClaimsObject("claims", m)
+		again, err := decodeObject(string(b))
+		if err != nil {
+			t.Fatalf("re-encoded %q is refused: %v", b, err)
+		}
+		if b2, _ := json.Marshal(again); string(b2) != string(b) {
+			t.Fatalf("round trip changed the object: %s -> %s", b, b2)
+		}
 	})
 }
 
@@ -50,7 +73,7 @@ func FuzzSubjectTemplate(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if checkSubjectTemplate(s) != "" {
+		if checkSubjectTemplate(s) != nil {
 			return
 		}
 		if !utf8.ValidString(s) || len(s) > maxTemplateLen {
@@ -74,8 +97,8 @@ func FuzzAudiences(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		list, msg := stringList("audiences", s)
-		if msg != "" {
+		list, err := stringList("audiences", s)
+		if err != nil {
 			return
 		}
 		for _, a := range list {
@@ -91,7 +114,7 @@ func FuzzGlob(f *testing.F) {
 		f.Add(g, "svc-billing")
 	}
 	f.Fuzz(func(t *testing.T, g, s string) {
-		if checkGlob(g) != "" {
+		if checkGlob(g) != nil {
 			return
 		}
 		if strings.Count(g, "*") > 1 && g != "*" {
@@ -131,5 +154,80 @@ func FuzzRevokeKid(f *testing.F) {
 			t.Fatalf("revoked an unknown kid %q", kid)
 		}
 		sameStorage(t, before, dump(t, e.storage))
+	})
+}
+
+// FuzzBatchItem sends one arbitrary JSON value as a batch item beside a good
+// one: never a panic or a 5xx; the bad item's error names a field; the good
+// item still gets a token; nothing is stored.
+func FuzzBatchItem(f *testing.F) {
+	for _, s := range []string{`{"ttl":null}`, `{"claims":null}`, `{"audience":null}`, `{"subject":null}`, `null`, `5`, `"x"`, `[]`,
+		`{"ttl":1e400}`, `{"ttl":-1}`, `{"ttl":"1h"}`, `{"ttl":true}`, `{"claims":"{\"scope\":1}}"}`, `{"claims":{"scope":null}}`,
+		`{"audience":[null]}`, `{"audience":[1]}`, `{"subject":{"a":1}}`, `{"TTL":1}`, `{"claims":{"scope":[[[[[[[1]]]]]]]}}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		dec := json.NewDecoder(strings.NewReader(s))
+		dec.UseNumber()
+		var item any
+		if err := dec.Decode(&item); err != nil {
+			return
+		}
+		e := hostileSetup(t)
+		before := dump(t, e.storage)
+		var resp *logical.Response
+		var err error
+		noPanic(t, "batch item "+s, func() {
+			resp, err = e.write("sign/r", map[string]any{"batch_input": []any{item, map[string]any{}}})
+		})
+		if err != nil || resp == nil || resp.IsError() {
+			t.Fatalf("batch with item %s: err=%v resp=%s", s, err, respErr(resp))
+		}
+		results := resp.Data["batch_results"].([]map[string]any)
+		if msg, ok := results[0]["error"].(string); ok {
+			field := strings.SplitN(msg, ":", 2)[0]
+			if _, known := signFields[field]; !known && !strings.HasPrefix(msg, "batch_input item") && !strings.Contains(msg, "unknown field") {
+				t.Fatalf("item error %q names no field", msg)
+			}
+		} else if results[0]["token"] == nil {
+			t.Fatalf("item %s got neither a token nor an error", s)
+		}
+		if results[1]["token"] == nil {
+			t.Fatalf("the good item beside %s got no token: %v", s, results[1])
+		}
+		sameStorage(t, before, dump(t, e.storage))
+	})
+}
+
+// FuzzRequest sends an arbitrary JSON object to every writable path through
+// HandleRequest: never a panic or a 5xx, and a refusal changes no byte of
+// storage.
+func FuzzRequest(f *testing.F) {
+	for i := range hostileWritablePaths {
+		for _, s := range []string{`{}`, `{"x":null}`, `{"ttl":null,"claims":{}}`, `{"algorithm":"HS256"}`, `{"force":"yes"}`,
+			`{"kid":null}`, `{"audiences":[[]]}`, `{"issuer":""}`, `{"claims":{"a":1e400}}`, `{"batch_input":[null,{"ttl":null}]}`} {
+			f.Add(uint8(i), s)
+		}
+	}
+	f.Fuzz(func(t *testing.T, which uint8, s string) {
+		dec := json.NewDecoder(strings.NewReader(s))
+		dec.UseNumber()
+		var data map[string]any
+		if err := dec.Decode(&data); err != nil || data == nil {
+			return
+		}
+		path := hostileWritablePaths[int(which)%len(hostileWritablePaths)]
+		e := hostileSetup(t)
+		before := dump(t, e.storage)
+		var resp *logical.Response
+		var err error
+		noPanic(t, path+" "+s, func() { resp, err = e.write(path, data) })
+		switch {
+		case err == nil && (resp == nil || !resp.IsError()):
+		case err == logical.ErrInvalidRequest || (err == nil && resp.IsError()):
+			sameStorage(t, before, dump(t, e.storage))
+		default:
+			t.Fatalf("%s %s: a 5xx: %v", path, s, err)
+		}
 	})
 }

@@ -18,10 +18,12 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// fakeClock is the injected wall clock: tests move it, and can move it back.
+// fakeClock is the injected clock: a wall clock that tests move, step back
+// and step forward, and a monotonic clock that only real time passing moves.
 type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu   sync.Mutex
+	now  time.Time
+	mono time.Duration
 }
 
 func (c *fakeClock) Now() time.Time {
@@ -30,16 +32,29 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
+func (c *fakeClock) Elapsed() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mono
+}
+
+// Advance lets d of real time pass (both clocks move). A negative d steps
+// the wall clock back, as a correction would; the monotonic clock stays.
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
+	if d > 0 {
+		c.mono += d
+	}
 }
 
-func (c *fakeClock) Set(t time.Time) {
+// Step moves the wall clock alone, forward or back: an NTP step or a bad
+// time source, with no real time passing.
+func (c *fakeClock) Step(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.now = t
+	c.now = c.now.Add(d)
 }
 
 type testEnv struct {
@@ -72,12 +87,20 @@ func newEnvOn(t *testing.T, s logical.Storage, clock *fakeClock) *testEnv {
 		EntityVal:          ent,
 	}
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace, JSONFormat: true})
-	b := newBackend(clock.Now)
+	b := newBackend(clock)
+	b.wrapKeys = testWrapKeys
 	if err := b.Setup(context.Background(), conf); err != nil {
 		t.Fatal(err)
 	}
 	b.logger = conf.Logger
 	return &testEnv{t: t, b: b, storage: s, clock: clock, logs: logs, entity: ent}
+}
+
+// twoNodes builds an active node and a standby on one storage and one clock.
+func twoNodes(t *testing.T) (active, standby *testEnv) {
+	s := &logical.InmemStorage{}
+	clock := &fakeClock{now: testStart}
+	return newEnvOn(t, s, clock), newEnvOn(t, s, clock)
 }
 
 // restart builds a new backend on the same storage, as a Vault restart or a
@@ -236,7 +259,13 @@ func (e *testEnv) jwks(path string) (int, []byte, map[string]any) {
 	return resp.Data[logical.HTTPStatusCode].(int), resp.Data[logical.HTTPRawBody].([]byte), resp.Data
 }
 
-func kidsOf(t *testing.T, body []byte) []string {
+// fataler is what kidsOf needs of a test: *testing.T, or rapid's *T.
+type fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+func kidsOf(t fataler, body []byte) []string {
 	t.Helper()
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {

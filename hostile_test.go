@@ -33,9 +33,12 @@ var hostileWritablePaths = []string{
 	"keys/k/rotate",
 	"keys/k/revoke",
 	"keys/k/rollback",
+	"keys/new/import", // an import creates a ring
+	"keys/k/trust",
 	"roles/r",   // an existing role (update)
 	"roles/new", // a new role (create)
 	"sign/r",
+	"clock/accept",
 }
 
 type hostileCase struct {
@@ -52,6 +55,9 @@ type hostileCase struct {
 	setup func(e *testEnv)
 	// dataFrom, when set, builds data after setup.
 	dataFrom func(e *testEnv) map[string]any
+	// unsupported: the path is none the plugin serves, which Vault answers
+	// with a 404 (and stores nothing).
+	unsupported bool
 }
 
 type hostileValue struct {
@@ -125,7 +131,7 @@ func hostileWrongValues(t framework.FieldType) []hostileValue {
 // covered without editing this file.
 func hostileTypeCases(t *testing.T) []hostileCase {
 	t.Helper()
-	b := newBackend(time.Now)
+	b := newBackend(systemClock{start: time.Now()})
 	var out []hostileCase
 	for _, path := range hostileWritablePaths {
 		p := b.Route(path)
@@ -148,13 +154,28 @@ func hostileTypeCases(t *testing.T) []hostileCase {
 					data: map[string]any{field: v.v}, field: field,
 				})
 			}
+			// A JSON null is never a value: it names the field and how to
+			// keep it, and for the lists and objects of stored objects
+			// (config, rings, roles) how to clear it.
+			also := []string{"null", "leave the field out"}
+			stored := path == "config" || strings.Count(path, "/") == 1 && !strings.HasPrefix(path, "sign/") && !strings.HasPrefix(path, "clock/")
+			if ft := p.Fields[field].Type; stored && field != "audiences" &&
+				(ft == framework.TypeMap || ft == framework.TypeCommaStringSlice || ft == framework.TypeStringSlice) {
+				also = append(also, "to clear it", field+"=")
+			}
+			out = append(out, hostileCase{
+				name: path + " " + field + " null", path: path,
+				data: map[string]any{field: nil}, field: field, also: also,
+			})
 		}
 		// An unknown field, and a field name that differs only in case.
 		out = append(out,
 			hostileCase{name: path + " unknown field", path: path, data: map[string]any{"exportable": true}, field: "exportable"},
 		)
-		upper := strings.ToUpper(names[len(names)-1])
-		out = append(out, hostileCase{name: path + " field name in upper case", path: path, data: map[string]any{upper: "x"}, field: upper})
+		if len(names) > 0 {
+			upper := strings.ToUpper(names[len(names)-1])
+			out = append(out, hostileCase{name: path + " field name in upper case", path: path, data: map[string]any{upper: "x"}, field: upper})
+		}
 	}
 	return out
 }
@@ -262,10 +283,10 @@ func hostileSemanticCases() []hostileCase {
 
 	// keys/<name>/rotate, revoke, rollback
 	add(
-		hostileCase{name: "rotate unknown operation", path: "keys/k/explode", field: "op", also: []string{"rotate"}},
+		hostileCase{name: "unknown ring operation", path: "keys/k/explode", unsupported: true},
 		hostileCase{name: "rotate missing ring", path: "keys/nope/rotate", field: "name", also: []string{"nope"}},
-		hostileCase{name: "rotate with a revoke field", path: "keys/k/rotate", data: map[string]any{"kid": "x"}, field: "kid", also: []string{"not a field"}},
-		hostileCase{name: "revoke with a rotate field", path: "keys/k/revoke", data: map[string]any{"force": true}, field: "force", also: []string{"not a field"}},
+		hostileCase{name: "rotate with a revoke field", path: "keys/k/rotate", data: map[string]any{"kid": "x"}, field: "kid", also: []string{"unknown field"}},
+		hostileCase{name: "revoke with a rotate field", path: "keys/k/revoke", data: map[string]any{"force": true}, field: "force", also: []string{"unknown field"}},
 		hostileCase{name: "revoke with an expected_active_kid", path: "keys/k/revoke", data: map[string]any{"expected_active_kid": "x"}, field: "expected_active_kid"},
 		hostileCase{name: "rollback with force", path: "keys/k/rollback", data: map[string]any{"force": true}, field: "force"},
 		hostileCase{name: "rollback with a kid", path: "keys/k/rollback", data: map[string]any{"kid": "x"}, field: "kid"},
@@ -470,8 +491,8 @@ func hostileNamesField(msg, field string) bool {
 	if strings.HasPrefix(msg, "Field validation failed") && strings.Contains(msg, `field "`+field+`"`) {
 		return true
 	}
-	if strings.HasPrefix(msg, "unknown field") {
-		head, _, _ := strings.Cut(msg, ":")
+	if head, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(rest, "unknown field") {
+		// "a, b: unknown field; ...", one refusal for every unknown field.
 		for _, w := range strings.FieldsFunc(head, func(r rune) bool { return r == ' ' || r == ',' }) {
 			if w == field {
 				return true
@@ -498,6 +519,13 @@ func hostileRun(t *testing.T, tc hostileCase) {
 		data = tc.dataFrom(e)
 	}
 	resp, err := e.do(op, tc.path, data)
+	if tc.unsupported {
+		if err != logical.ErrUnsupportedPath || resp != nil {
+			t.Fatalf("want an unsupported path, got err=%v resp=%.300s", err, respErr(resp))
+		}
+		sameStorage(t, before, dump(t, e.storage))
+		return
+	}
 	refused := err == logical.ErrInvalidRequest || (err == nil && resp != nil && resp.IsError())
 	if !refused {
 		t.Fatalf("want a 400, got err=%v resp=%.300s", err, respErr(resp))
@@ -580,6 +608,16 @@ func TestHostileBatchItems(t *testing.T) {
 		{"ttl not a duration", map[string]any{"ttl": "soon"}, "ttl", nil},
 		{"ttl a boolean", map[string]any{"ttl": true}, "ttl", nil},
 	}
+	// Every field of a batch item, null (which once killed the process) and
+	// huge.
+	for _, f := range sortedNames(signFields) {
+		cases = append(cases,
+			hostileBatchCase{f + " null", map[string]any{f: nil}, f, []string{"null"}},
+			hostileBatchCase{f + " a huge number", map[string]any{f: json.Number("1" + strings.Repeat("0", 400))}, f, nil},
+			hostileBatchCase{f + " a float", map[string]any{f: 1e300}, f, nil},
+		)
+	}
+	cases = append(cases, hostileBatchCase{"claims with a null claim", map[string]any{"claims": map[string]any{"scope": nil}}, "claims", []string{"null"}})
 	for _, name := range []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "Iat", "EXP", "iſs"} {
 		cases = append(cases, hostileBatchCase{"reserved claim " + name, map[string]any{"claims": map[string]any{name: 1}}, "claims", []string{"reserved"}})
 	}
@@ -626,7 +664,7 @@ func TestHostileBatchItems(t *testing.T) {
 // that none of hostileWritablePaths reaches, or a field the generated cases
 // miss.
 func TestHostileMatrixCoversEveryPath(t *testing.T) {
-	b := newBackend(time.Now)
+	b := newBackend(systemClock{start: time.Now()})
 	reached := map[*framework.Path]bool{}
 	for _, p := range hostileWritablePaths {
 		reached[b.Route(p)] = true
@@ -676,11 +714,13 @@ func TestHostilePathParametersWin(t *testing.T) {
 	if r := e.read("roles/evil"); r != nil {
 		t.Fatalf("a body name created role evil: %v", r.Data)
 	}
-	// op=revoke in the body of a rotate does not revoke.
+	// op=revoke in the body of a rotate is an unknown field: it neither
+	// revokes nor rotates.
 	active := e.signKID()
-	resp := e.mustWrite("keys/k/rotate", map[string]any{"op": "revoke", "force": true})
-	if resp.Data["rotated"] != true || resp.Data["previous_kid"] != active {
-		t.Fatalf("rotate with op=revoke in the body: %v", resp.Data)
+	resp, err := e.write("keys/k/rotate", map[string]any{"op": "revoke", "force": true})
+	expect400(t, resp, err, "op", "unknown field")
+	if e.signKID() != active {
+		t.Fatalf("rotate with op=revoke in the body rotated")
 	}
 	for _, k := range e.ring("k").Keys {
 		if k.KID == active && k.RevokedAt != 0 {

@@ -2,7 +2,6 @@ package jwtrotor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -16,57 +15,101 @@ import (
 // half, which maintenance deletes; it never leaves a ring pointing at a
 // missing key, and the ring entry itself changes in one Put.
 
-// appendKey generates a key for slot at and appends it to r.
-func (b *backend) appendKey(r *ringEntry, now, at int64) (*generatedKey, error) {
-	g, err := generateKey(r.Algorithm, r.RSABits)
-	if err != nil {
-		return nil, fmt.Errorf("ring %q: %w", r.Name, err)
+// settle brings r's derived fields up to date at now, after an operation
+// rewrote timestamps: overlaps, the chain of retirements, and the removal of
+// keys that are gone (removed keys are forgotten; revoked keys become
+// tombstones). It returns the kids forgotten.
+func settle(r *ringEntry, now int64) []string {
+	if r.DeletedAt == 0 {
+		setOverlaps(r.Keys, r.schedule(), now)
+		chain(r.Keys, now)
+	} else {
+		sortKeys(r.Keys)
 	}
-	r.Keys = append(r.Keys, signingKey{
-		KID: g.KID, Alg: g.Alg, PublicJWK: g.PublicJWK,
-		PublishAt: now, ActivateAt: at, Lead: r.PublishLead, HasPrivate: true,
-	})
-	return g, nil
+	return compact(r, now)
 }
 
-// stock generates the pending keys r needs at now (none for a deleted ring).
-func (b *backend) stock(r *ringEntry, now int64) ([]*generatedKey, error) {
-	if r.DeletedAt != 0 {
-		return nil, nil
-	}
-	var out []*generatedKey
-	for _, at := range stockSlots(r.Keys, r.schedule(), now) {
-		g, err := b.appendKey(r, now, at)
-		if err != nil {
-			return nil, err
+// compact forgets removed keys and expired trusted keys, strips revoked keys
+// to tombstones (kid, algorithm, thumbprint, timestamps; no public key), and
+// forgets tombstones after a verification_ttl, or the oldest beyond
+// maxTombstones. The history records what it forgets when the ring is
+// written (recordDeparted).
+func compact(r *ringEntry, now int64) []string {
+	var forgotten []string
+	tombstones := 0
+	for i := range r.Keys {
+		if r.Keys[i].revoked() {
+			tombstones++
 		}
-		out = append(out, g)
 	}
-	return out, nil
+	kept := r.Keys[:0]
+	for _, k := range r.Keys {
+		switch k.state(now) {
+		case stateRemoved:
+			r.LastRemoval = max(r.LastRemoval, k.RemoveAt)
+			forgotten = append(forgotten, k.KID)
+			continue
+		case stateRevoked:
+			if now >= k.RevokedAt+r.VerificationTTL || tombstones > maxTombstones {
+				// Keys are ordered by activation; the oldest go first.
+				tombstones--
+				r.LastRemoval = max(r.LastRemoval, k.RevokedAt)
+				forgotten = append(forgotten, k.KID)
+				continue
+			}
+			k.PublicJWK, k.GateNote = nil, ""
+		}
+		kept = append(kept, k)
+	}
+	r.Keys = kept
+	trusted := r.Trusted[:0]
+	for _, t := range r.Trusted {
+		if now >= t.ExpiresAt {
+			r.LastRemoval = max(r.LastRemoval, t.ExpiresAt)
+			forgotten = append(forgotten, t.KID)
+			continue
+		}
+		trusted = append(trusted, t)
+	}
+	r.Trusted = trusted
+	if len(r.Trusted) == 0 {
+		r.Trusted = nil
+	}
+	return forgotten
 }
 
 // releasePrivates marks the private halves r no longer needs at now and
-// returns their kids, to delete after the ring is written.
+// returns their storage ids, to delete after the ring is written.
 func releasePrivates(r *ringEntry, now int64) []string {
-	var kids []string
+	var ids []string
 	sched := r.schedule()
 	for i := range r.Keys {
 		if r.Keys[i].HasPrivate && !needsPrivate(r.Keys, i, sched, now) {
 			r.Keys[i].HasPrivate = false
-			kids = append(kids, r.Keys[i].KID)
+			ids = append(ids, r.Keys[i].storeID())
 		}
 	}
-	return kids
+	return ids
 }
 
-// commitRing writes r (replacing old, which may be nil) and the private
-// halves of generated, then deletes private halves r no longer needs.
-func (b *backend) commitRing(ctx context.Context, s logical.Storage, old, r *ringEntry, generated []*generatedKey, now int64) error {
-	if r.DeletedAt == 0 {
-		chain(r.Keys, r.schedule(), now)
-	} else {
-		sortKeys(r.Keys)
+// commitRing makes r's planned keys, settles it, checks it against old
+// (which may be nil), writes the new private halves, records in the history
+// the keys r no longer holds, writes r, then deletes the private halves r no
+// longer needs. A failed delete is not a failed write: it comes back as a
+// warning and maintenance retries it.
+func (b *backend) commitRing(ctx context.Context, s logical.Storage, old, r *ringEntry, now int64) ([]string, []*generatedKey, error) {
+	return b.commitRingWith(ctx, s, old, r, now, nil)
+}
+
+// commitRingWith is commitRing for a ring that also holds keys made before
+// the commit (an imported key), whose private halves it writes with the
+// generated ones.
+func (b *backend) commitRingWith(ctx context.Context, s logical.Storage, old, r *ringEntry, now int64, made []*generatedKey) ([]string, []*generatedKey, error) {
+	generated, err := materialize(r, b.keys)
+	if err != nil {
+		return nil, nil, err
 	}
+	settle(r, now)
 	release := releasePrivates(r, now)
 	// Keys dropped from the ring entirely lose their private halves too.
 	if old != nil {
@@ -76,60 +119,99 @@ func (b *backend) commitRing(ctx context.Context, s logical.Storage, old, r *rin
 		}
 		for i := range old.Keys {
 			if k := &old.Keys[i]; k.HasPrivate && !still[k.KID] {
-				release = append(release, k.KID)
+				release = append(release, k.storeID())
 			}
 		}
 	}
 	if err := checkRing(r.Keys, r.schedule(), now); err != nil {
-		return fmt.Errorf("ring %q: refusing to store an inconsistent schedule: %w", r.Name, err)
+		return nil, nil, fmt.Errorf("ring %q: refusing to store an inconsistent schedule: %w", r.Name, err)
 	}
-	for _, g := range generated {
-		p := &privateEntry{Version: schemaVersion, KID: g.KID, Alg: g.Alg, PKCS8: g.PKCS8}
-		if err := putJSON(ctx, s, privatePath(r.Name, g.KID), p); err != nil {
-			return fmt.Errorf("ring %q: %w", r.Name, err)
+	if err := checkTrusted(r.Keys, r.Trusted); err != nil {
+		return nil, nil, fmt.Errorf("ring %q: refusing to store inconsistent keys: %w", r.Name, err)
+	}
+	if old != nil {
+		if err := checkTransition(old.Keys, r.Keys, now); err != nil {
+			return nil, nil, fmt.Errorf("ring %q: refusing to rewrite the past: %w", r.Name, err)
+		}
+	}
+	for _, g := range append(append([]*generatedKey(nil), made...), generated...) {
+		p := &privateEntry{Version: schemaVersion, KID: g.KID, Thumbprint: g.Thumbprint, Alg: g.Alg, PKCS8: g.PKCS8}
+		if err := putJSON(ctx, s, privatePath(r.Name, g.storeID()), p); err != nil {
+			return nil, nil, fmt.Errorf("ring %q: %w", r.Name, err)
 		}
 		if err := crashPoint("after-private-put"); err != nil {
-			return err
+			return nil, nil, err
 		}
+	}
+	if err := recordDeparted(ctx, s, old, r, now); err != nil {
+		return nil, nil, fmt.Errorf("ring %q: %w", r.Name, err)
 	}
 	r.Version = schemaVersion
 	r.HighWater = now
-	if err := putJSON(ctx, s, ringPrefix+r.Name, r); err != nil {
-		return fmt.Errorf("ring %q: %w", r.Name, err)
+	entry, err := logical.StorageEntryJSON(ringPrefix+r.Name, r)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ring %q: encode: %w", r.Name, err)
+	}
+	if len(entry.Value) > maxRingEntryBytes {
+		return nil, nil, fmt.Errorf("ring %q: refusing to store an entry of %d bytes, above the %d-byte bound", r.Name, len(entry.Value), maxRingEntryBytes)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return nil, nil, fmt.Errorf("ring %q: write: %w", r.Name, err)
 	}
 	b.cacheRing(r.Name, r)
-	for _, g := range generated {
-		b.cacheSigner(g.KID, g.Private)
+	for _, g := range append(append([]*generatedKey(nil), made...), generated...) {
+		b.cacheSigner(g.storeID(), g.Private)
 	}
 	if err := crashPoint("after-ring-put"); err != nil {
-		return err
+		return nil, nil, err
 	}
-	return b.deletePrivates(ctx, s, r.Name, release)
+	return b.deletePrivates(ctx, s, r.Name, release), generated, nil
 }
 
-func (b *backend) deletePrivates(ctx context.Context, s logical.Storage, ring string, kids []string) error {
-	var errs []error
-	for _, kid := range kids {
-		b.dropSigner(kid)
-		if err := s.Delete(ctx, privatePath(ring, kid)); err != nil {
-			errs = append(errs, fmt.Errorf("delete private half %s of ring %q: %w", kid, ring, err))
+// deletePrivates deletes private halves by storage id; those it cannot
+// delete are kept for maintenance to retry, and reported as warnings.
+func (b *backend) deletePrivates(ctx context.Context, s logical.Storage, ring string, ids []string) []string {
+	var warnings []string
+	for _, id := range ids {
+		b.dropSigner(id)
+		path := privatePath(ring, id)
+		if err := s.Delete(ctx, path); err != nil {
+			b.undeleted[path] = true
+			b.log().Warn("could not delete a private half no longer needed; maintenance retries", "ring", ring, "key", id, "error", err)
+			warnings = append(warnings, fmt.Sprintf("the private half of %s could not be deleted yet (%v); it no longer signs, and maintenance retries the delete", id, err))
+			continue
 		}
+		delete(b.undeleted, path)
 	}
-	return errors.Join(errs...)
+	return warnings
 }
 
-// dropRing deletes a ring and every private half stored for it.
-func (b *backend) dropRing(ctx context.Context, s logical.Storage, r *ringEntry) error {
+// retryDeletes retries the deletes of private halves that failed before.
+func (b *backend) retryDeletes(ctx context.Context, s logical.Storage) error {
+	for path := range b.undeleted {
+		if err := s.Delete(ctx, path); err != nil {
+			return fmt.Errorf("delete %s: %w", path, err)
+		}
+		delete(b.undeleted, path)
+	}
+	return nil
+}
+
+// dropRing records a ring's keys in the history, then deletes the ring and
+// every private half stored for it.
+func (b *backend) dropRing(ctx context.Context, s logical.Storage, r *ringEntry, now int64) ([]string, error) {
+	if err := recordDeparted(ctx, s, r, nil, now); err != nil {
+		return nil, fmt.Errorf("ring %q: %w", r.Name, err)
+	}
 	if err := s.Delete(ctx, ringPrefix+r.Name); err != nil {
-		return fmt.Errorf("delete ring %q: %w", r.Name, err)
+		return nil, fmt.Errorf("delete ring %q: %w", r.Name, err)
 	}
 	b.cacheRing(r.Name, nil)
-	b.metrics.forgetRing(r.Name)
 	kids, err := s.List(ctx, privatePrefix+r.Name+"/")
 	if err != nil {
-		return fmt.Errorf("list private halves of ring %q: %w", r.Name, err)
+		return nil, fmt.Errorf("list private halves of ring %q: %w", r.Name, err)
 	}
-	return b.deletePrivates(ctx, s, r.Name, kids)
+	return b.deletePrivates(ctx, s, r.Name, kids), nil
 }
 
 // sweepOrphans deletes private halves the ring entry does not claim: what a
@@ -142,7 +224,7 @@ func (b *backend) sweepOrphans(ctx context.Context, s logical.Storage, r *ringEn
 	claimed := map[string]bool{}
 	for i := range r.Keys {
 		if r.Keys[i].HasPrivate {
-			claimed[r.Keys[i].KID] = true
+			claimed[r.Keys[i].storeID()] = true
 		}
 	}
 	var orphans []string
@@ -151,7 +233,8 @@ func (b *backend) sweepOrphans(ctx context.Context, s logical.Storage, r *ringEn
 			orphans = append(orphans, kid)
 		}
 	}
-	return b.deletePrivates(ctx, s, r.Name, orphans)
+	b.deletePrivates(ctx, s, r.Name, orphans)
+	return nil
 }
 
 func fmtTime(t int64) string {

@@ -26,16 +26,16 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
-	snap, err := b.load(ctx, s)
+	snap, clk, err := b.state(ctx, s)
 	if err != nil {
 		b.metrics.maintenanceErr.WithLabelValues(mountWide).Inc()
 		return fmt.Errorf("maintenance: %w", err)
 	}
-	now := b.now()
+	now := clk.Schedule
 	defer func() { b.lastPass = now }()
 	// The tracker is copied only if some ring's gate needs it this pass.
 	views := sync.OnceValue(func() []clientView {
-		v, _ := b.tracker.snapshot(snap.config)
+		v, _ := b.tracker.snapshot(snap.declared)
 		return v
 	})
 	gate := func(ring, kid string) coverage {
@@ -51,6 +51,10 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 			b.metrics.maintenanceErr.WithLabelValues(name).Inc()
 			errs = append(errs, err)
 		}
+	}
+	if err := b.retryDeletes(ctx, s); err != nil {
+		b.metrics.maintenanceErr.WithLabelValues(mountWide).Inc()
+		errs = append(errs, err)
 	}
 	if err := b.sweepDeletedRings(ctx, s, snap); err != nil {
 		b.metrics.maintenanceErr.WithLabelValues(mountWide).Inc()
@@ -68,56 +72,32 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ringEntry, now int64, gate func(ring, kid string) coverage) error {
 	r := old.clone()
 	b.noteActivations(r, now)
-	changed := b.applyGate(r, now, gate)
-	// Forget keys that are gone for good: removed ones, and revoked ones
-	// once a verification_ttl has passed (kept that long so reads show them).
-	kept := r.Keys[:0]
-	for _, k := range r.Keys {
-		switch k.state(now) {
-		case stateRemoved:
-			changed = true
-			b.log().Info("key removed from the JWKS", "ring", r.Name, "kid", k.KID, "remove_at", fmtTime(k.RemoveAt))
-			b.metrics.forgetKey(r.Name, k.KID)
-			r.LastRemoval = max(r.LastRemoval, k.RemoveAt)
-			continue
-		case stateRevoked:
-			if now >= k.RevokedAt+r.VerificationTTL {
-				changed = true
-				b.metrics.forgetKey(r.Name, k.KID)
-				r.LastRemoval = max(r.LastRemoval, k.RevokedAt)
-				continue
-			}
-		}
-		kept = append(kept, k)
-	}
-	r.Keys = kept
-	if r.DeletedAt != 0 && !anyPublished(r.Keys, now) {
+	b.applyGate(r, now, gate)
+	if r.DeletedAt != 0 && !ringPublished(r, now) {
 		b.log().Info("deleted key ring drained", "ring", r.Name)
-		return b.dropRing(ctx, s, r)
-	}
-	generated, err := b.stock(r, now)
-	if err != nil {
+		_, err := b.dropRing(ctx, s, r, now)
 		return err
 	}
-	for _, g := range generated {
-		b.log().Info("pending key generated", "ring", r.Name, "kid", g.KID, "alg", g.Alg)
-	}
-	if len(generated) > 0 {
-		changed = true
-	}
-	if !changed {
-		// Nothing else changed: write only if commitRing's own chaining and
-		// release of private halves would change the stored ring.
-		probe := r.clone()
-		if r.DeletedAt == 0 {
-			chain(probe.Keys, r.schedule(), now)
+	stocked := planStock(r, now)
+	forgotten := settle(r, now)
+	for _, kid := range forgotten {
+		for i := range old.Keys {
+			if k := &old.Keys[i]; k.KID == kid && !k.revoked() {
+				b.log().Info("key removed from the JWKS", "ring", r.Name, "kid", kid, "remove_at", fmtTime(k.RemoveAt))
+			}
 		}
-		releasePrivates(probe, now)
-		changed = !sameSchedule(r.Keys, probe.Keys)
 	}
-	if changed {
-		if err := b.commitRing(ctx, s, old, r, generated, now); err != nil {
+	// Write only if something changed, counting the private halves the
+	// commit would release.
+	probe := r.clone()
+	releasePrivates(probe, now)
+	if stocked > 0 || probe.LastRemoval != old.LastRemoval || !sameKeys(old.Keys, probe.Keys) {
+		_, generated, err := b.commitRing(ctx, s, old, r, now)
+		if err != nil {
 			return err
+		}
+		for _, g := range generated {
+			b.log().Info("pending key generated", "ring", r.Name, "kid", g.KID, "alg", g.Alg)
 		}
 	}
 	if !b.swept(r.Name) {
@@ -169,7 +149,7 @@ func (b *backend) applyGate(r *ringEntry, now int64, gate func(ring, kid string)
 		}
 		k.ActivateAt = at
 		k.GateNote = fmt.Sprintf("activated %ds after its scheduled time, once %d of %d declared verifiers held it", at-origin, c.Fresh, c.Declared)
-		reschedule(r, p)
+		reschedule(r.Keys, r.schedule(), p, now)
 		b.log().Info("activation gate released", "ring", r.Name, "kid", k.KID, "activates_at", fmtTime(at), "coverage", c.Ratio)
 		return true
 	}
@@ -187,12 +167,21 @@ func (b *backend) applyGate(r *ringEntry, now int64, gate func(ring, kid string)
 	if len(stale) > 10 {
 		stale = append(stale[:10:10], fmt.Sprintf("and %d more", len(c.Stale)-10))
 	}
-	k.GateNote = fmt.Sprintf("activation delayed %ds (at most %ds): coverage %.2f is below min_verifier_coverage %.2f; stale: %s",
-		at-origin, r.MaxActivationDelay, c.Ratio, r.MinVerifierCoverage, strings.Join(stale, ", "))
-	reschedule(r, p)
+	k.GateNote = clipNote(fmt.Sprintf("activation delayed %ds (at most %ds): coverage %.2f is below min_verifier_coverage %.2f; stale: %s",
+		at-origin, r.MaxActivationDelay, c.Ratio, r.MinVerifierCoverage, strings.Join(stale, ", ")))
+	reschedule(r.Keys, r.schedule(), p, now)
 	b.metrics.gateDelays.WithLabelValues(r.Name).Inc()
 	b.log().Warn("activation delayed by the verifier gate", "ring", r.Name, "kid", k.KID, "activates_at", fmtTime(at), "coverage", c.Ratio, "stale", strings.Join(stale, ","))
 	return true
+}
+
+// clipNote bounds a gate note to maxGateNote bytes of valid UTF-8 (the
+// verifiers report lists every stale verifier in full).
+func clipNote(s string) string {
+	if len(s) <= maxGateNote {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxGateNote-len("...")], "") + "..."
 }
 
 // noteActivations logs and counts the scheduled activations of r since the
@@ -212,33 +201,26 @@ func (b *backend) noteActivations(r *ringEntry, now int64) {
 			delete(b.manualKIDs, k.KID)
 			continue
 		}
-		b.log().Info("rotation", "ring", r.Name, "kid", k.KID, "activated_at", fmtTime(k.ActivateAt), "reason", "scheduled")
-		b.metrics.rotations.WithLabelValues(r.Name, "scheduled").Inc()
+		b.rotated(r.Name, k.KID, "", k.ActivateAt, "scheduled")
 	}
 }
 
-// sameSchedule reports whether two key lists have the same keys and
-// timestamps.
-func sameSchedule(a, b []signingKey) bool {
+// sameKeys reports whether two key lists are the same, field by field.
+func sameKeys(a, b []signingKey) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
 		x, y := &a[i], &b[i]
-		if x.KID != y.KID || x.ActivateAt != y.ActivateAt || x.RetireAt != y.RetireAt || x.RemoveAt != y.RemoveAt || x.RevokedAt != y.RevokedAt || x.HasPrivate != y.HasPrivate {
+		if x.KID != y.KID || x.Alg != y.Alg || len(x.PublicJWK) != len(y.PublicJWK) ||
+			x.PublishAt != y.PublishAt || x.ActivateAt != y.ActivateAt || x.RetireAt != y.RetireAt ||
+			x.RemoveAt != y.RemoveAt || x.Overlap != y.Overlap || x.RevokedAt != y.RevokedAt ||
+			x.Lead != y.Lead || x.Forced != y.Forced || x.RollbackUsed != y.RollbackUsed ||
+			x.GateOrigin != y.GateOrigin || x.GateNote != y.GateNote || x.HasPrivate != y.HasPrivate {
 			return false
 		}
 	}
 	return true
-}
-
-func anyPublished(keys []signingKey, now int64) bool {
-	for i := range keys {
-		if keys[i].published(now) {
-			return true
-		}
-	}
-	return false
 }
 
 // sweepDeletedRings deletes private halves left under a ring that no longer
@@ -262,7 +244,7 @@ func (b *backend) sweepDeletedRings(ctx context.Context, s logical.Storage, snap
 			errs = append(errs, err)
 			continue
 		}
-		errs = append(errs, b.deletePrivates(ctx, s, name, kids))
+		b.deletePrivates(ctx, s, name, kids)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err

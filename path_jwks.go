@@ -41,17 +41,25 @@ type renderedJWKS struct {
 	maxAge       int64
 	// kids are the published kids, for the verifier tracker.
 	kids []string
+	// gen and renderedAt are the state generation and time it was
+	// rendered from.
+	gen        uint64
+	renderedAt int64
 }
 
 func pathJWKS(b *backend) []*framework.Path {
-	ops := func(cb framework.OperationFunc, suffix string) map[logical.Operation]framework.OperationHandler {
+	// The answer is a raw body (no Vault envelope), so no fields are
+	// declared; HEAD answers the headers alone (Vault's OpenAPI document
+	// lists GET, POST, DELETE and PATCH operations only).
+	ops := func(cb framework.OperationFunc, suffix, what string) map[logical.Operation]framework.OperationHandler {
+		raw := map[int][]framework.Response{http.StatusOK: {{Description: what + ", as a raw body with Cache-Control, ETag and Last-Modified (304 on a matching If-None-Match)."}}}
 		return map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     cb,
+				Callback: cb, Summary: "Fetch " + what + " (no token).", Responses: raw,
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: suffix},
 			},
 			logical.HeaderOperation: &framework.PathOperation{
-				Callback:     cb,
+				Callback: cb, Summary: "The headers of " + what + " (no token).", Responses: raw,
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "head", OperationSuffix: suffix},
 			},
 		}
@@ -64,7 +72,7 @@ func pathJWKS(b *backend) []*framework.Path {
 			Pattern:         "jwks$",
 			Fields:          verifierField,
 			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefix},
-			Operations:      ops(b.pathJWKSRead, "jwks"),
+			Operations:      ops(b.pathJWKSRead, "jwks", "the JWKS of every ring"),
 			HelpSynopsis:    pathJWKSHelpSyn,
 			HelpDescription: pathJWKSHelpDesc,
 		},
@@ -72,7 +80,7 @@ func pathJWKS(b *backend) []*framework.Path {
 			Pattern:         `\.well-known/jwks\.json$`,
 			Fields:          verifierField,
 			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefix},
-			Operations:      ops(b.pathJWKSRead, "well-known-jwks"),
+			Operations:      ops(b.pathJWKSRead, "well-known-jwks", "the JWKS of every ring"),
 			HelpSynopsis:    pathJWKSHelpSyn,
 			HelpDescription: pathJWKSHelpDesc,
 		},
@@ -83,7 +91,7 @@ func pathJWKS(b *backend) []*framework.Path {
 				"name":     {Type: framework.TypeLowerCaseString, Description: "Key ring whose keys to serve.", Required: true},
 				"verifier": verifierField["verifier"],
 			},
-			Operations:      ops(b.pathJWKSRead, "ring-jwks"),
+			Operations:      ops(b.pathJWKSRead, "ring-jwks", "the JWKS of one ring"),
 			HelpSynopsis:    "The JWKS of one key ring, for verifiers that trust one ring only.",
 			HelpDescription: pathJWKSHelpDesc,
 		},
@@ -91,7 +99,7 @@ func pathJWKS(b *backend) []*framework.Path {
 			Pattern:         `\.well-known/openid-configuration$`,
 			Fields:          verifierField,
 			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefix},
-			Operations:      ops(b.pathDiscoveryRead, "openid-configuration"),
+			Operations:      ops(b.pathDiscoveryRead, "openid-configuration", "the OpenID discovery document"),
 			HelpSynopsis:    "OpenID discovery document of this issuer.",
 			HelpDescription: "Unauthenticated. Names the issuer, the JWKS URL and the signing algorithms in use, so libraries such as go-oidc can find the keys from the issuer URL alone.",
 		},
@@ -100,8 +108,10 @@ func pathJWKS(b *backend) []*framework.Path {
 
 func (b *backend) pathJWKSRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	scope, label := allScope, "all"
-	if v, ok := d.Raw["name"]; ok {
-		scope, label = v.(string), v.(string)
+	if _, ok := d.Raw["name"]; ok {
+		// Folded to lower case, as keys/<name> folds it.
+		scope = d.Get("name").(string)
+		label = scope
 		if scope == "" {
 			return nil, nil
 		}
@@ -125,17 +135,21 @@ func (b *backend) pathDiscoveryRead(ctx context.Context, req *logical.Request, _
 // scope, the fetch told to the verifier tracker, and the caching headers,
 // all at one reading of the clock. It returns nil when there is no document.
 func (b *backend) serveDocument(ctx context.Context, req *logical.Request, scope, label, contentType string) (*logical.Response, error) {
-	now := b.now()
-	doc, err := b.document(ctx, req.Storage, scope, now)
+	snap, clk, err := b.state(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	now := clk.Schedule
+	doc, err := b.document(snap, scope, now)
 	if err != nil || doc == nil {
 		return nil, err
 	}
-	b.observeFetch(req, scope, doc, now)
+	b.observeFetch(req, snap, scope, doc, now)
 	return b.rawResponse(req, label, doc, contentType, now), nil
 }
 
 // observeFetch tells the verifier tracker who fetched what.
-func (b *backend) observeFetch(req *logical.Request, scope string, doc *renderedJWKS, now int64) {
+func (b *backend) observeFetch(req *logical.Request, snap *snapshot, scope string, doc *renderedJWKS, now int64) {
 	verifier, _ := req.Data["verifier"].(string)
 	addr := ""
 	if req.Connection != nil {
@@ -151,7 +165,7 @@ func (b *backend) observeFetch(req *logical.Request, scope string, doc *rendered
 	if scope == discoveryScope {
 		served, kids = "", nil
 	}
-	b.tracker.observe(verifier, addr, first("User-Agent"), first("If-None-Match"), scope, served, kids, now)
+	b.tracker.observe(verifier, addr, first("User-Agent"), first("If-None-Match"), scope, served, kids, now, snap.declared.has(verifier, addr))
 }
 
 // rawResponse answers with doc as sent bytes, or 304 when the client holds it.
@@ -211,24 +225,28 @@ func etagMatches(headers []string, etag string) bool {
 }
 
 // document returns the rendered document for scope, re-rendering only when
-// state changed or a key crossed a timestamp since the last rendering.
-func (b *backend) document(ctx context.Context, s logical.Storage, scope string, now int64) (*renderedJWKS, error) {
-	snap, err := b.load(ctx, s)
-	if err != nil {
-		return nil, err
-	}
+// state changed or a key crossed a timestamp since the last rendering. A
+// document rendered from a snapshot that a write or an invalidation has
+// since replaced is served to this request but never cached, so no later
+// request sees a key set older than the state it was answered from.
+func (b *backend) document(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {
 	b.mu.RLock()
 	doc, ok := b.jwks[scope]
 	b.mu.RUnlock()
-	if ok && now < doc.validUntil {
+	if ok && doc.gen == snap.gen && doc.renderedAt <= now && now < doc.validUntil {
 		return doc, nil
 	}
-	doc, err = render(snap, scope, now)
+	doc, err := render(snap, scope, now)
 	if err != nil || doc == nil {
 		return doc, err
 	}
+	if b.afterRender != nil {
+		b.afterRender()
+	}
 	b.mu.Lock()
-	b.jwks[scope] = doc
+	if b.gen == snap.gen {
+		b.jwks[scope] = doc
+	}
 	b.mu.Unlock()
 	return doc, nil
 }
@@ -259,7 +277,7 @@ func render(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {
 		}
 		rings = []*ringEntry{r}
 	}
-	doc := &renderedJWKS{validUntil: forever, nextRemoval: forever, maxAge: snap.config.JWKSMaxAge, staleIfError: -1}
+	doc := &renderedJWKS{validUntil: forever, nextRemoval: forever, maxAge: snap.config.JWKSMaxAge, staleIfError: -1, gen: snap.gen, renderedAt: now}
 	keys := []json.RawMessage{}
 	algs := map[string]bool{}
 	// lastChange is the latest moment the key set changed: derived from the
@@ -282,10 +300,22 @@ func render(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {
 				lastChange = max(lastChange, k.RemoveAt)
 			}
 		}
-		if t := nextBoundary(r.Keys, now); t < doc.validUntil {
+		for i := range r.Trusted {
+			t := &r.Trusted[i]
+			if t.published(now) {
+				keys = append(keys, t.PublicJWK)
+				doc.kids = append(doc.kids, t.KID)
+				algs[t.Alg] = true
+				lastChange = max(lastChange, t.AddedAt)
+			}
+			if t.ExpiresAt <= now {
+				lastChange = max(lastChange, t.ExpiresAt)
+			}
+		}
+		if t := ringNextBoundary(r, now); t < doc.validUntil {
 			doc.validUntil = t
 		}
-		if t := nextRemoval(r.Keys, now); t < doc.nextRemoval {
+		if t := ringNextRemoval(r, now); t < doc.nextRemoval {
 			doc.nextRemoval = t
 		}
 		if r.DeletedAt == 0 && (doc.staleIfError < 0 || r.PublishLead < doc.staleIfError) {

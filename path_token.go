@@ -24,8 +24,6 @@ func pathToken(b *backend) *framework.Path {
 		Pattern: strings.TrimSuffix(tokenPrefix, "/") + "/" + framework.GenericNameRegex("role") + "$",
 		DisplayAttrs: &framework.DisplayAttributes{
 			OperationPrefix: operationPrefix,
-			OperationVerb:   "read",
-			OperationSuffix: "token",
 		},
 		Fields: map[string]*framework.FieldSchema{
 			"role":     {Type: framework.TypeLowerCaseString, Description: "Role to mint under; its allow_token_read must be true.", Required: true},
@@ -35,7 +33,7 @@ func pathToken(b *backend) *framework.Path {
 		Operations: map[logical.Operation]framework.OperationHandler{
 			// Not forwarded: like sign, minting writes no storage, so the
 			// node that receives the read can answer it.
-			logical.ReadOperation: &framework.PathOperation{Callback: b.pathToken},
+			logical.ReadOperation: op(b.pathToken, "mint", "token", "Mint a JWT under a role with its defaults, for roles with allow_token_read.", tokenAnswer),
 		},
 		HelpSynopsis:    pathTokenHelpSyn,
 		HelpDescription: pathTokenHelpDesc,
@@ -45,7 +43,7 @@ func pathToken(b *backend) *framework.Path {
 // checkTokenQuery refuses query parameters a read of token/<role> does not
 // take (a typo such as tll, or claims, which only sign accepts) and values
 // sign would refuse, before the framework sees the request.
-func checkTokenQuery(req *logical.Request) *logical.Response {
+func checkTokenQuery(req *logical.Request) error {
 	if req.Operation != logical.ReadOperation || !strings.HasPrefix(req.Path, tokenPrefix) {
 		return nil
 	}
@@ -54,13 +52,13 @@ func checkTokenQuery(req *logical.Request) *logical.Response {
 
 func (b *backend) pathToken(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	roleName := d.Get("role").(string)
-	s, resp, err := b.newSigner(ctx, req, roleName)
-	if s == nil {
-		return resp, err
+	s, err := b.newSigner(ctx, req, roleName)
+	if err != nil {
+		return respond(err)
 	}
 	if !s.role.AllowTokenRead {
-		return logical.ErrorResponse("allow_token_read: role %q does not mint on a read; enable it with vault write %sroles/%s allow_token_read=true (then read capability on %s%s%s means may mint), or sign with vault write %ssign/%s",
-			roleName, req.MountPoint, roleName, req.MountPoint, tokenPrefix, roleName, req.MountPoint, roleName), logical.ErrInvalidRequest
+		return respond(refuse("allow_token_read", "role %q does not mint on a read; enable it with vault write %sroles/%s allow_token_read=true (then read capability on %s%s%s means may mint), or sign with vault write %ssign/%s",
+			roleName, req.MountPoint, roleName, req.MountPoint, tokenPrefix, roleName, req.MountPoint, roleName))
 	}
 	sr := &signRequest{}
 	if v, ok := d.GetOk("audience"); ok {

@@ -336,10 +336,17 @@ func TestTokenReadRefusesAsSign(t *testing.T) {
 	})
 }
 
-// A role written by the version 1 fixtures (before allow_token_read existed)
-// reads back with it false and does not mint on a read until it is set.
-func TestTokenReadFromVersion1Fixtures(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(fixtureDir, "*.json"))
+// A role written by the fixtures of every schema version (before
+// allow_token_read existed) reads back with it false and does not mint on a
+// read until it is set.
+func TestTokenReadFromOlderFixtures(t *testing.T) {
+	for _, v := range fixtureVersions {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { tokenReadFromFixtures(t, v) })
+	}
+}
+
+func tokenReadFromFixtures(t *testing.T, version int) {
+	files, err := filepath.Glob(filepath.Join(fixtureDir(version), "*.json"))
 	if err != nil || len(files) < 5 {
 		t.Fatalf("fixtures missing: %v %v", files, err)
 	}
@@ -359,7 +366,7 @@ func TestTokenReadFromVersion1Fixtures(t *testing.T) {
 	}
 	e := newEnvOn(t, s, &fakeClock{now: fixtureTime.Add(95 * time.Minute)})
 	if v := e.read("roles/api").Data["allow_token_read"]; v != false {
-		t.Fatalf("allow_token_read of a version 1 role = %v, want false", v)
+		t.Fatalf("allow_token_read of a version %d role = %v, want false", version, v)
 	}
 	resp, err := e.readToken("api", nil)
 	expect400(t, resp, err, "allow_token_read")

@@ -1,7 +1,6 @@
 package jwtrotor
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -31,43 +30,11 @@ const maintenanceTick int64 = 60
 // nor leaves the JWKS.
 const forever int64 = math.MaxInt64
 
-// signingKey is one key of a ring. Its four timestamps are the whole of its
-// state; operations rewrite them, time passing does the rest.
-type signingKey struct {
-	KID       string          `json:"kid"`
-	Alg       string          `json:"alg"`
-	PublicJWK json.RawMessage `json:"public_jwk"`
-	// PublishAt is when the key entered the JWKS (its generation time).
-	PublishAt int64 `json:"publish_at"`
-	// ActivateAt is when it starts signing. Always >= PublishAt+lead unless
-	// Forced.
-	ActivateAt int64 `json:"activate_at"`
-	// RetireAt is its successor's ActivateAt; 0 while it has no successor,
-	// so the last key of a ring never stops signing on its own.
-	RetireAt int64 `json:"retire_at"`
-	// RemoveAt is RetireAt plus the overlap in force when it was set; 0 while
-	// RetireAt is 0.
-	RemoveAt int64 `json:"remove_at"`
-	// RevokedAt, when set, ends the key at once and for good.
-	RevokedAt int64 `json:"revoked_at,omitempty"`
-	// Lead is the publish_lead the key was scheduled under. A later change
-	// of the ring's lead applies to keys scheduled after it, so settings
-	// changes never rewrite existing timestamps.
-	Lead int64 `json:"lead"`
-	// Forced records that the key activated before a full lead.
-	Forced bool `json:"forced,omitempty"`
-	// RollbackUsed marks both keys of a rollback, so no key's removal can
-	// move more than one rotation period past its original time.
-	RollbackUsed bool `json:"rollback_used,omitempty"`
-	// GateOrigin is the activation time before the activation gate delayed
-	// it (0: never delayed); GateNote says why, for reads.
-	GateOrigin int64  `json:"gate_origin,omitempty"`
-	GateNote   string `json:"gate_note,omitempty"`
-	// HasPrivate says the private half is in storage.
-	HasPrivate bool `json:"has_private"`
-}
-
 func (k *signingKey) revoked() bool { return k.RevokedAt != 0 }
+
+// leadWaived reports whether k may sign before a full publish_lead in this
+// JWKS: it was forced, or imported (its verifiers trusted it before).
+func (k *signingKey) leadWaived() bool { return k.Forced || k.Imported }
 
 // signed reports whether k ever signed: it activated before any revocation.
 func (k *signingKey) signed() bool { return !k.revoked() || k.RevokedAt > k.ActivateAt }
@@ -173,7 +140,7 @@ func lastLive(keys []signingKey) int {
 // successor keeps signing (no dry pipeline). It rewrites a key's RetireAt and
 // RemoveAt only when its successor changed: settings changes alone never move
 // existing timestamps. Retirements already in the past are never touched.
-func chain(keys []signingKey, sched ringSchedule, now int64) {
+func chain(keys []signingKey, now int64) {
 	sortKeys(keys)
 	for i := range keys {
 		k := &keys[i]
@@ -190,8 +157,35 @@ func chain(keys []signingKey, sched ringSchedule, now int64) {
 			k.RetireAt, k.RemoveAt = 0, 0
 		case k.RetireAt != keys[next].ActivateAt:
 			k.RetireAt = keys[next].ActivateAt
-			k.RemoveAt = k.RetireAt + sched.VerificationTTL
+			k.RemoveAt = k.RetireAt + k.Overlap
 		}
+	}
+}
+
+// setOverlaps records the overlap each key will need: a key that can sign
+// now keeps the longest verification_ttl in force while it could; a pending
+// key, which has signed nothing, takes the current one.
+func setOverlaps(keys []signingKey, sched ringSchedule, now int64) {
+	for i := range keys {
+		k := &keys[i]
+		switch k.state(now) {
+		case stateActive:
+			k.Overlap = max(k.Overlap, sched.VerificationTTL)
+		case statePending:
+			k.Overlap = sched.VerificationTTL
+		}
+	}
+}
+
+// reschedule spaces the live keys after index p one period apart, each a
+// full lead after its publication, and none in the past.
+func reschedule(keys []signingKey, sched ringSchedule, p int, now int64) {
+	prev := keys[p].ActivateAt
+	for j := liveAfter(keys, p); j >= 0; j = liveAfter(keys, j) {
+		at := max(prev+sched.RotationPeriod, keys[j].PublishAt+sched.PublishLead, now)
+		keys[j].ActivateAt = at
+		keys[j].Lead = sched.PublishLead
+		prev = at
 	}
 }
 
@@ -232,7 +226,8 @@ func stockSlots(keys []signingKey, sched ringSchedule, now int64) []int64 {
 
 // rollbackCandidate returns the index of the key a rollback would restore at
 // now, or -1: the retiring, unrevoked key just before the active one, inside
-// its window (RetireAt + period), whose rollback is unused.
+// its window (RetireAt + period), whose rollback is unused and whose private
+// half is still stored.
 func rollbackCandidate(keys []signingKey, sched ringSchedule, now int64) int {
 	a := activeIndex(keys, now)
 	if a <= 0 {
@@ -243,10 +238,14 @@ func rollbackCandidate(keys []signingKey, sched ringSchedule, now int64) int {
 		if k.revoked() && !k.signed() {
 			continue // revoked while pending: never the previous signer
 		}
-		if k.revoked() || k.state(now) != stateRetiring || k.RollbackUsed || keys[a].RollbackUsed {
+		if k.revoked() || k.state(now) != stateRetiring || k.RollbackUsed || keys[a].RollbackUsed || k.Imported {
+			// An imported key's private half goes when it retires: its
+			// copy's life inside Vault ends there.
 			return -1
 		}
-		if now >= k.RetireAt+sched.RotationPeriod {
+		if now >= k.RetireAt+sched.RotationPeriod || !k.HasPrivate {
+			// Past the window, or its private half is gone (released when
+			// the window was shorter): it can never sign again.
 			return -1
 		}
 		return i
@@ -293,6 +292,46 @@ func nextBoundary(keys []signingKey, now int64) int64 {
 	return b
 }
 
+// ringNextBoundary is nextBoundary over a ring's signing and trusted keys.
+func ringNextBoundary(r *ringEntry, now int64) int64 {
+	b := nextBoundary(r.Keys, now)
+	for i := range r.Trusted {
+		for _, t := range []int64{r.Trusted[i].AddedAt, r.Trusted[i].ExpiresAt} {
+			if t > now && t < b {
+				b = t
+			}
+		}
+	}
+	return b
+}
+
+// ringNextRemoval is nextRemoval over a ring's signing and trusted keys.
+func ringNextRemoval(r *ringEntry, now int64) int64 {
+	b := nextRemoval(r.Keys, now)
+	for i := range r.Trusted {
+		if t := &r.Trusted[i]; t.published(now) && t.ExpiresAt < b {
+			b = t.ExpiresAt
+		}
+	}
+	return b
+}
+
+// ringPublished reports whether any key of r, signing or trusted, is in
+// the JWKS at now.
+func ringPublished(r *ringEntry, now int64) bool {
+	for i := range r.Keys {
+		if r.Keys[i].published(now) {
+			return true
+		}
+	}
+	for i := range r.Trusted {
+		if r.Trusted[i].published(now) {
+			return true
+		}
+	}
+	return false
+}
+
 // nextRemoval is the first scheduled removal of a published key after now.
 func nextRemoval(keys []signingKey, now int64) int64 {
 	b := forever
@@ -303,6 +342,92 @@ func nextRemoval(keys []signingKey, now int64) int64 {
 		}
 	}
 	return b
+}
+
+// checkTransition verifies that a write rewrites only the future: no changed
+// timestamp lands before now. So no key retires before the last token it
+// signed, and nothing that was published stops being so in the past (a
+// rollback may move a past retirement, or a past activation, to the
+// future). Keys may leave the ring only once removed or revoked; a dropped
+// ring does not come here.
+func checkTransition(old, cur []signingKey, now int64) error {
+	byKID := make(map[string]*signingKey, len(cur))
+	for i := range cur {
+		byKID[cur[i].KID] = &cur[i]
+	}
+	for i := range old {
+		o := &old[i]
+		c := byKID[o.KID]
+		if c == nil {
+			if st := o.state(now); st != stateRemoved && st != stateRevoked {
+				return fmt.Errorf("kid %s (%s) would vanish from the ring", o.KID, st)
+			}
+			continue
+		}
+		if c.PublishAt != o.PublishAt || c.Alg != o.Alg {
+			return fmt.Errorf("kid %s would change its publication time or algorithm", o.KID)
+		}
+		if o.revoked() && c.RevokedAt != o.RevokedAt {
+			return fmt.Errorf("kid %s would change its revocation", o.KID)
+		}
+		if !o.revoked() && c.revoked() && c.RevokedAt != now {
+			return fmt.Errorf("kid %s would be revoked at %d, not now (%d)", o.KID, c.RevokedAt, now)
+		}
+		for _, ts := range []struct {
+			name     string
+			was, got int64
+		}{{"activate_at", o.ActivateAt, c.ActivateAt}, {"retire_at", o.RetireAt, c.RetireAt}, {"remove_at", o.RemoveAt, c.RemoveAt}} {
+			if ts.was == ts.got || c.revoked() {
+				continue
+			}
+			if ts.got != 0 && ts.got < now {
+				return fmt.Errorf("kid %s: %s would move from %d to %d, before now (%d)", o.KID, ts.name, ts.was, ts.got, now)
+			}
+		}
+	}
+	return nil
+}
+
+// checkTrusted verifies a ring's trusted keys against their bounds, and
+// that no kid or thumbprint names two keys of the ring, signing or trusted.
+func checkTrusted(keys []signingKey, trusted []trustedKey) error {
+	if len(trusted) > maxTrustedKeys {
+		return fmt.Errorf("%d trusted keys, above %d", len(trusted), maxTrustedKeys)
+	}
+	seen := map[string]bool{}
+	claim := func(ids ...string) error {
+		for _, id := range ids {
+			if seen[id] {
+				return fmt.Errorf("kid or thumbprint %s names two keys", id)
+			}
+			seen[id] = true
+		}
+		return nil
+	}
+	for i := range keys {
+		k := &keys[i]
+		ids := []string{k.KID}
+		if k.Thumbprint != "" && k.Thumbprint != k.KID {
+			ids = append(ids, k.Thumbprint)
+		}
+		if err := claim(ids...); err != nil {
+			return err
+		}
+	}
+	for i := range trusted {
+		t := &trusted[i]
+		ids := []string{t.KID}
+		if t.Thumbprint != t.KID {
+			ids = append(ids, t.Thumbprint)
+		}
+		if err := claim(ids...); err != nil {
+			return err
+		}
+		if t.ExpiresAt <= t.AddedAt || t.ExpiresAt > t.AddedAt+maxTrustPeriod {
+			return fmt.Errorf("trusted key %s is published from %d to %d, outside its bound", t.KID, t.AddedAt, t.ExpiresAt)
+		}
+	}
+	return nil
 }
 
 // checkRing verifies the invariants every stored ring must satisfy. It runs
@@ -323,7 +448,7 @@ func checkRing(keys []signingKey, sched ringSchedule, now int64) error {
 		if lead == 0 {
 			lead = sched.PublishLead
 		}
-		if !k.Forced && k.ActivateAt < k.PublishAt+lead && k.ActivateAt > now {
+		if !k.leadWaived() && k.ActivateAt < k.PublishAt+lead && k.ActivateAt > now {
 			return fmt.Errorf("kid %s would activate before a full publish_lead", k.KID)
 		}
 		if k.RetireAt != 0 && k.RetireAt < k.ActivateAt && !k.revoked() {

@@ -14,9 +14,13 @@ import (
 // unauthenticated path must not be a way to write to Vault.
 
 const (
-	// maxTrackedClients bounds the tracker; the least recently seen client
-	// is forgotten first.
+	// maxTrackedClients bounds the anonymous clients the tracker keeps; the
+	// least recently seen is forgotten first.
 	maxTrackedClients = 10000
+	// maxDeclaredClients bounds the declared clients (by id or address
+	// range), kept apart so that no number of anonymous fetches can push a
+	// declared verifier out of the report or the activation gate.
+	maxDeclaredClients = 1000
 	// maxTrackedDocs bounds the remembered served documents (ETag to kids).
 	maxTrackedDocs = 256
 	maxFieldLen    = 256
@@ -37,8 +41,9 @@ type fetchClient struct {
 	// served is the last ETag served per scope (all rings, one ring). A
 	// fetch of one scope never hides what the client holds of another, so
 	// a spoofed fetch under a verifier's id cannot make it look stale.
-	served map[string]string
-	elem   *list.Element
+	served   map[string]string
+	elem     *list.Element
+	declared bool
 }
 
 // maxScopesPerClient bounds served.
@@ -47,15 +52,18 @@ const maxScopesPerClient = 16
 type verifierTracker struct {
 	mu      sync.Mutex
 	clients map[string]*fetchClient
-	lru     *list.List // front: most recently seen
-	evicted int64
+	// anon and declared order the two kinds of clients, most recently seen
+	// at the front; each is bounded on its own.
+	anon     *list.List
+	declared *list.List
+	evicted  int64
 	// docs maps a served ETag to the kids of that document.
 	docs     map[string][]string
 	docOrder []string
 }
 
 func newVerifierTracker() *verifierTracker {
-	return &verifierTracker{clients: map[string]*fetchClient{}, lru: list.New(), docs: map[string][]string{}}
+	return &verifierTracker{clients: map[string]*fetchClient{}, anon: list.New(), declared: list.New(), docs: map[string][]string{}}
 }
 
 func clip(s string) string {
@@ -66,7 +74,9 @@ func clip(s string) string {
 }
 
 // observe records one fetch: what the client presented and what it got.
-func (t *verifierTracker) observe(verifier, addr, ua, presented, scope, served string, kids []string, now int64) {
+// declared says whether the fetcher counts as a declared verifier (by id or
+// address range) under the configuration in force.
+func (t *verifierTracker) observe(verifier, addr, ua, presented, scope, served string, kids []string, now int64, declared bool) {
 	verifier, addr, ua, presented = clip(verifier), clip(addr), clip(ua), clip(presented)
 	if !utf8.ValidString(verifier) {
 		verifier = ""
@@ -86,19 +96,32 @@ func (t *verifierTracker) observe(verifier, addr, ua, presented, scope, served s
 		}
 	}
 	c := t.clients[key]
-	if c == nil {
-		if len(t.clients) >= maxTrackedClients {
-			oldest := t.lru.Back()
+	if c != nil && c.declared != declared {
+		// The configuration changed what this client is.
+		t.list(c.declared).Remove(c.elem)
+		delete(t.clients, key)
+		c.elem = nil
+	}
+	if c == nil || c.elem == nil {
+		l, limit := t.list(declared), maxTrackedClients
+		if declared {
+			limit = maxDeclaredClients
+		}
+		if l.Len() >= limit {
+			oldest := l.Back()
 			old := oldest.Value.(*fetchClient)
-			t.lru.Remove(oldest)
+			l.Remove(oldest)
 			delete(t.clients, old.key)
 			t.evicted++
 		}
-		c = &fetchClient{key: key, Verifier: verifier, FirstSeen: now, served: map[string]string{}}
-		c.elem = t.lru.PushFront(c)
+		if c == nil {
+			c = &fetchClient{key: key, Verifier: verifier, FirstSeen: now, served: map[string]string{}}
+		}
+		c.declared = declared
+		c.elem = l.PushFront(c)
 		t.clients[key] = c
 	} else {
-		t.lru.MoveToFront(c.elem)
+		t.list(declared).MoveToFront(c.elem)
 	}
 	c.RemoteAddr, c.UserAgent = addr, ua
 	c.LastSeen = now
@@ -110,6 +133,13 @@ func (t *verifierTracker) observe(verifier, addr, ua, presented, scope, served s
 			c.served[scope] = served
 		}
 	}
+}
+
+func (t *verifierTracker) list(declared bool) *list.List {
+	if declared {
+		return t.declared
+	}
+	return t.anon
 }
 
 // clientView is a client with what its last JWKS holds, for reports.
@@ -127,31 +157,53 @@ func (v *clientView) tracks(ring string) bool {
 }
 
 // snapshot copies the tracked clients, most recently seen first.
-func (t *verifierTracker) snapshot(cfg *configEntry) ([]clientView, int64) {
-	nets := parseCIDRs(cfg.VerifierCIDRs)
-	ids := map[string]bool{}
-	for _, id := range cfg.Verifiers {
-		ids[id] = true
-	}
+func (t *verifierTracker) snapshot(decl declaredSet) ([]clientView, int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]clientView, 0, len(t.clients))
-	for e := t.lru.Front(); e != nil; e = e.Next() {
-		c := e.Value.(*fetchClient)
-		v := clientView{fetchClient: *c, Kids: map[string]bool{}, Scopes: map[string]bool{}}
-		v.elem, v.served = nil, nil
-		for scope := range c.served {
-			v.Scopes[scope] = true
-		}
-		v.Declared = ids[c.Verifier] || inCIDRs(nets, c.RemoteAddr)
-		for _, etag := range c.served {
-			for _, k := range t.docs[etag] {
-				v.Kids[k] = true
+	for _, l := range []*list.List{t.declared, t.anon} {
+		for e := l.Front(); e != nil; e = e.Next() {
+			c := e.Value.(*fetchClient)
+			v := clientView{fetchClient: *c, Kids: map[string]bool{}, Scopes: map[string]bool{}}
+			v.elem, v.served = nil, nil
+			for scope := range c.served {
+				v.Scopes[scope] = true
 			}
+			v.Declared = decl.has(c.Verifier, c.RemoteAddr)
+			for _, etag := range c.served {
+				for _, k := range t.docs[etag] {
+					v.Kids[k] = true
+				}
+			}
+			out = append(out, v)
 		}
-		out = append(out, v)
 	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].LastSeen > out[j].LastSeen })
 	return out, t.evicted
+}
+
+// declaredSet is who counts as a declared verifier under one configuration.
+type declaredSet struct {
+	ids  map[string]bool
+	nets []*net.IPNet
+}
+
+func (d declaredSet) has(verifier, addr string) bool {
+	return (verifier != "" && d.ids[verifier]) || (len(d.nets) > 0 && inCIDRs(d.nets, addr))
+}
+
+// declaredBy parses the declared set of cfg (once per configuration: the
+// backend keeps it beside the configuration).
+func declaredBy(cfg *configEntry) declaredSet {
+	d := declaredSet{ids: map[string]bool{}}
+	if cfg == nil {
+		return d
+	}
+	d.nets = parseCIDRs(cfg.VerifierCIDRs)
+	for _, id := range cfg.Verifiers {
+		d.ids[id] = true
+	}
+	return d
 }
 
 func parseCIDRs(list []string) []*net.IPNet {
@@ -206,7 +258,10 @@ func coverageOf(views []clientView, cfg *configEntry, ring, kid string, now, win
 		if v.Verifier != "" {
 			seenIDs[v.Verifier] = true
 		}
-		if !v.tracks(ring) {
+		if !v.tracks(ring) && len(v.Scopes) > 0 {
+			// Fetches other rings' keys only: not a verifier of this one.
+			// A client that fetched no JWKS at all (the discovery document
+			// only) holds no key, and counts as stale.
 			continue
 		}
 		c.Declared++

@@ -59,7 +59,7 @@ func monBytesPerClient(n int, shape monClientShape) (perClient float64, tracked 
 		// Fresh copies, as a request brings them: what the tracker keeps
 		// of them is counted, the rest is garbage.
 		tr.observe(strings.Clone(c.verifier), strings.Clone(c.addr), strings.Clone(c.ua), strings.Clone(c.presented),
-			allScope, served, kids, int64(1_700_000_000+i))
+			allScope, served, kids, int64(1_700_000_000+i), false)
 	}
 	runtime.GC()
 	runtime.GC()
@@ -74,7 +74,7 @@ func monBytesPerClient(n int, shape monClientShape) (perClient float64, tracked 
 
 // TestMonitoringTrackerMemoryPerClient measures what the verifier report
 // costs in memory: 10,000 distinct clients (the tracker's capacity), each
-// fetching once. Its figures are the ones the README gives.
+// fetching once. Its figures are the ones docs/operations.md gives.
 func TestMonitoringTrackerMemoryPerClient(t *testing.T) {
 	const n = maxTrackedClients
 	for _, tc := range []struct {
@@ -113,7 +113,7 @@ func BenchmarkMonitoringTrackerObserve(b *testing.B) {
 	tr := newVerifierTracker()
 	for i := range maxTrackedClients {
 		v, a, u, p := shape(i)
-		tr.observe(v, a, u, p, allScope, `"e"`, kids, int64(i))
+		tr.observe(v, a, u, p, allScope, `"e"`, kids, int64(i), false)
 	}
 	inputs := make([][4]string, 4096)
 	for i := range inputs {
@@ -125,7 +125,7 @@ func BenchmarkMonitoringTrackerObserve(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		c := inputs[i%len(inputs)]
 		// No verifier id: keyed by address and User-Agent, each one new.
-		tr.observe("", c[1]+strconv.Itoa(i), c[2], c[3], allScope, `"e"`, kids, int64(maxTrackedClients+i))
+		tr.observe("", c[1]+strconv.Itoa(i), c[2], c[3], allScope, `"e"`, kids, int64(maxTrackedClients+i), false)
 	}
 	b.StopTimer()
 	b.ReportMetric(per, "heap-bytes/client")

@@ -36,3 +36,7 @@ path "jwt/verifiers" {
 path "jwt/metrics" {
   capabilities = ["read"]
 }
+
+path "jwt/clock" {
+  capabilities = ["read"]
+}

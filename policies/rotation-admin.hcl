@@ -38,3 +38,13 @@ path "jwt/config" {
 path "jwt/verifiers" {
   capabilities = ["read"]
 }
+
+# The schedule clock: read it, and accept the wall clock's time after a
+# held forward step (docs/invariants.md).
+path "jwt/clock" {
+  capabilities = ["read"]
+}
+
+path "jwt/clock/accept" {
+  capabilities = ["update"]
+}

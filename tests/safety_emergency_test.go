@@ -523,8 +523,8 @@ func (e *safEmergency) caseRollback(t *testing.T) {
 	if k, _ := after.byKid(p.Kid); k.State != "pending" || k.ActivateAt != until {
 		t.Errorf("replaced key: %+v, want pending until %d", k, until)
 	}
-	// DESIGN.md: no key's remove_at moves past its original value plus one
-	// rotation_period.
+	// No key's remove_at moves past its original value plus one
+	// rotation_period (docs/design-decisions.md, rollback).
 	for _, o := range orig.SigningKeys {
 		n, ok := after.byKid(o.Kid)
 		if !ok || o.RemoveAt == 0 || n.RemoveAt == 0 {

@@ -22,7 +22,7 @@ import (
 // alternately by sign/ha and by a read of token/ha (standbys forward both
 // to the active node), and checked by the verifier
 // libraries, which reach the JWKS through a small caching proxy in front of
-// the three nodes (as the README advises for production) or, for three of
+// the three nodes (as docs/operations.md advises for production) or, for three of
 // them, each node directly with a failover list. The JWKS is byte-identical
 // with the same ETag on every node. The active node is killed with SIGKILL
 // two seconds before a scheduled activation: the new active node activates

@@ -33,7 +33,7 @@ const (
 // the plugin has never seen. It shows that the plugin's memory stays
 // bounded (its verifier tracker evicts instead of growing, and the plugin
 // process's resident memory levels off), that signing keeps working during
-// the flood, and that the README's rate-limit quotas make Vault answer 429
+// the flood, and that the rate-limit quotas of docs/operations.md make Vault answer 429
 // beyond their rate.
 func TestSecurityFlood(t *testing.T) {
 	sec := secStartServer(t, secServerOptions{logLevel: "warn"})
@@ -210,7 +210,7 @@ flood:
 	secQuotas(t, sec, m)
 }
 
-// secQuotas applies the README's rate-limit quotas, with the README's rate
+// secQuotas applies the rate-limit quotas of docs/operations.md, with their rate
 // (20 per second), one at a time, and shows that each makes Vault answer 429
 // on its paths beyond the rate, and only there.
 func secQuotas(t *testing.T, sec *secServer, m *mount) {

@@ -1,11 +1,17 @@
 package tests
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // TestSecurityLeastPrivilege loads the example policies of policies/ (with
@@ -26,6 +32,12 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	admin := secLogin(t, m, "rotation-admin")
 	auditor := secLogin(t, m, "auditor")
 	workload := secLogin(t, m, "workload-demo")
+	importer := secLogin(t, m, "importer")
+	trustedKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trustedJWK, _ := json.Marshal(jose.JSONWebKey{Key: trustedKey.Public(), KeyID: "policy-old-key", Algorithm: "RS256", Use: "sig"})
 	anon := env.root.withToken("")
 
 	type check struct {
@@ -64,6 +76,8 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 		"delete role":        del("roles/no-such-role"),
 		"read verifiers":     get("verifiers"),
 		"read metrics":       get("metrics"),
+		"read clock":         get("clock"),
+		"accept clock":       post("clock/accept", map[string]any{}),
 		"read jwks":          get("jwks"),
 		"read ring jwks":     get("jwks/demo"),
 		"read well-known":    get(".well-known/jwks.json"),
@@ -71,12 +85,17 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 		"write jwks":         post("jwks", map[string]any{"keys": []any{}}),
 		"read unknown":       get("nothing-here"),
 		"read unknown known": get(".well-known/nothing-here"),
+		"read wrapping key":  get("wrapping_key"),
+		// A valid request but for the key material: a 400 once allowed.
+		"import": post("keys/imported/import", map[string]any{"ciphertext": "AAAA", "algorithm": "RS256"}),
+		"trust":  post("keys/other/trust", map[string]any{"jwk": string(trustedJWK), "expires_at": time.Now().Unix() + 3600}),
 	}
 	public := []string{"read jwks", "read ring jwks", "read well-known", "read discovery"}
 	allowed := map[string][]string{
 		"signer-demo":    append([]string{"sign demo", "sign demo batch"}, public...),
-		"rotation-admin": append([]string{"list keys", "read key", "update key", "create key", "rotate", "revoke", "rollback", "delete key", "read config", "read verifiers"}, public...),
-		"auditor":        append([]string{"read config", "list keys", "read key", "list roles", "read role", "read verifiers", "read metrics"}, public...),
+		"rotation-admin": append([]string{"list keys", "read key", "update key", "create key", "rotate", "revoke", "rollback", "delete key", "read config", "read verifiers", "read clock", "accept clock"}, public...),
+		"auditor":        append([]string{"read config", "list keys", "read key", "list roles", "read role", "read verifiers", "read metrics", "read clock"}, public...),
+		"importer":       append([]string{"read wrapping key", "import", "trust", "list keys", "read key"}, public...),
 		"workload-demo":  append([]string{"token demo", "token demo query"}, public...),
 		"no token":       public,
 	}
@@ -85,7 +104,7 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	// serve: they must be refused (400, 404 or 405), with or without a token.
 	unservedPublic := map[string]bool{"write jwks": true, "read unknown known": true}
 
-	clients := map[string]*vaultClient{"signer-demo": signer, "rotation-admin": admin, "auditor": auditor, "workload-demo": workload, "no token": anon}
+	clients := map[string]*vaultClient{"signer-demo": signer, "rotation-admin": admin, "auditor": auditor, "workload-demo": workload, "importer": importer, "no token": anon}
 	// Every shipped policy is checked here.
 	shipped, err := filepath.Glob(filepath.Join("..", "policies", "*.hcl"))
 	if err != nil || len(shipped) == 0 {
@@ -135,7 +154,11 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	if resp := env.root.read(t, m.p("keys/new-by-caller")); resp.Status != http.StatusOK {
 		t.Errorf("the rotation admin could not create a ring: status %d", resp.Status)
 	}
-	t.Logf("least privilege: %d policies (signer-demo, rotation-admin, auditor, workload-demo) and no token, %d requests checked", len(shipped), checks)
+	// Only the importer's trust was written.
+	if tk, _ := env.root.mustRead(t, m.p("keys/other")).Data["trusted_keys"].([]any); len(tk) != 1 {
+		t.Errorf("ring other trusts %d keys, want the importer's one", len(tk))
+	}
+	t.Logf("least privilege: %d policies (signer-demo, rotation-admin, auditor, importer, workload-demo) and no token, %d requests checked", len(shipped), checks)
 }
 
 // secLogin writes policies/<name>.hcl for mount m (jwt/ becomes m's path,
