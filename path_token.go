@@ -26,8 +26,11 @@ func pathToken(b *backend) *framework.Path {
 			OperationPrefix: operationPrefix,
 		},
 		Fields: map[string]*framework.FieldSchema{
-			"role":     {Type: framework.TypeLowerCaseString, Description: "Role to mint under; its allow_token_read must be true.", Required: true},
-			"audience": {Type: framework.TypeCommaStringSlice, Description: "Query parameter: one or more of the role's audiences. Default: all of them.", Query: true},
+			"role": {Type: framework.TypeLowerCaseString, Description: "Role to mint under; its allow_token_read must be true.", Required: true},
+			// A string here, though checked as sign's list: Vault's
+			// OpenAPI generator gives a list query parameter no item
+			// type, which makes the document invalid.
+			"audience": {Type: framework.TypeString, Description: "Query parameter: one or more of the role's audiences, comma-separated. Default: all of them.", Query: true},
 			"ttl":      {Type: framework.TypeDurationSecond, Description: "Query parameter: token lifetime, at most the role's max_ttl. Default: the role's ttl.", Query: true},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -47,7 +50,15 @@ func checkTokenQuery(req *logical.Request) error {
 	if req.Operation != logical.ReadOperation || !strings.HasPrefix(req.Path, tokenPrefix) {
 		return nil
 	}
-	return checkFields(tokenQuery, req)
+	if err := checkFields(tokenQuery, req); err != nil {
+		return err
+	}
+	// The checked list goes on as the comma-separated string the path
+	// declares (a repeated ?audience= arrives as a list too).
+	if aud, ok := req.Data["audience"].([]string); ok {
+		req.Data["audience"] = strings.Join(aud, ",")
+	}
+	return nil
 }
 
 func (b *backend) pathToken(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -61,8 +72,8 @@ func (b *backend) pathToken(ctx context.Context, req *logical.Request, d *framew
 			roleName, req.MountPoint, roleName, req.MountPoint, tokenPrefix, roleName, req.MountPoint, roleName))
 	}
 	sr := &signRequest{}
-	if v, ok := d.GetOk("audience"); ok {
-		sr.audience = v.([]string)
+	if v := d.Get("audience").(string); v != "" {
+		sr.audience = strings.Split(v, ",")
 	}
 	if v, ok := d.GetOk("ttl"); ok {
 		sr.ttl, sr.ttlSet = int64(v.(int)), true

@@ -65,6 +65,7 @@ func TestWorkloadTokenRead(t *testing.T) {
 		{"es", "ES256", "", []string{apiAudience, "api2"}, 600},
 		{"es", "ES256", "?audience=api2&ttl=60", []string{"api2"}, 60},
 		{"es", "ES256", "?audience=" + url.QueryEscape(apiAudience) + "&audience=api2&ttl=30m", []string{apiAudience, "api2"}, 1800},
+		{"es", "ES256", "?audience=" + url.QueryEscape(apiAudience+",api2"), []string{apiAudience, "api2"}, 600},
 		{"ed", "EdDSA", "", []string{apiAudience}, 900},
 		{"ed", "EdDSA", "?ttl=5m", []string{apiAudience}, 300},
 	} {
@@ -140,8 +141,8 @@ func TestWorkloadTokenRead(t *testing.T) {
 	if resp := env.signer.do(t, http.MethodGet, m.p("token/es"), nil); resp.Status != http.StatusForbidden {
 		t.Errorf("an update-only token read token/es: status %d: %s", resp.Status, resp.Body)
 	}
-	if checks != 14 {
-		t.Fatalf("%d checks ran, want 14", checks)
+	if checks != 15 {
+		t.Fatalf("%d checks ran, want 15", checks)
 	}
 	t.Logf("token/<role> through Vault: %d reads checked", checks)
 }
