@@ -121,6 +121,7 @@ func newBackend(src clockSource) *backend {
 			pathKeys(b),
 			pathAdopt(b),
 			pathRoles(b),
+			[]*framework.Path{pathToken(b)},
 			[]*framework.Path{pathSign(b), pathVerifiers(b), pathMetrics(b)},
 			pathClock(b),
 			pathJWKS(b),
@@ -179,6 +180,10 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp
 				return respond(err)
 			}
 		}
+	}
+	// The query parameters of a token/<role> read, likewise.
+	if err := checkTokenQuery(req); err != nil {
+		return respond(err)
 	}
 	return b.Backend.HandleRequest(ctx, req)
 }
@@ -447,7 +452,8 @@ Each key ring (keys/<name>) pre-publishes its next key in the JWKS for at least
 publish_lead before it signs, and keeps a retired key published for
 verification_ttl after its last token could have been issued. Roles
 (roles/<name>) say which ring signs, for which audiences and subjects, with
-which claims and TTLs; sign/<role> issues a token. The JWKS (jwks,
+which claims and TTLs; sign/<role> issues a token, and so does a read of
+token/<role> for roles with allow_token_read=true. The JWKS (jwks,
 .well-known/jwks.json) and the OpenID discovery document
 (.well-known/openid-configuration) are served without a token, with
 Cache-Control and ETag that follow the rotation schedule.

@@ -41,6 +41,12 @@ var hostileWritablePaths = []string{
 	"clock/accept",
 }
 
+// hostileQueryPaths are the reads whose query parameters the plugin checks
+// as it checks the fields of a write: token/<role>, which mints.
+var hostileQueryPaths = []string{
+	"token/r",
+}
+
 type hostileCase struct {
 	name string
 	op   logical.Operation // default: update
@@ -133,13 +139,30 @@ func hostileTypeCases(t *testing.T) []hostileCase {
 	t.Helper()
 	b := newBackend(systemClock{start: time.Now()})
 	var out []hostileCase
+	type target struct {
+		path string
+		op   logical.Operation
+	}
+	var targets []target
 	for _, path := range hostileWritablePaths {
+		targets = append(targets, target{path, logical.UpdateOperation})
+	}
+	for _, path := range hostileQueryPaths {
+		targets = append(targets, target{path, logical.ReadOperation})
+	}
+	for _, tg := range targets {
+		path, op := tg.path, tg.op
 		p := b.Route(path)
 		if p == nil {
 			t.Fatalf("no route for %s", path)
 		}
 		names := make([]string, 0, len(p.Fields))
-		for n := range p.Fields {
+		for n, f := range p.Fields {
+			// A read takes its query parameters only; the path's own
+			// parameter is refused there as unknown (a hand-written case).
+			if op == logical.ReadOperation && !f.Query {
+				continue
+			}
 			names = append(names, n)
 		}
 		sort.Strings(names)
@@ -150,7 +173,7 @@ func hostileTypeCases(t *testing.T) []hostileCase {
 			}
 			for _, v := range values {
 				out = append(out, hostileCase{
-					name: path + " " + field + " " + v.label, path: path,
+					name: path + " " + field + " " + v.label, path: path, op: op,
 					data: map[string]any{field: v.v}, field: field,
 				})
 			}
@@ -158,23 +181,23 @@ func hostileTypeCases(t *testing.T) []hostileCase {
 			// keep it, and for the lists and objects of stored objects
 			// (config, rings, roles) how to clear it.
 			also := []string{"null", "leave the field out"}
-			stored := path == "config" || strings.Count(path, "/") == 1 && !strings.HasPrefix(path, "sign/") && !strings.HasPrefix(path, "clock/")
+			stored := path == "config" || strings.Count(path, "/") == 1 && !strings.HasPrefix(path, "sign/") && !strings.HasPrefix(path, "clock/") && op != logical.ReadOperation
 			if ft := p.Fields[field].Type; stored && field != "audiences" &&
 				(ft == framework.TypeMap || ft == framework.TypeCommaStringSlice || ft == framework.TypeStringSlice) {
 				also = append(also, "to clear it", field+"=")
 			}
 			out = append(out, hostileCase{
-				name: path + " " + field + " null", path: path,
+				name: path + " " + field + " null", path: path, op: op,
 				data: map[string]any{field: nil}, field: field, also: also,
 			})
 		}
 		// An unknown field, and a field name that differs only in case.
 		out = append(out,
-			hostileCase{name: path + " unknown field", path: path, data: map[string]any{"exportable": true}, field: "exportable"},
+			hostileCase{name: path + " unknown field", path: path, op: op, data: map[string]any{"exportable": true}, field: "exportable"},
 		)
 		if len(names) > 0 {
 			upper := strings.ToUpper(names[len(names)-1])
-			out = append(out, hostileCase{name: path + " field name in upper case", path: path, data: map[string]any{upper: "x"}, field: upper})
+			out = append(out, hostileCase{name: path + " field name in upper case", path: path, op: op, data: map[string]any{upper: "x"}, field: upper})
 		}
 	}
 	return out
@@ -421,6 +444,36 @@ func hostileSemanticCases() []hostileCase {
 		hostileCase{name: "sign batch_input of 101 items", path: "sign/r", data: map[string]any{"batch_input": hostileItems(101)}, field: "batch_input", also: []string{"100"}},
 		hostileCase{name: "sign batch_input empty list", path: "sign/r", data: map[string]any{"batch_input": []any{}}, field: "batch_input"},
 	)
+
+	// token/<role>: a read that mints takes audience and ttl in its query,
+	// checked as sign checks them, and nothing else.
+	var read logical.Operation = logical.ReadOperation
+	for _, f := range []string{"claims", "subject", "batch_input", "tll", "Audience", "kid", "alg", "role"} {
+		add(hostileCase{name: "token query parameter " + f, op: read, path: "token/r", data: map[string]any{f: "x"}, field: f, also: []string{"unknown field", "audience, ttl"}})
+	}
+	add(
+		hostileCase{name: "token claims as an object", op: read, path: "token/r", data: map[string]any{"claims": map[string]any{"scope": "x"}}, field: "claims", also: []string{"unknown field"}},
+		hostileCase{name: "token typo beside good parameters", op: read, path: "token/r", data: map[string]any{"tll": "60", "ttl": "60", "audience": "api"}, field: "tll"},
+		hostileCase{name: "token audience outside the role", op: read, path: "token/r", data: map[string]any{"audience": "https://evil.example"}, field: "audience", also: []string{"evil"}},
+		hostileCase{name: "token audience in another case", op: read, path: "token/r", data: map[string]any{"audience": "API"}, field: "audience"},
+		hostileCase{name: "token audience as a glob", op: read, path: "token/r", data: map[string]any{"audience": "*"}, field: "audience"},
+		hostileCase{name: "token audience one good one bad", op: read, path: "token/r", data: map[string]any{"audience": "api,evil"}, field: "audience", also: []string{"evil"}},
+		hostileCase{name: "token ttl zero", op: read, path: "token/r", data: map[string]any{"ttl": "0"}, field: "ttl"},
+		hostileCase{name: "token ttl above max_ttl", op: read, path: "token/r", data: map[string]any{"ttl": "61m"}, field: "ttl", also: []string{"max_ttl", "3600"}},
+		hostileCase{name: "token unknown role", op: read, path: "token/nope", field: "role", also: []string{"nope"}},
+		hostileCase{name: "token role without allow_token_read", op: read, path: "token/n", field: "allow_token_read", also: []string{"allow_token_read=true", "may mint"},
+			setup: func(e *testEnv) { e.mustWrite("roles/n", map[string]any{"key": "k", "audiences": "api"}) }},
+		hostileCase{name: "token role that opted out again", op: read, path: "token/r", field: "allow_token_read",
+			setup: func(e *testEnv) { e.mustWrite("roles/r", map[string]any{"allow_token_read": false}) }},
+		hostileCase{name: "token before the issuer is set", op: read, path: "token/r", field: "issuer",
+			setup: func(e *testEnv) {
+				cfg := defaultConfig()
+				if err := putJSON(context.Background(), e.storage, configPath, cfg); err != nil {
+					e.t.Fatal(err)
+				}
+				e.b.cacheConfig(cfg)
+			}},
+	)
 	for _, f := range []string{"claims", "audience", "subject", "ttl"} {
 		v := map[string]any{"claims": map[string]any{}, "audience": "api", "subject": "svc-a", "ttl": 60}[f]
 		add(hostileCase{name: "sign " + f + " beside batch_input", path: "sign/r", data: map[string]any{"batch_input": hostileItems(1), f: v}, field: f, also: []string{"inside each batch_input item"}})
@@ -450,7 +503,8 @@ func hostileItems(n int) []any {
 }
 
 // hostileSetup is the mount every case starts from: an issuer, a signing
-// ES256 ring k and a role r with a static claim, allowed claims and subjects.
+// ES256 ring k and a role r with a static claim, allowed claims and subjects,
+// which also mints on a read of token/r.
 func hostileSetup(t *testing.T) *testEnv {
 	t.Helper()
 	e := newEnv(t)
@@ -458,6 +512,7 @@ func hostileSetup(t *testing.T) *testEnv {
 	e.mustWrite("roles/r", map[string]any{
 		"key": "k", "audiences": "api,api2", "claims": map[string]any{"tier": "gold"},
 		"allowed_claims": "scope,n", "allowed_subjects": "svc-*", "ttl": "15m", "max_ttl": "1h",
+		"allow_token_read": true,
 	})
 	return e
 }
@@ -666,7 +721,7 @@ func TestHostileBatchItems(t *testing.T) {
 func TestHostileMatrixCoversEveryPath(t *testing.T) {
 	b := newBackend(systemClock{start: time.Now()})
 	reached := map[*framework.Path]bool{}
-	for _, p := range hostileWritablePaths {
+	for _, p := range append(append([]string{}, hostileWritablePaths...), hostileQueryPaths...) {
 		reached[b.Route(p)] = true
 	}
 	covered := map[string]bool{}
@@ -681,6 +736,8 @@ func TestHostileMatrixCoversEveryPath(t *testing.T) {
 		for op := range p.Operations {
 			writable = writable || op == logical.UpdateOperation || op == logical.CreateOperation
 		}
+		// A read that mints is checked like a write.
+		writable = writable || strings.HasPrefix(p.Pattern, strings.TrimSuffix(tokenPrefix, "/"))
 		if !writable {
 			continue
 		}
@@ -688,7 +745,10 @@ func TestHostileMatrixCoversEveryPath(t *testing.T) {
 		if !reached[p] {
 			t.Errorf("writable path %s has no hostile cases: add a request path for it to hostileWritablePaths", p.Pattern)
 		}
-		for f := range p.Fields {
+		for f, schema := range p.Fields {
+			if strings.HasPrefix(p.Pattern, strings.TrimSuffix(tokenPrefix, "/")) && !schema.Query {
+				continue
+			}
 			if !covered[p.Pattern+" "+f] {
 				t.Errorf("field %s of %s has no wrong-value cases", f, p.Pattern)
 			}

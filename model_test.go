@@ -24,11 +24,12 @@ import (
 )
 
 // The model-based test: random sequences of every operation the plugin
-// takes (configuration, rings, roles, signing, rotations, revocations,
-// rollbacks, maintenance, time passing and the clock stepping either way,
-// restarts, crashes between storage writes, and a standby that learns of
-// changes only through Invalidate), checked after every step against the
-// invariants in docs/invariants.md and a ledger of every token issued.
+// takes (configuration, rings, roles, signing and minting by a read of
+// token/<role>, rotations, revocations, rollbacks, maintenance, time passing
+// and the clock stepping either way, restarts, crashes between storage
+// writes, and a standby that learns of changes only through Invalidate),
+// checked after every step against the invariants in docs/invariants.md and
+// a ledger of every token issued.
 // rapid shrinks a failing sequence and writes it to testdata/rapid/; those
 // files replay on every run, and TestModelRegressions replays them all.
 //
@@ -81,6 +82,9 @@ func TestModel(t *testing.T) {
 	s := &modelAdoptStats
 	t.Logf("model: imports drawn %d (accepted %d), trusts drawn %d (accepted %d), tokens signed by imported keys %d",
 		s.imports.Load(), s.importsOK.Load(), s.trusts.Load(), s.trustsOK.Load(), s.importedTokens.Load())
+	ts := &modelTokenStats
+	t.Logf("model: token/<role> reads drawn %d (minted %d), allow_token_read turned on %d times",
+		ts.reads.Load(), ts.minted.Load(), ts.optIns.Load())
 	if seqs.Load() == 0 {
 		t.Fatal("the model ran no sequence")
 	}
@@ -125,11 +129,14 @@ func TestModelRegressions(t *testing.T) {
 // sequence replays: each action added after the first set names the set it
 // came in (actionAddedIn), and a kept sequence replays with the actions of
 // its set.
-var actionSets = []string{"base", "adopt"}
+var actionSets = []string{"base", "adopt", "token"}
 
 var actionAddedIn = map[string]string{
-	"Import": "adopt",
-	"Trust":  "adopt",
+	"Import":        "adopt",
+	"Trust":         "adopt",
+	"Token":         "token",
+	"Token2":        "token",
+	"RoleTokenRead": "token",
 }
 
 // actionsOf is the model's actions as they were in the set named.
@@ -316,6 +323,9 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"SignOnStandby": m.signOnStandby,
 		"Import":        m.importKey,
 		"Trust":         m.trustKey,
+		"Token":         m.tokenRead,
+		"Token2":        m.tokenRead,
+		"RoleTokenRead": m.roleTokenRead,
 		"":              m.check,
 	}
 }

@@ -84,6 +84,11 @@ func pathRoles(b *backend) []*framework.Path {
 					Default:     "JWT",
 					Description: "typ header of the tokens: JWT or at+jwt.",
 				},
+				"allow_token_read": {
+					Type:        framework.TypeBool,
+					Default:     false,
+					Description: "Whether a read of token/<role> mints a token with the role's defaults (as sign/<role> with no fields does). Off by default: with it on, read capability on token/<role> means may mint.",
+				},
 			},
 			ExistenceCheck: b.roleExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -109,6 +114,7 @@ var roleAnswer = map[string]*framework.FieldSchema{
 	"claims":           {Type: framework.TypeMap, Description: "Static claims.", Required: true},
 	"allowed_claims":   {Type: framework.TypeCommaStringSlice, Description: "Claims a caller may set.", Required: true},
 	"token_type":       {Type: framework.TypeString, Description: "typ header: JWT or at+jwt.", Required: true},
+	"allow_token_read": {Type: framework.TypeBool, Description: "Whether a read of token/<role> mints.", Required: true},
 }
 
 func (b *backend) roleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
@@ -142,6 +148,7 @@ func roleData(r *roleEntry) map[string]any {
 		"claims":           claims,
 		"allowed_claims":   r.AllowedClaims,
 		"token_type":       r.TokenType,
+		"allow_token_read": r.AllowTokenRead,
 	}
 }
 
@@ -201,6 +208,9 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	}
 	if v, ok := d.GetOk("token_type"); ok {
 		r.TokenType = v.(string)
+	}
+	if v, ok := d.GetOk("allow_token_read"); ok {
+		r.AllowTokenRead = v.(bool)
 	}
 	if err := checkRole(snap, r); err != nil {
 		return respond(err)
@@ -298,12 +308,18 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 const pathRolesHelpSyn = `Manage a role: which ring signs, for whom, with which claims.`
 
 const pathRolesHelpDesc = `
-A role is the policy of sign/<role>: the key ring, the audiences a token may
-carry, the subject (from the caller's Vault entity by default), static claims,
-the claims a caller may add, and token lifetimes. The claims iss, sub, aud,
+A role is the policy of sign/<role> (and of token/<role> when
+allow_token_read is true): the key ring, the audiences a token may carry, the
+subject (from the caller's Vault entity by default), static claims, the claims
+a caller may add, and token lifetimes. The claims iss, sub, aud,
 exp, nbf, iat and jti are always set by the plugin and can be neither static
 nor caller claims.
 
 max_ttl + 60s must not exceed the ring's verification_ttl, so every token
 expires at least a minute before its key leaves the JWKS.
+
+allow_token_read (default false) lets a read of token/<role> mint a token
+with the role's defaults, for Vault Agent templates and other readers. With it
+on, a policy granting read on token/<role> (or on a wildcard that covers it)
+lets its holder mint.
 `

@@ -17,13 +17,13 @@ func TestRoleReadsBackWhatWasWritten(t *testing.T) {
 	want := map[string]any{
 		"key": "k", "audiences": []string{"api", "admin"}, "ttl": defaultRoleTTL, "max_ttl": defaultRoleMaxTTL,
 		"subject_template": defaultSubjectTemplate, "allowed_subjects": []string{}, "claims": map[string]any{"team": "x"},
-		"allowed_claims": []string{"scope"}, "token_type": "JWT",
+		"allowed_claims": []string{"scope"}, "token_type": "JWT", "allow_token_read": false,
 	}
 	if got := e.read("roles/r").Data; !reflect.DeepEqual(got, want) {
 		t.Fatalf("read %v, want %v", got, want)
 	}
-	e.mustWrite("roles/r", map[string]any{"ttl": "5m"})
-	want["ttl"] = int64(300)
+	e.mustWrite("roles/r", map[string]any{"ttl": "5m", "allow_token_read": true})
+	want["ttl"], want["allow_token_read"] = int64(300), true
 	if got := e.read("roles/r").Data; !reflect.DeepEqual(got, want) {
 		t.Fatalf("after an update: %v, want %v", got, want)
 	}

@@ -56,18 +56,21 @@ func pathSign(b *backend) *framework.Path {
 		Operations: map[logical.Operation]framework.OperationHandler{
 			// Not forwarded: performance standbys sign with their copy of
 			// the keys.
-			logical.UpdateOperation: op(b.pathSign, "sign", "", "Sign a JWT under a role, or up to 100 with batch_input.", map[string]*framework.FieldSchema{
-				"token":         {Type: framework.TypeString, Description: "The signed JWT (compact serialization)."},
-				"kid":           {Type: framework.TypeString, Description: "The kid of the key that signed it."},
-				"jti":           {Type: framework.TypeString, Description: "Its jti claim."},
-				"issued_at":     {Type: framework.TypeInt64, Description: "Its iat and nbf (Unix seconds)."},
-				"expires_at":    {Type: framework.TypeInt64, Description: "Its exp (Unix seconds)."},
-				"batch_results": {Type: framework.TypeSlice, Description: "With batch_input: one object per item, in order, with the fields above or error."},
-			}),
+			logical.UpdateOperation: op(b.pathSign, "sign", "", "Sign a JWT under a role, or up to 100 with batch_input.", withField(tokenAnswer, "batch_results", &framework.FieldSchema{Type: framework.TypeSlice, Description: "With batch_input: one object per item, in order, with the fields above or error."})),
 		},
 		HelpSynopsis:    pathSignHelpSyn,
 		HelpDescription: pathSignHelpDesc,
 	}
+}
+
+// tokenAnswer is what a single token is answered with, by sign and by a
+// read of token/<role>.
+var tokenAnswer = map[string]*framework.FieldSchema{
+	"token":      {Type: framework.TypeString, Description: "The signed JWT (compact serialization)."},
+	"kid":        {Type: framework.TypeString, Description: "The kid of the key that signed it."},
+	"jti":        {Type: framework.TypeString, Description: "Its jti claim."},
+	"issued_at":  {Type: framework.TypeInt64, Description: "Its iat and nbf (Unix seconds)."},
+	"expires_at": {Type: framework.TypeInt64, Description: "Its exp (Unix seconds)."},
 }
 
 // signRequest is one token to issue, from a request or a batch item.
@@ -80,19 +83,10 @@ type signRequest struct {
 }
 
 func (b *backend) pathSign(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	snap, err := b.load(ctx, req.Storage)
+	s, err := b.newSigner(ctx, req, d.Get("role").(string))
 	if err != nil {
-		return nil, err
+		return respond(err)
 	}
-	roleName := d.Get("role").(string)
-	role := snap.roles[roleName]
-	if role == nil {
-		return respond(refuse("role", "no role %q; create it with vault write %sroles/%s", roleName, req.MountPoint, roleName))
-	}
-	if snap.config.Issuer == "" {
-		return respond(refuse("issuer", "not configured; set it first with vault write %sconfig issuer=<VAULT_ADDR>/v1/%s", req.MountPoint, strings.TrimSuffix(req.MountPoint, "/")))
-	}
-	s := &signer{b: b, ctx: ctx, req: req, snap: snap, role: role}
 	if raw, ok := d.GetOk("batch_input"); ok {
 		for k := range signFields {
 			if _, set := req.Data[k]; set {
@@ -129,6 +123,30 @@ func (b *backend) pathSign(ctx context.Context, req *logical.Request, d *framewo
 	if v, ok := d.GetOk("ttl"); ok {
 		sr.ttl, sr.ttlSet = int64(v.(int)), true
 	}
+	return s.signOne(sr)
+}
+
+// newSigner looks up the role and checks what every token needs before its
+// own fields are read: the role exists and the issuer is set. With no signer
+// it returns a refusal or the error of loading the snapshot.
+func (b *backend) newSigner(ctx context.Context, req *logical.Request, roleName string) (*signer, error) {
+	snap, err := b.load(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	role := snap.roles[roleName]
+	if role == nil {
+		return nil, refuse("role", "no role %q; create it with vault write %sroles/%s", roleName, req.MountPoint, roleName)
+	}
+	if snap.config.Issuer == "" {
+		return nil, refuse("issuer", "not configured; set it first with vault write %sconfig issuer=<VAULT_ADDR>/v1/%s", req.MountPoint, strings.TrimSuffix(req.MountPoint, "/"))
+	}
+	return &signer{b: b, ctx: ctx, req: req, snap: snap, role: role}, nil
+}
+
+// signOne signs a single token and answers it in the data envelope, with a
+// shortened ttl reported as a warning.
+func (s *signer) signOne(sr *signRequest) (*logical.Response, error) {
 	out, err := s.sign(sr)
 	if err != nil {
 		return respond(err)

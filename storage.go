@@ -102,6 +102,9 @@ type roleEntry struct {
 	Claims          map[string]any `json:"claims"`
 	AllowedClaims   []string       `json:"allowed_claims"`
 	TokenType       string         `json:"token_type"`
+	// AllowTokenRead lets a read of token/<role> mint; entries written
+	// before the field existed decode to false.
+	AllowTokenRead bool `json:"allow_token_read"`
 }
 
 type privateEntry struct {

@@ -1,7 +1,8 @@
 # auditor: reads everything that describes the jwt-rotor mount at jwt/
 # (configuration, key rings with their keys' states and timestamps, roles,
-# the verifier report) and changes nothing. It cannot sign. Key reads show
-# public metadata only; no path returns private key material.
+# the verifier report) and changes nothing. It cannot sign: it has no
+# path for sign/<role>, nor for token/<role>, whose read mints. Key reads
+# show public metadata only; no path returns private key material.
 #
 #   vault policy write jwt-auditor policies/auditor.hcl
 #

@@ -6,7 +6,8 @@
 # Environment: BENCH_ROUNDS (default 5), BENCH_DURATION (default 3s),
 # BENCH_CLIENTS (default 8), BENCH_LISTEN_ADDRESS (default 127.0.0.1:8299),
 # BENCH_MEMORY (1: also measure the plugin RSS with 1,000 rings and 10,000
-# tracked verifiers; default 1).
+# tracked verifiers; default 1), BENCH_ONLY (comma-separated words: run only
+# the groups whose first scenario contains one, such as "token,batch").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +26,8 @@ go run ./cmd/loadbench \
 	-addr "http://$DEV_LISTEN_ADDRESS" \
 	-rounds "${BENCH_ROUNDS:-5}" \
 	-duration "${BENCH_DURATION:-3s}" \
-	-clients "${BENCH_CLIENTS:-8}"
+	-clients "${BENCH_CLIENTS:-8}" \
+	-only "${BENCH_ONLY:-}"
 if [[ ${BENCH_MEMORY:-1} == 1 ]]; then
 	go run ./cmd/loadbench -addr "http://$DEV_LISTEN_ADDRESS" -memory
 fi

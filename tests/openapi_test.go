@@ -64,6 +64,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		"roles/":                           {"get"},
 		"roles/{name}":                     {"get", "post", "delete"},
 		"sign/{role}":                      {"post"},
+		"token/{role}":                     {"get"},
 		"verifiers":                        {"get"},
 		"metrics":                          {"get"},
 		"clock":                            {"get"},
@@ -106,6 +107,20 @@ func TestOpenAPIDocument(t *testing.T) {
 			if item.GetOperation(strings.ToUpper(method)) == nil {
 				t.Errorf("%s %s is missing from the document", strings.ToUpper(method), rel)
 			}
+		}
+	}
+	// The read that mints documents its two query parameters, and only
+	// those.
+	if item := doc.Paths.Find(prefix + "token/{role}"); item != nil && item.Get != nil {
+		var query []string
+		for _, p := range item.Get.Parameters {
+			if p.Value != nil && p.Value.In == "query" {
+				query = append(query, p.Value.Name)
+			}
+		}
+		sort.Strings(query)
+		if strings.Join(query, " ") != "audience ttl" {
+			t.Errorf("GET token/{role}: query parameters %v, want [audience ttl]", query)
 		}
 	}
 	if len(ids) < 20 {

@@ -18,8 +18,9 @@ import (
 // TestSafetyFailover runs a 3-node Vault cluster with integrated storage on
 // loopback ports (real `vault server -config` processes, retry_join, the
 // plugin binary in every node's plugin directory, registered once: the
-// catalog is replicated). Tokens are signed through every node in turn
-// (standbys forward to the active node) and checked by the verifier
+// catalog is replicated). Tokens are signed through every node in turn,
+// alternately by sign/ha and by a read of token/ha (standbys forward both
+// to the active node), and checked by the verifier
 // libraries, which reach the JWKS through a small caching proxy in front of
 // the three nodes (as docs/operations.md advises for production) or, for three of
 // them, each node directly with a failover list. The JWKS is byte-identical
@@ -123,6 +124,7 @@ func TestSafetyFailover(t *testing.T) {
 	safMustWriteRetry(t, clients[1], "jwt/keys/ha/rotate", map[string]any{"force": true})
 	safMustWriteRetry(t, clients[2], "jwt/roles/ha", map[string]any{
 		"key": "ha", "audiences": []string{apiAudience}, "subject_template": "saf-ha", "ttl": ttl, "max_ttl": ttl,
+		"allow_token_read": true,
 	})
 	for i := range clients {
 		if err := safWaitMount(clients[i], "jwt/keys/ha", 30*time.Second); err != nil {
@@ -155,7 +157,7 @@ func TestSafetyFailover(t *testing.T) {
 
 	// The signer goes round the nodes; a node that is down or between
 	// roles fails the call, which is counted, and the next node is tried.
-	sg := &safHASigner{clients: clients, nodes: nodes, pipe: pipe, perNode: make([]int, len(nodes)), errs: make([]int, len(nodes))}
+	sg := &safHASigner{clients: clients, nodes: nodes, pipe: pipe, perNode: make([]int, len(nodes)), readsPerNode: make([]int, len(nodes)), errs: make([]int, len(nodes))}
 	sigCtx, stopSigner := context.WithCancel(ctx)
 	var sigDone sync.WaitGroup
 	sigDone.Add(1)
@@ -323,7 +325,13 @@ func TestSafetyFailover(t *testing.T) {
 		} else if i == newLeader {
 			role = "standby, then active"
 		}
-		fmt.Fprintf(&perNode, "  %s (%s): %d tokens signed through it, %d calls failed\n", n.id, role, sg.perNode[i], sg.errs[i])
+		fmt.Fprintf(&perNode, "  %s (%s): %d tokens signed through it (%d by a read of token/ha), %d calls failed\n", n.id, role, sg.perNode[i], sg.readsPerNode[i], sg.errs[i])
+		if sg.readsPerNode[i] == 0 {
+			t.Errorf("no token was minted by a read through %s", n.id)
+		}
+		if sg.perNode[i] == sg.readsPerNode[i] {
+			t.Errorf("no token was signed by sign/ha through %s", n.id)
+		}
 		if sg.perNode[i] == 0 {
 			t.Errorf("no token was signed through %s", n.id)
 		}
@@ -341,7 +349,9 @@ type safHASigner struct {
 	mu      sync.Mutex
 	tokens  []safSigned
 	perNode []int
-	errs    []int
+	// readsPerNode counts the tokens of perNode minted by a read.
+	readsPerNode []int
+	errs         []int
 }
 
 func (s *safHASigner) run(ctx context.Context, every time.Duration) {
@@ -349,7 +359,15 @@ func (s *safHASigner) run(ctx context.Context, every time.Duration) {
 	for i := 0; ctx.Err() == nil; i++ {
 		tick := time.Now()
 		n := i % len(s.clients)
-		tok, err := safSignBody(ctx, s.clients[n], "jwt/sign/ha", map[string]any{})
+		// Odd calls read: with three nodes every node gets both kinds.
+		read := i%2 == 1
+		var tok safSigned
+		var err error
+		if read {
+			tok, err = safTokenRead(ctx, s.clients[n], "jwt/token/ha")
+		} else {
+			tok, err = safSignBody(ctx, s.clients[n], "jwt/sign/ha", map[string]any{})
+		}
 		s.mu.Lock()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -360,6 +378,9 @@ func (s *safHASigner) run(ctx context.Context, every time.Duration) {
 			tok.seq = seq
 			s.tokens = append(s.tokens, tok)
 			s.perNode[n]++
+			if read {
+				s.readsPerNode[n]++
+			}
 		}
 		s.mu.Unlock()
 		if err == nil {
@@ -370,6 +391,30 @@ func (s *safHASigner) run(ctx context.Context, every time.Duration) {
 		case <-time.After(time.Until(tick.Add(every))):
 		}
 	}
+}
+
+// safTokenRead mints a token with a read of path, as safSignBody does with
+// a write.
+func safTokenRead(ctx context.Context, c *vaultClient, path string) (safSigned, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	resp, err := c.call(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return safSigned{}, err
+	}
+	if resp.Status != http.StatusOK {
+		return safSigned{}, fmt.Errorf("GET %s: status %d: %s", path, resp.Status, resp.Body)
+	}
+	s := safSigned{}
+	s.token, _ = resp.Data["token"].(string)
+	s.kid, _ = resp.Data["kid"].(string)
+	iat, err1 := safNum(resp.Data["issued_at"])
+	exp, err2 := safNum(resp.Data["expires_at"])
+	if s.token == "" || s.kid == "" || err1 != nil || err2 != nil {
+		return safSigned{}, fmt.Errorf("GET %s: incomplete response: %s", path, resp.Body)
+	}
+	s.iat, s.exp = iat, exp
+	return s, nil
 }
 
 // safActiveIndex returns the node that answers /sys/health with 200.

@@ -23,12 +23,15 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	m := newMount(t, "secpolicy", map[string]any{"jwks_max_age": 60})
 	createRing(t, m, "demo", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "verification_ttl": "2h", "publish_lead": "10m"})
 	createRing(t, m, "other", map[string]any{"algorithm": "EdDSA", "rotation_period": "1h", "verification_ttl": "2h", "publish_lead": "10m"})
-	createRole(t, m, "demo", map[string]any{"key": "demo", "audiences": []string{"api"}})
-	createRole(t, m, "other", map[string]any{"key": "other", "audiences": []string{"api"}})
+	// Both roles mint on a read, so only the ACL stands between a read and
+	// a token.
+	createRole(t, m, "demo", map[string]any{"key": "demo", "audiences": []string{"api"}, "allow_token_read": true})
+	createRole(t, m, "other", map[string]any{"key": "other", "audiences": []string{"api"}, "allow_token_read": true})
 
 	signer := secLogin(t, m, "signer-demo")
 	admin := secLogin(t, m, "rotation-admin")
 	auditor := secLogin(t, m, "auditor")
+	workload := secLogin(t, m, "workload-demo")
 	importer := secLogin(t, m, "importer")
 	trustedKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -52,6 +55,10 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 		"sign other":         post("sign/other", map[string]any{}),
 		"sign demo in caps":  post("sign/DEMO", map[string]any{}),
 		"sign demo batch":    post("sign/demo", map[string]any{"batch_input": []any{map[string]any{}}}),
+		"token demo":         get("token/demo"),
+		"token demo query":   get("token/demo?ttl=60&audience=api"),
+		"token other":        get("token/other"),
+		"token demo in caps": get("token/DEMO"),
 		"read config":        get("config"),
 		"write config":       post("config", map[string]any{"jwks_max_age": 60}),
 		"list keys":          list("keys"),
@@ -89,6 +96,7 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 		"rotation-admin": append([]string{"list keys", "read key", "update key", "create key", "rotate", "revoke", "rollback", "delete key", "read config", "read verifiers", "read clock", "accept clock"}, public...),
 		"auditor":        append([]string{"read config", "list keys", "read key", "list roles", "read role", "read verifiers", "read metrics", "read clock"}, public...),
 		"importer":       append([]string{"read wrapping key", "import", "trust", "list keys", "read key"}, public...),
+		"workload-demo":  append([]string{"token demo", "token demo query"}, public...),
 		"no token":       public,
 	}
 	// Requests Vault hands to the plugin without any token check, because
@@ -96,7 +104,17 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	// serve: they must be refused (400, 404 or 405), with or without a token.
 	unservedPublic := map[string]bool{"write jwks": true, "read unknown known": true}
 
-	clients := map[string]*vaultClient{"signer-demo": signer, "rotation-admin": admin, "auditor": auditor, "importer": importer, "no token": anon}
+	clients := map[string]*vaultClient{"signer-demo": signer, "rotation-admin": admin, "auditor": auditor, "workload-demo": workload, "importer": importer, "no token": anon}
+	// Every shipped policy is checked here.
+	shipped, err := filepath.Glob(filepath.Join("..", "policies", "*.hcl"))
+	if err != nil || len(shipped) == 0 {
+		t.Fatalf("no policies found: %v", err)
+	}
+	for _, f := range shipped {
+		if name := strings.TrimSuffix(filepath.Base(f), ".hcl"); clients[name] == nil {
+			t.Errorf("policies/%s.hcl is not checked by this test: add a login for it and what it may do", name)
+		}
+	}
 	checks := 0
 	for who, c := range clients {
 		ok := map[string]bool{}
@@ -111,7 +129,7 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 				if resp.Status == http.StatusForbidden || resp.Status >= 500 {
 					t.Errorf("%s: %s (%s %s) should be allowed: status %d: %s", who, name, ch.method, ch.path, resp.Status, resp.Body)
 				}
-				if strings.HasPrefix(name, "sign") && resp.Status != http.StatusOK {
+				if (strings.HasPrefix(name, "sign") || strings.HasPrefix(name, "token")) && resp.Status != http.StatusOK {
 					t.Errorf("%s: %s: status %d: %s", who, name, resp.Status, resp.Body)
 				}
 			case unservedPublic[name]:
@@ -140,7 +158,7 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	if tk, _ := env.root.mustRead(t, m.p("keys/other")).Data["trusted_keys"].([]any); len(tk) != 1 {
 		t.Errorf("ring other trusts %d keys, want the importer's one", len(tk))
 	}
-	t.Logf("least privilege: %d policies (signer-demo, rotation-admin, auditor, importer) and no token, %d requests checked", 4, checks)
+	t.Logf("least privilege: %d policies (signer-demo, rotation-admin, auditor, importer, workload-demo) and no token, %d requests checked", len(shipped), checks)
 }
 
 // secLogin writes policies/<name>.hcl for mount m (jwt/ becomes m's path,

@@ -37,6 +37,7 @@ func TestNullIsNeverAValue(t *testing.T) {
 		{"roles/r", "claims", "claims={}"},
 		{"roles/r", "allowed_claims", "allowed_claims=[]"},
 		{"roles/r", "ttl", ""},
+		{"roles/r", "allow_token_read", ""},
 		{"sign/r", "ttl", ""},
 		{"sign/r", "claims", ""},
 		{"keys/k/rotate", "force", ""},

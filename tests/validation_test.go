@@ -44,6 +44,12 @@ func TestUnknownFieldsRejected(t *testing.T) {
 			body:  map[string]any{"ttl": 600, "max-ttl": 900},
 			field: "max-ttl",
 		},
+		{
+			// A misspelt opt-in must not look enabled while it is not.
+			name: "existing role with allow_token_read misspelt", path: "roles/existing",
+			body:  map[string]any{"allow_token_raed": true},
+			field: "allow_token_raed",
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

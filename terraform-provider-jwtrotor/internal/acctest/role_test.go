@@ -39,6 +39,7 @@ func TestAccRoleLifecycle(t *testing.T) {
 	full := `ttl              = "15m"
   max_ttl          = "1h"
   token_type       = "at+jwt"
+  allow_token_read = true
   subject_template = "{{identity.entity.name}}"
   allowed_subjects = ["svc-*"]
   claims           = jsonencode({ tier = "gold", limits = { rps = 10, burst = [1, 2] } })
@@ -65,10 +66,11 @@ func TestAccRoleLifecycle(t *testing.T) {
 					resource.TestCheckResourceAttr(addr, "ttl", "10m"),
 					resource.TestCheckResourceAttr(addr, "subject_template", "{{identity.entity.id}}"),
 					resource.TestCheckResourceAttr(addr, "token_type", "JWT"),
+					resource.TestCheckResourceAttr(addr, "allow_token_read", "false"),
 					resource.TestCheckResourceAttr(addr, "allowed_claims.#", "0"),
 					checkPath(t, mount+"/roles/api", map[string]any{
 						"key": "signer", "audiences": []string{"https://api.example.com"}, "ttl": 600, "max_ttl": 1800,
-						"subject_template": "{{identity.entity.id}}", "token_type": "JWT",
+						"subject_template": "{{identity.entity.id}}", "token_type": "JWT", "allow_token_read": false,
 						"claims": map[string]any{"tier": "gold"}, "allowed_claims": []string{}, "allowed_subjects": []string{},
 					}),
 				),
@@ -79,7 +81,7 @@ func TestAccRoleLifecycle(t *testing.T) {
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 				}},
 				Check: checkPath(t, mount+"/roles/api", map[string]any{
-					"ttl": 900, "max_ttl": 3600, "token_type": "at+jwt", "subject_template": "{{identity.entity.name}}",
+					"ttl": 900, "max_ttl": 3600, "token_type": "at+jwt", "allow_token_read": true, "subject_template": "{{identity.entity.name}}",
 					"allowed_subjects": []string{"svc-*"}, "allowed_claims": []string{"scope", "region"},
 					"claims": map[string]any{"tier": "gold", "limits": map[string]any{"rps": 10, "burst": []int{1, 2}}},
 				}),
@@ -104,9 +106,9 @@ func TestAccRoleLifecycle(t *testing.T) {
 				Check: checkPath(t, mount+"/roles/api", map[string]any{"ttl": 900, "allowed_claims": []string{"scope", "region"}}),
 			},
 			{
-				// Taking allowed_subjects and claims out of the configuration
-				// returns them to the plugin's defaults: callers may no
-				// longer choose a subject.
+				// Taking allowed_subjects, claims and allow_token_read out of
+				// the configuration returns them to the plugin's defaults:
+				// callers may no longer choose a subject, nor mint by a read.
 				Config: roleConfig(mount, "api", `ttl     = "15m"
   max_ttl = "1h"`),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
@@ -114,7 +116,7 @@ func TestAccRoleLifecycle(t *testing.T) {
 				}},
 				Check: checkPath(t, mount+"/roles/api", map[string]any{
 					"allowed_subjects": []string{}, "claims": map[string]any{}, "allowed_claims": []string{},
-					"token_type": "JWT", "subject_template": "{{identity.entity.id}}",
+					"token_type": "JWT", "allow_token_read": false, "subject_template": "{{identity.entity.id}}",
 				}),
 			},
 			{

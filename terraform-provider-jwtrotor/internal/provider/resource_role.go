@@ -42,6 +42,8 @@ var roleFields = fields{
 	{name: "token_type", kind: kString, def: "JWT",
 		desc: "typ header of the tokens: JWT or at+jwt.",
 		strV: []validator.String{oneOf("token_type", "JWT", "at+jwt")}},
+	{name: "allow_token_read", kind: kBool, def: false,
+		desc: "Whether a read of token/<role> mints a token with the role's defaults (as sign/<role> with no fields does). Off by default: with it on, read capability on token/<role> means may mint."},
 }
 
 // reservedClaims are set by the plugin; neither a role nor a caller may.

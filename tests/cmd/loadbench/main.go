@@ -1,7 +1,8 @@
 // Command loadbench measures the plugin against Vault's own built-ins on the
-// same server: signing against identity tokens and transit, the JWKS against
-// the identity JWKS, with sys/health and the plugin's cheapest reads as
-// floors. Scenarios run interleaved (A B A B ...) at the same concurrency for
+// same server: minting by a read of token/<role> against sign/<role>, the
+// plugin's cheapest authenticated read, identity tokens and transit; the JWKS
+// against the identity JWKS; with sys/health and the plugin's cheapest reads
+// as floors. Scenarios run interleaved (A B A B ...) at the same concurrency for
 // several rounds, and the table reports the median of the rounds and each
 // scenario's ratio to its peer.
 //
@@ -33,6 +34,7 @@ var (
 	duration = flag.Duration("duration", 3*time.Second, "length of one scenario run")
 	mount    = flag.String("mount", "jwt", "plugin mount")
 	mem      = flag.Bool("memory", false, "measure the plugin's RSS with 1,000 rings and 10,000 tracked verifiers instead")
+	only     = flag.String("only", "", "comma-separated words: run only the groups whose first scenario contains one (default: every group)")
 )
 
 var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
@@ -127,6 +129,19 @@ func run(s scenario) result {
 	return result{rps: float64(len(lat)) / elapsed, p50: q(0.5), p99: q(0.99)}
 }
 
+// selected reports whether -only picks the group led by scenario name.
+func selected(name string) bool {
+	if *only == "" {
+		return true
+	}
+	for _, w := range strings.Split(*only, ",") {
+		if w = strings.TrimSpace(w); w != "" && strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
+
 func median(xs []float64) float64 {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
@@ -155,6 +170,12 @@ func main() {
 		}
 	}
 	hasToken := func(b []byte) bool { return bytes.Contains(b, []byte(`"token":"ey`)) }
+	read := func(path string, check func([]byte) bool) func() (bool, error) {
+		return func() (bool, error) {
+			code, out, _, err := call("GET", path, user, nil, nil)
+			return code == 200 && check(out), err
+		}
+	}
 	hasSig := func(b []byte) bool { return bytes.Contains(b, []byte(`"signature":"vault:v1:`)) }
 	batch := make([]any, 100)
 	for i := range batch {
@@ -171,6 +192,9 @@ func main() {
 		// A write that changes nothing: the floor of any plugin write, which
 		// pays Vault's existence check (a second round trip to the plugin).
 		"plugin no-op write":    {"plugin no-op write", 1, post(m+"/keys/bench-es256/rotate", map[string]any{"expected_active_kid": "none"}, func(b []byte) bool { return bytes.Contains(b, []byte(`"rotated":false`)) })},
+		"plugin token ES256":    {"plugin token ES256", 1, read(m+"/token/bench-es256", hasToken)},
+		"plugin token EdDSA":    {"plugin token EdDSA", 1, read(m+"/token/bench-eddsa", hasToken)},
+		"plugin token RS256":    {"plugin token RS256", 1, read(m+"/token/bench-rs256", hasToken)},
 		"plugin sign ES256":     {"plugin sign ES256", 1, post(m+"/sign/bench-es256", map[string]any{"claims": map[string]any{"scope": "read"}}, hasToken)},
 		"plugin sign EdDSA":     {"plugin sign EdDSA", 1, post(m+"/sign/bench-eddsa", map[string]any{"claims": map[string]any{"scope": "read"}}, hasToken)},
 		"plugin sign RS256":     {"plugin sign RS256", 1, post(m+"/sign/bench-rs256", map[string]any{"claims": map[string]any{"scope": "read"}}, hasToken)},
@@ -188,9 +212,9 @@ func main() {
 	// Each group runs interleaved; the first scenario is compared with the
 	// others ("ratio" = first / other, in tokens per second).
 	groups := [][]string{
-		{"plugin sign ES256", "identity token ES256", "transit sign ES256", "plugin read config", "plugin no-op write"},
-		{"plugin sign EdDSA", "identity token EdDSA", "transit sign Ed25519", "plugin read config"},
-		{"plugin sign RS256", "identity token RS256", "transit sign RS256"},
+		{"plugin token ES256", "plugin sign ES256", "plugin read config", "identity token ES256", "transit sign ES256", "plugin no-op write"},
+		{"plugin token EdDSA", "plugin sign EdDSA", "plugin read config", "identity token EdDSA", "transit sign Ed25519"},
+		{"plugin token RS256", "plugin sign RS256", "plugin read config", "identity token RS256", "transit sign RS256"},
 		{"plugin batch100 ES256", "transit sign ES256"},
 		{"plugin JWKS 200", "identity JWKS 200", "plugin discovery"},
 		{"plugin JWKS 304", "plugin JWKS 200"},
@@ -199,6 +223,9 @@ func main() {
 	fmt.Printf("loadbench: %s, %d clients, %d rounds of %s per scenario, interleaved\n\n", *addr, *clients, *rounds, *duration)
 	fmt.Printf("%-26s %12s %10s %10s   %s\n", "scenario", "tokens/s", "p50 ms", "p99 ms", "ratio to its peers (tokens/s)")
 	for _, g := range groups {
+		if !selected(g[0]) {
+			continue
+		}
 		rps := map[string][]float64{}
 		p50 := map[string][]float64{}
 		p99 := map[string][]float64{}
@@ -236,7 +263,7 @@ func setup() string {
 	for _, k := range []struct{ name, alg string }{{"bench-es256", "ES256"}, {"bench-eddsa", "EdDSA"}, {"bench-rs256", "RS256"}} {
 		must("POST", m+"/keys/"+k.name, map[string]any{"algorithm": k.alg})
 		must("POST", m+"/keys/"+k.name+"/rotate", map[string]any{"force": true})
-		must("POST", m+"/roles/"+k.name, map[string]any{"key": k.name, "audiences": "bench", "allowed_claims": "scope"})
+		must("POST", m+"/roles/"+k.name, map[string]any{"key": k.name, "audiences": "bench", "allowed_claims": "scope", "allow_token_read": true})
 		must("POST", "identity/oidc/key/"+k.name, map[string]any{"algorithm": k.alg, "allowed_client_ids": "*"})
 		must("POST", "identity/oidc/role/"+k.name, map[string]any{"key": k.name, "ttl": "15m"})
 	}
@@ -246,6 +273,7 @@ func setup() string {
 	must("POST", "transit/keys/bench-rsa", map[string]any{"type": "rsa-2048"})
 	policy := fmt.Sprintf(`
 path "%[1]s/sign/*" { capabilities = ["update"] }
+path "%[1]s/token/*" { capabilities = ["read"] }
 path "%[1]s/config" { capabilities = ["read"] }
 path "%[1]s/keys/+/rotate" { capabilities = ["update"] }
 path "identity/oidc/token/*" { capabilities = ["read"] }
