@@ -333,15 +333,17 @@ template_config {
 	// Every kid the files held is a key of the ring, and every token was
 	// signed by the key whose active window holds its iat.
 	final := readRing(t, m, "wl")
-	renders := 0
+	renders, misplaced := 0, 0
 	for _, w := range watches {
 		renders += len(w.renders)
 		for _, r := range w.renders {
 			k, ok := final.byKid(r.kid)
 			switch {
 			case !ok:
+				misplaced++
 				t.Errorf("%s: kid %s is not in the ring", w.tmpl.name, r.kid)
 			case r.iat < k.ActivateAt-1 || (k.RetireAt != 0 && r.iat > k.RetireAt+1):
+				misplaced++
 				t.Errorf("%s: token issued at %d by %s, active %d to %d", w.tmpl.name, r.iat, r.kid, k.ActivateAt, k.RetireAt)
 			}
 		}
@@ -353,8 +355,8 @@ template_config {
 	for _, w := range watches {
 		per = append(per, fmt.Sprintf("%s: %d renders, %d rotations", w.tmpl.name, len(w.renders), w.rotations()))
 	}
-	t.Logf("vault agent, static_secret_render_interval=%ds, ring period %ds: %s; %d tokens checked by go-jose and %d by Node jose, %d file checks in %d polls, 0 failures; oldest token seen in a file %s, oldest at replacement %s",
-		renderInterval, period, strings.Join(per, "; "), joseChecks, nodeChecks, fileChecks, polls,
+	t.Logf("vault agent, static_secret_render_interval=%ds, ring period %ds: %s; %d tokens checked by go-jose and %d by Node jose, %d file checks in %d polls, %d failed checks, %d tokens not by their window's key; oldest token seen in a file %s, oldest at replacement %s",
+		renderInterval, period, strings.Join(per, "; "), joseChecks, nodeChecks, fileChecks, polls, len(failures), misplaced,
 		maxAgeInFile.Round(100*time.Millisecond), maxAgeAtReplace.Round(100*time.Millisecond))
 }
 
