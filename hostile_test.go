@@ -565,6 +565,9 @@ type hostileBatchCase struct {
 	also  []string
 }
 
+// TestHostileBatchItems: a bad batch_input item gets its own error naming
+// the field at fault and no token, the good item beside it still gets a
+// token that verifies, and nothing is stored.
 func TestHostileBatchItems(t *testing.T) {
 	big := strings.Repeat("a", hostileMiB)
 	cases := []hostileBatchCase{

@@ -24,6 +24,10 @@ func (e *testEnv) jwksKIDs() []string {
 	return kidsOf(e.t, body)
 }
 
+// TestRotateScheduledForcedAndIdempotent: a rotate before the lead is
+// scheduled a lead away and changes nothing now; a repeated rotate with the
+// old expected_active_kid is a no-op that stores nothing; force activates at
+// once and keeps the outgoing key published.
 func TestRotateScheduledForcedAndIdempotent(t *testing.T) {
 	e := opsEnv(t)
 	first := e.signKID()
@@ -65,6 +69,9 @@ func TestRotateScheduledForcedAndIdempotent(t *testing.T) {
 	}
 }
 
+// TestRevoke: revoking the pending key stocks another that waits its lead,
+// a retiring key leaves the JWKS at once, and revoking the active key
+// promotes the pending key at once, with a warning.
 func TestRevoke(t *testing.T) {
 	e := opsEnv(t)
 	e.clock.Advance(2 * time.Hour)
@@ -106,6 +113,9 @@ func TestRevoke(t *testing.T) {
 	})
 }
 
+// TestRollback: the previous key signs again until its retire_at plus one
+// period, the newer key returns to pending and stays published, no
+// remove_at moves more than one period, and a second rollback is refused.
 func TestRollback(t *testing.T) {
 	e := opsEnv(t)
 	e.clock.Advance(61 * time.Minute)

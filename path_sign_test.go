@@ -81,6 +81,10 @@ func header(t *testing.T, token string) map[string]any {
 	return h
 }
 
+// TestSignClaimsAndPolicy: a token carries the role's static claims, the
+// caller's allowed claims, the chosen audience and subject, iat/nbf/exp from
+// Vault's clock and the role's typ; defaults are the role's audiences and
+// ttl; jti is unique.
 func TestSignClaimsAndPolicy(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
@@ -174,6 +178,8 @@ func TestSignSubjectTemplates(t *testing.T) {
 	}
 }
 
+// TestSignBatch: each batch item gets a verifying token or its own error
+// naming the field; more than maxBatch items is a 400.
 func TestSignBatch(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)

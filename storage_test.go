@@ -21,12 +21,10 @@ const fixtureDir = "testdata/storage-v1"
 // fixtureTime is the clock of the checked-in fixtures.
 var fixtureTime = time.Date(2026, 1, 15, 9, 0, 0, 0, time.UTC)
 
-// TestWriteFixtures regenerates the checked-in storage fixtures; run only
-// with -update-fixtures, when a schema version is frozen.
-func TestWriteFixtures(t *testing.T) {
-	if !*updateFixtures {
-		t.Skip("run with -update-fixtures to rewrite " + fixtureDir)
-	}
+// writeFixtures regenerates the checked-in storage fixtures: go test -run
+// TestReadsVersion1Fixtures -update-fixtures, when a schema version is
+// frozen. (Not a test of its own: it would skip in every ordinary run.)
+func writeFixtures(t *testing.T) {
 	e := newEnvOn(t, &logical.InmemStorage{}, &fakeClock{now: fixtureTime})
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 300, "verifiers": "gateway"})
 	e.mustWrite("keys/payments", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "publish_lead": "20m", "verification_ttl": "2h"})
@@ -51,6 +49,9 @@ func TestWriteFixtures(t *testing.T) {
 // Invariant 10 (versioned storage): this plugin reads what version 1 wrote,
 // from checked-in fixtures, and keeps rotating and signing from there.
 func TestReadsVersion1Fixtures(t *testing.T) {
+	if *updateFixtures {
+		writeFixtures(t)
+	}
 	files, err := filepath.Glob(filepath.Join(fixtureDir, "*.json"))
 	if err != nil || len(files) < 5 {
 		t.Fatalf("fixtures missing: %v %v", files, err)
@@ -90,6 +91,8 @@ func TestReadsVersion1Fixtures(t *testing.T) {
 	})
 }
 
+// TestEveryEntryCarriesSchemaVersion: every kind of storage entry (config,
+// clock, rings, roles, private halves) records the schema version.
 func TestEveryEntryCarriesSchemaVersion(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
