@@ -236,7 +236,7 @@ func TestBoundsCheckAtTheLimits(t *testing.T) {
 		t.Fatalf("a mount at exactly %d bytes refused: %s", maxJWKSBytes, msg)
 	}
 	msg := checkBounds(snap, deleted("b", maxJWKSBytes-30000+1), now, "field")
-	for _, want := range []string{"field: ", `ring "b"`, fmt.Sprintf("%d bytes", maxJWKSBytes-30000+1), fmt.Sprintf("reach %d bytes", maxJWKSBytes+1), fmt.Sprintf("above the %d-byte bound", maxJWKSBytes), "retry after " + fmtTime(now+100)} {
+	for _, want := range []string{"field: ", `ring "b"`, fmt.Sprintf("%d bytes", maxJWKSBytes-30000+1), fmt.Sprintf("reach %d bytes", maxJWKSBytes+1), fmt.Sprintf("above the %d-byte bound", maxJWKSBytes), "retry after " + time.Unix(now+100, 0).UTC().Format(time.RFC3339)} {
 		if !strings.Contains(msg, want) {
 			t.Fatalf("a mount one byte past the bound: message %q does not say %q", msg, want)
 		}
@@ -252,7 +252,7 @@ func TestBoundsCheckAtTheLimits(t *testing.T) {
 		t.Fatalf("a ring publishing exactly %d keys refused: %s", maxRingKeys, msg)
 	}
 	msg = checkBounds(empty, deleted("c", append(sizes, 100)...), now, "force")
-	for _, want := range []string{"force: ", `ring "c"`, fmt.Sprintf("would publish %d keys", maxRingKeys+1), fmt.Sprintf("limit of %d", maxRingKeys), "retry after " + fmtTime(now+100)} {
+	for _, want := range []string{"force: ", `ring "c"`, fmt.Sprintf("would publish %d keys", maxRingKeys+1), fmt.Sprintf("limit of %d", maxRingKeys), "retry after " + time.Unix(now+100, 0).UTC().Format(time.RFC3339)} {
 		if !strings.Contains(msg, want) {
 			t.Fatalf("a ring one key past the bound: message %q does not say %q", msg, want)
 		}

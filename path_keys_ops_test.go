@@ -1,6 +1,7 @@
 package jwtrotor
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -160,4 +161,103 @@ func TestRollback(t *testing.T) {
 	}
 	r, err = e2.write("keys/k/rollback", nil)
 	expect400(t, r, err, "rollback", "removed")
+}
+
+// keyState is one key as keys/<name> reads it.
+func (e *testEnv) keyState(ring, kid string) map[string]any {
+	e.t.Helper()
+	for _, k := range e.read("keys/" + ring).Data["signing_keys"].([]map[string]any) {
+		if k["kid"] == kid {
+			return k
+		}
+	}
+	return nil
+}
+
+// TestForceIsForcedOnlyBeforeTheLead: rotate force=true and revoking the
+// active key cut a lead short, and say so (the key is marked forced, the
+// warning gives the seconds it was published), only while the next key has
+// been published for less than publish_lead; at the lead exactly the key
+// activates as scheduled, unforced.
+func TestForceIsForcedOnlyBeforeTheLead(t *testing.T) {
+	for _, c := range []struct {
+		after  time.Duration
+		forced bool
+	}{{599 * time.Second, true}, {600 * time.Second, false}} {
+		e := opsEnv(t)
+		pending := e.ring("k").Keys[1].KID
+		e.clock.Advance(c.after)
+		resp := e.mustWrite("keys/k/rotate", map[string]any{"force": true})
+		warned := strings.Contains(strings.Join(resp.Warnings, " "), fmt.Sprintf("forced: key %s signs now after %ds in the JWKS, less than publish_lead (600s)", pending, int(c.after.Seconds())))
+		if resp.Data["active_kid"] != pending || e.keyState("k", pending)["forced"] != c.forced || warned != c.forced {
+			t.Fatalf("rotate force %s after publication: active %v, key %v, warnings %q; want forced=%v", c.after, resp.Data["active_kid"], e.keyState("k", pending), resp.Warnings, c.forced)
+		}
+
+		e = opsEnv(t)
+		active, pending := e.signKID(), e.ring("k").Keys[1].KID
+		e.clock.Advance(c.after)
+		resp = e.mustWrite("keys/k/revoke", map[string]any{"kid": active})
+		warned = strings.Contains(strings.Join(resp.Warnings, " "), fmt.Sprintf("key %s signs from now after %ds in the JWKS (publish_lead is 600s)", pending, int(c.after.Seconds())))
+		if e.signKID() != pending || e.keyState("k", pending)["forced"] != c.forced || !warned {
+			t.Fatalf("revoke of the active key %s after publication: key %v, warnings %q; want forced=%v", c.after, e.keyState("k", pending), resp.Warnings, c.forced)
+		}
+	}
+}
+
+// TestRevokeLaterPendingKey: revoking a pending key that is not the next
+// one leaves the next key's slot alone, and the keys after the revoked one
+// close up behind it, each a rotation_period after the one before.
+func TestRevokeLaterPendingKey(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "30m", "verification_ttl": "1h"})
+	// Maintenance stocks keys up to the lead ahead: three or more pending.
+	e.simulate(20*time.Minute, time.Minute, time.Minute, func(time.Time) {})
+	before := e.ring("k")
+	now := e.clock.Now().Unix()
+	a := activeIndex(before.Keys, now)
+	var pending []signingKey
+	for _, k := range before.Keys[a+1:] {
+		pending = append(pending, k)
+	}
+	if len(pending) < 3 {
+		t.Fatalf("set-up: want at least 3 pending keys, have %+v", before.Keys)
+	}
+	e.mustWrite("keys/k/revoke", map[string]any{"kid": pending[1].KID})
+	after := e.ring("k")
+	var live []signingKey
+	for _, k := range after.Keys[activeIndex(after.Keys, now)+1:] {
+		if !k.revoked() {
+			live = append(live, k)
+		}
+	}
+	if live[0].KID != pending[0].KID || live[0].ActivateAt != pending[0].ActivateAt {
+		t.Fatalf("the next key moved: %+v, was %+v", live[0], pending[0])
+	}
+	for i := 1; i < len(live); i++ {
+		if live[i].ActivateAt != live[i-1].ActivateAt+600 {
+			t.Fatalf("pending key %d activates %ds after the one before, want a rotation_period (600s): %+v", i, live[i].ActivateAt-live[i-1].ActivateAt, live)
+		}
+		if live[i].KID == pending[1].KID {
+			t.Fatal("the revoked key is still pending")
+		}
+	}
+	if live[1].KID != pending[2].KID {
+		t.Fatalf("the key after the revoked one (%s) does not take its place: %+v", pending[2].KID, live)
+	}
+
+	// A new ring, before its first key activates: the keys after a revoked
+	// later key close up behind the first.
+	e2 := newEnv(t)
+	e2.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 60})
+	e2.mustWrite("keys/n", map[string]any{"algorithm": "EdDSA", "rotation_period": "10m", "publish_lead": "30m", "verification_ttl": "1h"})
+	e2.simulate(20*time.Minute, time.Minute, time.Minute, func(time.Time) {})
+	keys := e2.ring("n").Keys
+	if len(keys) < 3 || activeIndex(keys, e2.clock.Now().Unix()) >= 0 {
+		t.Fatalf("set-up: want three pending keys and none active, have %+v", keys)
+	}
+	e2.mustWrite("keys/n/revoke", map[string]any{"kid": keys[1].KID})
+	after2 := e2.ring("n").Keys
+	if after2[0].ActivateAt != keys[0].ActivateAt || after2[2].KID != keys[2].KID || after2[2].ActivateAt != keys[0].ActivateAt+600 {
+		t.Fatalf("revoking the second of a new ring's pending keys: %+v, want the third a period after the first", after2)
+	}
 }
