@@ -2,7 +2,6 @@ package jwtrotor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -481,15 +480,6 @@ func TestDefectRingNameCase(t *testing.T) {
 	if _, ok := dump(t, e.storage)[rolePrefix+"r"]; ok {
 		t.Fatal("a refused role was stored")
 	}
-}
-
-func mustJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // A document rendered before a write (or, on a standby, an invalidation)

@@ -128,7 +128,6 @@ func TestSafetyRandomOperations(t *testing.T) {
 type randRing struct {
 	settings map[string]any
 	maxTTL   int
-	alg      string
 }
 
 // The rings: short periods, so that a few minutes hold dozens of rotations.
