@@ -215,10 +215,7 @@ func TestRevokeLaterPendingKey(t *testing.T) {
 	before := e.ring("k")
 	now := e.clock.Now().Unix()
 	a := activeIndex(before.Keys, now)
-	var pending []signingKey
-	for _, k := range before.Keys[a+1:] {
-		pending = append(pending, k)
-	}
+	pending := append([]signingKey(nil), before.Keys[a+1:]...)
 	if len(pending) < 3 {
 		t.Fatalf("set-up: want at least 3 pending keys, have %+v", before.Keys)
 	}

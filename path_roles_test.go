@@ -12,10 +12,9 @@ import (
 
 // limitCase is one value at a limit and one just past it.
 type limitCase struct {
-	name      string
-	at, past  map[string]any
-	field     string
-	signLimit bool // the limit is checked by sign/r, not by the role write
+	name     string
+	at, past map[string]any
+	field    string
 }
 
 func repeatList(n int, f func(i int) string) []any {

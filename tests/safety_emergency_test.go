@@ -157,14 +157,6 @@ func (e *safEmergency) ring(t *testing.T, name string, settings map[string]any) 
 	return kid
 }
 
-func (e *safEmergency) longestStaleness() time.Duration {
-	var d time.Duration
-	for _, k := range safVerifierKinds {
-		d = max(d, k.staleness(e.maxAge))
-	}
-	return d
-}
-
 // sign signs on the ring's role and checks the kid.
 func (e *safEmergency) sign(t *testing.T, ring, wantKid string) safSigned {
 	t.Helper()
