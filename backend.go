@@ -6,7 +6,9 @@ package jwtrotor
 
 import (
 	"context"
+	"crypto/rsa"
 	"fmt"
+	"net/http"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -27,9 +29,11 @@ type backend struct {
 	logger hclog.Logger
 
 	// clock is the schedule clock (clock.go); every reading of time goes
-	// through it. keys makes new key pairs; tests replace both.
-	clock *scheduleClock
-	keys  keySource
+	// through it. keys makes new key pairs, wrapKeys the import wrapping
+	// key; tests replace all three.
+	clock    *scheduleClock
+	keys     keySource
+	wrapKeys wrappingKeySource
 
 	// writeLock serialises every storage write of the mount, which also makes
 	// cross-object checks (role against ring against config) hold under
@@ -49,6 +53,8 @@ type backend struct {
 	roles    map[string]*roleEntry
 	signers  map[string]*cachedSigner
 	jwks     map[string]*renderedJWKS
+	// wrapping is the parsed import wrapping key (wrapping.go), once read.
+	wrapping *rsa.PrivateKey
 	// gen counts changes of the state documents are rendered from; a
 	// document rendered from an older generation is never cached.
 	gen uint64
@@ -90,7 +96,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 func newBackend(src clockSource) *backend {
 	b := &backend{
-		clock: newScheduleClock(src), keys: generateKey,
+		clock: newScheduleClock(src), keys: generateKey, wrapKeys: generateWrappingKey,
 		tracker: newVerifierTracker(), manualKIDs: map[string]bool{}, undeleted: map[string]bool{},
 	}
 	b.metrics = newMetrics(b)
@@ -107,11 +113,13 @@ func newBackend(src clockSource) *backend {
 			},
 			SealWrapStorage: []string{
 				privatePrefix,
+				wrappingPrefix,
 			},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
 			pathKeys(b),
+			pathAdopt(b),
 			pathRoles(b),
 			[]*framework.Path{pathSign(b), pathVerifiers(b), pathMetrics(b)},
 			pathClock(b),
@@ -132,20 +140,30 @@ func newBackend(src clockSource) *backend {
 	return b
 }
 
-// writeOp declares an operation that writes storage: on a performance
-// standby or secondary it is forwarded to the node that may write.
-func writeOp(cb framework.OperationFunc) *framework.PathOperation {
-	return &framework.PathOperation{Callback: cb, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true}
+// op declares one operation of a path for Vault's router, its OpenAPI
+// document and vault path-help: the handler, the verb and suffix of its
+// operation id (after the mount's prefix), a one-line summary, and what it
+// answers (nil: 204 No Content).
+func op(cb framework.OperationFunc, verb, suffix, summary string, answer map[string]*framework.FieldSchema) *framework.PathOperation {
+	resp := framework.Response{Description: "OK", Fields: answer}
+	status := http.StatusOK
+	if answer == nil {
+		status, resp = http.StatusNoContent, framework.Response{Description: "No Content"}
+	}
+	return &framework.PathOperation{
+		Callback:     cb,
+		Summary:      summary,
+		DisplayAttrs: &framework.DisplayAttributes{OperationVerb: verb, OperationSuffix: suffix},
+		Responses:    map[int][]framework.Response{status: {resp}},
+	}
 }
 
-// crudOperations declares read, create, update and delete of a named object.
-func crudOperations(read, write, del framework.OperationFunc) map[logical.Operation]framework.OperationHandler {
-	return map[logical.Operation]framework.OperationHandler{
-		logical.ReadOperation:   &framework.PathOperation{Callback: read},
-		logical.CreateOperation: writeOp(write),
-		logical.UpdateOperation: writeOp(write),
-		logical.DeleteOperation: writeOp(del),
-	}
+// writeOp is op for an operation that writes storage: on a performance
+// standby or secondary it is forwarded to the node that may write.
+func writeOp(cb framework.OperationFunc, verb, suffix, summary string, answer map[string]*framework.FieldSchema) *framework.PathOperation {
+	o := op(cb, verb, suffix, summary, answer)
+	o.ForwardPerformanceStandby, o.ForwardPerformanceSecondary = true, true
+	return o
 }
 
 // HandleRequest checks writes and deletes against their path's schema before the
@@ -157,8 +175,8 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp
 	defer b.recoverPanic("request", &err)
 	if req.Operation == logical.CreateOperation || req.Operation == logical.UpdateOperation || req.Operation == logical.DeleteOperation {
 		if p := b.Route(req.Path); p != nil {
-			if resp := checkFields(p, req); resp != nil {
-				return resp, logical.ErrInvalidRequest
+			if err := checkFields(p, req); err != nil {
+				return respond(err)
 			}
 		}
 	}
@@ -171,7 +189,7 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp
 func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (found, exists bool, err error) {
 	defer b.recoverPanic("existence check", &err)
 	if p := b.Route(req.Path); p != nil {
-		if resp := checkFields(p, req); resp != nil {
+		if err := checkFields(p, req); err != nil {
 			return false, false, nil
 		}
 	}
@@ -232,6 +250,7 @@ func (b *backend) resetCache() {
 	b.roles = map[string]*roleEntry{}
 	b.signers = map[string]*cachedSigner{}
 	b.jwks = map[string]*renderedJWKS{}
+	b.wrapping = nil
 	b.gen++
 	b.sweptRings = map[string]bool{}
 }
@@ -248,8 +267,10 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.jwks = map[string]*renderedJWKS{}
 		b.gen++
 	case strings.HasPrefix(key, privatePrefix):
-		kid := key[strings.LastIndex(key, "/")+1:]
-		delete(b.signers, kid)
+		id := key[strings.LastIndex(key, "/")+1:]
+		delete(b.signers, id)
+	case key == wrappingPath:
+		b.wrapping = nil
 	}
 }
 
@@ -416,12 +437,6 @@ func (b *backend) cacheRole(name string, r *roleEntry) {
 	roles := copyMap(b.roles)
 	setOrDelete(roles, name, r)
 	b.roles = roles
-}
-
-func (b *backend) dropSigner(kid string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.signers, kid)
 }
 
 const backendHelp = `

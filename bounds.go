@@ -1,7 +1,6 @@
 package jwtrotor
 
 import (
-	"fmt"
 	"sort"
 )
 
@@ -25,6 +24,14 @@ const (
 	maxGateNote = 256
 	// maxJWKSBytes bounds the mount's JWKS.
 	maxJWKSBytes = 50 * 1024
+	// maxTrustedKeys bounds the trusted keys of one ring: an issuer being
+	// adopted has a few old keys with tokens still out. They also count
+	// against maxRingKeys and maxJWKSBytes while published.
+	maxTrustedKeys = 10
+	// maxTrustPeriod bounds how long a trusted key stays published: long
+	// enough for the tokens a legacy issuer gave out (a month's lifetime
+	// and then some), short enough that a forgotten one goes by itself.
+	maxTrustPeriod = int64(90 * 24 * 3600)
 )
 
 // keyBytes is what key k adds to a JWKS: its JWK and a separator.
@@ -48,12 +55,13 @@ const maxPeakKeys = 1000
 
 // peak returns the most keys, and the most bytes, r will publish at any
 // instant from now on if no operation intervenes: its keys as they stand,
-// and the keys maintenance will add, stocked as early as it can (which
-// publishes the most at once). The gate's delays are not included: they
-// delay activations by at most one period, which reserve allows for.
+// its trusted keys until they expire, and the keys maintenance will add,
+// stocked as early as it can (which publishes the most at once). The gate's
+// delays are not included: they delay activations by at most one period,
+// which reserve allows for.
 func peak(r *ringEntry, now int64) (int, int) {
 	sched := r.schedule()
-	var spans []span
+	spans := trustedSpans(r, now)
 	last, lastIdx := int64(0), -1
 	for i := range r.Keys {
 		k := &r.Keys[i]
@@ -94,6 +102,27 @@ func peak(r *ringEntry, now int64) (int, int) {
 		}
 	}
 	return sweep(spans, now)
+}
+
+// trustedSpans are the publications of r's trusted keys from now on.
+func trustedSpans(r *ringEntry, now int64) []span {
+	var spans []span
+	for i := range r.Trusted {
+		t := &r.Trusted[i]
+		spans = append(spans, span{max(t.AddedAt, now), t.ExpiresAt, len(t.PublicJWK) + 1})
+	}
+	return spans
+}
+
+// trustedBytes is what r's trusted keys add to a JWKS from now on, at most.
+func trustedBytes(r *ringEntry, now int64) int {
+	n := 0
+	for i := range r.Trusted {
+		if t := &r.Trusted[i]; t.ExpiresAt > now {
+			n += len(t.PublicJWK) + 1
+		}
+	}
+	return n
 }
 
 // sweep returns the most spans, and bytes, that overlap at any instant at
@@ -147,25 +176,26 @@ func largestKey(r *ringEntry, now int64) int {
 }
 
 // reserve is the share of the mount's JWKS bound a ring holds: its
-// projection at its largest key size, or its peak plus one key for the gate
-// when that is more. A deleted ring holds what it still publishes.
+// projection at its largest key size plus its trusted keys, or its peak plus
+// one key for the gate when that is more. A deleted ring holds what it still
+// publishes.
 func reserve(r *ringEntry, now int64) int {
 	_, bytes := peak(r, now)
 	if r.DeletedAt != 0 {
 		return bytes
 	}
 	largest := largestKey(r, now)
-	return max(ringProjection(r)*largest, bytes+largest)
+	return max(ringProjection(r)*largest+trustedBytes(r, now), bytes+largest)
 }
 
 // checkBounds refuses a write that would let ring r publish more than
 // maxRingKeys keys at once, or the mount's JWKS pass maxJWKSBytes. field
 // names what the caller changed, for the message.
-func checkBounds(snap *snapshot, r *ringEntry, now int64, field string) string {
+func checkBounds(snap *snapshot, r *ringEntry, now int64, field string) error {
 	keys, _ := peak(r, now)
 	if keys > maxRingKeys {
-		return fmt.Sprintf("%s: ring %q would publish %d keys at once, above the limit of %d (forced rotations and algorithm changes each keep an extra key published until it leaves the JWKS); retry after %s, when the next key leaves the JWKS, or let the schedule rotate",
-			field, r.Name, keys, maxRingKeys, fmtTime(nextRemoval(r.Keys, now)))
+		return refuse(field, "ring %q would publish %d keys at once, above the limit of %d (forced rotations, algorithm changes and trusted keys each keep an extra key published until it leaves the JWKS); retry after %s, when the next key leaves the JWKS, or let the schedule rotate",
+			r.Name, keys, maxRingKeys, fmtTime(ringNextRemoval(r, now)))
 	}
 	total := 0
 	for _, n := range sortedNames(snap.rings) {
@@ -175,8 +205,8 @@ func checkBounds(snap *snapshot, r *ringEntry, now int64, field string) string {
 	}
 	mine := reserve(r, now)
 	if total+mine > maxJWKSBytes {
-		return fmt.Sprintf("%s: ring %q would need up to %d bytes of the mount's JWKS, which would reach %d bytes, above the %d-byte bound verifiers can rely on; use a smaller key (ES256 or EdDSA, or fewer rsa_bits), a longer rotation_period or a shorter verification_ttl/publish_lead, or retry after %s, when the next key leaves the JWKS",
-			field, r.Name, mine, total+mine, maxJWKSBytes, fmtTime(nextRemoval(r.Keys, now)))
+		return refuse(field, "ring %q would need up to %d bytes of the mount's JWKS, which would reach %d bytes, above the %d-byte bound verifiers can rely on; use a smaller key (ES256 or EdDSA, or fewer rsa_bits), a longer rotation_period or a shorter verification_ttl/publish_lead, or retry after %s, when the next key leaves the JWKS",
+			r.Name, mine, total+mine, maxJWKSBytes, fmtTime(ringNextRemoval(r, now)))
 	}
-	return ""
+	return nil
 }

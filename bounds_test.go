@@ -232,10 +232,10 @@ func TestBoundsCheckAtTheLimits(t *testing.T) {
 		return r
 	}
 	snap := &snapshot{rings: map[string]*ringEntry{"a": deleted("a", 30000)}}
-	if msg := checkBounds(snap, deleted("b", maxJWKSBytes-30000), now, "field"); msg != "" {
-		t.Fatalf("a mount at exactly %d bytes refused: %s", maxJWKSBytes, msg)
+	if err := checkBounds(snap, deleted("b", maxJWKSBytes-30000), now, "field"); err != nil {
+		t.Fatalf("a mount at exactly %d bytes refused: %v", maxJWKSBytes, err)
 	}
-	msg := checkBounds(snap, deleted("b", maxJWKSBytes-30000+1), now, "field")
+	msg := errText(checkBounds(snap, deleted("b", maxJWKSBytes-30000+1), now, "field"))
 	for _, want := range []string{"field: ", `ring "b"`, fmt.Sprintf("%d bytes", maxJWKSBytes-30000+1), fmt.Sprintf("reach %d bytes", maxJWKSBytes+1), fmt.Sprintf("above the %d-byte bound", maxJWKSBytes), "retry after " + time.Unix(now+100, 0).UTC().Format(time.RFC3339)} {
 		if !strings.Contains(msg, want) {
 			t.Fatalf("a mount one byte past the bound: message %q does not say %q", msg, want)
@@ -248,10 +248,10 @@ func TestBoundsCheckAtTheLimits(t *testing.T) {
 		sizes[i] = 100
 	}
 	empty := &snapshot{rings: map[string]*ringEntry{}}
-	if msg := checkBounds(empty, deleted("c", sizes...), now, "force"); msg != "" {
-		t.Fatalf("a ring publishing exactly %d keys refused: %s", maxRingKeys, msg)
+	if err := checkBounds(empty, deleted("c", sizes...), now, "force"); err != nil {
+		t.Fatalf("a ring publishing exactly %d keys refused: %v", maxRingKeys, err)
 	}
-	msg = checkBounds(empty, deleted("c", append(sizes, 100)...), now, "force")
+	msg = errText(checkBounds(empty, deleted("c", append(sizes, 100)...), now, "force"))
 	for _, want := range []string{"force: ", `ring "c"`, fmt.Sprintf("would publish %d keys", maxRingKeys+1), fmt.Sprintf("limit of %d", maxRingKeys), "retry after " + time.Unix(now+100, 0).UTC().Format(time.RFC3339)} {
 		if !strings.Contains(msg, want) {
 			t.Fatalf("a ring one key past the bound: message %q does not say %q", msg, want)
@@ -302,5 +302,43 @@ func TestBoundsReserve(t *testing.T) {
 	}
 	if got := reserve(r2, at2); got != bytes+largest {
 		t.Fatalf("after forced rotations: reserve %d, want the peak %d plus one key %d", got, bytes, largest)
+	}
+}
+
+// peak is an upper bound of what a ring really publishes: a ring left to its
+// schedule, with maintenance every minute, never publishes more keys at once
+// than peak computed at its creation, and peak never exceeds the schedule's
+// own projection (so the bounds refuse no write a plain schedule needs).
+func TestPeakBoundsWhatTheScheduleChanges(t *testing.T) {
+	cases := []struct{ period, lead, overlap string }{
+		{"10s", "10s", "90s"},
+		{"10s", "30s", "70s"},
+		{"1m", "30s", "5m"},
+		{"10m", "10m", "30m"},
+		{"1h", "1h", "8h"},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s-%s-%s", c.period, c.lead, c.overlap), func(t *testing.T) {
+			e := newEnv(t)
+			e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 1})
+			e.mustWrite("keys/k", map[string]any{"algorithm": "EdDSA", "rotation_period": c.period, "publish_lead": c.lead, "verification_ttl": c.overlap})
+			r := e.ring("k")
+			want, _ := peak(r, e.clock.Now().Unix())
+			if want > ringProjection(r) {
+				t.Fatalf("peak %d is above the schedule's projection %d", want, ringProjection(r))
+			}
+			seen := 0
+			period := time.Duration(r.RotationPeriod) * time.Second
+			e.simulate(12*period+time.Hour, min(period/2, 20*time.Second), time.Minute, func(time.Time) {
+				seen = max(seen, e.publishedCount("k"))
+			})
+			if seen > want {
+				t.Fatalf("the ring published %d keys at once, above its peak %d", seen, want)
+			}
+			if seen < 3 {
+				t.Fatalf("the ring published at most %d keys (the test would prove little)", seen)
+			}
+			t.Logf("peak %d, projection %d, most published %d", want, ringProjection(r), seen)
+		})
 	}
 }

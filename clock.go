@@ -12,11 +12,12 @@ import (
 //     (the high-water mark) is persisted, so a restart after a step back
 //     never derives state from an earlier time; the schedule waits for the
 //     wall clock to catch up.
-//   - Forward steps: inside a running process, a step of the wall clock that
-//     real elapsed time (Go's monotonic clock) does not explain, by more than
-//     jumpTolerance, is held: the schedule goes on at the pace of real time,
-//     behind the wall clock by the unexplained amount, until the wall clock
-//     is corrected or an operator accepts the new time (clock/accept). A gap
+//   - Forward steps: inside a running process, steps of the wall clock that
+//     real elapsed time (Go's monotonic clock) does not explain are taken as
+//     they come up to jumpTolerance in all; beyond it they are held: the
+//     schedule goes on at the pace of real time, behind the wall clock by
+//     the excess, until the wall clock is corrected or an operator accepts
+//     the new time (clock/accept). A gap
 //     between the stored high-water mark and the clock at start-up is what
 //     an outage, a seal or a restart looks like, so it is never held.
 //
@@ -109,9 +110,9 @@ func (c *scheduleClock) readLocked() (reading, *clockEvent) {
 		case c.drift > jumpTolerance && !c.held:
 			c.held = true
 			c.heldSince = wall / int64(time.Second)
-			ev = &clockEvent{kind: "held", held: c.drift / int64(time.Second), step: step / int64(time.Second)}
+			ev = &clockEvent{kind: "held", held: (c.drift - jumpTolerance) / int64(time.Second), step: step / int64(time.Second)}
 		case c.drift > jumpTolerance && step > jumpTolerance:
-			ev = &clockEvent{kind: "held", held: c.drift / int64(time.Second), step: step / int64(time.Second)}
+			ev = &clockEvent{kind: "held", held: (c.drift - jumpTolerance) / int64(time.Second), step: step / int64(time.Second)}
 		case c.drift <= jumpTolerance && c.held:
 			c.held = false
 			ev = &clockEvent{kind: "released", step: step / int64(time.Second)}
@@ -123,7 +124,9 @@ func (c *scheduleClock) readLocked() (reading, *clockEvent) {
 	sched := wallSec
 	held := int64(0)
 	if c.held {
-		held = c.drift / int64(time.Second)
+		// Steps up to the tolerance were taken as they came; only what
+		// goes beyond it is held, so the schedule does not stall.
+		held = (c.drift - jumpTolerance) / int64(time.Second)
 		sched = wallSec - held
 	}
 	if c.drift < 0 && sched >= c.highWater {
@@ -150,9 +153,12 @@ func (c *scheduleClock) observe(t int64) {
 // accept ends a hold: the schedule takes the wall clock's time.
 func (c *scheduleClock) accept() (reading, int64) {
 	c.mu.Lock()
+	// Take in any step since the last reading first: an accept that is
+	// the first request after a step accepts that step too.
+	c.readLocked()
 	held := int64(0)
 	if c.held {
-		held = c.drift / int64(time.Second)
+		held = (c.drift - jumpTolerance) / int64(time.Second)
 	}
 	c.drift, c.held = 0, false
 	r, _ := c.readLocked()

@@ -65,11 +65,11 @@ func (e *testEnv) clockLogs(seen *int) []clockLog {
 	return out
 }
 
-// TestClockHoldsForwardSteps walks the clock policy: steps up to 60 s are
-// taken, a total past 60 s holds the schedule (the step and the total are
-// logged and counted), real time moves a held schedule at its own pace,
-// further steps add to the hold, a step back ends it, and the leftover
-// within the tolerance counts towards the next one.
+// TestClockHoldsForwardSteps walks the clock policy: steps up to 60 s in
+// all are taken, what goes past 60 s holds the schedule by the excess (the
+// step and the held total are logged and counted), real time moves a held
+// schedule at its own pace, further steps add to the hold, a step back ends
+// it, and the leftover within the tolerance counts towards the next one.
 func TestClockHoldsForwardSteps(t *testing.T) {
 	e := newEnv(t)
 	seen := 0
@@ -104,25 +104,24 @@ func TestClockHoldsForwardSteps(t *testing.T) {
 	// Real time passing is never a step.
 	e.clock.Advance(40 * time.Second)
 	want("40 s of real time", clockView{100, 100, 0, 0})
-	// One second more in total holds the schedule, which never goes back:
-	// it stays at the high-water mark until real time catches up.
+	// One second more in total holds the schedule by that second.
 	e.clock.Step(time.Second)
-	want("a total of 61 s of steps", clockView{101, 100, 61, 101})
-	wantLogs("a total of 61 s of steps", clockLog{msg: "stepped forward", step: 1, held: 61})
+	want("a total of 61 s of steps", clockView{101, 100, 1, 101})
+	wantLogs("a total of 61 s of steps", clockLog{msg: "stepped forward", step: 1, held: 1})
 	if n := held(); n != 1 {
 		t.Fatalf("jwt_rotor_clock_steps_held_total = %v, want 1", n)
 	}
 	e.clock.Advance(90 * time.Second)
-	want("90 s of real time while held", clockView{191, 130, 61, 101})
+	want("90 s of real time while held", clockView{191, 190, 1, 101})
 	wantLogs("90 s of real time while held")
 	// A small step while held adds to the hold, quietly; a large one is
 	// logged and counted again with the new total.
 	e.clock.Step(10 * time.Second)
-	want("a 10 s step while held", clockView{201, 130, 71, 101})
+	want("a 10 s step while held", clockView{201, 190, 11, 101})
 	wantLogs("a 10 s step while held")
 	e.clock.Step(70 * time.Second)
-	want("a 70 s step while held", clockView{271, 130, 141, 101})
-	wantLogs("a 70 s step while held", clockLog{msg: "stepped forward", step: 70, held: 141})
+	want("a 70 s step while held", clockView{271, 190, 81, 101})
+	wantLogs("a 70 s step while held", clockLog{msg: "stepped forward", step: 70, held: 81})
 	if n := held(); n != 2 {
 		t.Fatalf("jwt_rotor_clock_steps_held_total = %v, want 2", n)
 	}
@@ -132,8 +131,8 @@ func TestClockHoldsForwardSteps(t *testing.T) {
 	wantLogs("a step back to 60 s ahead", clockLog{msg: "stepped back", step: -81})
 	// The 60 s left count: one more second holds again.
 	e.clock.Step(time.Second)
-	want("one more second", clockView{191, 190, 61, 191})
-	wantLogs("one more second", clockLog{msg: "stepped forward", step: 1, held: 61})
+	want("one more second", clockView{191, 190, 1, 191})
+	wantLogs("one more second", clockLog{msg: "stepped forward", step: 1, held: 1})
 	// A step back past the high-water mark: the schedule waits for the
 	// wall clock.
 	e.clock.Step(-161 * time.Second)
@@ -142,12 +141,13 @@ func TestClockHoldsForwardSteps(t *testing.T) {
 	e.clock.Advance(159 * time.Second)
 	want("a second before the wall clock catches up", clockView{189, 190, 0, 0})
 	// Caught up: the step back is explained, so a later 61 s step holds
-	// by 61 s, not by 61 s less what the step back took.
+	// by its excess over the tolerance, not by nothing (61 s less what the
+	// step back took).
 	e.clock.Advance(time.Second)
 	want("caught up", clockView{190, 190, 0, 0})
 	e.clock.Step(61 * time.Second)
-	want("a 61 s step after catching up", clockView{251, 190, 61, 251})
-	wantLogs("after catching up", clockLog{msg: "stepped forward", step: 61, held: 61})
+	want("a 61 s step after catching up", clockView{251, 250, 1, 251})
+	wantLogs("after catching up", clockLog{msg: "stepped forward", step: 61, held: 1})
 }
 
 // TestClockAccept: clock/accept takes the wall clock's time and reports how
@@ -163,17 +163,18 @@ func TestClockAccept(t *testing.T) {
 		t.Fatalf("accept with nothing held logged %+v", logs)
 	}
 	e.clock.Step(5 * time.Minute)
-	if v := e.clockView(); v.held != 300 || v.schedule != 0 {
+	// The first 60 s are taken, the rest held.
+	if v := e.clockView(); v.held != 240 || v.schedule != 60 {
 		t.Fatalf("after a 5 min step: %+v", v)
 	}
 	e.clockLogs(&seen)
 	resp = e.mustWrite("clock/accept", nil)
-	if resp.Data["accepted_seconds"] != int64(300) || resp.Data["schedule_time"] != testStart.Unix()+300 || resp.Data["held_seconds"] != int64(0) || len(resp.Warnings) != 0 {
+	if resp.Data["accepted_seconds"] != int64(240) || resp.Data["schedule_time"] != testStart.Unix()+300 || resp.Data["held_seconds"] != int64(0) || len(resp.Warnings) != 0 {
 		t.Fatalf("accept after a 5 min step: %v %v", resp.Data, resp.Warnings)
 	}
 	logs := e.clockLogs(&seen)
-	if len(logs) != 1 || !strings.Contains(logs[0].msg, "accepted") || logs[0].jump != 300 {
-		t.Fatalf("accept logged %+v, want one line with jump_seconds 300", logs)
+	if len(logs) != 1 || !strings.Contains(logs[0].msg, "accepted") || logs[0].jump != 240 {
+		t.Fatalf("accept logged %+v, want one line with jump_seconds 240", logs)
 	}
 	if v := e.clockView(); v != (clockView{300, 300, 0, 0}) {
 		t.Fatalf("after accept: %+v", v)
@@ -219,4 +220,78 @@ func readMetric(t *testing.T, e *testEnv, name string) float64 {
 		total += s["value"].(float64)
 	}
 	return total
+}
+
+// The schedule clock follows the wall clock, never goes back, holds a
+// forward step that real time does not explain (over 60 s in total), ends
+// the hold when the wall clock is corrected or the time is accepted, and
+// never stamps a token ahead of the schedule.
+func TestScheduleClock(t *testing.T) {
+	src := &fakeClock{now: testStart}
+	c := newScheduleClock(src)
+	var events []string
+	c.notify = func(ev clockEvent) { events = append(events, ev.kind) }
+	t0 := testStart.Unix()
+	at := func(want int64, what string) reading {
+		t.Helper()
+		r := c.read()
+		if r.Schedule != want {
+			t.Fatalf("%s: schedule %d, want %d", what, r.Schedule-t0, want-t0)
+		}
+		if r.Token > r.Schedule {
+			t.Fatalf("%s: token time %d ahead of the schedule %d", what, r.Token-t0, r.Schedule-t0)
+		}
+		return r
+	}
+	at(t0, "start")
+	src.Advance(10 * time.Second)
+	at(t0+10, "real time passing")
+
+	// A step back: the schedule waits for the wall clock, tokens carry it.
+	src.Advance(-30 * time.Second)
+	if r := at(t0+10, "after a step back"); r.Token != t0-20 {
+		t.Fatalf("token time %d, want the wall clock %d", r.Token-t0, -20)
+	}
+	src.Advance(40 * time.Second)
+	at(t0+20, "caught up")
+
+	// Steps within the tolerance are taken as they come, up to 60 s in all.
+	src.Step(30 * time.Second)
+	at(t0+50, "a 30 s step")
+	src.Step(30 * time.Second)
+	at(t0+80, "another 30 s step (60 s in all)")
+	if len(events) != 0 {
+		t.Fatalf("held within the tolerance: %v", events)
+	}
+	// One second more is held: what goes beyond the tolerance.
+	src.Step(time.Second)
+	r := at(t0+80, "held at 61 s")
+	if r.Held != 1 || c.heldSinceUnix() == 0 || len(events) != 1 || events[0] != "held" {
+		t.Fatalf("held %d, since %d, events %v", r.Held, c.heldSinceUnix(), events)
+	}
+	// A 48h step is held too; real time still moves the schedule.
+	src.Step(48 * time.Hour)
+	src.Advance(5 * time.Second)
+	r = at(t0+85, "held 48h, 5 s of real time later")
+	if r.Wall != t0+86+48*3600 {
+		t.Fatalf("wall %d", r.Wall-t0)
+	}
+	// The wall clock is corrected: the hold ends by itself, and the 60 s
+	// taken as they came stay taken.
+	src.Step(-48 * time.Hour)
+	src.Step(-time.Second)
+	at(t0+85, "corrected")
+	if events[len(events)-1] != "released" {
+		t.Fatalf("events %v", events)
+	}
+	// Held again, then accepted: the schedule takes the wall clock's time.
+	src.Step(time.Hour)
+	at(t0+85, "held an hour")
+	r, held := c.accept()
+	if held != 3600 || r.Schedule != t0+85+3600 || r.Held != 0 || events[len(events)-1] != "accepted" {
+		t.Fatalf("accept: held %d, schedule %d, %v", held, r.Schedule-t0, events)
+	}
+	// A high-water mark from storage bounds the schedule from below.
+	c.observe(t0 + 10000)
+	at(t0+10000, "after observing a stored high-water mark")
 }

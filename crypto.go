@@ -1,6 +1,7 @@
 package jwtrotor
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -11,8 +12,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // The algorithms a ring may use. HMAC and "none" are absent on purpose: a
@@ -39,14 +42,25 @@ func validAlgorithm(alg string) bool {
 	return false
 }
 
-// generatedKey is a new signing key: its private half for storage and its
-// public JWK and thumbprint kid for the ring.
+// generatedKey is a new signing key (or an imported one): its private half
+// for storage and its public JWK and kid for the ring. Thumbprint is set when
+// the kid is not the key's RFC 7638 thumbprint (an imported key's chosen kid).
 type generatedKey struct {
-	KID       string
-	Alg       string
-	PublicJWK []byte
-	PKCS8     []byte
-	Private   crypto.Signer
+	KID        string
+	Thumbprint string
+	Alg        string
+	PublicJWK  []byte
+	PKCS8      []byte
+	Private    crypto.Signer
+}
+
+// storeID is where the key's private half is stored and cached: its
+// thumbprint, which is its kid unless the kid was chosen.
+func (g *generatedKey) storeID() string {
+	if g.Thumbprint != "" {
+		return g.Thumbprint
+	}
+	return g.KID
 }
 
 func generateKey(alg string, rsaBits int) (*generatedKey, error) {
@@ -83,11 +97,22 @@ func generateKey(alg string, rsaBits int) (*generatedKey, error) {
 // publicJWK returns the RFC 7638 thumbprint kid of pub and its JWK with kty,
 // kid, alg and use, and nothing private.
 func publicJWK(pub crypto.PublicKey, alg string) (string, []byte, error) {
-	tp, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
+	tp, jwk, err := publicJWKAs(pub, alg, "")
+	return tp, jwk, err
+}
+
+// publicJWKAs returns the RFC 7638 thumbprint of pub and its JWK (kty, kid,
+// alg, use and the public parameters, rebuilt from the parsed key) under kid,
+// or under the thumbprint when kid is empty.
+func publicJWKAs(pub crypto.PublicKey, alg, kid string) (string, []byte, error) {
+	raw, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
 	if err != nil {
 		return "", nil, fmt.Errorf("thumbprint: %w", err)
 	}
-	kid := base64.RawURLEncoding.EncodeToString(tp)
+	tp := base64.RawURLEncoding.EncodeToString(raw)
+	if kid == "" {
+		kid = tp
+	}
 	jwk := jose.JSONWebKey{Key: pub, KeyID: kid, Algorithm: alg, Use: "sig"}
 	if !jwk.IsPublic() {
 		return "", nil, fmt.Errorf("refusing to publish a private key")
@@ -96,12 +121,19 @@ func publicJWK(pub crypto.PublicKey, alg string) (string, []byte, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("encode JWK: %w", err)
 	}
-	return kid, b, nil
+	return tp, b, nil
 }
 
 // parsePrivate decodes a stored PKCS#8 private half and checks that it is
-// the key its kid names, so a mixed-up storage entry can never sign.
+// the key its kid names (a generated key's kid is its thumbprint).
 func parsePrivate(pkcs8 []byte, kid, alg string) (crypto.Signer, error) {
+	return parsePrivateAs(pkcs8, kid, kid, alg)
+}
+
+// parsePrivateAs decodes a stored PKCS#8 private half and checks that it is
+// the key its thumbprint names, so a mixed-up storage entry can never sign.
+// kid names the key in errors.
+func parsePrivateAs(pkcs8 []byte, kid, thumbprint, alg string) (crypto.Signer, error) {
 	k, err := x509.ParsePKCS8PrivateKey(pkcs8)
 	if err != nil {
 		return nil, fmt.Errorf("decode private key %s: %w", kid, err)
@@ -114,8 +146,8 @@ func parsePrivate(pkcs8 []byte, kid, alg string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if got != kid {
-		return nil, fmt.Errorf("private key stored for %s has thumbprint %s", kid, got)
+	if got != thumbprint {
+		return nil, fmt.Errorf("private key stored for %s has thumbprint %s, not %s", kid, got, thumbprint)
 	}
 	return signer, nil
 }
@@ -154,4 +186,61 @@ func jwkSize(alg string, rsaBits int) int {
 	default:
 		return overhead + (rsaBits/8*4+2)/3 + 20
 	}
+}
+
+// cachedSigner holds a parsed private half and its go-jose signers by typ.
+type cachedSigner struct {
+	priv crypto.Signer
+	mu   sync.Mutex
+	jose map[string]jose.Signer
+}
+
+// cacheSigner keeps a parsed private half by its storage id (storeID).
+func (b *backend) cacheSigner(id string, priv crypto.Signer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.signers[id] = &cachedSigner{priv: priv, jose: map[string]jose.Signer{}}
+}
+
+// joseSigner returns a signer for key, reading and parsing its private half
+// only the first time.
+func (b *backend) joseSigner(ctx context.Context, s logical.Storage, ring string, key *signingKey, typ string) (jose.Signer, error) {
+	id := key.storeID()
+	b.mu.RLock()
+	cs := b.signers[id]
+	b.mu.RUnlock()
+	if cs == nil {
+		p, err := readPrivate(ctx, s, ring, id)
+		if err != nil {
+			return nil, err
+		}
+		if p == nil {
+			return nil, fmt.Errorf("ring %q: private half of active key %s is missing", ring, key.KID)
+		}
+		priv, err := parsePrivateAs(p.PKCS8, key.KID, id, key.Alg)
+		if err != nil {
+			return nil, err
+		}
+		b.cacheSigner(id, priv)
+		b.mu.RLock()
+		cs = b.signers[id]
+		b.mu.RUnlock()
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if js := cs.jose[typ]; js != nil {
+		return js, nil
+	}
+	js, err := newJOSESigner(cs.priv, key.KID, key.Alg, typ)
+	if err != nil {
+		return nil, fmt.Errorf("signer for %s: %w", key.KID, err)
+	}
+	cs.jose[typ] = js
+	return js, nil
+}
+
+func (b *backend) dropSigner(id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.signers, id)
 }

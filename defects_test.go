@@ -223,8 +223,10 @@ func TestDefectStormsStayBounded(t *testing.T) {
 }
 
 // The largest ring the bounds allow fits in maxRingEntryBytes: maxRingKeys
-// RSA-4096 keys, each with every timestamp and note set, and maxTombstones
-// tombstones.
+// RSA-4096 keys, each with every timestamp and note set, maxTombstones
+// tombstones, and (more than the bounds allow, as they count among the
+// maxRingKeys) maxTrustedKeys trusted RSA-4096 keys; every kid a chosen kid
+// of the longest length, beside its thumbprint.
 func TestRingEntryBoundHolds(t *testing.T) {
 	g, err := generateKey("RS512", 4096)
 	if err != nil {
@@ -233,13 +235,21 @@ func TestRingEntryBoundHolds(t *testing.T) {
 	r := &ringEntry{Version: schemaVersion, Name: strings.Repeat("n", 128), Algorithm: "RS512", RSABits: 4096}
 	big := int64(1) << 62
 	for i := 0; i < maxRingKeys+maxTombstones; i++ {
-		k := signingKey{KID: g.KID, Alg: "RS512", PublicJWK: g.PublicJWK, PublishAt: big, ActivateAt: big, RetireAt: big, RemoveAt: big,
+		kid := strings.Repeat("k", maxKIDLen)
+		_, jwk, err := publicJWKAs(g.Private.Public(), "RS512", kid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := signingKey{KID: kid, Thumbprint: g.KID, Imported: true, Alg: "RS512", PublicJWK: jwk, PublishAt: big, ActivateAt: big, RetireAt: big, RemoveAt: big,
 			Overlap: big, Lead: big, Forced: true, RollbackUsed: true, GateOrigin: big, HasPrivate: true,
 			GateNote: strings.Repeat("x", maxGateNote)}
 		if i >= maxRingKeys {
 			k.PublicJWK, k.RevokedAt, k.GateNote = nil, big, ""
 		}
 		r.Keys = append(r.Keys, k)
+	}
+	for i := 0; i < maxTrustedKeys; i++ {
+		r.Trusted = append(r.Trusted, trustedKey{KID: r.Keys[0].KID, Alg: "RS512", Thumbprint: g.KID, PublicJWK: r.Keys[0].PublicJWK, AddedAt: big, ExpiresAt: big})
 	}
 	e, err := logical.StorageEntryJSON(ringPrefix+r.Name, r)
 	if err != nil {
@@ -248,6 +258,7 @@ func TestRingEntryBoundHolds(t *testing.T) {
 	if len(e.Value) > maxRingEntryBytes {
 		t.Fatalf("the largest ring the bounds allow is %d bytes, above maxRingEntryBytes (%d)", len(e.Value), maxRingEntryBytes)
 	}
+	t.Logf("the largest ring entry the bounds allow: %d bytes of %d", len(e.Value), maxRingEntryBytes)
 }
 
 // deleteFailingStorage fails the first delete of a private half.
@@ -327,10 +338,8 @@ func TestDefectGateSpoofing(t *testing.T) {
 // Per-kid signing counters were deleted only by maintenance on the active
 // node: on a standby that signs, they grew without bound.
 func TestDefectStandbyMetricsBounded(t *testing.T) {
-	s := &logical.InmemStorage{}
-	clock := &fakeClock{now: testStart}
-	active := newEnvOn(t, s, clock)
-	standby := newEnvOn(t, s, clock)
+	active, standby := twoNodes(t)
+	clock := active.clock
 	active.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 5})
 	active.mustWrite("keys/k", map[string]any{"algorithm": "EdDSA", "rotation_period": "10s", "publish_lead": "10s", "verification_ttl": "70s"})
 	active.mustWrite("keys/k/rotate", map[string]any{"force": true})
@@ -486,10 +495,8 @@ func TestDefectRingNameCase(t *testing.T) {
 // was cached after it and served until its next boundary: a revoked kid came
 // back on that node for hours.
 func TestDefectStaleDocumentNeverCached(t *testing.T) {
-	s := &logical.InmemStorage{}
-	clock := &fakeClock{now: testStart}
-	active := newEnvOn(t, s, clock)
-	standby := newEnvOn(t, s, clock)
+	active, standby := twoNodes(t)
+	clock := active.clock
 	active.setupRing("k", "ES256", nil)
 	for _, node := range []*testEnv{active, standby} {
 		_, p := activeAndPending(active.ring("k").Keys, clock.Now().Unix())
@@ -629,5 +636,62 @@ func TestDefectRotateAfterRaisingLead(t *testing.T) {
 	resp := e.mustWrite("keys/b/rotate", nil)
 	if got := resp.Data["activates_at"].(int64); got != at {
 		t.Fatalf("a rotate moved the scheduled activation from %d to %d", at, got)
+	}
+}
+
+// A standby signs with a ring's last key long after the last high-water
+// mark the active node stored; the clock then steps back and the active
+// node restarts, resuming from that older mark, and stocks a successor that
+// retires the key at its own, earlier, time. The key may then leave the
+// JWKS before the token expires, but by no more than the interval the
+// restart lost (docs/invariants.md, Time); a maintenance pass that stored
+// the mark before the step loses nothing. Found by the model test
+// (testdata/rapid/regressions/standby-token-before-restart.fail).
+func TestDefectRestartAfterStepBackLosesOnlyTheUnstoredInterval(t *testing.T) {
+	for _, stored := range []bool{false, true} {
+		e := newEnv(t)
+		e.mustWrite("config", map[string]any{"issuer": "https://x.example/v1/jwt"})
+		e.mustWrite("keys/a", map[string]any{"algorithm": "EdDSA", "rotation_period": 600, "publish_lead": 1800, "verification_ttl": 120})
+		e.mustWrite("keys/a/rotate", map[string]any{"force": true})
+		e.mustWrite("roles/r1", map[string]any{"key": "a", "audiences": "api", "max_ttl": 60, "ttl": 60})
+		standby := e.restart()
+		e.clock.Advance(2 * time.Hour)
+		if stored {
+			if err := e.maintain(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tok := standby.mustWrite("sign/r1", nil)
+		signedAt := e.clock.Now().Unix()
+		e.clock.Advance(-time.Hour)
+		active := e.restart()
+		if _, err := active.b.load(context.Background(), active.storage); err != nil {
+			t.Fatal(err)
+		}
+		resumed := active.b.now()
+		if err := active.maintain(); err != nil {
+			t.Fatal(err)
+		}
+		var removeAt int64
+		for _, k := range active.ring("a").Keys {
+			if k.KID == tok.Data["kid"] {
+				removeAt = k.RemoveAt
+			}
+		}
+		exp := tok.Data["expires_at"].(int64)
+		short := exp - (removeAt - clockSkew)
+		t.Logf("mark stored before the step: %v; resumed %ds before the signing; the key leaves %ds before the token's expiry + 60s", stored, signedAt-resumed, max(short, 0))
+		if removeAt == 0 {
+			t.Fatal("the key was not retired: the case did not happen")
+		}
+		if short > signedAt-resumed {
+			t.Fatalf("the key leaves %ds early, more than the %ds the restart lost", short, signedAt-resumed)
+		}
+		if stored && short > 0 {
+			t.Fatalf("with the mark stored, the key still leaves %ds early", short)
+		}
+		if !stored && short <= 0 {
+			t.Fatal("without the mark stored, the key kept its overlap: the case proves nothing")
+		}
 	}
 }

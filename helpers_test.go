@@ -88,11 +88,19 @@ func newEnvOn(t testing.TB, s logical.Storage, clock *fakeClock) *testEnv {
 	}
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace, JSONFormat: true})
 	b := newBackend(clock)
+	b.wrapKeys = testWrapKeys
 	if err := b.Setup(context.Background(), conf); err != nil {
 		t.Fatal(err)
 	}
 	b.logger = conf.Logger
 	return &testEnv{t: t, b: b, storage: s, clock: clock, logs: logs, entity: ent}
+}
+
+// twoNodes builds an active node and a standby on one storage and one clock.
+func twoNodes(t *testing.T) (active, standby *testEnv) {
+	s := &logical.InmemStorage{}
+	clock := &fakeClock{now: testStart}
+	return newEnvOn(t, s, clock), newEnvOn(t, s, clock)
 }
 
 // restart builds a new backend on the same storage, as a Vault restart or a
@@ -251,7 +259,22 @@ func (e *testEnv) jwks(path string) (int, []byte, map[string]any) {
 	return resp.Data[logical.HTTPStatusCode].(int), resp.Data[logical.HTTPRawBody].([]byte), resp.Data
 }
 
-func kidsOf(t testing.TB, body []byte) []string {
+// errText is err's message, or "" for no error: for tests that check what
+// a refusal says.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// fataler is what kidsOf needs of a test: *testing.T, or rapid's *T.
+type fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+func kidsOf(t fataler, body []byte) []string {
 	t.Helper()
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {

@@ -352,7 +352,7 @@ func TestInvariantSecrecy(t *testing.T) {
 			t.Fatal(err)
 		}
 		secrets = append(secrets, base64.StdEncoding.EncodeToString(p.PKCS8)[20:60])
-		priv, err := parsePrivate(p.PKCS8, p.KID, p.Alg)
+		priv, err := parsePrivateAs(p.PKCS8, p.KID, p.thumbprint(), p.Alg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -375,13 +375,17 @@ func TestInvariantSecrecy(t *testing.T) {
 			t.Fatalf("%s appears in a response or log", marker)
 		}
 	}
+	// Private halves and the import wrapping key are declared for seal
+	// wrapping, and are stored nowhere else.
 	declared := e.b.SpecialPaths().SealWrapStorage
-	if len(declared) != 1 || declared[0] != privatePrefix {
+	if len(declared) != 2 || declared[0] != privatePrefix || declared[1] != wrappingPrefix {
 		t.Fatalf("SealWrapStorage = %v", declared)
 	}
-	for path := range dump(t, e.storage) {
-		if strings.Contains(path, "private") != strings.HasPrefix(path, privatePrefix) {
-			t.Fatalf("key material stored outside the seal-wrapped prefix: %s", path)
+	e.read("wrapping_key")
+	for path, v := range dump(t, e.storage) {
+		sealed := strings.HasPrefix(path, privatePrefix) || strings.HasPrefix(path, wrappingPrefix)
+		if strings.Contains(v, `"pkcs8"`) != sealed {
+			t.Fatalf("key material stored outside the seal-wrapped prefixes: %s", path)
 		}
 	}
 }

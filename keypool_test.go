@@ -1,6 +1,8 @@
 package jwtrotor
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"fmt"
 	"sync"
 )
@@ -47,3 +49,30 @@ func (p *keyPool) get(kind, alg string, bits, i int) (*generatedKey, error) {
 	}
 	return p.keys[kind][i], nil
 }
+
+// testWrappingKeys are RSA-4096 import wrapping keys made once per test
+// process (a second or more each): every test backend's mount uses the
+// first; the second stands for another mount's.
+var testWrappingKeys = sync.OnceValues(func() ([]*rsa.PrivateKey, error) {
+	var out []*rsa.PrivateKey
+	for range 2 {
+		k, err := rsa.GenerateKey(rand.Reader, wrappingBits)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+})
+
+// testWrappingKey returns the i-th test wrapping key.
+func testWrappingKey(i int) *rsa.PrivateKey {
+	keys, err := testWrappingKeys()
+	if err != nil {
+		panic(err)
+	}
+	return keys[i]
+}
+
+// testWrapKeys is the wrapping key source of test backends.
+func testWrapKeys() (*rsa.PrivateKey, error) { return testWrappingKey(0), nil }

@@ -29,9 +29,11 @@ func settle(r *ringEntry, now int64) []string {
 	return compact(r, now)
 }
 
-// compact forgets removed keys, strips revoked keys to tombstones (kid,
-// algorithm, timestamps; no public key), and forgets tombstones after a
-// verification_ttl, or the oldest beyond maxTombstones.
+// compact forgets removed keys and expired trusted keys, strips revoked keys
+// to tombstones (kid, algorithm, thumbprint, timestamps; no public key), and
+// forgets tombstones after a verification_ttl, or the oldest beyond
+// maxTombstones. The history records what it forgets when the ring is
+// written (recordDeparted).
 func compact(r *ringEntry, now int64) []string {
 	var forgotten []string
 	tombstones := 0
@@ -60,28 +62,49 @@ func compact(r *ringEntry, now int64) []string {
 		kept = append(kept, k)
 	}
 	r.Keys = kept
+	trusted := r.Trusted[:0]
+	for _, t := range r.Trusted {
+		if now >= t.ExpiresAt {
+			r.LastRemoval = max(r.LastRemoval, t.ExpiresAt)
+			forgotten = append(forgotten, t.KID)
+			continue
+		}
+		trusted = append(trusted, t)
+	}
+	r.Trusted = trusted
+	if len(r.Trusted) == 0 {
+		r.Trusted = nil
+	}
 	return forgotten
 }
 
 // releasePrivates marks the private halves r no longer needs at now and
-// returns their kids, to delete after the ring is written.
+// returns their storage ids, to delete after the ring is written.
 func releasePrivates(r *ringEntry, now int64) []string {
-	var kids []string
+	var ids []string
 	sched := r.schedule()
 	for i := range r.Keys {
 		if r.Keys[i].HasPrivate && !needsPrivate(r.Keys, i, sched, now) {
 			r.Keys[i].HasPrivate = false
-			kids = append(kids, r.Keys[i].KID)
+			ids = append(ids, r.Keys[i].storeID())
 		}
 	}
-	return kids
+	return ids
 }
 
 // commitRing makes r's planned keys, settles it, checks it against old
-// (which may be nil), writes the new private halves and r, then deletes
-// the private halves r no longer needs. A failed delete is not a failed
-// write: it comes back as a warning and maintenance retries it.
+// (which may be nil), writes the new private halves, records in the history
+// the keys r no longer holds, writes r, then deletes the private halves r no
+// longer needs. A failed delete is not a failed write: it comes back as a
+// warning and maintenance retries it.
 func (b *backend) commitRing(ctx context.Context, s logical.Storage, old, r *ringEntry, now int64) ([]string, []*generatedKey, error) {
+	return b.commitRingWith(ctx, s, old, r, now, nil)
+}
+
+// commitRingWith is commitRing for a ring that also holds keys made before
+// the commit (an imported key), whose private halves it writes with the
+// generated ones.
+func (b *backend) commitRingWith(ctx context.Context, s logical.Storage, old, r *ringEntry, now int64, made []*generatedKey) ([]string, []*generatedKey, error) {
 	generated, err := materialize(r, b.keys)
 	if err != nil {
 		return nil, nil, err
@@ -96,26 +119,32 @@ func (b *backend) commitRing(ctx context.Context, s logical.Storage, old, r *rin
 		}
 		for i := range old.Keys {
 			if k := &old.Keys[i]; k.HasPrivate && !still[k.KID] {
-				release = append(release, k.KID)
+				release = append(release, k.storeID())
 			}
 		}
 	}
 	if err := checkRing(r.Keys, r.schedule(), now); err != nil {
 		return nil, nil, fmt.Errorf("ring %q: refusing to store an inconsistent schedule: %w", r.Name, err)
 	}
+	if err := checkTrusted(r.Keys, r.Trusted); err != nil {
+		return nil, nil, fmt.Errorf("ring %q: refusing to store inconsistent keys: %w", r.Name, err)
+	}
 	if old != nil {
 		if err := checkTransition(old.Keys, r.Keys, now); err != nil {
 			return nil, nil, fmt.Errorf("ring %q: refusing to rewrite the past: %w", r.Name, err)
 		}
 	}
-	for _, g := range generated {
-		p := &privateEntry{Version: schemaVersion, KID: g.KID, Alg: g.Alg, PKCS8: g.PKCS8}
-		if err := putJSON(ctx, s, privatePath(r.Name, g.KID), p); err != nil {
+	for _, g := range append(append([]*generatedKey(nil), made...), generated...) {
+		p := &privateEntry{Version: schemaVersion, KID: g.KID, Thumbprint: g.Thumbprint, Alg: g.Alg, PKCS8: g.PKCS8}
+		if err := putJSON(ctx, s, privatePath(r.Name, g.storeID()), p); err != nil {
 			return nil, nil, fmt.Errorf("ring %q: %w", r.Name, err)
 		}
 		if err := crashPoint("after-private-put"); err != nil {
 			return nil, nil, err
 		}
+	}
+	if err := recordDeparted(ctx, s, old, r, now); err != nil {
+		return nil, nil, fmt.Errorf("ring %q: %w", r.Name, err)
 	}
 	r.Version = schemaVersion
 	r.HighWater = now
@@ -130,8 +159,8 @@ func (b *backend) commitRing(ctx context.Context, s logical.Storage, old, r *rin
 		return nil, nil, fmt.Errorf("ring %q: write: %w", r.Name, err)
 	}
 	b.cacheRing(r.Name, r)
-	for _, g := range generated {
-		b.cacheSigner(g.KID, g.Private)
+	for _, g := range append(append([]*generatedKey(nil), made...), generated...) {
+		b.cacheSigner(g.storeID(), g.Private)
 	}
 	if err := crashPoint("after-ring-put"); err != nil {
 		return nil, nil, err
@@ -139,17 +168,17 @@ func (b *backend) commitRing(ctx context.Context, s logical.Storage, old, r *rin
 	return b.deletePrivates(ctx, s, r.Name, release), generated, nil
 }
 
-// deletePrivates deletes private halves; those it cannot delete are kept
-// for maintenance to retry, and reported as warnings.
-func (b *backend) deletePrivates(ctx context.Context, s logical.Storage, ring string, kids []string) []string {
+// deletePrivates deletes private halves by storage id; those it cannot
+// delete are kept for maintenance to retry, and reported as warnings.
+func (b *backend) deletePrivates(ctx context.Context, s logical.Storage, ring string, ids []string) []string {
 	var warnings []string
-	for _, kid := range kids {
-		b.dropSigner(kid)
-		path := privatePath(ring, kid)
+	for _, id := range ids {
+		b.dropSigner(id)
+		path := privatePath(ring, id)
 		if err := s.Delete(ctx, path); err != nil {
 			b.undeleted[path] = true
-			b.log().Warn("could not delete a private half no longer needed; maintenance retries", "ring", ring, "kid", kid, "error", err)
-			warnings = append(warnings, fmt.Sprintf("the private half of %s could not be deleted yet (%v); it no longer signs, and maintenance retries the delete", kid, err))
+			b.log().Warn("could not delete a private half no longer needed; maintenance retries", "ring", ring, "key", id, "error", err)
+			warnings = append(warnings, fmt.Sprintf("the private half of %s could not be deleted yet (%v); it no longer signs, and maintenance retries the delete", id, err))
 			continue
 		}
 		delete(b.undeleted, path)
@@ -168,8 +197,12 @@ func (b *backend) retryDeletes(ctx context.Context, s logical.Storage) error {
 	return nil
 }
 
-// dropRing deletes a ring and every private half stored for it.
-func (b *backend) dropRing(ctx context.Context, s logical.Storage, r *ringEntry) ([]string, error) {
+// dropRing records a ring's keys in the history, then deletes the ring and
+// every private half stored for it.
+func (b *backend) dropRing(ctx context.Context, s logical.Storage, r *ringEntry, now int64) ([]string, error) {
+	if err := recordDeparted(ctx, s, r, nil, now); err != nil {
+		return nil, fmt.Errorf("ring %q: %w", r.Name, err)
+	}
 	if err := s.Delete(ctx, ringPrefix+r.Name); err != nil {
 		return nil, fmt.Errorf("delete ring %q: %w", r.Name, err)
 	}
@@ -191,7 +224,7 @@ func (b *backend) sweepOrphans(ctx context.Context, s logical.Storage, r *ringEn
 	claimed := map[string]bool{}
 	for i := range r.Keys {
 		if r.Keys[i].HasPrivate {
-			claimed[r.Keys[i].KID] = true
+			claimed[r.Keys[i].storeID()] = true
 		}
 	}
 	var orphans []string

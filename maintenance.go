@@ -73,9 +73,9 @@ func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ring
 	r := old.clone()
 	b.noteActivations(r, now)
 	b.applyGate(r, now, gate)
-	if r.DeletedAt != 0 && !anyPublished(r.Keys, now) {
+	if r.DeletedAt != 0 && !ringPublished(r, now) {
 		b.log().Info("deleted key ring drained", "ring", r.Name)
-		_, err := b.dropRing(ctx, s, r)
+		_, err := b.dropRing(ctx, s, r, now)
 		return err
 	}
 	stocked := planStock(r, now)
@@ -201,8 +201,7 @@ func (b *backend) noteActivations(r *ringEntry, now int64) {
 			delete(b.manualKIDs, k.KID)
 			continue
 		}
-		b.log().Info("rotation", "ring", r.Name, "kid", k.KID, "activated_at", fmtTime(k.ActivateAt), "reason", "scheduled")
-		b.metrics.rotations.WithLabelValues(r.Name, "scheduled").Inc()
+		b.rotated(r.Name, k.KID, "", k.ActivateAt, "scheduled")
 	}
 }
 
@@ -222,15 +221,6 @@ func sameKeys(a, b []signingKey) bool {
 		}
 	}
 	return true
-}
-
-func anyPublished(keys []signingKey, now int64) bool {
-	for i := range keys {
-		if keys[i].published(now) {
-			return true
-		}
-	}
-	return false
 }
 
 // sweepDeletedRings deletes private halves left under a ring that no longer

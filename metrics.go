@@ -1,17 +1,9 @@
 package jwtrotor
 
 import (
-	"bytes"
-	"context"
-	"fmt"
-	"net/http"
 	"sync"
 
-	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 )
 
 // metrics are per mount: one plugin process serves every mount of the
@@ -30,6 +22,7 @@ type metrics struct {
 	rollbacks      *prometheus.CounterVec
 	maintenanceErr *prometheus.CounterVec
 	gateDelays     *prometheus.CounterVec
+	adopted        *prometheus.CounterVec
 
 	// signedKids maps ring and kid to the kid's signing counter, so the
 	// sign path does not hash labels, and so the series of kids that left
@@ -37,6 +30,9 @@ type metrics struct {
 	// too, and never run maintenance).
 	signedMu   sync.Mutex
 	signedKids map[string]map[string]prometheus.Counter
+
+	// names are the metric families, for the metrics path's schema.
+	names []string
 }
 
 func newMetrics(b *backend) *metrics {
@@ -44,6 +40,7 @@ func newMetrics(b *backend) *metrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "jwt_rotor", Name: name, Help: help}, labels)
 		m.reg.MustRegister(c)
+		m.names = append(m.names, "jwt_rotor_"+name)
 		return c
 	}
 	m.signed = counter("tokens_signed_total", "Tokens signed, per ring and kid.", "ring", "kid")
@@ -54,10 +51,13 @@ func newMetrics(b *backend) *metrics {
 	m.rollbacks = counter("rollbacks_total", "Rollbacks, per ring.", "ring")
 	m.maintenanceErr = counter("maintenance_failures_total", "Failed maintenance passes, per ring (ring=\"(mount)\" for failures of the whole pass).", "ring")
 	m.gateDelays = counter("activation_gate_delays_total", "Times the verifier gate delayed an activation, per ring.", "ring")
+	m.adopted = counter("keys_adopted_total", "Keys an adopted issuer brought, per ring and origin (imported: a signing key; trusted: a verify-only public key).", "ring", "origin")
 	m.panics = counter("panics_total", "Panics recovered, per place (request, existence check, periodic, invalidate); each failed one request or pass and nothing else.", "in")
 	m.clockSteps = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "jwt_rotor", Name: "clock_steps_held_total", Help: "Forward steps of the wall clock, unexplained by elapsed time, that made the key schedule hold."})
 	m.reg.MustRegister(m.clockSteps)
 	m.reg.MustRegister(&stateCollector{b: b})
+	m.names = append(m.names, "jwt_rotor_clock_steps_held_total")
+	m.names = append(m.names, gaugeNames...)
 	return m
 }
 
@@ -104,7 +104,7 @@ func (m *metrics) forgetRing(ring string) {
 	m.signedMu.Lock()
 	delete(m.signedKids, ring)
 	m.signedMu.Unlock()
-	for _, v := range []*prometheus.CounterVec{m.signed, m.rotations, m.revocations, m.rollbacks, m.maintenanceErr, m.gateDelays} {
+	for _, v := range []*prometheus.CounterVec{m.signed, m.rotations, m.revocations, m.rollbacks, m.maintenanceErr, m.gateDelays, m.adopted} {
 		v.DeletePartialMatch(prometheus.Labels{"ring": ring})
 	}
 	m.jwksRequests.DeleteLabelValues(ring)
@@ -116,19 +116,29 @@ func (m *metrics) forgetRing(ring string) {
 type stateCollector struct{ b *backend }
 
 var (
-	descKeyAge       = prometheus.NewDesc("jwt_rotor_key_age_seconds", "Seconds since the key was published, per ring, kid and state.", []string{"ring", "kid", "state"}, nil)
-	descNextRotation = prometheus.NewDesc("jwt_rotor_seconds_to_next_rotation", "Seconds until the pending key activates (negative: overdue; absent: none pending).", []string{"ring"}, nil)
-	descNextRemoval  = prometheus.NewDesc("jwt_rotor_seconds_to_next_removal", "Seconds until the next published key leaves the JWKS.", []string{"ring"}, nil)
-	descPublished    = prometheus.NewDesc("jwt_rotor_published_keys", "Keys in the ring's JWKS now.", []string{"ring"}, nil)
-	descActive       = prometheus.NewDesc("jwt_rotor_active_keys", "Keys of the ring that sign now (1 when healthy).", []string{"ring"}, nil)
-	descCoverage     = prometheus.NewDesc("jwt_rotor_verifier_coverage", "Share of declared verifiers whose last JWKS holds the ring's pending key.", []string{"ring"}, nil)
-	descStale        = prometheus.NewDesc("jwt_rotor_stale_verifiers", "Declared verifiers without the ring's pending key, or not seen within the window.", []string{"ring"}, nil)
-	descTracked      = prometheus.NewDesc("jwt_rotor_tracked_clients", "JWKS fetchers tracked in memory on this node.", nil, nil)
-	descHeld         = prometheus.NewDesc("jwt_rotor_schedule_held_seconds", "How far the key schedule is held behind this node's wall clock after an unexplained forward step (0: not held).", nil, nil)
+	descKeyAge       = gaugeDesc("jwt_rotor_key_age_seconds", "Seconds since the key was published, per ring, kid and state.", []string{"ring", "kid", "state"}, nil)
+	descNextRotation = gaugeDesc("jwt_rotor_seconds_to_next_rotation", "Seconds until the pending key activates (negative: overdue; absent: none pending).", []string{"ring"}, nil)
+	descNextRemoval  = gaugeDesc("jwt_rotor_seconds_to_next_removal", "Seconds until the next published key leaves the JWKS.", []string{"ring"}, nil)
+	descPublished    = gaugeDesc("jwt_rotor_published_keys", "Keys in the ring's JWKS now.", []string{"ring"}, nil)
+	descActive       = gaugeDesc("jwt_rotor_active_keys", "Keys of the ring that sign now (1 when healthy).", []string{"ring"}, nil)
+	descCoverage     = gaugeDesc("jwt_rotor_verifier_coverage", "Share of declared verifiers whose last JWKS holds the ring's pending key.", []string{"ring"}, nil)
+	descStale        = gaugeDesc("jwt_rotor_stale_verifiers", "Declared verifiers without the ring's pending key, or not seen within the window.", []string{"ring"}, nil)
+	descTracked      = gaugeDesc("jwt_rotor_tracked_clients", "JWKS fetchers tracked in memory on this node.", nil, nil)
+	descImported     = gaugeDesc("jwt_rotor_imported_key_seconds_to_retirement", "Seconds until an imported key stops signing (its successor activates); verifiers that pinned it must use the JWKS by then. Present while it signs.", []string{"ring", "kid"}, nil)
+	descTrusted      = gaugeDesc("jwt_rotor_trusted_key_seconds_to_expiry", "Seconds until a trusted key of an adopted issuer leaves the JWKS.", []string{"ring", "kid"}, nil)
+	descHeld         = gaugeDesc("jwt_rotor_schedule_held_seconds", "How far the key schedule is held behind this node's wall clock after an unexplained forward step (0: not held).", nil, nil)
 )
 
+// gaugeNames are the families of the gauges below.
+var gaugeNames []string
+
+func gaugeDesc(name, help string, labels []string, constLabels prometheus.Labels) *prometheus.Desc {
+	gaugeNames = append(gaugeNames, name)
+	return prometheus.NewDesc(name, help, labels, constLabels)
+}
+
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descKeyAge, descNextRotation, descNextRemoval, descPublished, descActive, descCoverage, descStale, descTracked, descHeld} {
+	for _, d := range []*prometheus.Desc{descKeyAge, descNextRotation, descNextRemoval, descPublished, descActive, descCoverage, descStale, descTracked, descHeld, descImported, descTrusted} {
 		ch <- d
 	}
 }
@@ -160,10 +170,20 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				published++
 				ch <- prometheus.MustNewConstMetric(descKeyAge, prometheus.GaugeValue, float64(now-k.PublishAt), name, k.KID, st)
 			}
+			if k.Imported && st == stateActive && k.RetireAt != 0 {
+				ch <- prometheus.MustNewConstMetric(descImported, prometheus.GaugeValue, float64(k.RetireAt-now), name, k.KID)
+			}
+		}
+		for i := range r.Trusted {
+			if t := &r.Trusted[i]; t.published(now) {
+				published++
+				ch <- prometheus.MustNewConstMetric(descKeyAge, prometheus.GaugeValue, float64(now-t.AddedAt), name, t.KID, "trusted")
+				ch <- prometheus.MustNewConstMetric(descTrusted, prometheus.GaugeValue, float64(t.ExpiresAt-now), name, t.KID)
+			}
 		}
 		ch <- prometheus.MustNewConstMetric(descPublished, prometheus.GaugeValue, float64(published), name)
 		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(active), name)
-		if t := nextRemoval(r.Keys, now); t != forever {
+		if t := ringNextRemoval(r, now); t != forever {
 			ch <- prometheus.MustNewConstMetric(descNextRemoval, prometheus.GaugeValue, float64(t-now), name)
 		}
 		if r.DeletedAt != 0 {
@@ -176,76 +196,4 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descStale, prometheus.GaugeValue, float64(len(cov.Stale)), name)
 		}
 	}
-}
-
-func pathMetrics(b *backend) *framework.Path {
-	return &framework.Path{
-		Pattern: "metrics$",
-		DisplayAttrs: &framework.DisplayAttributes{
-			OperationPrefix: operationPrefix,
-			OperationSuffix: "metrics",
-		},
-		Fields: map[string]*framework.FieldSchema{
-			"format": {
-				Type:        framework.TypeString,
-				Description: "prometheus for the Prometheus text exposition format; JSON otherwise.",
-				Query:       true,
-			},
-		},
-		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.pathMetricsRead},
-		},
-		HelpSynopsis:    "Metrics of this mount's keys, signing, JWKS and verifiers.",
-		HelpDescription: "format=prometheus returns the Prometheus text exposition format as a raw body, for a scraper with a Vault token; otherwise the same figures as JSON.",
-	}
-}
-
-func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	if _, err := b.load(ctx, req.Storage); err != nil {
-		return nil, err
-	}
-	families, err := b.metrics.reg.Gather()
-	if err != nil {
-		return nil, fmt.Errorf("gather metrics: %w", err)
-	}
-	if d.Get("format").(string) == "prometheus" {
-		var buf bytes.Buffer
-		format := expfmt.NewFormat(expfmt.TypeTextPlain)
-		enc := expfmt.NewEncoder(&buf, format)
-		for _, f := range families {
-			if err := enc.Encode(f); err != nil {
-				return nil, fmt.Errorf("encode metrics: %w", err)
-			}
-		}
-		return &logical.Response{Data: map[string]any{
-			logical.HTTPStatusCode:  http.StatusOK,
-			logical.HTTPContentType: string(format),
-			logical.HTTPRawBody:     buf.Bytes(),
-		}}, nil
-	}
-	out := map[string]any{}
-	for _, f := range families {
-		var series []map[string]any
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			series = append(series, map[string]any{"labels": labels, "value": metricValue(m)})
-		}
-		out[f.GetName()] = series
-	}
-	return &logical.Response{Data: out}, nil
-}
-
-func metricValue(m *dto.Metric) float64 {
-	switch {
-	case m.GetCounter() != nil:
-		return m.GetCounter().GetValue()
-	case m.GetGauge() != nil:
-		return m.GetGauge().GetValue()
-	case m.GetUntyped() != nil:
-		return m.GetUntyped().GetValue()
-	}
-	return 0
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -80,31 +81,73 @@ func TestModel(t *testing.T) {
 	elapsed := time.Since(start)
 	t.Logf("model: %d sequences, %d steps in %s (%.0f µs a step)", seqs.Load(), steps.Load(), elapsed.Round(time.Second),
 		float64(elapsed.Microseconds())*float64(*modelWorkers)/float64(max(steps.Load(), 1)))
+	s := &modelAdoptStats
+	t.Logf("model: imports drawn %d (accepted %d), trusts drawn %d (accepted %d), tokens signed by imported keys %d",
+		s.imports.Load(), s.importsOK.Load(), s.trusts.Load(), s.trustsOK.Load(), s.importedTokens.Load())
 	if seqs.Load() == 0 {
 		t.Fatal("the model ran no sequence")
 	}
 }
 
 // TestModelRegressions replays every failing sequence the model test ever
-// kept: testdata/rapid/regressions/ holds one per defect it found, each
-// named after it (a new failure lands under testdata/rapid/TestModel_*/,
-// and replays there too until it is moved).
+// kept: testdata/rapid/regressions/<set>/ holds one per defect it found,
+// each named after it, drawn with the actions of <set> (a new failure lands
+// under testdata/rapid/TestModel_*/, and replays there too until it is
+// moved to the newest set).
 func TestModelRegressions(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "rapid", "*", "*.fail"))
-	if err != nil {
-		t.Fatal(err)
+	var files []string
+	for _, pattern := range []string{"*", filepath.Join("regressions", "*")} {
+		found, err := filepath.Glob(filepath.Join("testdata", "rapid", pattern, "*.fail"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, found...)
+	}
+	if len(files) == 0 {
+		t.Fatal("no kept sequence found")
 	}
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		set := actionSets[len(actionSets)-1]
+		if dir := filepath.Dir(f); filepath.Base(filepath.Dir(dir)) == "regressions" {
+			set = filepath.Base(dir)
+		}
+		t.Run(set+"/"+filepath.Base(f), func(t *testing.T) {
 			setFlag(t, "rapid.steps", modelSteps)
 			setFlag(t, "rapid.failfile", f)
 			setFlag(t, "rapid.checks", "1")
 			rapid.Check(t, func(rt *rapid.T) {
 				m := newModel(rt)
-				rt.Repeat(m.actions())
+				rt.Repeat(m.actionsOf(t, set))
 			})
 		})
 	}
+}
+
+// actionSets name the model's action sets, oldest first. rapid draws an
+// action by its place among the names, so a new action changes what a kept
+// sequence replays: each action added after the first set names the set it
+// came in (actionAddedIn), and a kept sequence replays with the actions of
+// its set.
+var actionSets = []string{"base", "adopt"}
+
+var actionAddedIn = map[string]string{
+	"Import": "adopt",
+	"Trust":  "adopt",
+}
+
+// actionsOf is the model's actions as they were in the set named.
+func (m *model) actionsOf(t *testing.T, set string) map[string]func(*rapid.T) {
+	at := slices.Index(actionSets, set)
+	if at < 0 {
+		t.Fatalf("testdata/rapid/regressions/%s: no such action set (actionSets)", set)
+	}
+	all := m.actions()
+	for name := range all {
+		if added, ok := actionAddedIn[name]; ok && slices.Index(actionSets, added) > at {
+			delete(all, name)
+		}
+	}
+	return all
 }
 
 // Names the model draws from: few, so that operations meet.
@@ -176,10 +219,13 @@ type modelToken struct {
 	// active node's (one node held a clock step, the other did not). The
 	// active node may then retire the key at its own, earlier, time.
 	ahead bool
-	// floor is the earliest time the key may retire: when it was signed,
-	// or earlier if a restart resumed the schedule from a persisted
-	// high-water mark before that (docs/invariants.md, monotonic time).
-	floor int64
+	// rewound is how far a restart moved the schedule back before the
+	// time this token was signed at: the new process resumed from a
+	// persisted high-water mark, the clock having stepped back before the
+	// old process stored how far it had gone. The new process may retire
+	// and remove the token's key that much earlier (docs/invariants.md,
+	// time), and no more.
+	rewound int64
 }
 
 type model struct {
@@ -191,6 +237,7 @@ type model struct {
 	steps  int
 	tokens []*modelToken
 	gone   map[string]bool  // kids revoked or forgotten: never served again
+	adopt  *modelAdopt      // departed keys in order, and public keys seen
 	active map[string]int64 // when each ring was first seen with an active key
 	prev   map[string]*ringEntry
 	jump   time.Duration // a forward step not yet corrected
@@ -211,6 +258,7 @@ func newModel(t *rapid.T) *model {
 	m := &model{
 		t: t, s: &modelStorage{}, clock: &fakeClock{now: testStart}, keys: sharedKeys.source(),
 		gone: map[string]bool{}, active: map[string]int64{}, prev: map[string]*ringEntry{},
+		adopt: newModelAdopt(),
 	}
 	m.a = m.start("active")
 	m.b = m.start("standby")
@@ -226,6 +274,7 @@ func (m *model) start(name string) *modelNode {
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})
 	b := newBackend(m.clock)
 	b.keys = m.keys
+	b.wrapKeys = testWrapKeys
 	if err := b.Setup(context.Background(), conf); err != nil {
 		m.t.Fatal(err)
 	}
@@ -268,6 +317,8 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"Crash":         m.crash,
 		"Fetch":         m.fetch,
 		"SignOnStandby": m.signOnStandby,
+		"Import":        m.importKey,
+		"Trust":         m.trustKey,
 		"":              m.check,
 	}
 }
@@ -637,13 +688,24 @@ func (m *model) record(n *modelNode, role string, data map[string]any) {
 	}
 	jwk, _ := keys[0].MarshalJSON()
 	ring := m.ring(m.roleRing(role, n))
+	signer := false
 	for _, k := range ring.Keys {
-		if k.KID == kid && k.ActivateAt < k.PublishAt+k.Lead && !k.Forced {
-			m.t.Fatalf("key %s signs %ds after publication, before its lead (%ds), and is not recorded as forced", kid, k.ActivateAt-k.PublishAt, k.Lead)
+		if k.KID == kid && k.ActivateAt < k.PublishAt+k.Lead && !k.leadWaived() {
+			m.t.Fatalf("key %s signs %ds after publication, before its lead (%ds), and is not recorded as forced or imported", kid, k.ActivateAt-k.PublishAt, k.Lead)
+		}
+		if k.KID == kid {
+			signer = true
+			if k.Imported {
+				modelAdoptStats.importedTokens.Add(1)
+			}
 		}
 	}
+	// Trusted keys never sign: the signer is one of the ring's own keys.
+	if !signer {
+		m.t.Fatalf("token signed by %s, which is not a signing key of ring %s (trusted: %v)", kid, ring.Name, m.trustedKIDs(ring.Name))
+	}
 	m.tokens = append(m.tokens, &modelToken{ring: ring.Name, kid: kid, jwk: jwk, signedAt: sched,
-		iat: data["issued_at"].(int64), exp: data["expires_at"].(int64), ahead: sched > m.a.b.clock.read().Schedule, floor: sched})
+		iat: data["issued_at"].(int64), exp: data["expires_at"].(int64), ahead: sched > m.a.b.clock.read().Schedule})
 }
 
 func (m *model) roleRing(role string, n *modelNode) string {
@@ -662,6 +724,7 @@ func (m *model) pickKID(t *rapid.T, ring string) string {
 			kids = append(kids, k.KID)
 		}
 	}
+	kids = append(kids, m.trustedKIDs(ring)...)
 	return kids[rapid.IntRange(0, 15).Draw(t, "kid-index")%len(kids)]
 }
 
@@ -727,7 +790,10 @@ func (m *model) clockAccept(t *rapid.T) {
 	if rapid.Bool().Draw(t, "standby") {
 		n = m.b
 	}
-	m.do(n, logical.UpdateOperation, "clock/accept", nil)
+	resp, out := m.do(n, logical.UpdateOperation, "clock/accept", nil)
+	if out == ok2xx && (resp.Data["held_seconds"] != int64(0) || resp.Data["schedule_time"].(int64) < resp.Data["wall_time"].(int64)) {
+		m.t.Fatalf("clock/accept left the schedule held: %v", resp.Data)
+	}
 	m.accepted()
 }
 
@@ -756,7 +822,7 @@ func (m *model) restartActive() {
 	}
 	r0 := m.a.b.clock.read().Schedule
 	for _, tok := range m.tokens {
-		tok.floor = min(tok.floor, r0)
+		tok.rewound = max(tok.rewound, tok.signedAt-r0)
 	}
 }
 
@@ -767,7 +833,11 @@ func (m *model) crash(t *rapid.T) {
 	m.s.failAt = m.s.writes + rapid.IntRange(1, 4).Draw(t, "failing-write")
 	m.s.mu.Unlock()
 	m.faulted = true
-	switch rapid.IntRange(0, 4).Draw(t, "operation") {
+	switch rapid.IntRange(0, 6).Draw(t, "operation") {
+	case 5:
+		m.importKey(t)
+	case 6:
+		m.trustKey(t)
 	case 0:
 		m.rotate(t)
 	case 1:
@@ -856,6 +926,8 @@ func (m *model) check(t *rapid.T) {
 		}
 	}
 	m.checkHistory(rings)
+	m.trackDepartures(rings)
+	m.checkIdentities(rings)
 	var bodies [2][]byte
 	var times [2]int64
 	for i, n := range []*modelNode{m.a, m.b} {
@@ -971,7 +1043,7 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 		resp, body := m.fetchDoc(n, path)
 		scope := strings.TrimPrefix(path, "jwks/")
 		var want []string
-		nextRemoval := forever
+		removal := forever
 		for name, r := range rings {
 			if !strings.HasPrefix(path, "jwks/") || name == scope {
 				for i := range r.Keys {
@@ -979,7 +1051,14 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 						want = append(want, r.Keys[i].KID)
 					}
 				}
-				nextRemoval = min(nextRemoval, nextRemovalOf(r.Keys, now))
+				// Trusted keys: from their write until expires_at.
+				for i := range r.Trusted {
+					if t := &r.Trusted[i]; t.AddedAt <= now && now < t.ExpiresAt {
+						want = append(want, t.KID)
+						removal = min(removal, t.ExpiresAt)
+					}
+				}
+				removal = min(removal, nextRemoval(r.Keys, now))
 			}
 		}
 		if resp == nil {
@@ -988,13 +1067,13 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 			}
 			m.t.Fatalf("%s: %s answered nothing", n.name, path)
 		}
-		got := kidsOfBody(m.t, body)
+		got := kidsOf(m.t, body)
 		sort.Strings(want)
 		if strings.Join(got, " ") != strings.Join(want, " ") {
 			m.t.Fatalf("%s at %d: %s serves %v, but the stored timestamps publish %v", n.name, now, path, got, want)
 		}
 		for _, k := range got {
-			if m.gone[k] {
+			if m.protected(k) {
 				m.t.Fatalf("%s: %s serves %s, which was revoked or forgotten", n.name, path, k)
 			}
 		}
@@ -1010,26 +1089,11 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 		if _, err := fmt.Sscanf(resp.Data[logical.HTTPCacheControlHeader].(string), "public, max-age=%d, stale-if-error=%d", &maxAge, &stale); err != nil {
 			m.t.Fatalf("Cache-Control %q", resp.Data[logical.HTTPCacheControlHeader])
 		}
-		if maxAge < 1 || (nextRemoval != forever && maxAge > 1 && now+maxAge > nextRemoval) {
-			m.t.Fatalf("%s at %d: max-age %d runs past the next removal at %d", n.name, now, maxAge, nextRemoval)
+		if maxAge < 1 || (removal != forever && maxAge > 1 && now+maxAge > removal) {
+			m.t.Fatalf("%s at %d: max-age %d runs past the next removal at %d", n.name, now, maxAge, removal)
 		}
 	}
 	return mount
-}
-
-func nextRemovalOf(keys []signingKey, now int64) int64 { return nextRemoval(keys, now) }
-
-func kidsOfBody(t *rapid.T, body []byte) []string {
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(body, &set); err != nil {
-		t.Fatalf("JWKS does not parse: %v: %s", err, body)
-	}
-	var kids []string
-	for _, k := range set.Keys {
-		kids = append(kids, k.KeyID)
-	}
-	sort.Strings(kids)
-	return kids
 }
 
 // checkTokens: every live token's key is still stored with the same public
@@ -1056,10 +1120,10 @@ func (m *model) checkTokens(rings map[string]*ringEntry, now int64) {
 		if key == nil {
 			m.t.Fatalf("the key %s of a token live until %d (now %d) is gone from ring %s", tok.kid, tok.exp, now, tok.ring)
 		}
-		if key.RemoveAt != 0 && tok.exp > key.RemoveAt-clockSkew {
-			m.t.Fatalf("a token of %s expires at %d, past its key's remove_at %d - 60", tok.kid, tok.exp, key.RemoveAt)
+		if key.RemoveAt != 0 && tok.exp-tok.rewound > key.RemoveAt-clockSkew {
+			m.t.Fatalf("a token of %s expires at %d, past its key's remove_at %d - 60 (restarts moved the schedule back %d s)", tok.kid, tok.exp, key.RemoveAt, tok.rewound)
 		}
-		if key.RetireAt != 0 && key.RetireAt < tok.floor {
+		if key.RetireAt != 0 && key.RetireAt < tok.signedAt-tok.rewound {
 			m.t.Fatalf("key %s retires at %d, before it signed a token at %d", tok.kid, key.RetireAt, tok.signedAt)
 		}
 		var jwk jose.JSONWebKey
@@ -1085,7 +1149,7 @@ func (m *model) checkPrivates() {
 		}
 		for i := range r.Keys {
 			if needsPrivate(r.Keys, i, r.schedule(), now) {
-				want[privatePath(name, r.Keys[i].KID)] = true
+				want[privatePath(name, r.Keys[i].storeID())] = true
 			}
 		}
 	}

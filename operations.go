@@ -4,16 +4,13 @@ import (
 	"fmt"
 )
 
-// The lifecycle operations: rotate, revoke, rollback, and the key a settings
-// change adds. Each is a pure function of a ring and a time that rewrites
-// timestamps in place; keys it needs are appended as planned keys (no kid
-// yet, see plan), made only once every check has passed (materialize). The
-// handlers parse, call one of these, commit and render.
-
-// userError is a refusal to report to the caller as a 400.
-type userError string
-
-func (e userError) Error() string { return string(e) }
+// The lifecycle operations: rotate, revoke, rollback, the key a settings
+// change adds, and the keys an adopted issuer brings (import, trust). Each
+// is a pure function of a ring and a time that rewrites timestamps in place;
+// keys it needs are appended as planned keys (no kid yet, see plan), made
+// only once every check has passed (materialize); key material that comes
+// from outside is passed in, already parsed. The handlers parse, call one
+// of these, commit and render.
 
 // opResult is what an operation did, for the response, the log and the
 // metrics.
@@ -152,7 +149,18 @@ func kidOrNew(k *signingKey) string {
 func revokeOp(r *ringEntry, now int64, kid string) (opResult, error) {
 	res := opResult{}
 	if kid == "" {
-		return res, userError("kid: required; give the kid to revoke (see signing_keys in vault read keys/" + r.Name + ")")
+		return res, refuse("kid", "required; give the kid to revoke (see signing_keys in vault read keys/%s)", r.Name)
+	}
+	for j := range r.Trusted {
+		if t := r.Trusted[j]; t.KID == kid {
+			// A trusted key leaves the JWKS now, before its expires_at;
+			// the history keeps it, so it is never trusted or imported
+			// again.
+			r.Trusted = append(r.Trusted[:j:j], r.Trusted[j+1:]...)
+			res.Revoked = kid
+			res.warn("trusted key %s left the JWKS now instead of at %s; tokens of the old issuer signed with it no longer verify once verifiers refresh, and it can never be trusted or imported again", kid, fmtTime(t.ExpiresAt))
+			return res, nil
+		}
 	}
 	i := -1
 	for j := range r.Keys {
@@ -161,7 +169,7 @@ func revokeOp(r *ringEntry, now int64, kid string) (opResult, error) {
 		}
 	}
 	if i < 0 {
-		return res, userError(fmt.Sprintf("kid: %q is not a key of ring %q (it may have been removed already); see signing_keys in vault read keys/%s", kid, r.Name, r.Name))
+		return res, refuse("kid", "%q is not a key of ring %q (it may have been removed already); see signing_keys in vault read keys/%s", kid, r.Name, r.Name)
 	}
 	k := &r.Keys[i]
 	st := k.state(now)
@@ -171,7 +179,7 @@ func revokeOp(r *ringEntry, now int64, kid string) (opResult, error) {
 		res.warn("key %s was already revoked", kid)
 		return res, nil
 	case stateRemoved:
-		return res, userError(fmt.Sprintf("kid: %q was already removed from the JWKS at %s; nothing to revoke", kid, fmtTime(k.RemoveAt)))
+		return res, refuse("kid", "%q was already removed from the JWKS at %s; nothing to revoke", kid, fmtTime(k.RemoveAt))
 	}
 	a := activeIndex(r.Keys, now)
 	next := liveAfter(r.Keys, a) // the key that takes over from the active one
@@ -220,7 +228,7 @@ func rollbackOp(r *ringEntry, now int64) (opResult, error) {
 	a := activeIndex(r.Keys, now)
 	c := rollbackCandidate(r.Keys, r.schedule(), now)
 	if c < 0 {
-		return res, userError(rollbackRefusal(r, a, now))
+		return res, rollbackRefusal(r, a, now)
 	}
 	until := r.Keys[c].RetireAt + r.RotationPeriod
 	r.Keys[c].RetireAt, r.Keys[c].RemoveAt = 0, 0
@@ -234,12 +242,12 @@ func rollbackOp(r *ringEntry, now int64) (opResult, error) {
 }
 
 // rollbackRefusal says why no rollback is possible.
-func rollbackRefusal(r *ringEntry, a int, now int64) string {
+func rollbackRefusal(r *ringEntry, a int, now int64) error {
 	if a < 0 {
-		return "rollback: the ring has no active key to roll back from"
+		return refuse("rollback", "the ring has no active key to roll back from")
 	}
 	if r.Keys[a].RollbackUsed {
-		return fmt.Sprintf("rollback: the active key %s already took part in a rollback; a second one would keep keys published too long, so rotate instead", r.Keys[a].KID)
+		return refuse("rollback", "the active key %s already took part in a rollback; a second one would keep keys published too long, so rotate instead", r.Keys[a].KID)
 	}
 	for i := a - 1; i >= 0; i-- {
 		k := &r.Keys[i]
@@ -247,18 +255,40 @@ func rollbackRefusal(r *ringEntry, a int, now int64) string {
 		case k.revoked() && !k.signed():
 			continue
 		case k.revoked():
-			return fmt.Sprintf("rollback: the previous key %s is revoked; a revoked key never signs again, so rotate instead", k.KID)
+			return refuse("rollback", "the previous key %s is revoked; a revoked key never signs again, so rotate instead", k.KID)
 		case k.RollbackUsed:
-			return fmt.Sprintf("rollback: the previous key %s already took part in a rollback; a second one would keep keys published too long, so rotate instead", k.KID)
+			return refuse("rollback", "the previous key %s already took part in a rollback; a second one would keep keys published too long, so rotate instead", k.KID)
 		case k.state(now) == stateRemoved:
-			return fmt.Sprintf("rollback: the previous key %s has left the JWKS; rotate instead", k.KID)
+			return refuse("rollback", "the previous key %s has left the JWKS; rotate instead", k.KID)
 		case now >= k.RetireAt+r.RotationPeriod:
-			return fmt.Sprintf("rollback: the window closed at %s (the previous key's retirement plus one rotation_period); rotate instead", fmtTime(k.RetireAt+r.RotationPeriod))
+			return refuse("rollback", "the window closed at %s (the previous key's retirement plus one rotation_period); rotate instead", fmtTime(k.RetireAt+r.RotationPeriod))
 		case !k.HasPrivate:
-			return fmt.Sprintf("rollback: the private half of the previous key %s is already deleted (its window had closed under a shorter rotation_period); rotate instead", k.KID)
+			return refuse("rollback", "the private half of the previous key %s is already deleted (its window had closed under a shorter rotation_period); rotate instead", k.KID)
 		}
 	}
-	return "rollback: no previous key is retiring (it has been removed or never existed); rotate instead"
+	return refuse("rollback", "no previous key is retiring (it has been removed or never existed); rotate instead")
+}
+
+// settingsOp completes a ring write: r carries the new settings (old is
+// nil for a new ring). Existing keys keep their algorithm and timestamps; a
+// change of algorithm or RSA size adds one key of the new kind at the end of
+// the chain, obeying the lead (its activation is ActivatesAt); the pipeline
+// is stocked.
+func settingsOp(old, r *ringEntry, now int64) opResult {
+	var res opResult
+	if old != nil && (old.Algorithm != r.Algorithm || (isRSA(r.Algorithm) && old.RSABits != r.RSABits)) {
+		i := plan(r, now, nextSlot(r.Keys, r.schedule(), now))
+		res.ActivatesAt = r.Keys[i].ActivateAt
+	}
+	planStock(r, now)
+	settle(r, now)
+	if old != nil && r.PublishLead > old.PublishLead {
+		res.warn("publish_lead raised to %ds: keys already scheduled keep the lead they were scheduled with; keys generated from now on obey the new lead", r.PublishLead)
+	}
+	if old == nil {
+		res.warn("the first key of ring %q signs from %s, once it has been published for publish_lead; to sign sooner, write keys/%s/rotate force=true (verifiers that have not fetched the JWKS since will reject its tokens until they do)", r.Name, fmtTime(r.Keys[0].ActivateAt), r.Name)
+	}
+	return res
 }
 
 // deleteOp stops a ring signing at now: pending keys, which never signed,
@@ -276,4 +306,44 @@ func deleteOp(r *ringEntry, now int64) {
 			k.RetireAt, k.RemoveAt = now, now+k.Overlap
 		}
 	}
+}
+
+// importOp makes key, made outside the plugin, the active key of the new
+// ring r from now. Its verifiers already trust it, so it signs without a
+// lead in this JWKS (Imported waives the lead, as Forced does); stocking
+// then plans its successor, published now and activating a full lead (and
+// at least a rotation_period) later; from there the key retires, and loses
+// its private half, on schedule.
+func importOp(r *ringEntry, now int64, key *generatedKey) opResult {
+	r.Keys = append(r.Keys, signingKey{
+		KID: key.KID, Thumbprint: key.Thumbprint, Alg: key.Alg, PublicJWK: key.PublicJWK,
+		PublishAt: now, ActivateAt: now, Lead: r.PublishLead, Overlap: r.VerificationTTL,
+		HasPrivate: true, Imported: true,
+	})
+	planStock(r, now)
+	settle(r, now)
+	res := opResult{PromotedKID: key.KID, ActivatesAt: now, Reason: "imported"}
+	if k := &r.Keys[0]; k.RetireAt != 0 {
+		res.warn("imported key %s signs from now and retires at %s, when its successor (in the JWKS from now) takes over; move verifiers that pinned %s to the JWKS before then. Its private half is deleted at that retirement, and its kid leaves the JWKS at %s", k.KID, fmtTime(k.RetireAt), k.KID, fmtTime(k.RemoveAt))
+	}
+	return res
+}
+
+// trustOp adds t, a verify-only public key of the issuer r adopts, to r's
+// JWKS from now until its expires_at, within maxTrustPeriod. It never signs.
+// keyField names the field that carried the key.
+func trustOp(r *ringEntry, now int64, t trustedKey, keyField string) (opResult, error) {
+	var res opResult
+	switch {
+	case t.ExpiresAt <= now:
+		return res, refuse("expires_at", "%s is not in the future; give when the last token of the old issuer signed with this key expires (Unix seconds)", fmtTime(t.ExpiresAt))
+	case t.ExpiresAt > now+maxTrustPeriod:
+		return res, refuse("expires_at", "%s is more than %d days away; a trusted key is published for at most %d days (until %s): give an earlier time, when the old issuer's tokens have expired", fmtTime(t.ExpiresAt), maxTrustPeriod/86400, maxTrustPeriod/86400, fmtTime(now+maxTrustPeriod))
+	case len(r.Trusted) >= maxTrustedKeys:
+		return res, refuse(keyField, "ring %q already trusts %d keys, the limit; revoke one that no token needs any more first", r.Name, maxTrustedKeys)
+	}
+	t.AddedAt = now
+	r.Trusted = append(r.Trusted, t)
+	res.warn("trusted key %s is in the JWKS until %s so that tokens already signed with it keep verifying; it never signs here", t.KID, fmtTime(t.ExpiresAt))
+	return res, nil
 }

@@ -17,7 +17,7 @@ func pathClock(b *backend) []*framework.Path {
 				OperationSuffix: "clock",
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathClockRead},
+				logical.ReadOperation: op(b.pathClockRead, "read", "clock", "Read the schedule time on this node, and whether it is held.", clockAnswer),
 			},
 			HelpSynopsis:    "The time the key schedule follows on this node, and whether it is held.",
 			HelpDescription: pathClockHelpDesc,
@@ -31,12 +31,28 @@ func pathClock(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				// Not forwarded: a hold belongs to the node whose clock stepped.
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathClockAccept},
+				logical.UpdateOperation: op(b.pathClockAccept, "accept", "clock", "Take the wall clock's time after a held forward step.", withField(clockAnswer, "accepted_seconds", &framework.FieldSchema{Type: framework.TypeInt64, Description: "How far the schedule jumped forward.", Required: true})),
 			},
 			HelpSynopsis:    "Accept the wall clock's time after a forward step held the key schedule.",
 			HelpDescription: pathClockHelpDesc,
 		},
 	}
+}
+
+var clockAnswer = map[string]*framework.FieldSchema{
+	"wall_time":     {Type: framework.TypeInt64, Description: "This node's wall clock (Unix seconds).", Required: true},
+	"schedule_time": {Type: framework.TypeInt64, Description: "The time key states follow on this node (Unix seconds).", Required: true},
+	"held_seconds":  {Type: framework.TypeInt64, Description: "How far the schedule is held behind the wall clock (0: not held).", Required: true},
+	"held_since":    {Type: framework.TypeInt64, Description: "When the hold began (Unix seconds, 0: not held).", Required: true},
+}
+
+// withField returns fields with one more.
+func withField(fields map[string]*framework.FieldSchema, name string, f *framework.FieldSchema) map[string]*framework.FieldSchema {
+	out := map[string]*framework.FieldSchema{name: f}
+	for k, v := range fields {
+		out[k] = v
+	}
+	return out
 }
 
 func clockData(r reading, since int64) map[string]any {
@@ -67,6 +83,13 @@ func (b *backend) pathClockAccept(ctx context.Context, req *logical.Request, _ *
 		return nil, err
 	}
 	r, held := b.clock.accept()
+	// Keep the accepted time across a restart: the schedule must never go
+	// back before a time it signed at (on a node that may write).
+	if held > 0 && b.WriteSafeReplicationState() {
+		if err := putJSON(ctx, req.Storage, clockPath, &clockEntry{Version: schemaVersion, HighWater: r.Schedule}); err != nil {
+			return nil, err
+		}
+	}
 	resp := &logical.Response{Data: clockData(r, 0)}
 	resp.Data["accepted_seconds"] = held
 	if held == 0 {

@@ -32,7 +32,7 @@ func pathConfig(b *backend) *framework.Path {
 			},
 			"jwks_max_age": {
 				Type:        framework.TypeDurationSecond,
-				Default:     defaultJWKSMaxAge,
+				Default:     durationDefault(defaultJWKSMaxAge),
 				Description: "Upper bound of the JWKS Cache-Control max-age, 1s to 24h. Every ring's publish_lead must be at least twice this.",
 			},
 			"verifiers": {
@@ -45,16 +45,13 @@ func pathConfig(b *backend) *framework.Path {
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{
-				Callback:     b.pathConfigRead,
-				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "configuration"},
-			},
-			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    b.pathConfigWrite,
-				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
+			logical.ReadOperation: op(b.pathConfigRead, "read", "configuration", "Read the mount's issuer, JWKS caching and declared verifiers.", map[string]*framework.FieldSchema{
+				"issuer":         {Type: framework.TypeString, Description: "The iss of every token (\"\" until set).", Required: true},
+				"jwks_max_age":   {Type: framework.TypeDurationSecond, Description: "Upper bound of the JWKS max-age (seconds).", Required: true},
+				"verifiers":      {Type: framework.TypeCommaStringSlice, Description: "Ids of the declared verifiers.", Required: true},
+				"verifier_cidrs": {Type: framework.TypeCommaStringSlice, Description: "Address ranges of declared verifiers.", Required: true},
+			}),
+			logical.UpdateOperation: writeOp(b.pathConfigWrite, "configure", "", "Set the issuer, JWKS caching and declared verifiers.", nil),
 		},
 		HelpSynopsis:    pathConfigHelpSyn,
 		HelpDescription: pathConfigHelpDesc,
@@ -90,9 +87,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	c := *snap.config
 	c.Version = schemaVersion
 	if v, ok := d.GetOk("issuer"); ok {
-		iss, msg := checkIssuer(v.(string))
-		if msg != "" {
-			return logical.ErrorResponse(msg), logical.ErrInvalidRequest
+		iss, err := checkIssuer(v.(string))
+		if err != nil {
+			return respond(err)
 		}
 		c.Issuer = iss
 	}
@@ -100,13 +97,13 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		c.JWKSMaxAge = int64(v.(int))
 	}
 	if c.JWKSMaxAge < minJWKSMaxAge || c.JWKSMaxAge > maxJWKSMaxAge {
-		return logical.ErrorResponse("jwks_max_age: %ds is outside 1s to 24h; verifiers need a positive max-age and a day is the longest any ring's lead should wait on", c.JWKSMaxAge), logical.ErrInvalidRequest
+		return respond(refuse("jwks_max_age", "%ds is outside 1s to 24h; verifiers need a positive max-age and a day is the longest any ring's lead should wait on", c.JWKSMaxAge))
 	}
 	if v, ok := d.GetOk("verifiers"); ok {
 		ids := dedupe(v.([]string))
 		for _, id := range ids {
 			if id == "" || len(id) > 128 || strings.ContainsAny(id, " \t\r\n&?#/") {
-				return logical.ErrorResponse("verifiers: %q is not a usable id; use up to 128 characters without spaces or any of &?#/ (it goes into a URL query)", id), logical.ErrInvalidRequest
+				return respond(refuse("verifiers", "%q is not a usable id; use up to 128 characters without spaces or any of &?#/ (it goes into a URL query)", id))
 			}
 		}
 		c.Verifiers = ids
@@ -115,7 +112,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		cidrs := dedupe(v.([]string))
 		for _, s := range cidrs {
 			if _, _, err := net.ParseCIDR(s); err != nil {
-				return logical.ErrorResponse("verifier_cidrs: %q is not a CIDR range; write it like 10.0.0.0/8 or 2001:db8::/32", s), logical.ErrInvalidRequest
+				return respond(refuse("verifier_cidrs", "%q is not a CIDR range; write it like 10.0.0.0/8 or 2001:db8::/32", s))
 			}
 		}
 		c.VerifierCIDRs = cidrs
@@ -130,8 +127,8 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		}
 	}
 	if len(broken) > 0 {
-		return logical.ErrorResponse("jwks_max_age: %ds needs every ring's publish_lead to be at least %ds (2 x jwks_max_age), and these are shorter: %s; lower jwks_max_age to at most half the shortest lead, or raise those rings' publish_lead first",
-			c.JWKSMaxAge, 2*c.JWKSMaxAge, strings.Join(broken, ", ")), logical.ErrInvalidRequest
+		return respond(refuse("jwks_max_age", "%ds needs every ring's publish_lead to be at least %ds (2 x jwks_max_age), and these are shorter: %s; lower jwks_max_age to at most half the shortest lead, or raise those rings' publish_lead first",
+			c.JWKSMaxAge, 2*c.JWKSMaxAge, strings.Join(broken, ", ")))
 	}
 	if err := putJSON(ctx, req.Storage, configPath, &c); err != nil {
 		return nil, err
@@ -142,24 +139,24 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 // checkIssuer accepts an absolute http(s) URL without query or fragment and
 // without a trailing slash, stored exactly as written so it reads back the same.
-func checkIssuer(s string) (string, string) {
+func checkIssuer(s string) (string, error) {
 	if s == "" {
-		return "", "issuer: empty; give the URL verifiers see, such as https://vault.example.com/v1/jwt (the issuer cannot be cleared: every token of the mount names it)"
+		return "", refuse("issuer", "empty; give the URL verifiers see, such as https://vault.example.com/v1/jwt (the issuer cannot be cleared: every token of the mount names it)")
 	}
 	if strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
-		return "", fmt.Sprintf("issuer: %q contains white space or control characters; verifiers compare iss exactly, so give a plain URL", s)
+		return "", refuse("issuer", "%q contains white space or control characters; verifiers compare iss exactly, so give a plain URL", s)
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return "", fmt.Sprintf("issuer: %q is not an absolute http(s) URL; use the URL verifiers will see, such as https://vault.example.com/v1/jwt", s)
+		return "", refuse("issuer", "%q is not an absolute http(s) URL; use the URL verifiers will see, such as https://vault.example.com/v1/jwt", s)
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", fmt.Sprintf("issuer: %q has a query, fragment or user info; OpenID issuers may not, so remove it", s)
+		return "", refuse("issuer", "%q has a query, fragment or user info; OpenID issuers may not, so remove it", s)
 	}
 	if strings.HasSuffix(s, "/") {
-		return "", fmt.Sprintf("issuer: %q ends with a slash; remove it (verifiers compare iss exactly and append /.well-known/openid-configuration themselves)", s)
+		return "", refuse("issuer", "%q ends with a slash; remove it (verifiers compare iss exactly and append /.well-known/openid-configuration themselves)", s)
 	}
-	return s, ""
+	return s, nil
 }
 
 func dedupe(in []string) []string {

@@ -48,14 +48,18 @@ type renderedJWKS struct {
 }
 
 func pathJWKS(b *backend) []*framework.Path {
-	ops := func(cb framework.OperationFunc, suffix string) map[logical.Operation]framework.OperationHandler {
+	// The answer is a raw body (no Vault envelope), so no fields are
+	// declared; HEAD answers the headers alone (Vault's OpenAPI document
+	// lists GET, POST, DELETE and PATCH operations only).
+	ops := func(cb framework.OperationFunc, suffix, what string) map[logical.Operation]framework.OperationHandler {
+		raw := map[int][]framework.Response{http.StatusOK: {{Description: what + ", as a raw body with Cache-Control, ETag and Last-Modified (304 on a matching If-None-Match)."}}}
 		return map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback:     cb,
+				Callback: cb, Summary: "Fetch " + what + " (no token).", Responses: raw,
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: suffix},
 			},
 			logical.HeaderOperation: &framework.PathOperation{
-				Callback:     cb,
+				Callback: cb, Summary: "The headers of " + what + " (no token).", Responses: raw,
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "head", OperationSuffix: suffix},
 			},
 		}
@@ -68,7 +72,7 @@ func pathJWKS(b *backend) []*framework.Path {
 			Pattern:         "jwks$",
 			Fields:          verifierField,
 			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefix},
-			Operations:      ops(b.pathJWKSRead, "jwks"),
+			Operations:      ops(b.pathJWKSRead, "jwks", "the JWKS of every ring"),
 			HelpSynopsis:    pathJWKSHelpSyn,
 			HelpDescription: pathJWKSHelpDesc,
 		},
@@ -76,7 +80,7 @@ func pathJWKS(b *backend) []*framework.Path {
 			Pattern:         `\.well-known/jwks\.json$`,
 			Fields:          verifierField,
 			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefix},
-			Operations:      ops(b.pathJWKSRead, "well-known-jwks"),
+			Operations:      ops(b.pathJWKSRead, "well-known-jwks", "the JWKS of every ring"),
 			HelpSynopsis:    pathJWKSHelpSyn,
 			HelpDescription: pathJWKSHelpDesc,
 		},
@@ -87,7 +91,7 @@ func pathJWKS(b *backend) []*framework.Path {
 				"name":     {Type: framework.TypeLowerCaseString, Description: "Key ring whose keys to serve.", Required: true},
 				"verifier": verifierField["verifier"],
 			},
-			Operations:      ops(b.pathJWKSRead, "ring-jwks"),
+			Operations:      ops(b.pathJWKSRead, "ring-jwks", "the JWKS of one ring"),
 			HelpSynopsis:    "The JWKS of one key ring, for verifiers that trust one ring only.",
 			HelpDescription: pathJWKSHelpDesc,
 		},
@@ -95,7 +99,7 @@ func pathJWKS(b *backend) []*framework.Path {
 			Pattern:         `\.well-known/openid-configuration$`,
 			Fields:          verifierField,
 			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefix},
-			Operations:      ops(b.pathDiscoveryRead, "openid-configuration"),
+			Operations:      ops(b.pathDiscoveryRead, "openid-configuration", "the OpenID discovery document"),
 			HelpSynopsis:    "OpenID discovery document of this issuer.",
 			HelpDescription: "Unauthenticated. Names the issuer, the JWKS URL and the signing algorithms in use, so libraries such as go-oidc can find the keys from the issuer URL alone.",
 		},
@@ -296,10 +300,22 @@ func render(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {
 				lastChange = max(lastChange, k.RemoveAt)
 			}
 		}
-		if t := nextBoundary(r.Keys, now); t < doc.validUntil {
+		for i := range r.Trusted {
+			t := &r.Trusted[i]
+			if t.published(now) {
+				keys = append(keys, t.PublicJWK)
+				doc.kids = append(doc.kids, t.KID)
+				algs[t.Alg] = true
+				lastChange = max(lastChange, t.AddedAt)
+			}
+			if t.ExpiresAt <= now {
+				lastChange = max(lastChange, t.ExpiresAt)
+			}
+		}
+		if t := ringNextBoundary(r, now); t < doc.validUntil {
 			doc.validUntil = t
 		}
-		if t := nextRemoval(r.Keys, now); t < doc.nextRemoval {
+		if t := ringNextRemoval(r, now); t < doc.nextRemoval {
 			doc.nextRemoval = t
 		}
 		if r.DeletedAt == 0 && (doc.staleIfError < 0 || r.PublishLead < doc.staleIfError) {

@@ -26,8 +26,7 @@ func pathKeys(b *backend) []*framework.Path {
 		Description: "Name of the key ring.",
 		Required:    true,
 	}
-	return []*framework.Path{
-		pathKeyOps(b, nameField),
+	return append(pathKeyOps(b, nameField), []*framework.Path{
 		{
 			Pattern: "keys/?$",
 			DisplayAttrs: &framework.DisplayAttributes{
@@ -35,7 +34,9 @@ func pathKeys(b *backend) []*framework.Path {
 				OperationSuffix: "keys",
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathKeysList},
+				logical.ListOperation: op(b.pathKeysList, "list", "keys", "List the rings of this mount.", map[string]*framework.FieldSchema{
+					"keys": {Type: framework.TypeStringSlice, Description: "Ring names."},
+				}),
 			},
 			HelpSynopsis:    "List key rings.",
 			HelpDescription: "Lists the names of the key rings of this mount.",
@@ -46,53 +47,90 @@ func pathKeys(b *backend) []*framework.Path {
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "key",
 			},
-			Fields: map[string]*framework.FieldSchema{
+			Fields: withRingSettings(map[string]*framework.FieldSchema{
 				"name": nameField,
-				"algorithm": {
-					Type:        framework.TypeString,
-					Default:     "RS256",
-					Description: "Signing algorithm: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA. A change applies to newly generated keys only; each kid keeps its algorithm for life.",
-				},
-				"rsa_bits": {
-					Type:        framework.TypeInt,
-					Default:     defaultRSABits,
-					Description: "RSA modulus size for RS* and PS* algorithms: 2048, 3072 or 4096.",
-				},
-				"rotation_period": {
-					Type:        framework.TypeDurationSecond,
-					Default:     defaultRotationPeriod,
-					Description: "How long each key signs before its successor takes over. At least 10s.",
-				},
-				"verification_ttl": {
-					Type:        framework.TypeDurationSecond,
-					Default:     defaultVerificationTTL,
-					Description: "How long a key stays in the JWKS after it stops signing. At least the longest max_ttl of the roles using the ring plus 60s.",
-				},
-				"publish_lead": {
-					Type:        framework.TypeDurationSecond,
-					Description: "How long a key is in the JWKS before it may sign. Defaults to rotation_period; at least 2 x jwks_max_age. Cover the slowest verifier's refresh interval.",
-				},
-				"min_verifier_coverage": {
-					Type:        framework.TypeFloat,
-					Default:     0,
-					Description: "Activation gate: share (0 to 1) of declared verifiers that must hold a pending key before it activates. 0 turns the gate off.",
-				},
-				"max_activation_delay": {
-					Type:        framework.TypeDurationSecond,
-					Default:     0,
-					Description: "Activation gate: the longest a pending key may wait for verifier coverage; at most rotation_period.",
-				},
 				"force": {
 					Type:        framework.TypeBool,
 					Description: "On delete only: remove the ring's keys from the JWKS at once instead of at their remove_at.",
 				},
+			}),
+			ExistenceCheck: b.ringExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation:   op(b.pathKeyRead, "read", "key", "Read a ring's settings and its keys' states.", ringAnswer),
+				logical.CreateOperation: writeOp(b.pathKeyWrite, "write", "key", "Create a ring, or change its settings.", ringAnswer),
+				logical.UpdateOperation: writeOp(b.pathKeyWrite, "write", "key", "Create a ring, or change its settings.", ringAnswer),
+				logical.DeleteOperation: writeOp(b.pathKeyDelete, "delete", "key", "Stop a ring signing; its keys leave the JWKS at their remove_at (force=true: at once).", nil),
 			},
-			ExistenceCheck:  b.ringExists,
-			Operations:      crudOperations(b.pathKeyRead, b.pathKeyWrite, b.pathKeyDelete),
 			HelpSynopsis:    pathKeysHelpSyn,
 			HelpDescription: pathKeysHelpDesc,
 		},
+	}...)
+}
+
+// ringSettingFields are the settings of a ring, written to keys/<name> and
+// given to an import (keys/<name>/import) that creates one.
+func ringSettingFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"algorithm": {
+			Type:        framework.TypeString,
+			Default:     "RS256",
+			Description: "Signing algorithm: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA. A change applies to newly generated keys only; each kid keeps its algorithm for life.",
+		},
+		"rsa_bits": {
+			Type:        framework.TypeInt,
+			Default:     defaultRSABits,
+			Description: "RSA modulus size for RS* and PS* algorithms: 2048, 3072 or 4096.",
+		},
+		"rotation_period": {
+			Type:        framework.TypeDurationSecond,
+			Default:     durationDefault(defaultRotationPeriod),
+			Description: "How long each key signs before its successor takes over. At least 10s.",
+		},
+		"verification_ttl": {
+			Type:        framework.TypeDurationSecond,
+			Default:     durationDefault(defaultVerificationTTL),
+			Description: "How long a key stays in the JWKS after it stops signing. At least the longest max_ttl of the roles using the ring plus 60s.",
+		},
+		"publish_lead": {
+			Type:        framework.TypeDurationSecond,
+			Description: "How long a key is in the JWKS before it may sign. Defaults to rotation_period; at least 2 x jwks_max_age. Cover the slowest verifier's refresh interval.",
+		},
+		"min_verifier_coverage": {
+			Type:        framework.TypeFloat,
+			Default:     0,
+			Description: "Activation gate: share (0 to 1) of declared verifiers that must hold a pending key before it activates. 0 turns the gate off.",
+		},
+		"max_activation_delay": {
+			Type:        framework.TypeDurationSecond,
+			Default:     durationDefault(0),
+			Description: "Activation gate: the longest a pending key may wait for verifier coverage; at most rotation_period.",
+		},
 	}
+}
+
+// withRingSettings adds the ring settings to fields.
+func withRingSettings(fields map[string]*framework.FieldSchema) map[string]*framework.FieldSchema {
+	for k, v := range ringSettingFields() {
+		fields[k] = v
+	}
+	return fields
+}
+
+// ringAnswer is what reads and writes of keys/<name> answer: the settings as
+// written, then computed state.
+var ringAnswer = map[string]*framework.FieldSchema{
+	"algorithm":             {Type: framework.TypeString, Description: "Signing algorithm of new keys.", Required: true},
+	"rsa_bits":              {Type: framework.TypeInt, Description: "RSA modulus size of new RS*/PS* keys.", Required: true},
+	"rotation_period":       {Type: framework.TypeDurationSecond, Description: "How long each key signs (seconds).", Required: true},
+	"verification_ttl":      {Type: framework.TypeDurationSecond, Description: "How long a key stays in the JWKS after it stops signing (seconds).", Required: true},
+	"publish_lead":          {Type: framework.TypeDurationSecond, Description: "How long a key is in the JWKS before it may sign (seconds).", Required: true},
+	"min_verifier_coverage": {Type: framework.TypeFloat, Description: "Activation gate: share of declared verifiers that must hold a pending key.", Required: true},
+	"max_activation_delay":  {Type: framework.TypeDurationSecond, Description: "Activation gate: the longest a pending key may wait (seconds).", Required: true},
+	"signing_keys":          {Type: framework.TypeSlice, Description: "Every key: kid, alg, thumbprint (RFC 7638; the kid unless the key was imported under another), state, publish_at, activate_at, retire_at, remove_at, revoked_at (Unix seconds, 0 = not scheduled), forced, imported, gate_note.", Required: true},
+	"trusted_keys":          {Type: framework.TypeSlice, Description: "Verify-only public keys of an adopted issuer (keys/<name>/trust): kid, alg, thumbprint, added_at, expires_at (Unix seconds). Published until expires_at; they never sign.", Required: true},
+	"active_kid":            {Type: framework.TypeString, Description: "The kid that signs now (\"\" before the first activation).", Required: true},
+	"pending_kid":           {Type: framework.TypeString, Description: "The kid that activates next.", Required: true},
+	"next_rotation":         {Type: framework.TypeInt64, Description: "When the pending key activates (Unix seconds, 0 = none pending).", Required: true},
 }
 
 func (b *backend) ringExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
@@ -149,6 +187,8 @@ func ringData(r *ringEntry, now int64) map[string]any {
 		keys = append(keys, map[string]any{
 			"kid":         k.KID,
 			"alg":         k.Alg,
+			"thumbprint":  k.thumbprint(),
+			"imported":    k.Imported,
 			"state":       st,
 			"publish_at":  k.PublishAt,
 			"activate_at": k.ActivateAt,
@@ -166,7 +206,15 @@ func ringData(r *ringEntry, now int64) map[string]any {
 			nextRotation = k.ActivateAt
 		}
 	}
+	trusted := make([]map[string]any, 0, len(r.Trusted))
+	for i := range r.Trusted {
+		t := &r.Trusted[i]
+		trusted = append(trusted, map[string]any{
+			"kid": t.KID, "alg": t.Alg, "thumbprint": t.Thumbprint, "added_at": t.AddedAt, "expires_at": t.ExpiresAt,
+		})
+	}
 	return map[string]any{
+		"trusted_keys":          trusted,
 		"min_verifier_coverage": r.MinVerifierCoverage,
 		"max_activation_delay":  r.MaxActivationDelay,
 		"algorithm":             r.Algorithm,
@@ -184,7 +232,7 @@ func ringData(r *ringEntry, now int64) map[string]any {
 func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if _, ok := d.GetOk("force"); ok {
-		return logical.ErrorResponse("force: applies only to delete (vault delete %s force=true); remove it from this write", req.Path), logical.ErrInvalidRequest
+		return respond(refuse("force", "applies only to delete (vault delete %s force=true); remove it from this write", req.Path))
 	}
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
@@ -195,18 +243,52 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 	now := b.now()
 	old := snap.rings[name]
 	if old != nil && old.DeletedAt != 0 {
-		return logical.ErrorResponse("name: ring %q was deleted and its keys stay in the JWKS until %s; choose another name, or delete it with force=true to drop them at once", name, fmtTime(lastRemoval(old))), logical.ErrInvalidRequest
+		return respond(refuse("name", "ring %q was deleted and its keys stay in the JWKS until %s; choose another name, or delete it with force=true to drop them at once", name, fmtTime(lastRemoval(old))))
 	}
-	r := &ringEntry{
-		Version: schemaVersion, Name: name, Algorithm: "RS256", RSABits: defaultRSABits,
-		RotationPeriod: defaultRotationPeriod, VerificationTTL: defaultVerificationTTL, CreatedAt: now,
-	}
-	leadSet := false
+	r := newRing(name, now)
 	if old != nil {
 		r = old.clone()
 		r.Version = schemaVersion
-		leadSet = true
 	}
+	readRingSettings(r, d, old != nil)
+	if err := b.checkRingSettings(snap, r); err != nil {
+		return respond(err)
+	}
+
+	res := settingsOp(old, r, now)
+	field := "rotation_period"
+	if res.ActivatesAt != 0 || old == nil {
+		field = "algorithm"
+	}
+	if err := checkBounds(snap, r, now, field); err != nil {
+		return respond(err)
+	}
+	warnings, _, err := b.commitRing(ctx, req.Storage, old, r, now)
+	if err != nil {
+		return nil, err
+	}
+	resp := &logical.Response{Data: ringData(r, now)}
+	if res.ActivatesAt != 0 {
+		resp.AddWarning(fmt.Sprintf("the first %s key %s activates at %s; keys generated before keep their algorithm until they retire", r.Algorithm, kidActivatingAt(r, res.ActivatesAt), fmtTime(res.ActivatesAt)))
+	}
+	for _, w := range append(res.Warnings, warnings...) {
+		resp.AddWarning(w)
+	}
+	return resp, nil
+}
+
+// newRing is a ring with the default settings, created at now.
+func newRing(name string, now int64) *ringEntry {
+	return &ringEntry{
+		Version: schemaVersion, Name: name, Algorithm: "RS256", RSABits: defaultRSABits,
+		RotationPeriod: defaultRotationPeriod, VerificationTTL: defaultVerificationTTL, CreatedAt: now,
+	}
+}
+
+// readRingSettings sets the settings d gives on r. publish_lead defaults to
+// rotation_period when a ring is created; an existing ring keeps its own.
+func readRingSettings(r *ringEntry, d *framework.FieldData, exists bool) {
+	leadSet := exists
 	if v, ok := d.GetOk("algorithm"); ok {
 		r.Algorithm = v.(string)
 	}
@@ -232,80 +314,37 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 	if v, ok := d.GetOk("max_activation_delay"); ok {
 		r.MaxActivationDelay = int64(v.(int))
 	}
-	if msg := b.checkRingSettings(snap, r); msg != "" {
-		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
-	}
-
-	resp := &logical.Response{}
-	algChanged := old != nil && (old.Algorithm != r.Algorithm || (isRSA(r.Algorithm) && old.RSABits != r.RSABits))
-	if algChanged {
-		// Existing keys keep their algorithm and timestamps; one key of the
-		// new kind joins the end of the chain now, obeying the lead.
-		plan(r, now, nextSlot(r.Keys, r.schedule(), now))
-	}
-	planStock(r, now)
-	settle(r, now)
-	field := "rotation_period"
-	if algChanged || old == nil {
-		field = "algorithm"
-	}
-	if msg := checkBounds(snap, r, now, field); msg != "" {
-		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
-	}
-	warnings, generated, err := b.commitRing(ctx, req.Storage, old, r, now)
-	if err != nil {
-		return nil, err
-	}
-	if algChanged {
-		g := generated[0]
-		for i := range r.Keys {
-			if r.Keys[i].KID == g.KID {
-				resp.AddWarning(fmt.Sprintf("the first %s key %s activates at %s; keys generated before keep their algorithm until they retire", r.Algorithm, g.KID, fmtTime(r.Keys[i].ActivateAt)))
-			}
-		}
-	}
-	if old != nil && r.PublishLead > old.PublishLead {
-		resp.AddWarning(fmt.Sprintf("publish_lead raised to %ds: keys already scheduled keep the lead they were scheduled with; keys generated from now on obey the new lead", r.PublishLead))
-	}
-	if old == nil {
-		resp.AddWarning(fmt.Sprintf("the first key of ring %q signs from %s, once it has been published for publish_lead; to sign sooner, write keys/%s/rotate force=true (verifiers that have not fetched the JWKS since will reject its tokens until they do)", name, fmtTime(r.Keys[0].ActivateAt), name))
-	}
-	for _, w := range warnings {
-		resp.AddWarning(w)
-	}
-	resp.Data = ringData(r, now)
-	return resp, nil
 }
 
 // checkRingSettings validates a ring's settings against their bounds, the
 // config and the roles that use it. It returns a message for the caller, or
 // "".
-func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) string {
+func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) error {
 	if !validAlgorithm(r.Algorithm) {
-		return fmt.Sprintf("algorithm: %q is not supported; use one of %s (HMAC and none are never allowed)", r.Algorithm, strings.Join(supportedAlgorithms, ", "))
+		return refuse("algorithm", "%q is not supported; use one of %s (HMAC and none are never allowed)", r.Algorithm, strings.Join(supportedAlgorithms, ", "))
 	}
 	okBits := false
 	for _, n := range supportedRSABits {
 		okBits = okBits || n == r.RSABits
 	}
 	if !okBits {
-		return fmt.Sprintf("rsa_bits: %d is not supported; use 2048, 3072 or 4096", r.RSABits)
+		return refuse("rsa_bits", "%d is not supported; use 2048, 3072 or 4096", r.RSABits)
 	}
 	if r.RotationPeriod < minRotationPeriod {
-		return fmt.Sprintf("rotation_period: %ds is below the 10s minimum; use at least 10s (periods under an hour are for tests and drills)", r.RotationPeriod)
+		return refuse("rotation_period", "%ds is below the 10s minimum; use at least 10s (periods under an hour are for tests and drills)", r.RotationPeriod)
 	}
 	if r.MinVerifierCoverage < 0 || r.MinVerifierCoverage > 1 {
-		return fmt.Sprintf("min_verifier_coverage: %v is outside 0 to 1; give the share of declared verifiers that must hold a key before it activates, such as 0.9 (0 turns the gate off)", r.MinVerifierCoverage)
+		return refuse("min_verifier_coverage", "%v is outside 0 to 1; give the share of declared verifiers that must hold a key before it activates, such as 0.9 (0 turns the gate off)", r.MinVerifierCoverage)
 	}
 	if r.MaxActivationDelay > r.RotationPeriod {
-		return fmt.Sprintf("max_activation_delay: %ds is above rotation_period (%ds); the gate may delay an activation by at most one period, so lower it", r.MaxActivationDelay, r.RotationPeriod)
+		return refuse("max_activation_delay", "%ds is above rotation_period (%ds); the gate may delay an activation by at most one period, so lower it", r.MaxActivationDelay, r.RotationPeriod)
 	}
 	if r.MinVerifierCoverage > 0 && r.MaxActivationDelay == 0 {
-		return "max_activation_delay: must be above 0 when min_verifier_coverage is set, or the gate could never wait; give the longest wait, such as 1h"
+		return refuse("max_activation_delay", "must be above 0 when min_verifier_coverage is set, or the gate could never wait; give the longest wait, such as 1h")
 	}
 	maxAge := snap.config.JWKSMaxAge
 	if r.PublishLead < 2*maxAge {
-		return fmt.Sprintf("publish_lead: %ds is below 2 x jwks_max_age (%ds), so a verifier honouring Cache-Control could miss the new key; set publish_lead to at least %ds, or lower config jwks_max_age to at most %ds first (a short rotation_period needs a short jwks_max_age)", r.PublishLead, maxAge, 2*maxAge, r.PublishLead/2)
+		return refuse("publish_lead", "%ds is below 2 x jwks_max_age (%ds), so a verifier honouring Cache-Control could miss the new key; set publish_lead to at least %ds, or lower config jwks_max_age to at most %ds first (a short rotation_period needs a short jwks_max_age)", r.PublishLead, maxAge, 2*maxAge, r.PublishLead/2)
 	}
 	minV := clockSkew + 1
 	var longest string
@@ -317,23 +356,28 @@ func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) string {
 	}
 	if r.VerificationTTL < minV {
 		if longest != "" {
-			return fmt.Sprintf("verification_ttl: %ds is below role %q max_ttl plus 60s of clock skew (%ds), so its tokens could outlive their key in the JWKS; set verification_ttl to at least %ds or lower that role's max_ttl first", r.VerificationTTL, longest, minV, minV)
+			return refuse("verification_ttl", "%ds is below role %q max_ttl plus 60s of clock skew (%ds), so its tokens could outlive their key in the JWKS; set verification_ttl to at least %ds or lower that role's max_ttl first", r.VerificationTTL, longest, minV, minV)
 		}
-		return fmt.Sprintf("verification_ttl: %ds is below the %ds minimum (60s of clock skew plus a token life of at least 1s); set at least %ds", r.VerificationTTL, minV, minV)
+		return refuse("verification_ttl", "%ds is below the %ds minimum (60s of clock skew plus a token life of at least 1s); set at least %ds", r.VerificationTTL, minV, minV)
 	}
 	if r.PublishLead+r.VerificationTTL > maxPeriodsPublished*r.RotationPeriod {
-		return fmt.Sprintf("rotation_period: (publish_lead %ds + verification_ttl %ds) / rotation_period %ds is above %d, which would publish too many keys at once; lengthen rotation_period to at least %ds or shorten publish_lead or verification_ttl",
+		return refuse("rotation_period", "(publish_lead %ds + verification_ttl %ds) / rotation_period %ds is above %d, which would publish too many keys at once; lengthen rotation_period to at least %ds or shorten publish_lead or verification_ttl",
 			r.PublishLead, r.VerificationTTL, r.RotationPeriod, maxPeriodsPublished, (r.PublishLead+r.VerificationTTL+maxPeriodsPublished-1)/maxPeriodsPublished)
 	}
-	return ""
+	return nil
 }
 
+// lastRemoval is when the last key of r, signing or trusted, leaves the
+// JWKS (0: none is scheduled to).
 func lastRemoval(r *ringEntry) int64 {
 	var t int64
 	for i := range r.Keys {
 		if rm := r.Keys[i].RemoveAt; rm > t && !r.Keys[i].revoked() {
 			t = rm
 		}
+	}
+	for i := range r.Trusted {
+		t = max(t, r.Trusted[i].ExpiresAt)
 	}
 	return t
 }
@@ -354,7 +398,7 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 		}
 	}
 	if len(users) > 0 {
-		return logical.ErrorResponse("name: ring %q is used by role(s) %s; delete those roles or point them at another ring first", name, strings.Join(users, ", ")), logical.ErrInvalidRequest
+		return respond(refuse("name", "ring %q is used by role(s) %s; delete those roles or point them at another ring first", name, strings.Join(users, ", ")))
 	}
 	old := snap.rings[name]
 	if old == nil {
@@ -362,7 +406,7 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	}
 	now := b.now()
 	if force {
-		warnings, err := b.dropRing(ctx, req.Storage, old)
+		warnings, err := b.dropRing(ctx, req.Storage, old, now)
 		if err != nil {
 			return nil, err
 		}
@@ -374,9 +418,9 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	}
 	r := old.clone()
 	deleteOp(r, now)
-	if !anyPublished(r.Keys, now) || lastRemoval(r) <= now {
+	if !ringPublished(r, now) || lastRemoval(r) <= now {
 		// Nothing ever signed: no token can need these keys.
-		warnings, err := b.dropRing(ctx, req.Storage, old)
+		warnings, err := b.dropRing(ctx, req.Storage, old, now)
 		if err != nil {
 			return nil, err
 		}

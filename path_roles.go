@@ -2,15 +2,10 @@ package jwtrotor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"math"
-	"regexp"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/identitytpl"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -25,19 +20,6 @@ const (
 	maxTemplateLen         = 1024
 )
 
-// reservedClaims are set by the plugin from Vault's clock, the role and the
-// config; neither a role nor a caller may set them.
-var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"}
-
-func isReserved(name string) bool {
-	for _, r := range reservedClaims {
-		if strings.EqualFold(r, name) {
-			return true
-		}
-	}
-	return false
-}
-
 func pathRoles(b *backend) []*framework.Path {
 	return []*framework.Path{
 		{
@@ -47,7 +29,9 @@ func pathRoles(b *backend) []*framework.Path {
 				OperationSuffix: "roles",
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathRolesList},
+				logical.ListOperation: op(b.pathRolesList, "list", "roles", "List the roles of this mount.", map[string]*framework.FieldSchema{
+					"keys": {Type: framework.TypeStringSlice, Description: "Role names."},
+				}),
 			},
 			HelpSynopsis:    "List roles.",
 			HelpDescription: "Lists the names of the roles of this mount.",
@@ -70,12 +54,12 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"ttl": {
 					Type:        framework.TypeDurationSecond,
-					Default:     defaultRoleTTL,
+					Default:     durationDefault(defaultRoleTTL),
 					Description: "Token lifetime when the sign request gives none.",
 				},
 				"max_ttl": {
 					Type:        framework.TypeDurationSecond,
-					Default:     defaultRoleMaxTTL,
+					Default:     durationDefault(defaultRoleMaxTTL),
 					Description: "Longest token lifetime a sign request may ask for. max_ttl + 60s must not exceed the ring's verification_ttl.",
 				},
 				"subject_template": {
@@ -101,12 +85,30 @@ func pathRoles(b *backend) []*framework.Path {
 					Description: "typ header of the tokens: JWT or at+jwt.",
 				},
 			},
-			ExistenceCheck:  b.roleExists,
-			Operations:      crudOperations(b.pathRoleRead, b.pathRoleWrite, b.pathRoleDelete),
+			ExistenceCheck: b.roleExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation:   op(b.pathRoleRead, "read", "role", "Read a role.", roleAnswer),
+				logical.CreateOperation: writeOp(b.pathRoleWrite, "write", "role", "Create a role, or change it.", nil),
+				logical.UpdateOperation: writeOp(b.pathRoleWrite, "write", "role", "Create a role, or change it.", nil),
+				logical.DeleteOperation: writeOp(b.pathRoleDelete, "delete", "role", "Delete a role.", nil),
+			},
 			HelpSynopsis:    pathRolesHelpSyn,
 			HelpDescription: pathRolesHelpDesc,
 		},
 	}
+}
+
+// roleAnswer is what a role read answers: exactly the fields writes accept.
+var roleAnswer = map[string]*framework.FieldSchema{
+	"key":              {Type: framework.TypeString, Description: "Key ring that signs this role's tokens.", Required: true},
+	"audiences":        {Type: framework.TypeCommaStringSlice, Description: "Audiences a token may carry.", Required: true},
+	"ttl":              {Type: framework.TypeDurationSecond, Description: "Default token lifetime (seconds).", Required: true},
+	"max_ttl":          {Type: framework.TypeDurationSecond, Description: "Longest token lifetime (seconds).", Required: true},
+	"subject_template": {Type: framework.TypeString, Description: "Template of the sub claim.", Required: true},
+	"allowed_subjects": {Type: framework.TypeCommaStringSlice, Description: "Subjects a caller may name.", Required: true},
+	"claims":           {Type: framework.TypeMap, Description: "Static claims.", Required: true},
+	"allowed_claims":   {Type: framework.TypeCommaStringSlice, Description: "Claims a caller may set.", Required: true},
+	"token_type":       {Type: framework.TypeString, Description: "typ header: JWT or at+jwt.", Required: true},
 }
 
 func (b *backend) roleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
@@ -200,8 +202,8 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if v, ok := d.GetOk("token_type"); ok {
 		r.TokenType = v.(string)
 	}
-	if msg := checkRole(snap, r); msg != "" {
-		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
+	if err := checkRole(snap, r); err != nil {
+		return respond(err)
 	}
 	if err := putJSON(ctx, req.Storage, rolePrefix+name, r); err != nil {
 		return nil, err
@@ -211,268 +213,75 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 }
 
 // checkRole validates a role on its own and against its ring.
-func checkRole(snap *snapshot, r *roleEntry) string {
+func checkRole(snap *snapshot, r *roleEntry) error {
 	if r.Key == "" {
-		return "key: required; name the key ring that signs this role's tokens (vault list keys/)"
+		return refuse("key", "required; name the key ring that signs this role's tokens (vault list keys/)")
 	}
 	if r.Key != strings.ToLower(r.Key) {
-		return fmt.Sprintf("key: %q has upper-case letters, and ring names are lower case (keys/<name> folds them); write key=%s", r.Key, strings.ToLower(r.Key))
+		return refuse("key", "%q has upper-case letters, and ring names are lower case (keys/<name> folds them); write key=%s", r.Key, strings.ToLower(r.Key))
 	}
 	ring := snap.rings[r.Key]
 	if ring == nil || ring.DeletedAt != 0 {
-		return fmt.Sprintf("key: no key ring %q; create it first with vault write keys/%s", r.Key, r.Key)
+		return refuse("key", "no key ring %q; create it first with vault write keys/%s", r.Key, r.Key)
 	}
 	if len(r.Audiences) == 0 {
-		return "audiences: required; list the audiences this role's tokens are for, such as audiences=https://api.example.com"
+		return refuse("audiences", "required; list the audiences this role's tokens are for, such as audiences=https://api.example.com")
 	}
 	if len(r.Audiences) > maxAudiences {
-		return fmt.Sprintf("audiences: %d audiences is above the limit of %d; a token names few audiences, so split the role", len(r.Audiences), maxAudiences)
+		return refuse("audiences", "%d audiences is above the limit of %d; a token names few audiences, so split the role", len(r.Audiences), maxAudiences)
 	}
 	for _, a := range r.Audiences {
 		if len(a) > maxAudienceLen {
-			return fmt.Sprintf("audiences: an audience of %d bytes is longer than the %d-byte limit", len(a), maxAudienceLen)
+			return refuse("audiences", "an audience of %d bytes is longer than the %d-byte limit", len(a), maxAudienceLen)
 		}
 		if strings.TrimSpace(a) == "" || a != strings.TrimSpace(a) {
-			return fmt.Sprintf("audiences: %q is empty or has surrounding spaces; audiences are matched exactly, so give each without spaces", a)
+			return refuse("audiences", "%q is empty or has surrounding spaces; audiences are matched exactly, so give each without spaces", a)
 		}
 	}
 	if r.TTL < 1 {
-		return "ttl: must be at least 1s; give a token lifetime such as 15m"
+		return refuse("ttl", "must be at least 1s; give a token lifetime such as 15m")
 	}
 	if r.MaxTTL < 1 {
-		return "max_ttl: must be at least 1s; give the longest token lifetime, such as 1h"
+		return refuse("max_ttl", "must be at least 1s; give the longest token lifetime, such as 1h")
 	}
 	if r.TTL > r.MaxTTL {
-		return fmt.Sprintf("ttl: %ds is above max_ttl (%ds); lower ttl or raise max_ttl", r.TTL, r.MaxTTL)
+		return refuse("ttl", "%ds is above max_ttl (%ds); lower ttl or raise max_ttl", r.TTL, r.MaxTTL)
 	}
 	if r.MaxTTL+clockSkew > ring.VerificationTTL {
-		return fmt.Sprintf("max_ttl: %ds plus 60s of clock skew is above ring %q verification_ttl (%ds), so a token could outlive its key in the JWKS; lower max_ttl to at most %ds, or raise the ring's verification_ttl first",
+		return refuse("max_ttl", "%ds plus 60s of clock skew is above ring %q verification_ttl (%ds), so a token could outlive its key in the JWKS; lower max_ttl to at most %ds, or raise the ring's verification_ttl first",
 			r.MaxTTL, r.Key, ring.VerificationTTL, ring.VerificationTTL-clockSkew)
 	}
-	if msg := checkSubjectTemplate(r.SubjectTemplate); msg != "" {
-		return msg
+	if err := checkSubjectTemplate(r.SubjectTemplate); err != nil {
+		return err
 	}
 	for _, g := range r.AllowedSubjects {
-		if msg := checkGlob(g); msg != "" {
-			return msg
+		if err := checkGlob(g); err != nil {
+			return err
 		}
 	}
-	if msg := checkClaimsObject("claims", r.Claims); msg != "" {
-		return msg
+	if err := checkClaimsObject("claims", r.Claims); err != nil {
+		return err
 	}
 	for name := range r.Claims {
 		if isReserved(name) {
-			return fmt.Sprintf("claims: %q is reserved (%s are set by the plugin); remove it (use audiences and subject_template for aud and sub)", name, strings.Join(reservedClaims, " "))
+			return refuse("claims", "%q is reserved (%s are set by the plugin); remove it (use audiences and subject_template for aud and sub)", name, strings.Join(reservedClaims, " "))
 		}
 	}
 	for _, name := range r.AllowedClaims {
-		if msg := checkClaimName("allowed_claims", name); msg != "" {
-			return msg
+		if err := checkClaimName("allowed_claims", name); err != nil {
+			return err
 		}
 		if isReserved(name) {
-			return fmt.Sprintf("allowed_claims: %q is reserved (%s are set by the plugin); remove it", name, strings.Join(reservedClaims, " "))
+			return refuse("allowed_claims", "%q is reserved (%s are set by the plugin); remove it", name, strings.Join(reservedClaims, " "))
 		}
 		if _, ok := staticClaimNamed(r.Claims, name); ok {
-			return fmt.Sprintf("allowed_claims: %q is also a static claim of this role, so a caller could never set it; remove it from one of the two", name)
+			return refuse("allowed_claims", "%q is also a static claim of this role, so a caller could never set it; remove it from one of the two", name)
 		}
 	}
 	if r.TokenType != "JWT" && r.TokenType != "at+jwt" {
-		return fmt.Sprintf("token_type: %q is not supported; use JWT or at+jwt", r.TokenType)
+		return refuse("token_type", "%q is not supported; use JWT or at+jwt", r.TokenType)
 	}
-	return ""
-}
-
-// checkSubjectTemplate accepts a static subject or a Vault identity template
-// that renders in ACL mode (no JSON, no nested braces).
-func checkSubjectTemplate(t string) string {
-	if t == "" {
-		return "subject_template: empty; use {{identity.entity.id}} (the default) or a static subject"
-	}
-	if len(t) > maxTemplateLen || !utf8.ValidString(t) {
-		return fmt.Sprintf("subject_template: must be valid UTF-8 of at most %d bytes", maxTemplateLen)
-	}
-	if !strings.Contains(t, "{{") && !strings.Contains(t, "}}") {
-		return ""
-	}
-	_, _, err := identitytpl.PopulateString(identitytpl.PopulateStringInput{
-		Mode: identitytpl.ACLTemplating, String: t, ValidityCheckOnly: true,
-	})
-	if err != nil {
-		return fmt.Sprintf("subject_template: %v; use Vault identity templating such as {{identity.entity.id}} or {{identity.entity.name}}", err)
-	}
-	for _, d := range templateDirectives(t) {
-		if !subjectDirective.MatchString(d) {
-			return fmt.Sprintf("subject_template: {{%s}} is not an entity directive; use identity.entity.id, identity.entity.name, identity.entity.metadata.<key> or identity.entity.aliases.<mount accessor>.(id|name|metadata.<key>)", d)
-		}
-	}
-	return ""
-}
-
-// templateDirectives returns the trimmed directives of a template, in order.
-func templateDirectives(t string) []string {
-	var out []string
-	for _, piece := range strings.Split(t, "{{")[1:] {
-		out = append(out, strings.TrimSpace(strings.SplitN(piece, "}}", 2)[0]))
-	}
-	return out
-}
-
-// renderEntityID renders a template whose only directive is the entity id,
-// which the request carries; ok is false if it uses anything else.
-func renderEntityID(t, entityID string) (string, bool) {
-	for _, d := range templateDirectives(t) {
-		if d != "identity.entity.id" {
-			return "", false
-		}
-	}
-	pieces := strings.Split(t, "{{")
-	var b strings.Builder
-	b.WriteString(pieces[0])
-	for _, p := range pieces[1:] {
-		b.WriteString(entityID)
-		b.WriteString(strings.SplitN(p, "}}", 2)[1])
-	}
-	return b.String(), true
-}
-
-// subjectDirective is the part of Vault identity templating a subject may
-// use: values of the caller's own entity.
-var subjectDirective = regexp.MustCompile(`^identity\.entity\.(id|name|metadata\.[^.{}\s]+|aliases\.[^.{}\s]+\.(id|name|metadata\.[^.{}\s]+|custom_metadata\.[^.{}\s]+))$`)
-
-func checkGlob(g string) string {
-	if g == "" || !utf8.ValidString(g) {
-		return "allowed_subjects: an entry is empty or not UTF-8; give subjects such as spiffe://example.org/* "
-	}
-	n := strings.Count(g, "*")
-	if n == 0 || g == "*" {
-		return ""
-	}
-	if n > 1 || !(strings.HasPrefix(g, "*") || strings.HasSuffix(g, "*")) {
-		return fmt.Sprintf("allowed_subjects: %q may use '*' once, only at the start or the end (such as svc-* or *@example.com)", g)
-	}
-	return ""
-}
-
-func globMatch(g, s string) bool {
-	switch {
-	case g == "*":
-		return true
-	case strings.HasSuffix(g, "*"):
-		return strings.HasPrefix(s, strings.TrimSuffix(g, "*"))
-	case strings.HasPrefix(g, "*"):
-		return strings.HasSuffix(s, strings.TrimPrefix(g, "*"))
-	}
-	return g == s
-}
-
-// Limits on claims, so a token stays small enough for HTTP headers and a
-// hostile request cannot make the plugin build a huge one.
-const (
-	maxClaims      = 64
-	maxClaimsBytes = 8 * 1024
-	maxClaimsDepth = 5
-)
-
-func checkClaimName(field, name string) string {
-	if name == "" || len(name) > maxClaimNameLen || !utf8.ValidString(name) {
-		return fmt.Sprintf("%s: claim names must be 1 to %d bytes of UTF-8", field, maxClaimNameLen)
-	}
-	return ""
-}
-
-func checkClaimsObject(field string, m map[string]any) string {
-	if len(m) > maxClaims {
-		return fmt.Sprintf("%s: %d claims is above the limit of %d; send fewer", field, len(m), maxClaims)
-	}
-	names := make([]string, 0, len(m))
-	for name, v := range m {
-		if msg := checkClaimName(field, name); msg != "" {
-			return msg
-		}
-		if v == nil {
-			return fmt.Sprintf("%s: %q is null; a claim is either present with a value or absent, and verifiers differ on which null means, so remove it or give it a value", field, name)
-		}
-		// EqualFold, not ToLower: it folds as Go's encoding/json matches
-		// field names (s and U+017F, k and the Kelvin sign), so a verifier
-		// can never be made to read one claim for another.
-		for _, other := range names {
-			if strings.EqualFold(other, name) {
-				return fmt.Sprintf("%s: %q and %q differ only in case; verifiers may read either, so keep one", field, other, name)
-			}
-		}
-		names = append(names, name)
-		if depth(v) > maxClaimsDepth {
-			return fmt.Sprintf("%s: %q nests deeper than %d levels; flatten it", field, name, maxClaimsDepth)
-		}
-		if msg := checkClaimValue(field, name, v); msg != "" {
-			return msg
-		}
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Sprintf("%s: not encodable as JSON: %v", field, err)
-	}
-	if len(b) > maxClaimsBytes {
-		return fmt.Sprintf("%s: %d bytes of JSON is above the limit of %d; send less", field, len(b), maxClaimsBytes)
-	}
-	return ""
-}
-
-// checkClaimValue refuses text that is not UTF-8 and numbers no verifier
-// can decode (beyond float64).
-func checkClaimValue(field, name string, v any) string {
-	switch t := v.(type) {
-	case string:
-		if !utf8.ValidString(t) {
-			return fmt.Sprintf("%s: %q has a value that is not valid UTF-8; send text", field, name)
-		}
-	case json.Number:
-		if f, err := t.Float64(); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			return fmt.Sprintf("%s: %q has the number %s, beyond what verifiers can decode; send a smaller number or a string", field, name, t.String())
-		}
-	case float64:
-		if math.IsInf(t, 0) || math.IsNaN(t) {
-			return fmt.Sprintf("%s: %q is not a finite number", field, name)
-		}
-	case map[string]any:
-		for k, e := range t {
-			if !utf8.ValidString(k) {
-				return fmt.Sprintf("%s: %q has a member name that is not valid UTF-8", field, name)
-			}
-			if msg := checkClaimValue(field, name, e); msg != "" {
-				return msg
-			}
-		}
-	case []any:
-		for _, e := range t {
-			if msg := checkClaimValue(field, name, e); msg != "" {
-				return msg
-			}
-		}
-	}
-	return ""
-}
-
-func depth(v any) int {
-	switch t := v.(type) {
-	case map[string]any:
-		d := 0
-		for _, e := range t {
-			if x := depth(e); x > d {
-				d = x
-			}
-		}
-		return d + 1
-	case []any:
-		d := 0
-		for _, e := range t {
-			if x := depth(e); x > d {
-				d = x
-			}
-		}
-		return d + 1
-	}
-	return 0
+	return nil
 }
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

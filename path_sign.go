@@ -2,15 +2,12 @@ package jwtrotor
 
 import (
 	"context"
-	"crypto"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/identitytpl"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -57,7 +54,16 @@ func pathSign(b *backend) *framework.Path {
 		},
 		Fields: fields,
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathSign},
+			// Not forwarded: performance standbys sign with their copy of
+			// the keys.
+			logical.UpdateOperation: op(b.pathSign, "sign", "", "Sign a JWT under a role, or up to 100 with batch_input.", map[string]*framework.FieldSchema{
+				"token":         {Type: framework.TypeString, Description: "The signed JWT (compact serialization)."},
+				"kid":           {Type: framework.TypeString, Description: "The kid of the key that signed it."},
+				"jti":           {Type: framework.TypeString, Description: "Its jti claim."},
+				"issued_at":     {Type: framework.TypeInt64, Description: "Its iat and nbf (Unix seconds)."},
+				"expires_at":    {Type: framework.TypeInt64, Description: "Its exp (Unix seconds)."},
+				"batch_results": {Type: framework.TypeSlice, Description: "With batch_input: one object per item, in order, with the fields above or error."},
+			}),
 		},
 		HelpSynopsis:    pathSignHelpSyn,
 		HelpDescription: pathSignHelpDesc,
@@ -81,35 +87,34 @@ func (b *backend) pathSign(ctx context.Context, req *logical.Request, d *framewo
 	roleName := d.Get("role").(string)
 	role := snap.roles[roleName]
 	if role == nil {
-		return logical.ErrorResponse("role: no role %q; create it with vault write %sroles/%s", roleName, req.MountPoint, roleName), logical.ErrInvalidRequest
+		return respond(refuse("role", "no role %q; create it with vault write %sroles/%s", roleName, req.MountPoint, roleName))
 	}
 	if snap.config.Issuer == "" {
-		return logical.ErrorResponse("issuer: not configured; set it first with vault write %sconfig issuer=<VAULT_ADDR>/v1/%s", req.MountPoint, strings.TrimSuffix(req.MountPoint, "/")), logical.ErrInvalidRequest
+		return respond(refuse("issuer", "not configured; set it first with vault write %sconfig issuer=<VAULT_ADDR>/v1/%s", req.MountPoint, strings.TrimSuffix(req.MountPoint, "/")))
 	}
 	s := &signer{b: b, ctx: ctx, req: req, snap: snap, role: role}
 	if raw, ok := d.GetOk("batch_input"); ok {
 		for k := range signFields {
 			if _, set := req.Data[k]; set {
-				return logical.ErrorResponse("%s: give it inside each batch_input item, not beside batch_input", k), logical.ErrInvalidRequest
+				return respond(refuse(k, "give it inside each batch_input item, not beside batch_input"))
 			}
 		}
 		items := raw.([]any)
 		if len(items) == 0 || len(items) > maxBatch {
-			return logical.ErrorResponse("batch_input: %d items; give 1 to %d", len(items), maxBatch), logical.ErrInvalidRequest
+			return respond(refuse("batch_input", "%d items; give 1 to %d", len(items), maxBatch))
 		}
 		results := make([]map[string]any, len(items))
 		for i, it := range items {
-			sr, msg := parseBatchItem(it)
-			if msg == "" {
-				var out map[string]any
-				out, msg, err = s.sign(sr)
-				if err != nil {
-					return nil, err
-				}
-				results[i] = out
+			sr, err := parseBatchItem(it)
+			if err == nil {
+				results[i], err = s.sign(sr)
 			}
-			if msg != "" {
-				results[i] = map[string]any{"error": msg}
+			switch {
+			case isRefusal(err):
+				// A refused item fails alone.
+				results[i] = map[string]any{"error": err.Error()}
+			case err != nil:
+				return nil, err
 			}
 		}
 		return &logical.Response{Data: map[string]any{"batch_results": results}}, nil
@@ -124,12 +129,9 @@ func (b *backend) pathSign(ctx context.Context, req *logical.Request, d *framewo
 	if v, ok := d.GetOk("ttl"); ok {
 		sr.ttl, sr.ttlSet = int64(v.(int)), true
 	}
-	out, msg, err := s.sign(sr)
+	out, err := s.sign(sr)
 	if err != nil {
-		return nil, err
-	}
-	if msg != "" {
-		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
+		return respond(err)
 	}
 	resp := &logical.Response{Data: out}
 	if w, ok := out["warning"].(string); ok {
@@ -140,21 +142,21 @@ func (b *backend) pathSign(ctx context.Context, req *logical.Request, d *framewo
 }
 
 // parseBatchItem checks one batch item with the same rules as a request.
-func parseBatchItem(it any) (*signRequest, string) {
+func parseBatchItem(it any) (*signRequest, error) {
 	m, ok := it.(map[string]any)
 	if !ok {
-		return nil, "batch_input item: expected an object with claims, audience, subject or ttl"
+		return nil, refuse("batch_input item", "expected an object with claims, audience, subject or ttl")
 	}
 	sr := &signRequest{}
 	for _, k := range sortedNames(m) {
 		raw := m[k]
 		schema, ok := signFields[k]
 		if !ok {
-			return nil, fmt.Sprintf("unknown field %s: a batch item accepts claims, audience, subject and ttl", k)
+			return nil, refuse(k, "unknown field; a batch item accepts claims, audience, subject and ttl")
 		}
-		v, msg := checkValue(k, schema.Type, raw)
-		if msg != "" {
-			return nil, msg
+		v, err := checkValue(k, schema.Type, raw)
+		if err != nil {
+			return nil, err
 		}
 		if v == nil {
 			v = raw
@@ -173,10 +175,10 @@ func parseBatchItem(it any) (*signRequest, string) {
 		}
 		if !ok {
 			// checkValue let through a value of a shape it does not convert.
-			return nil, fmt.Sprintf("%s: expected %s, got %s", k, schema.Type, typeName(raw))
+			return nil, refuse(k, "expected %s, got %s", schema.Type, typeName(raw))
 		}
 	}
-	return sr, ""
+	return sr, nil
 }
 
 // signer issues tokens for one request against one consistent snapshot.
@@ -188,37 +190,37 @@ type signer struct {
 	role *roleEntry
 	// entity subject, rendered once per request
 	subject    string
-	subjectErr string
+	subjectErr error
 	rendered   bool
 }
 
 // sign checks one token request against the role and signs it. It returns
-// the response fields, or a message for a 400, or an internal error.
-func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
+// the response fields, a refusal (a fieldError), or an internal error.
+func (s *signer) sign(sr *signRequest) (map[string]any, error) {
 	role := s.role
 	ring := s.snap.rings[role.Key]
 	if ring == nil || ring.DeletedAt != 0 {
-		return nil, fmt.Sprintf("key: the role's key ring %q does not exist; point the role at an existing ring", role.Key), nil
+		return nil, refuse("key", "the role's key ring %q does not exist; point the role at an existing ring", role.Key)
 	}
 
 	// Claims the caller adds.
-	if msg := checkClaimsObject("claims", sr.claims); msg != "" {
-		return nil, msg, nil
+	if err := checkClaimsObject("claims", sr.claims); err != nil {
+		return nil, err
 	}
 	for name := range sr.claims {
 		if isReserved(name) {
-			return nil, fmt.Sprintf("claims: %q is reserved and set by the plugin; remove it (use audience=, subject= and ttl= instead)", name), nil
+			return nil, refuse("claims", "%q is reserved and set by the plugin; remove it (use audience=, subject= and ttl= instead)", name)
 		}
 		if static, ok := staticClaimNamed(role.Claims, name); ok {
-			return nil, fmt.Sprintf("claims: %q is the static claim %q of role %q (names are compared in any case) and cannot be overridden; remove it", name, static, s.req.Path[strings.LastIndex(s.req.Path, "/")+1:]), nil
+			return nil, refuse("claims", "%q is the static claim %q of role %q (names are compared in any case) and cannot be overridden; remove it", name, static, s.req.Path[strings.LastIndex(s.req.Path, "/")+1:])
 		}
 		if !contains(role.AllowedClaims, name) {
 			// Case variants of static claims are refused above; allowed
 			// names match exactly.
 			if len(role.AllowedClaims) == 0 {
-				return nil, fmt.Sprintf("claims: %q is not allowed: the role's allowed_claims is empty, so callers may add no claims; remove it or add it to the role's allowed_claims", name), nil
+				return nil, refuse("claims", "%q is not allowed: the role's allowed_claims is empty, so callers may add no claims; remove it or add it to the role's allowed_claims", name)
 			}
-			return nil, fmt.Sprintf("claims: %q is not in the role's allowed_claims (%s); remove it or add it to the role", name, strings.Join(role.AllowedClaims, ", ")), nil
+			return nil, refuse("claims", "%q is not in the role's allowed_claims (%s); remove it or add it to the role", name, strings.Join(role.AllowedClaims, ", "))
 		}
 	}
 
@@ -227,7 +229,7 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 	if len(sr.audience) > 0 {
 		for _, a := range sr.audience {
 			if !contains(role.Audiences, a) {
-				return nil, fmt.Sprintf("audience: %q is not one of the role's audiences (%s); pick from those", a, strings.Join(role.Audiences, ", ")), nil
+				return nil, refuse("audience", "%q is not one of the role's audiences (%s); pick from those", a, strings.Join(role.Audiences, ", "))
 			}
 		}
 		aud = dedupe(sr.audience)
@@ -236,7 +238,7 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 	// Subject.
 	var sub string
 	if len(sr.subject) > maxSubjectLen {
-		return nil, fmt.Sprintf("subject: %d bytes is longer than the %d-byte limit", len(sr.subject), maxSubjectLen), nil
+		return nil, refuse("subject", "%d bytes is longer than the %d-byte limit", len(sr.subject), maxSubjectLen)
 	}
 	if sr.subject != "" {
 		ok := false
@@ -245,15 +247,15 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 		}
 		if !ok {
 			if len(role.AllowedSubjects) == 0 {
-				return nil, "subject: this role does not let callers choose the subject (allowed_subjects is empty); remove subject", nil
+				return nil, refuse("subject", "this role does not let callers choose the subject (allowed_subjects is empty); remove subject")
 			}
-			return nil, fmt.Sprintf("subject: %q matches none of the role's allowed_subjects (%s)", sr.subject, strings.Join(role.AllowedSubjects, ", ")), nil
+			return nil, refuse("subject", "%q matches none of the role's allowed_subjects (%s)", sr.subject, strings.Join(role.AllowedSubjects, ", "))
 		}
 		sub = sr.subject
 	} else {
 		sub = s.renderSubject()
 		if sub == "" {
-			return nil, s.subjectErr, nil
+			return nil, s.subjectErr
 		}
 	}
 
@@ -263,10 +265,10 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 		ttl = sr.ttl
 	}
 	if ttl < 1 {
-		return nil, "ttl: must be at least 1s", nil
+		return nil, refuse("ttl", "must be at least 1s")
 	}
 	if ttl > role.MaxTTL {
-		return nil, fmt.Sprintf("ttl: %ds is above the role's max_ttl (%ds); ask for at most %ds", ttl, role.MaxTTL, role.MaxTTL), nil
+		return nil, refuse("ttl", "%ds is above the role's max_ttl (%ds); ask for at most %ds", ttl, role.MaxTTL, role.MaxTTL)
 	}
 
 	// Key states follow the high-water time (never backwards); the token's
@@ -282,7 +284,7 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 				break
 			}
 		}
-		return nil, fmt.Sprintf("key: ring %q has no active key yet; its first key signs from %s, once published for publish_lead (write keys/%s/rotate force=true to sign now)", ring.Name, fmtTime(next), ring.Name), nil
+		return nil, refuse("key", "ring %q has no active key yet; its first key signs from %s, once published for publish_lead (write keys/%s/rotate force=true to sign now)", ring.Name, fmtTime(next), ring.Name)
 	}
 	key := &ring.Keys[a]
 	exp := issued + ttl
@@ -293,7 +295,7 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 		warning = fmt.Sprintf("ttl shortened to %ds so the token expires 60s before its key leaves the JWKS", exp-issued)
 	}
 	if exp <= issued {
-		return nil, "", fmt.Errorf("ring %q: active key %s leaves the JWKS too soon to sign", ring.Name, key.KID)
+		return nil, fmt.Errorf("ring %q: active key %s leaves the JWKS too soon to sign", ring.Name, key.KID)
 	}
 	if clk.Held > 0 {
 		if warning != "" {
@@ -304,7 +306,7 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 
 	jti, err := randomID()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	claims := make(map[string]any, len(role.Claims)+len(sr.claims)+7)
 	for k, v := range role.Claims {
@@ -326,19 +328,19 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 	claims["jti"] = jti
 	payload, err := json.Marshal(claims)
 	if err != nil {
-		return nil, "", fmt.Errorf("encode claims: %w", err)
+		return nil, fmt.Errorf("encode claims: %w", err)
 	}
 	js, err := s.b.joseSigner(s.ctx, s.req.Storage, ring.Name, key, role.TokenType)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	obj, err := js.Sign(payload)
 	if err != nil {
-		return nil, "", fmt.Errorf("sign with %s: %w", key.KID, err)
+		return nil, fmt.Errorf("sign with %s: %w", key.KID, err)
 	}
 	token, err := obj.CompactSerialize()
 	if err != nil {
-		return nil, "", fmt.Errorf("serialize token: %w", err)
+		return nil, fmt.Errorf("serialize token: %w", err)
 	}
 	s.b.metrics.signedCounter(ring.Name, key.KID).Inc()
 	out := map[string]any{
@@ -351,7 +353,7 @@ func (s *signer) sign(sr *signRequest) (map[string]any, string, error) {
 	if warning != "" {
 		out["warning"] = warning
 	}
-	return out, "", nil
+	return out, nil
 }
 
 // renderSubject renders the role's subject template for the caller's
@@ -367,7 +369,7 @@ func (s *signer) renderSubject() string {
 		return t
 	}
 	if s.req.EntityID == "" {
-		s.subjectErr = "subject: the calling token has no Vault entity, and the role's subject_template needs one; log in through an auth method that creates entities (such as approle or userpass), or give the role a static subject_template or allowed_subjects"
+		s.subjectErr = refuse("subject", "the calling token has no Vault entity, and the role's subject_template needs one; log in through an auth method that creates entities (such as approle or userpass), or give the role a static subject_template or allowed_subjects")
 		return ""
 	}
 	// The default template needs only the entity id, which the request
@@ -378,7 +380,7 @@ func (s *signer) renderSubject() string {
 	}
 	ent, err := s.b.System().EntityInfo(s.req.EntityID)
 	if err != nil || ent == nil {
-		s.subjectErr = fmt.Sprintf("subject: the entity of the calling token could not be read (%v); retry, or check the identity store", err)
+		s.subjectErr = refuse("subject", "the entity of the calling token could not be read (%v); retry, or check the identity store", err)
 		return ""
 	}
 	// Subject templates may use only the caller's own entity (no groups),
@@ -387,23 +389,11 @@ func (s *signer) renderSubject() string {
 		Mode: identitytpl.ACLTemplating, String: t, Entity: ent,
 	})
 	if err != nil || out == "" {
-		s.subjectErr = fmt.Sprintf("subject: subject_template %q does not render for this caller's entity (%v); fix the template or the entity's metadata", t, err)
+		s.subjectErr = refuse("subject", "subject_template %q does not render for this caller's entity (%v); fix the template or the entity's metadata", t, err)
 		return ""
 	}
 	s.subject = out
 	return out
-}
-
-// staticClaimNamed finds a static claim whose name equals name in any case:
-// a caller's "Scope" must not sit beside a static "scope", since verifiers
-// may read either.
-func staticClaimNamed(claims map[string]any, name string) (string, bool) {
-	for k := range claims {
-		if strings.EqualFold(k, name) {
-			return k, true
-		}
-	}
-	return "", false
 }
 
 func contains(list []string, s string) bool {
@@ -421,55 +411,6 @@ func randomID() (string, error) {
 		return "", fmt.Errorf("random jti: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
-}
-
-// cachedSigner holds a parsed private half and its go-jose signers by typ.
-type cachedSigner struct {
-	priv crypto.Signer
-	mu   sync.Mutex
-	jose map[string]jose.Signer
-}
-
-func (b *backend) cacheSigner(kid string, priv crypto.Signer) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.signers[kid] = &cachedSigner{priv: priv, jose: map[string]jose.Signer{}}
-}
-
-// joseSigner returns a signer for key, reading and parsing its private half
-// only the first time.
-func (b *backend) joseSigner(ctx context.Context, s logical.Storage, ring string, key *signingKey, typ string) (jose.Signer, error) {
-	b.mu.RLock()
-	cs := b.signers[key.KID]
-	b.mu.RUnlock()
-	if cs == nil {
-		p, err := readPrivate(ctx, s, ring, key.KID)
-		if err != nil {
-			return nil, err
-		}
-		if p == nil {
-			return nil, fmt.Errorf("ring %q: private half of active key %s is missing", ring, key.KID)
-		}
-		priv, err := parsePrivate(p.PKCS8, key.KID, key.Alg)
-		if err != nil {
-			return nil, err
-		}
-		b.cacheSigner(key.KID, priv)
-		b.mu.RLock()
-		cs = b.signers[key.KID]
-		b.mu.RUnlock()
-	}
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if js := cs.jose[typ]; js != nil {
-		return js, nil
-	}
-	js, err := newJOSESigner(cs.priv, key.KID, key.Alg, typ)
-	if err != nil {
-		return nil, fmt.Errorf("signer for %s: %w", key.KID, err)
-	}
-	cs.jose[typ] = js
-	return js, nil
 }
 
 const pathSignHelpSyn = `Sign a JWT under a role.`

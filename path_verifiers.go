@@ -20,13 +20,18 @@ func pathVerifiers(b *backend) *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"window": {
 				Type:        framework.TypeDurationSecond,
-				Default:     defaultVerifierWindow,
+				Default:     durationDefault(defaultVerifierWindow),
 				Description: "Declared verifiers not seen within this window count as stale.",
 				Query:       true,
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.pathVerifiersRead},
+			logical.ReadOperation: op(b.pathVerifiersRead, "read", "verifiers", "Report which JWKS fetchers hold the current keys, and which are stale.", map[string]*framework.FieldSchema{
+				"declared":  {Type: framework.TypeSlice, Description: "Declared fetchers seen on this node.", Required: true},
+				"anonymous": {Type: framework.TypeSlice, Description: "Other fetchers seen on this node (never counted).", Required: true},
+				"rings":     {Type: framework.TypeMap, Description: "Per ring: active and pending kid and the pending key's coverage.", Required: true},
+				"summary":   {Type: framework.TypeMap, Description: "Coverage, stale verifiers, declared verifiers not seen, and the tracker's size.", Required: true},
+			}),
 		},
 		HelpSynopsis:    "Which verifiers hold the current keys, and which are stale.",
 		HelpDescription: pathVerifiersHelpDesc,

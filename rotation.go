@@ -1,7 +1,6 @@
 package jwtrotor
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -31,52 +30,11 @@ const maintenanceTick int64 = 60
 // nor leaves the JWKS.
 const forever int64 = math.MaxInt64
 
-// signingKey is one key of a ring. Its four timestamps are the whole of its
-// state; operations rewrite them, time passing does the rest.
-type signingKey struct {
-	KID string `json:"kid"`
-	Alg string `json:"alg"`
-	// PublicJWK is dropped when the key is revoked: a revoked key is kept
-	// as a small tombstone (tombstones.go), so revocations cannot grow the
-	// stored ring.
-	PublicJWK json.RawMessage `json:"public_jwk,omitempty"`
-	// PublishAt is when the key entered the JWKS (its generation time).
-	PublishAt int64 `json:"publish_at"`
-	// ActivateAt is when it starts signing. Always >= PublishAt+lead unless
-	// Forced.
-	ActivateAt int64 `json:"activate_at"`
-	// RetireAt is its successor's ActivateAt; 0 while it has no successor,
-	// so the last key of a ring never stops signing on its own.
-	RetireAt int64 `json:"retire_at"`
-	// RemoveAt is RetireAt plus Overlap; 0 while RetireAt is 0.
-	RemoveAt int64 `json:"remove_at"`
-	// Overlap is the verification_ttl the key's tokens were signed under:
-	// the longest in force while it could sign. A later, shorter overlap
-	// never shortens the publication of a key that already signed.
-	Overlap int64 `json:"overlap"`
-	// RevokedAt, when set, ends the key at once and for good.
-	RevokedAt int64 `json:"revoked_at,omitempty"`
-	// Lead is the publish_lead the key was scheduled under. A later change
-	// of the ring's lead applies to keys scheduled after it, so settings
-	// changes never rewrite existing timestamps.
-	Lead int64 `json:"lead"`
-	// Forced records that the key activated before a full lead.
-	Forced bool `json:"forced,omitempty"`
-	// RollbackUsed marks both keys of a rollback, so no key's removal can
-	// move more than one rotation period past its original time.
-	RollbackUsed bool `json:"rollback_used,omitempty"`
-	// GateOrigin is the activation time before the activation gate delayed
-	// it (0: never delayed); GateNote says why, for reads.
-	GateOrigin int64  `json:"gate_origin,omitempty"`
-	GateNote   string `json:"gate_note,omitempty"`
-	// HasPrivate says the private half is in storage.
-	HasPrivate bool `json:"has_private"`
-
-	// rsaBits is the RSA size of a planned key, until it is made.
-	rsaBits int
-}
-
 func (k *signingKey) revoked() bool { return k.RevokedAt != 0 }
+
+// leadWaived reports whether k may sign before a full publish_lead in this
+// JWKS: it was forced, or imported (its verifiers trusted it before).
+func (k *signingKey) leadWaived() bool { return k.Forced || k.Imported }
 
 // signed reports whether k ever signed: it activated before any revocation.
 func (k *signingKey) signed() bool { return !k.revoked() || k.RevokedAt > k.ActivateAt }
@@ -280,7 +238,9 @@ func rollbackCandidate(keys []signingKey, sched ringSchedule, now int64) int {
 		if k.revoked() && !k.signed() {
 			continue // revoked while pending: never the previous signer
 		}
-		if k.revoked() || k.state(now) != stateRetiring || k.RollbackUsed || keys[a].RollbackUsed {
+		if k.revoked() || k.state(now) != stateRetiring || k.RollbackUsed || keys[a].RollbackUsed || k.Imported {
+			// An imported key's private half goes when it retires: its
+			// copy's life inside Vault ends there.
 			return -1
 		}
 		if now >= k.RetireAt+sched.RotationPeriod || !k.HasPrivate {
@@ -330,6 +290,46 @@ func nextBoundary(keys []signingKey, now int64) int64 {
 		}
 	}
 	return b
+}
+
+// ringNextBoundary is nextBoundary over a ring's signing and trusted keys.
+func ringNextBoundary(r *ringEntry, now int64) int64 {
+	b := nextBoundary(r.Keys, now)
+	for i := range r.Trusted {
+		for _, t := range []int64{r.Trusted[i].AddedAt, r.Trusted[i].ExpiresAt} {
+			if t > now && t < b {
+				b = t
+			}
+		}
+	}
+	return b
+}
+
+// ringNextRemoval is nextRemoval over a ring's signing and trusted keys.
+func ringNextRemoval(r *ringEntry, now int64) int64 {
+	b := nextRemoval(r.Keys, now)
+	for i := range r.Trusted {
+		if t := &r.Trusted[i]; t.published(now) && t.ExpiresAt < b {
+			b = t.ExpiresAt
+		}
+	}
+	return b
+}
+
+// ringPublished reports whether any key of r, signing or trusted, is in
+// the JWKS at now.
+func ringPublished(r *ringEntry, now int64) bool {
+	for i := range r.Keys {
+		if r.Keys[i].published(now) {
+			return true
+		}
+	}
+	for i := range r.Trusted {
+		if r.Trusted[i].published(now) {
+			return true
+		}
+	}
+	return false
 }
 
 // nextRemoval is the first scheduled removal of a published key after now.
@@ -388,6 +388,48 @@ func checkTransition(old, cur []signingKey, now int64) error {
 	return nil
 }
 
+// checkTrusted verifies a ring's trusted keys against their bounds, and
+// that no kid or thumbprint names two keys of the ring, signing or trusted.
+func checkTrusted(keys []signingKey, trusted []trustedKey) error {
+	if len(trusted) > maxTrustedKeys {
+		return fmt.Errorf("%d trusted keys, above %d", len(trusted), maxTrustedKeys)
+	}
+	seen := map[string]bool{}
+	claim := func(ids ...string) error {
+		for _, id := range ids {
+			if seen[id] {
+				return fmt.Errorf("kid or thumbprint %s names two keys", id)
+			}
+			seen[id] = true
+		}
+		return nil
+	}
+	for i := range keys {
+		k := &keys[i]
+		ids := []string{k.KID}
+		if k.Thumbprint != "" && k.Thumbprint != k.KID {
+			ids = append(ids, k.Thumbprint)
+		}
+		if err := claim(ids...); err != nil {
+			return err
+		}
+	}
+	for i := range trusted {
+		t := &trusted[i]
+		ids := []string{t.KID}
+		if t.Thumbprint != t.KID {
+			ids = append(ids, t.Thumbprint)
+		}
+		if err := claim(ids...); err != nil {
+			return err
+		}
+		if t.ExpiresAt <= t.AddedAt || t.ExpiresAt > t.AddedAt+maxTrustPeriod {
+			return fmt.Errorf("trusted key %s is published from %d to %d, outside its bound", t.KID, t.AddedAt, t.ExpiresAt)
+		}
+	}
+	return nil
+}
+
 // checkRing verifies the invariants every stored ring must satisfy. It runs
 // before every write, so a bug can refuse a write but never store a ring
 // that signs with two keys, with an unpublished key, or outside its overlap.
@@ -406,7 +448,7 @@ func checkRing(keys []signingKey, sched ringSchedule, now int64) error {
 		if lead == 0 {
 			lead = sched.PublishLead
 		}
-		if !k.Forced && k.ActivateAt < k.PublishAt+lead && k.ActivateAt > now {
+		if !k.leadWaived() && k.ActivateAt < k.PublishAt+lead && k.ActivateAt > now {
 			return fmt.Errorf("kid %s would activate before a full publish_lead", k.KID)
 		}
 		if k.RetireAt != 0 && k.RetireAt < k.ActivateAt && !k.revoked() {

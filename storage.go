@@ -2,6 +2,7 @@ package jwtrotor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -17,6 +18,13 @@ const (
 	ringPrefix    = "rings/"
 	rolePrefix    = "roles/"
 	privatePrefix = "private/"
+	// historyPath is the mount's record of the keys that left its rings
+	// (history.go): public identifiers only.
+	historyPath = "history"
+	// wrappingPrefix holds the mount's import wrapping key pair (declared
+	// seal-wrapped, like private/).
+	wrappingPrefix = "wrapping/"
+	wrappingPath   = wrappingPrefix + "key"
 )
 
 // schemaVersion is written into every entry. Readers accept every version up
@@ -26,7 +34,14 @@ const (
 // Version 2 records each key's overlap (Overlap) and keeps revoked keys as
 // tombstones without their public key. Version 1 rings are read with each
 // key's overlap taken from its timestamps.
-const schemaVersion = 2
+//
+// Version 3 adds imported keys (Imported, and a Thumbprint when the kid was
+// chosen, their private half stored under the thumbprint), a ring's trusted
+// keys (Trusted), the mount's history entry and its wrapping key. A version 2
+// plugin would serve a ring without its trusted keys and fail to sign with
+// an imported key, so it must refuse these entries: hence the new version.
+// Version 1 and 2 entries read as before (no imported or trusted keys).
+const schemaVersion = 3
 
 type configEntry struct {
 	Version       int      `json:"version"`
@@ -59,6 +74,10 @@ type ringEntry struct {
 	// has forgotten, so Last-Modified never moves backwards.
 	LastRemoval int64        `json:"last_removal,omitempty"`
 	Keys        []signingKey `json:"keys"`
+	// Trusted are verify-only public keys of an issuer the ring adopted
+	// (keys/<name>/trust), published until their expires_at; they never
+	// sign.
+	Trusted []trustedKey `json:"trusted,omitempty"`
 }
 
 func (r *ringEntry) schedule() ringSchedule {
@@ -68,6 +87,7 @@ func (r *ringEntry) schedule() ringSchedule {
 func (r *ringEntry) clone() *ringEntry {
 	c := *r
 	c.Keys = append([]signingKey(nil), r.Keys...)
+	c.Trusted = append([]trustedKey(nil), r.Trusted...)
 	return &c
 }
 
@@ -87,8 +107,19 @@ type roleEntry struct {
 type privateEntry struct {
 	Version int    `json:"version"`
 	KID     string `json:"kid"`
-	Alg     string `json:"alg"`
-	PKCS8   []byte `json:"pkcs8"`
+	// Thumbprint is set when the kid is not the key's thumbprint (an
+	// imported key's chosen kid); the entry is stored under it.
+	Thumbprint string `json:"thumbprint,omitempty"`
+	Alg        string `json:"alg"`
+	PKCS8      []byte `json:"pkcs8"`
+}
+
+// thumbprint is the stored key's RFC 7638 thumbprint.
+func (p *privateEntry) thumbprint() string {
+	if p.Thumbprint != "" {
+		return p.Thumbprint
+	}
+	return p.KID
 }
 
 type clockEntry struct {
@@ -96,7 +127,9 @@ type clockEntry struct {
 	HighWater int64 `json:"high_water"`
 }
 
-func privatePath(ring, kid string) string { return privatePrefix + ring + "/" + kid }
+// privatePath is where a key's private half is stored: under its storeID,
+// which is its kid unless the kid was chosen at import.
+func privatePath(ring, id string) string { return privatePrefix + ring + "/" + id }
 
 // getJSON reads path into out; it returns false when the entry is absent.
 func getJSON(ctx context.Context, s logical.Storage, path string, out any) (bool, error) {
@@ -186,14 +219,95 @@ func readRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, 
 	return r, nil
 }
 
-func readPrivate(ctx context.Context, s logical.Storage, ring, kid string) (*privateEntry, error) {
+func readPrivate(ctx context.Context, s logical.Storage, ring, id string) (*privateEntry, error) {
 	p := &privateEntry{}
-	ok, err := getJSON(ctx, s, privatePath(ring, kid), p)
+	ok, err := getJSON(ctx, s, privatePath(ring, id), p)
 	if err != nil || !ok {
 		return nil, err
 	}
-	if err := checkVersion(privatePath(ring, kid), p.Version); err != nil {
+	if err := checkVersion(privatePath(ring, id), p.Version); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
+
+// signingKey is one key of a ring. Its four timestamps are the whole of its
+// state; operations rewrite them, time passing does the rest.
+type signingKey struct {
+	KID string `json:"kid"`
+	Alg string `json:"alg"`
+	// PublicJWK is dropped when the key is revoked: a revoked key is kept
+	// as a small tombstone (tombstones.go), so revocations cannot grow the
+	// stored ring.
+	PublicJWK json.RawMessage `json:"public_jwk,omitempty"`
+	// PublishAt is when the key entered the JWKS (its generation time).
+	PublishAt int64 `json:"publish_at"`
+	// ActivateAt is when it starts signing. Always >= PublishAt+lead unless
+	// Forced.
+	ActivateAt int64 `json:"activate_at"`
+	// RetireAt is its successor's ActivateAt; 0 while it has no successor,
+	// so the last key of a ring never stops signing on its own.
+	RetireAt int64 `json:"retire_at"`
+	// RemoveAt is RetireAt plus Overlap; 0 while RetireAt is 0.
+	RemoveAt int64 `json:"remove_at"`
+	// Overlap is the verification_ttl the key's tokens were signed under:
+	// the longest in force while it could sign. A later, shorter overlap
+	// never shortens the publication of a key that already signed.
+	Overlap int64 `json:"overlap"`
+	// RevokedAt, when set, ends the key at once and for good.
+	RevokedAt int64 `json:"revoked_at,omitempty"`
+	// Lead is the publish_lead the key was scheduled under. A later change
+	// of the ring's lead applies to keys scheduled after it, so settings
+	// changes never rewrite existing timestamps.
+	Lead int64 `json:"lead"`
+	// Forced records that the key activated before a full lead.
+	Forced bool `json:"forced,omitempty"`
+	// RollbackUsed marks both keys of a rollback, so no key's removal can
+	// move more than one rotation period past its original time.
+	RollbackUsed bool `json:"rollback_used,omitempty"`
+	// GateOrigin is the activation time before the activation gate delayed
+	// it (0: never delayed); GateNote says why, for reads.
+	GateOrigin int64  `json:"gate_origin,omitempty"`
+	GateNote   string `json:"gate_note,omitempty"`
+	// HasPrivate says the private half is in storage.
+	HasPrivate bool `json:"has_private"`
+	// Imported records a key made outside the plugin and imported
+	// (keys/<name>/import): verifiers already trusted it, so it signed from
+	// its import without a lead here (like Forced, it waives the lead); it
+	// is never rolled back to, and its private half is deleted when it
+	// retires.
+	Imported bool `json:"imported,omitempty"`
+	// Thumbprint is the key's RFC 7638 thumbprint when its kid is another
+	// (an imported key's chosen kid); empty when the kid is the thumbprint.
+	// Tombstones keep it, so a revoked key is known by its key as well.
+	Thumbprint string `json:"thumbprint,omitempty"`
+
+	// rsaBits is the RSA size of a planned key, until it is made.
+	rsaBits int
+}
+
+// thumbprint is the key's RFC 7638 thumbprint.
+func (k *signingKey) thumbprint() string {
+	if k.Thumbprint != "" {
+		return k.Thumbprint
+	}
+	return k.KID
+}
+
+// storeID is where the key's private half is stored and cached.
+func (k *signingKey) storeID() string { return k.thumbprint() }
+
+// trustedKey is a verify-only public key of an issuer a ring adopted: it is
+// published from AddedAt until ExpiresAt, and never signs. Its JWK was
+// rebuilt from the parsed public key, never copied from the request.
+type trustedKey struct {
+	KID        string          `json:"kid"`
+	Alg        string          `json:"alg"`
+	Thumbprint string          `json:"thumbprint"`
+	PublicJWK  json.RawMessage `json:"public_jwk"`
+	AddedAt    int64           `json:"added_at"`
+	ExpiresAt  int64           `json:"expires_at"`
+}
+
+// published reports whether t belongs in the JWKS at now.
+func (t *trustedKey) published(now int64) bool { return t.AddedAt <= now && now < t.ExpiresAt }

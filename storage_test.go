@@ -2,6 +2,8 @@ package jwtrotor
 
 import (
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -14,30 +16,48 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-var updateFixtures = flag.Bool("update-fixtures", false, "rewrite testdata/storage-v1 from the current code")
+var updateFixtures = flag.Bool("update-fixtures", false, "rewrite testdata/storage-v<schemaVersion> from the current code")
 
-const fixtureDir = "testdata/storage-v1"
+// fixtureDir holds the entries a plugin of schema version v wrote; every
+// version's fixtures stay checked in, and each is read by every later
+// plugin.
+func fixtureDir(v int) string { return fmt.Sprintf("testdata/storage-v%d", v) }
+
+// fixtureVersions are the schema versions with checked-in fixtures.
+var fixtureVersions = []int{1, 2, 3}
 
 // fixtureTime is the clock of the checked-in fixtures.
 var fixtureTime = time.Date(2026, 1, 15, 9, 0, 0, 0, time.UTC)
 
-// writeFixtures regenerates the checked-in storage fixtures: go test -run
-// TestReadsVersion1Fixtures -update-fixtures, when a schema version is
-// frozen. (Not a test of its own: it would skip in every ordinary run.)
+// writeFixtures regenerates the storage fixtures of the current schema
+// version: go test -run TestReadsOlderFixtures -update-fixtures, when a
+// schema version is frozen. (Not a test of its own: it would skip in every
+// ordinary run.)
 func writeFixtures(t *testing.T) {
+	dir := fixtureDir(schemaVersion)
 	e := newEnvOn(t, &logical.InmemStorage{}, &fakeClock{now: fixtureTime})
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 300, "verifiers": "gateway"})
 	e.mustWrite("keys/payments", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "publish_lead": "20m", "verification_ttl": "2h"})
 	e.mustWrite("keys/payments/rotate", map[string]any{"force": true})
+	// A revoked key, kept as a tombstone (version 2 on).
+	e.mustWrite("keys/payments/revoke", map[string]any{"kid": e.read("keys/payments").Data["pending_kid"]})
 	e.mustWrite("roles/api", map[string]any{"key": "payments", "audiences": "https://api.example.com", "claims": map[string]any{"tier": "gold"}, "allowed_claims": "scope"})
+	// An adopted issuer (version 3 on): the wrapping key, an imported key
+	// under its own kid, a trusted key, and a revoked one in the history.
+	e.mustWrite("keys/legacy/import", e.importData(newTestKey(t, "RSA-2048"), map[string]any{"algorithm": "RS256", "kid": "legacy-2024", "rotation_period": "24h", "publish_lead": "20m", "verification_ttl": "2h"}))
+	for _, kid := range []string{"legacy-2023", "legacy-2022"} {
+		e.mustWrite("keys/legacy/trust", map[string]any{"jwk": publicJWKMap(t, newTestKey(t, "P-256").Public(), kid, "ES256", nil), "expires_at": fixtureTime.Add(3 * time.Hour).Unix()})
+	}
+	e.mustWrite("keys/legacy/revoke", map[string]any{"kid": "legacy-2022"})
+	e.mustWrite("roles/legacy", map[string]any{"key": "legacy", "audiences": "https://legacy.example.com"})
 	e.clock.Advance(90 * time.Minute)
 	if err := e.maintain(); err != nil {
 		t.Fatal(err)
 	}
-	_ = os.RemoveAll(fixtureDir)
+	_ = os.RemoveAll(dir)
 	for path, v := range dump(t, e.storage) {
-		file := filepath.Join(fixtureDir, strings.ReplaceAll(path, "/", "__")+".json")
-		if err := os.MkdirAll(fixtureDir, 0o755); err != nil {
+		file := filepath.Join(dir, strings.ReplaceAll(path, "/", "__")+".json")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(file, []byte(v), 0o644); err != nil {
@@ -46,13 +66,20 @@ func writeFixtures(t *testing.T) {
 	}
 }
 
-// Invariant 10 (versioned storage): this plugin reads what version 1 wrote,
-// from checked-in fixtures, and keeps rotating and signing from there.
-func TestReadsVersion1Fixtures(t *testing.T) {
+// Invariant 10 (versioned storage): this plugin reads what every earlier
+// version wrote, from checked-in fixtures, and keeps rotating and signing
+// from there.
+func TestReadsOlderFixtures(t *testing.T) {
 	if *updateFixtures {
 		writeFixtures(t)
 	}
-	files, err := filepath.Glob(filepath.Join(fixtureDir, "*.json"))
+	for _, v := range fixtureVersions {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { readsFixtures(t, v) })
+	}
+}
+
+func readsFixtures(t *testing.T, v int) {
+	files, err := filepath.Glob(filepath.Join(fixtureDir(v), "*.json"))
 	if err != nil || len(files) < 5 {
 		t.Fatalf("fixtures missing: %v %v", files, err)
 	}
@@ -85,6 +112,9 @@ func TestReadsVersion1Fixtures(t *testing.T) {
 	if _, err := verifyJose(t, resp.Data["token"].(string), body, e.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
+	if v >= 3 {
+		readsAdoptedFixtures(t, e)
+	}
 	// And the schedule goes on from the old entries.
 	e.simulate(6*time.Hour, time.Minute, time.Minute, func(now time.Time) {
 		e.mustWrite("sign/api", nil)
@@ -97,12 +127,17 @@ func TestEveryEntryCarriesSchemaVersion(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	e.read("wrapping_key")
+	e.setupRing("gone", "EdDSA", nil)
+	if _, err := e.do(logical.DeleteOperation, "keys/gone", map[string]any{"force": true}); err != nil {
+		t.Fatal(err)
+	}
 	e.clock.Advance(2 * time.Hour)
 	if err := e.maintain(); err != nil {
 		t.Fatal(err)
 	}
 	stored := dump(t, e.storage)
-	for _, prefix := range []string{configPath, clockPath, ringPrefix, rolePrefix, privatePrefix} {
+	for _, prefix := range []string{configPath, clockPath, ringPrefix, rolePrefix, privatePrefix, historyPath, wrappingPrefix} {
 		found := false
 		for path, v := range stored {
 			if !strings.HasPrefix(path, prefix) {
@@ -136,5 +171,38 @@ func TestRefusesNewerSchema(t *testing.T) {
 	_, err := e.restart().do(logical.ReadOperation, "keys/k", nil)
 	if err == nil || !strings.Contains(err.Error(), "newer plugin") {
 		t.Fatalf("want a schema version error, got %v", err)
+	}
+}
+
+// readsAdoptedFixtures checks what version 3 added: the imported key signs
+// under its kid, the trusted key is served, the revoked one is remembered,
+// and the stored wrapping key is the one wrapping_key answers with.
+func readsAdoptedFixtures(t *testing.T, e *testEnv) {
+	ring := e.read("keys/legacy").Data
+	keys := ring["signing_keys"].([]map[string]any)
+	trusted := ring["trusted_keys"].([]map[string]any)
+	if ring["active_kid"] != "legacy-2024" || keys[0]["imported"] != true || len(trusted) != 1 || trusted[0]["kid"] != "legacy-2023" {
+		t.Fatalf("ring legacy %v", ring)
+	}
+	tok := e.mustWrite("sign/legacy", nil)
+	_, body, _ := e.jwks("jwks")
+	if _, err := verifyJose(t, tok.Data["token"].(string), body, e.clock.Now()); err != nil || tok.Data["kid"] != "legacy-2024" {
+		t.Fatalf("the imported key signs %v: %v", tok.Data["kid"], err)
+	}
+	if kids := kidsOf(t, body); !has(kids, "legacy-2023") || has(kids, "legacy-2022") {
+		t.Fatalf("JWKS kids %v", kids)
+	}
+	resp, err := e.write("keys/legacy/trust", map[string]any{"jwk": publicJWKMap(t, newTestKey(t, "P-256").Public(), "legacy-2022", "ES256", nil), "expires_at": e.clock.Now().Unix() + 600})
+	expect400(t, resp, err, "kid:", "revoked")
+	stored := &wrappingEntry{}
+	if ok, err := getJSON(context.Background(), e.storage, wrappingPath, stored); !ok || err != nil {
+		t.Fatalf("no stored wrapping key: %v", err)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(stored.PKCS8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.wrappingPub().Equal(k.(*rsa.PrivateKey).Public()) {
+		t.Fatal("wrapping_key does not answer with the stored key")
 	}
 }

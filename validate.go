@@ -3,6 +3,7 @@ package jwtrotor
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -25,6 +26,13 @@ const (
 	maxListLen   = 256
 )
 
+// durationDefault writes a duration field's default as the string the
+// OpenAPI document declares durations to be ("900s"); the framework parses
+// it like any duration.
+func durationDefault(seconds int64) string {
+	return strconv.FormatInt(seconds, 10) + "s"
+}
+
 // maxDuration bounds every duration field: ten years is longer than any
 // sensible rotation, and keeps timestamp arithmetic far from overflow.
 const maxDuration = int64(10 * 365 * 24 * 3600)
@@ -33,7 +41,7 @@ const maxDuration = int64(10 * 365 * 24 * 3600)
 // message that names the field and says what to send instead. A JSON object
 // given as a string (as `vault write ... claims='{"a":1}'` sends it) is
 // decoded in place, so both spellings reach the handler as an object.
-func checkFields(p *framework.Path, req *logical.Request) *logical.Response {
+func checkFields(p *framework.Path, req *logical.Request) error {
 	var unknown []string
 	for k := range req.Data {
 		if _, ok := p.Fields[k]; !ok {
@@ -47,17 +55,20 @@ func checkFields(p *framework.Path, req *logical.Request) *logical.Response {
 			known = append(known, k)
 		}
 		sort.Strings(known)
-		return logical.ErrorResponse("unknown field(s) %s: this path accepts %s; check the spelling (nothing was stored)",
-			strings.Join(unknown, ", "), strings.Join(known, ", "))
+		return refuse(strings.Join(unknown, ", "), "unknown field; this path accepts %s; check the spelling (nothing was stored)", strings.Join(known, ", "))
 	}
 	for name, raw := range req.Data {
 		schema := p.Fields[name]
 		if raw == nil {
-			return logical.ErrorResponse("%s", nullMessage(name, schema.Type, storesObject(p)))
+			return nullRefusal(name, schema.Type, storesObject(p))
 		}
-		v, msg := checkValue(name, schema.Type, raw)
-		if msg != "" {
-			return logical.ErrorResponse("%s (nothing was stored)", msg)
+		v, err := checkValue(name, schema.Type, raw)
+		if err != nil {
+			var fe *fieldError
+			if errors.As(err, &fe) {
+				fe.Msg += " (nothing was stored)"
+			}
+			return err
 		}
 		if v != nil {
 			req.Data[name] = v
@@ -78,12 +89,12 @@ var notClearable = map[string]string{
 	"audiences": "a role needs at least one audience",
 }
 
-// nullMessage refuses a JSON null. Clients send null for "not set", and
+// nullRefusal refuses a JSON null. Clients send null for "not set", and
 // meant it three ways (keep, clear, default); the plugin guesses none of
 // them: leaving the field out keeps it, and an explicit empty value clears
 // it where clearing makes sense.
-func nullMessage(name string, t framework.FieldType, stored bool) string {
-	msg := fmt.Sprintf("%s: null is not a value, and nothing was stored; leave the field out to keep ", name)
+func nullRefusal(name string, t framework.FieldType, stored bool) error {
+	msg := "null is not a value, and nothing was stored; leave the field out to keep "
 	if stored {
 		msg += "its current value"
 	} else {
@@ -92,110 +103,110 @@ func nullMessage(name string, t framework.FieldType, stored bool) string {
 	switch {
 	case !stored:
 	case notClearable[name] != "":
-		return msg + fmt.Sprintf(" (it cannot be cleared: %s)", notClearable[name])
+		return refuse(name, "%s (it cannot be cleared: %s)", msg, notClearable[name])
 	case t == framework.TypeMap:
-		return msg + fmt.Sprintf(", or send an empty object to clear it (%s={})", name)
+		return refuse(name, "%s, or send an empty object to clear it (%s={})", msg, name)
 	case t == framework.TypeCommaStringSlice || t == framework.TypeStringSlice:
-		return msg + fmt.Sprintf(", or send an empty list to clear it (%s=[])", name)
+		return refuse(name, "%s, or send an empty list to clear it (%s=[])", msg, name)
 	}
-	return msg + ", or give a value"
+	return refuse(name, "%s, or give a value", msg)
 }
 
-// checkValue returns a replacement value (or nil to keep raw) and an error
-// message naming the field, or "".
-func checkValue(name string, t framework.FieldType, raw any) (any, string) {
+// checkValue returns a replacement value (or nil to keep raw), or a
+// refusal naming the field.
+func checkValue(name string, t framework.FieldType, raw any) (any, error) {
 	if raw == nil {
-		return nil, nullMessage(name, t, false)
+		return nil, nullRefusal(name, t, false)
 	}
 	switch t {
 	case framework.TypeDurationSecond:
 		secs, err := parseDuration(raw)
 		if err != nil {
-			return nil, fmt.Sprintf("%s: %v; give whole seconds (3600) or a duration such as \"1h\" or \"90s\"", name, err)
+			return nil, refuse(name, "%v; give whole seconds (3600) or a duration such as \"1h\" or \"90s\"", err)
 		}
-		return secs, ""
+		return secs, nil
 	case framework.TypeBool:
 		switch v := raw.(type) {
 		case bool:
-			return nil, ""
+			return nil, nil
 		case string:
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				return nil, fmt.Sprintf("%s: %q is not a boolean; give true or false", name, v)
+				return nil, refuse(name, "%q is not a boolean; give true or false", v)
 			}
-			return b, ""
+			return b, nil
 		}
-		return nil, fmt.Sprintf("%s: expected true or false, got %s", name, typeName(raw))
+		return nil, refuse(name, "expected true or false, got %s", typeName(raw))
 	case framework.TypeInt:
 		n, err := parseInt(raw)
 		if err != nil {
-			return nil, fmt.Sprintf("%s: %v; give a whole number", name, err)
+			return nil, refuse(name, "%v; give a whole number", err)
 		}
-		return n, ""
+		return n, nil
 	case framework.TypeString, framework.TypeNameString, framework.TypeLowerCaseString:
 		switch v := raw.(type) {
 		case string:
 			if !utf8.ValidString(v) {
-				return nil, fmt.Sprintf("%s: not valid UTF-8; send text", name)
+				return nil, refuse(name, "not valid UTF-8; send text")
 			}
 			if len(v) > maxStringLen {
-				return nil, fmt.Sprintf("%s: %d bytes is longer than the %d-byte limit; send a shorter value", name, len(v), maxStringLen)
+				return nil, refuse(name, "%d bytes is longer than the %d-byte limit; send a shorter value", len(v), maxStringLen)
 			}
-			return nil, ""
+			return nil, nil
 		case json.Number:
-			return v.String(), ""
+			return v.String(), nil
 		}
-		return nil, fmt.Sprintf("%s: expected a string, got %s", name, typeName(raw))
+		return nil, refuse(name, "expected a string, got %s", typeName(raw))
 	case framework.TypeFloat:
 		switch v := raw.(type) {
 		case float64, int, int64:
-			return nil, ""
+			return nil, nil
 		case json.Number:
 			f, err := v.Float64()
 			if err != nil {
-				return nil, fmt.Sprintf("%s: %q is not a number", name, v.String())
+				return nil, refuse(name, "%q is not a number", v.String())
 			}
-			return f, ""
+			return f, nil
 		case string:
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-				return nil, fmt.Sprintf("%s: %q is not a number", name, v)
+				return nil, refuse(name, "%q is not a number", v)
 			}
-			return f, ""
+			return f, nil
 		}
-		return nil, fmt.Sprintf("%s: expected a number, got %s", name, typeName(raw))
+		return nil, refuse(name, "expected a number, got %s", typeName(raw))
 	case framework.TypeCommaStringSlice, framework.TypeStringSlice:
-		list, msg := stringList(name, raw)
-		if msg != "" {
-			return nil, msg
+		list, err := stringList(name, raw)
+		if err != nil {
+			return nil, err
 		}
-		return list, ""
+		return list, nil
 	case framework.TypeMap:
 		switch v := raw.(type) {
 		case map[string]any:
-			return nil, ""
+			return nil, nil
 		case string:
 			m, err := decodeObject(v)
 			if err != nil {
-				return nil, fmt.Sprintf("%s: %v; give a JSON object such as {\"scope\":\"read\"}", name, err)
+				return nil, refuse(name, "%v; give a JSON object such as {\"scope\":\"read\"}", err)
 			}
-			return m, ""
+			return m, nil
 		}
-		return nil, fmt.Sprintf("%s: expected a JSON object, got %s; give an object such as {\"scope\":\"read\"}", name, typeName(raw))
+		return nil, refuse(name, "expected a JSON object, got %s; give an object such as {\"scope\":\"read\"}", typeName(raw))
 	case framework.TypeSlice:
 		switch v := raw.(type) {
 		case []any:
-			return nil, ""
+			return nil, nil
 		case string:
 			var l []any
 			if err := decodeStrict(v, &l); err != nil {
-				return nil, fmt.Sprintf("%s: %v; give a JSON list of objects", name, err)
+				return nil, refuse(name, "%v; give a JSON list of objects", err)
 			}
-			return l, ""
+			return l, nil
 		}
-		return nil, fmt.Sprintf("%s: expected a list, got %s", name, typeName(raw))
+		return nil, refuse(name, "expected a list, got %s", typeName(raw))
 	}
-	return nil, ""
+	return nil, nil
 }
 
 func typeName(v any) string {
@@ -280,12 +291,12 @@ func parseInt(raw any) (int64, error) {
 	return 0, fmt.Errorf("expected a number, got %s", typeName(raw))
 }
 
-func stringList(name string, raw any) ([]string, string) {
+func stringList(name string, raw any) ([]string, error) {
 	var out []string
 	switch v := raw.(type) {
 	case string:
 		if strings.TrimSpace(v) == "" {
-			return []string{}, ""
+			return []string{}, nil
 		}
 		for _, s := range strings.Split(v, ",") {
 			out = append(out, strings.TrimSpace(s))
@@ -296,28 +307,28 @@ func stringList(name string, raw any) ([]string, string) {
 		for _, e := range v {
 			s, ok := e.(string)
 			if !ok {
-				return nil, fmt.Sprintf("%s: every entry must be a string, got %s", name, typeName(e))
+				return nil, refuse(name, "every entry must be a string, got %s", typeName(e))
 			}
 			out = append(out, s)
 		}
 	default:
-		return nil, fmt.Sprintf("%s: expected a list of strings, got %s", name, typeName(raw))
+		return nil, refuse(name, "expected a list of strings, got %s", typeName(raw))
 	}
 	if len(out) > maxListLen {
-		return nil, fmt.Sprintf("%s: %d entries is above the limit of %d; send fewer", name, len(out), maxListLen)
+		return nil, refuse(name, "%d entries is above the limit of %d; send fewer", len(out), maxListLen)
 	}
 	for _, s := range out {
 		if !utf8.ValidString(s) {
-			return nil, fmt.Sprintf("%s: an entry is not valid UTF-8", name)
+			return nil, refuse(name, "an entry is not valid UTF-8")
 		}
 		if len(s) > maxStringLen {
-			return nil, fmt.Sprintf("%s: an entry of %d bytes is longer than the %d-byte limit", name, len(s), maxStringLen)
+			return nil, refuse(name, "an entry of %d bytes is longer than the %d-byte limit", len(s), maxStringLen)
 		}
 	}
 	if out == nil {
 		out = []string{}
 	}
-	return out, ""
+	return out, nil
 }
 
 // decodeObject decodes a JSON object, refusing trailing data and duplicate

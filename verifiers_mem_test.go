@@ -74,7 +74,7 @@ func monBytesPerClient(n int, shape monClientShape) (perClient float64, tracked 
 
 // TestMonitoringTrackerMemoryPerClient measures what the verifier report
 // costs in memory: 10,000 distinct clients (the tracker's capacity), each
-// fetching once. Its figures are the ones the README gives.
+// fetching once. Its figures are the ones docs/operations.md gives.
 func TestMonitoringTrackerMemoryPerClient(t *testing.T) {
 	const n = maxTrackedClients
 	for _, tc := range []struct {

@@ -28,32 +28,24 @@ raft_prepare() {
 	mv -f "$dir/plugins/$PLUGIN.new" "$dir/plugins/$PLUGIN"
 }
 
-# raft_write_config DIR NODE_ID API_PORT CLUSTER_PORT [JOIN_ADDR ...]
+# raft_write_config DIR NODE_ID API_PORT CLUSTER_PORT [JOIN_ADDR ...]: the
+# node's configuration from scripts/raft-node.hcl, which the acceptance
+# tests fill in too.
 raft_write_config() {
 	local dir=$1 id=$2 port=$3 cport=$4
 	shift 4
-	{
-		printf 'storage "raft" {\n'
-		printf '  path                   = "%s/data"\n' "$dir"
-		printf '  node_id                = "%s"\n' "$id"
-		printf '  performance_multiplier = 1\n'
-		local join
-		for join in "$@"; do
-			printf '  retry_join {\n    leader_api_addr = "%s"\n  }\n' "$join"
-		done
-		printf '}\n\n'
-		printf 'listener "tcp" {\n'
-		printf '  address         = "127.0.0.1:%s"\n' "$port"
-		printf '  cluster_address = "127.0.0.1:%s"\n' "$cport"
-		printf '  # Loopback drill: no TLS. In production, terminate TLS here.\n'
-		printf '  tls_disable     = true\n'
-		printf '}\n\n'
-		printf 'api_addr         = "http://127.0.0.1:%s"\n' "$port"
-		printf 'cluster_addr     = "https://127.0.0.1:%s"\n' "$cport"
-		printf 'disable_mlock    = true\n'
-		printf 'plugin_directory = "%s/plugins"\n' "$dir"
-		printf 'ui               = false\n'
-	} >"$dir/vault.hcl"
+	local joins="" join cfg
+	for join in "$@"; do
+		joins+=$'  retry_join {\n    leader_api_addr = "'"$join"$'"\n  }\n'
+	done
+	cfg=$(<"$ROOT/scripts/raft-node.hcl")
+	cfg=${cfg//@DIR@/$dir}
+	cfg=${cfg//@NODE_ID@/$id}
+	cfg=${cfg//@PERFORMANCE_MULTIPLIER@/1}
+	cfg=${cfg//@RETRY_JOIN@/$joins}
+	cfg=${cfg//@API_PORT@/$port}
+	cfg=${cfg//@CLUSTER_PORT@/$cport}
+	printf '%s\n' "$cfg" >"$dir/vault.hcl"
 }
 
 raft_pid() {

@@ -59,19 +59,7 @@ func TestSafetyCrash(t *testing.T) {
 			t.Logf("node directory kept at %s", keep)
 		}
 	})
-	if err := node.start(); err != nil {
-		t.Fatal(err)
-	}
-	key, token, err := safVaultInit(node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := safUnseal(node, key); err != nil {
-		t.Fatal(err)
-	}
-	if err := node.waitHealth(60*time.Second, http.StatusOK); err != nil {
-		t.Fatal(err)
-	}
+	key, token := node.startFresh(t)
 
 	c := &safCrash{t: t, node: node, key: key, sha: sha, vc: newVaultClient(node.addr, token), mountPath: "jwt", seed: uint64(time.Now().UnixNano())}
 	c.rng = rand.New(rand.NewPCG(c.seed, 7))

@@ -21,7 +21,7 @@ import (
 // catalog is replicated). Tokens are signed through every node in turn
 // (standbys forward to the active node) and checked by the verifier
 // libraries, which reach the JWKS through a small caching proxy in front of
-// the three nodes (as the README advises for production) or, for three of
+// the three nodes (as docs/operations.md advises for production) or, for three of
 // them, each node directly with a failover list. The JWKS is byte-identical
 // with the same ETag on every node. The active node is killed with SIGKILL
 // two seconds before a scheduled activation: the new active node activates

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,13 +71,18 @@ func newSafRaftNode(t *testing.T, root, id, vaultBin, pluginBin string) (*safRaf
 	return n, sum
 }
 
-// writeConfig writes the node's server configuration: Raft storage in its
-// directory (retry_join to the given leaders), a loopback listener without
-// TLS for the API, the cluster port next to it, and its plugin directory.
-// performance_multiplier (n.perfMultiplier, default 1) scales Raft's
-// timeouts: 1 elects a leader as quickly as Raft allows.
+// writeConfig writes the node's server configuration from
+// scripts/raft-node.hcl, the topology the drill scripts use too: Raft
+// storage in its directory (retry_join to the given leaders), a loopback
+// listener without TLS for the API, the cluster port next to it, and its
+// plugin directory. performance_multiplier (n.perfMultiplier, default 1)
+// scales Raft's timeouts: 1 elects a leader as quickly as Raft allows.
 func (n *safRaftNode) writeConfig(t *testing.T, joins []*safRaftNode) {
 	t.Helper()
+	tmpl, err := os.ReadFile(filepath.Join("..", "scripts", "raft-node.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	mult := n.perfMultiplier
 	if mult == 0 {
 		mult = 1
@@ -87,28 +93,41 @@ func (n *safRaftNode) writeConfig(t *testing.T, joins []*safRaftNode) {
 			fmt.Fprintf(&retry, "  retry_join {\n    leader_api_addr = %q\n  }\n", j.addr)
 		}
 	}
-	cfg := fmt.Sprintf(`storage "raft" {
-  path                   = %q
-  node_id                = %q
-  performance_multiplier = %d
-%s}
-
-listener "tcp" {
-  address         = "127.0.0.1:%d"
-  cluster_address = "127.0.0.1:%d"
-  tls_disable     = true
-}
-
-api_addr         = %q
-cluster_addr     = "https://127.0.0.1:%d"
-disable_mlock    = true
-plugin_directory = %q
-ui               = false
-log_level        = "info"
-`, filepath.Join(n.dir, "data"), n.id, mult, retry.String(), n.apiPort, n.clusterPort, n.addr, n.clusterPort, n.pluginDir)
+	cfg := strings.NewReplacer(
+		"@DIR@", n.dir,
+		"@NODE_ID@", n.id,
+		"@PERFORMANCE_MULTIPLIER@", strconv.Itoa(mult),
+		"@RETRY_JOIN@", retry.String(),
+		"@API_PORT@", strconv.Itoa(n.apiPort),
+		"@CLUSTER_PORT@", strconv.Itoa(n.clusterPort),
+	).Replace(string(tmpl))
+	if regexp.MustCompile(`@[A-Z_]+@`).MatchString(cfg) {
+		t.Fatalf("scripts/raft-node.hcl has a field this test does not fill in:\n%s", cfg)
+	}
 	if err := os.WriteFile(n.configPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startFresh starts a new node, initialises it with one key share,
+// unseals it and waits until it is active; it returns the unseal key and
+// the root token.
+func (n *safRaftNode) startFresh(t *testing.T) (unsealKey, rootToken string) {
+	t.Helper()
+	if err := n.start(); err != nil {
+		t.Fatal(err)
+	}
+	key, token, err := safVaultInit(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := safUnseal(n, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.waitHealth(60*time.Second, http.StatusOK); err != nil {
+		t.Fatal(err)
+	}
+	return key, token
 }
 
 // start runs `vault server -config`; the log is appended across restarts.

@@ -51,19 +51,7 @@ func TestSafetyRandomOperations(t *testing.T) {
 			t.Logf("node directory kept at %s", safKeepDir(root))
 		}
 	})
-	if err := node.start(); err != nil {
-		t.Fatal(err)
-	}
-	key, token, err := safVaultInit(node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := safUnseal(node, key); err != nil {
-		t.Fatal(err)
-	}
-	if err := node.waitHealth(60*time.Second, http.StatusOK); err != nil {
-		t.Fatal(err)
-	}
+	key, token := node.startFresh(t)
 	seed := uint64(time.Now().UnixNano())
 	r := &randRun{
 		t: t, node: node, key: key, vc: newVaultClient(node.addr, token),

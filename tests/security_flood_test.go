@@ -38,8 +38,8 @@ const (
 // growing, and the plugin process's resident memory levels off), that
 // signing keeps working during the flood (at least secFloodMinSigns
 // signatures begin after its first request and end before its last), and
-// that the README's rate-limit quotas make Vault answer 429 beyond their
-// rate.
+// that the rate-limit quotas of docs/operations.md make Vault answer 429
+// beyond their rate.
 func TestSecurityFlood(t *testing.T) {
 	sec := secStartServer(t, secServerOptions{logLevel: "warn"})
 	m := sec.mount(t, "jwt-flood", map[string]any{"jwks_max_age": 60})
@@ -224,7 +224,7 @@ flood:
 	secQuotas(t, sec, m)
 }
 
-// secQuotas applies the README's rate-limit quotas, with the README's rate
+// secQuotas applies the rate-limit quotas of docs/operations.md, with their rate
 // (20 per second), one at a time, and shows that each makes Vault answer 429
 // on its paths beyond the rate, and only there.
 func secQuotas(t *testing.T, sec *secServer, m *mount) {

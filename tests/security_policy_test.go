@@ -1,11 +1,17 @@
 package tests
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // TestSecurityLeastPrivilege loads the example policies of policies/ (with
@@ -23,6 +29,12 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	signer := secLogin(t, m, "signer-demo")
 	admin := secLogin(t, m, "rotation-admin")
 	auditor := secLogin(t, m, "auditor")
+	importer := secLogin(t, m, "importer")
+	trustedKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trustedJWK, _ := json.Marshal(jose.JSONWebKey{Key: trustedKey.Public(), KeyID: "policy-old-key", Algorithm: "RS256", Use: "sig"})
 	anon := env.root.withToken("")
 
 	type check struct {
@@ -66,12 +78,17 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 		"write jwks":         post("jwks", map[string]any{"keys": []any{}}),
 		"read unknown":       get("nothing-here"),
 		"read unknown known": get(".well-known/nothing-here"),
+		"read wrapping key":  get("wrapping_key"),
+		// A valid request but for the key material: a 400 once allowed.
+		"import": post("keys/imported/import", map[string]any{"ciphertext": "AAAA", "algorithm": "RS256"}),
+		"trust":  post("keys/other/trust", map[string]any{"jwk": string(trustedJWK), "expires_at": time.Now().Unix() + 3600}),
 	}
 	public := []string{"read jwks", "read ring jwks", "read well-known", "read discovery"}
 	allowed := map[string][]string{
 		"signer-demo":    append([]string{"sign demo", "sign demo batch"}, public...),
 		"rotation-admin": append([]string{"list keys", "read key", "update key", "create key", "rotate", "revoke", "rollback", "delete key", "read config", "read verifiers", "read clock", "accept clock"}, public...),
 		"auditor":        append([]string{"read config", "list keys", "read key", "list roles", "read role", "read verifiers", "read metrics", "read clock"}, public...),
+		"importer":       append([]string{"read wrapping key", "import", "trust", "list keys", "read key"}, public...),
 		"no token":       public,
 	}
 	// Requests Vault hands to the plugin without any token check, because
@@ -79,7 +96,7 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	// serve: they must be refused (400, 404 or 405), with or without a token.
 	unservedPublic := map[string]bool{"write jwks": true, "read unknown known": true}
 
-	clients := map[string]*vaultClient{"signer-demo": signer, "rotation-admin": admin, "auditor": auditor, "no token": anon}
+	clients := map[string]*vaultClient{"signer-demo": signer, "rotation-admin": admin, "auditor": auditor, "importer": importer, "no token": anon}
 	checks := 0
 	for who, c := range clients {
 		ok := map[string]bool{}
@@ -119,7 +136,11 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	if resp := env.root.read(t, m.p("keys/new-by-caller")); resp.Status != http.StatusOK {
 		t.Errorf("the rotation admin could not create a ring: status %d", resp.Status)
 	}
-	t.Logf("least privilege: %d policies (signer-demo, rotation-admin, auditor) and no token, %d requests checked", 3, checks)
+	// Only the importer's trust was written.
+	if tk, _ := env.root.mustRead(t, m.p("keys/other")).Data["trusted_keys"].([]any); len(tk) != 1 {
+		t.Errorf("ring other trusts %d keys, want the importer's one", len(tk))
+	}
+	t.Logf("least privilege: %d policies (signer-demo, rotation-admin, auditor, importer) and no token, %d requests checked", 4, checks)
 }
 
 // secLogin writes policies/<name>.hcl for mount m (jwt/ becomes m's path,

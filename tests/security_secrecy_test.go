@@ -6,6 +6,8 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -16,6 +18,9 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -113,6 +118,19 @@ func TestSecuritySecrecy(t *testing.T) {
 	ok(root.write(t, p("roles/templ"), map[string]any{"key": "ec256", "audiences": "api", "subject_template": "user/{{identity.entity.name}}/{{identity.entity.id}}"}))
 	allRoles := append(append([]string{}, names...), "fast", "templ")
 
+	// Imported keys, by the stock CLI through a proxy that records every
+	// response: they sign, retire and are scanned for like the generated
+	// ones, as is the mount's wrapping key; trusted keys are published.
+	imported := secImport(t, sec, m, h, short)
+	for _, name := range imported {
+		ok(root.write(t, p("roles/"+name), map[string]any{
+			"key": name, "audiences": "api,other", "ttl": "5m", "max_ttl": "1h",
+			"claims": map[string]any{"tenant": "acme"}, "allowed_claims": "scope", "allowed_subjects": "svc-*",
+		}))
+	}
+	names = append(names, imported...)
+	allRoles = append(allRoles, imported...)
+
 	exercise := func(round string) {
 		t.Helper()
 		for _, role := range allRoles {
@@ -185,6 +203,9 @@ func TestSecuritySecrecy(t *testing.T) {
 	ok(root.write(t, p("keys/rsa"), map[string]any{"rsa_bits": 3072}))
 	h.collect(t)
 	ok(root.write(t, p("keys/rsa/rotate"), map[string]any{"force": true}))
+	h.collect(t)
+	// The imported RSA key retires: its private half goes.
+	ok(root.write(t, p("keys/imprsa/rotate"), map[string]any{"force": true}))
 	h.collect(t)
 	exercise("two")
 
@@ -275,7 +296,16 @@ func TestSecuritySecrecy(t *testing.T) {
 	hmacData, hmacSkipped := secAuditWithoutRaw(t, auditHMAC)
 	report("the HMAC audit log", hmacData)
 	rawData, rawSkipped := secAuditWithoutRaw(t, auditRaw)
+	// The refused requests that carried key material in the clear (a plain
+	// key to import, a private JWK to trust) are in the raw audit log by
+	// design (log_raw); their answers are scanned, and the requests must be
+	// there, so the scan saw what it claims to.
+	rawData, refusedAnswers, nRefused := secAuditSplitRefused(t, rawData)
+	if nRefused != 4 { // request and response entries of each
+		t.Fatalf("%d raw audit entries of the refused key material requests, want 4", nRefused)
+	}
 	report("the raw audit log", rawData)
+	report("the raw audit log's answers to refused key material", refusedAnswers)
 	t.Logf("scanned %d bytes: %d responses (%d bytes; %d sys/raw responses left out), Vault log %d bytes, HMAC audit log %d bytes (%d sys/raw entries left out), raw audit log %d bytes (%d sys/raw entries left out); %d known-secret patterns from %d keys; findings: %d",
 		total, len(recs), respBytes, sec.rec.skipped, len(logData), len(hmacData), hmacSkipped, len(rawData), rawSkipped, sc.patterns, len(h.keys), findings)
 	if findings > 0 {
@@ -446,18 +476,20 @@ func (h *secHarvest) collect(t *testing.T) {
 			}
 			value, _ := resp.Data["value"].(string)
 			var entry struct {
-				KID   string `json:"kid"`
-				PKCS8 []byte `json:"pkcs8"`
+				KID        string `json:"kid"`
+				Thumbprint string `json:"thumbprint"`
+				PKCS8      []byte `json:"pkcs8"`
 			}
-			if err := json.Unmarshal([]byte(value), &entry); err != nil || entry.KID != kid {
+			// An imported key's half is stored under its thumbprint.
+			if err := json.Unmarshal([]byte(value), &entry); err != nil || (entry.KID != kid && entry.Thumbprint != kid) {
 				t.Fatalf("sys/raw %s%s: %v: %.100s", ring, kid, err, value)
 			}
 			k, err := x509.ParsePKCS8PrivateKey(entry.PKCS8)
 			if err != nil {
 				t.Fatalf("private half of %s: %v", kid, err)
 			}
-			h.keys[kid] = k.(crypto.Signer)
-			h.seen[kid] = true
+			h.keys[entry.KID] = k.(crypto.Signer)
+			h.seen[kid], h.seen[entry.KID] = true, true
 		}
 	}
 }
@@ -689,4 +721,123 @@ func (s *secScanner) positiveControl(t *testing.T, h *secHarvest) {
 			t.Fatalf("positive control: a public JWK is reported: %v", f)
 		}
 	}
+}
+
+// secImport imports a key of each type with the stock vault transit import
+// command, through a proxy whose responses the recorder keeps (the
+// command's output too), harvests their private halves and the mount's
+// wrapping key, trusts two public keys, and sends the two refusals that
+// carry key material in the clear (to keys/refused-*). It returns the
+// imported rings.
+func secImport(t *testing.T, sec *secServer, m *mount, h *secHarvest, settings map[string]any) []string {
+	t.Helper()
+	target, err := url.Parse(sec.srv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) }, Transport: sec.rec})
+	defer proxy.Close()
+	var args []string
+	for k, v := range settings {
+		args = append(args, fmt.Sprintf("%s=%v", k, v))
+	}
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	imports := []struct {
+		ring, alg, kid string
+		key            crypto.Signer
+	}{
+		{"imprsa", "RS256", "legacy-rsa", rsaKey},
+		{"impec", "ES384", "legacy-ec", ecKey},
+		{"imped", "EdDSA", "", edKey},
+	}
+	var rings []string
+	for _, imp := range imports {
+		extra := append([]string{"algorithm=" + imp.alg}, args...)
+		if imp.kid != "" {
+			extra = append(extra, "kid="+imp.kid)
+		}
+		out, code := transitImport(t, proxy.URL, m.p("keys/"+imp.ring), keyFile(t, imp.key), extra...)
+		sec.rec.note("vault transit import", m.p("keys/"+imp.ring), []byte(out))
+		if code != 0 {
+			t.Fatalf("vault transit import %s exited %d: %s", imp.ring, code, out)
+		}
+		h.collect(t)
+		rings = append(rings, imp.ring)
+	}
+	for _, imp := range imports {
+		if _, ok := h.keys[imp.kid]; imp.kid != "" && !ok {
+			t.Fatalf("the imported key %s was not harvested", imp.kid)
+		}
+	}
+	// The wrapping key's private half, read like the others.
+	resp := sec.root.do(t, http.MethodGet, strings.TrimSuffix(h.prefix, "private/")+"wrapping/key", nil)
+	var entry struct {
+		PKCS8 []byte `json:"pkcs8"`
+	}
+	value, _ := resp.Data["value"].(string)
+	if err := json.Unmarshal([]byte(value), &entry); err != nil {
+		t.Fatalf("sys/raw wrapping/key: %v", err)
+	}
+	wk, err := x509.ParsePKCS8PrivateKey(entry.PKCS8)
+	if err != nil {
+		t.Fatalf("wrapping key: %v", err)
+	}
+	h.keys["wrapping-key"] = wk.(crypto.Signer)
+	h.seen["wrapping-key"] = true
+
+	// Trusted public keys, and the two refusals.
+	trusted, _ := rsa.GenerateKey(rand.Reader, 2048)
+	jwk, _ := json.Marshal(jose.JSONWebKey{Key: trusted.Public(), KeyID: "legacy-old-rsa", Algorithm: "RS256", Use: "sig"})
+	sec.root.mustWrite(t, m.p("keys/imprsa/trust"), map[string]any{"jwk": string(jwk), "expires_at": time.Now().Unix() + 7200})
+	exposed, _ := rsa.GenerateKey(rand.Reader, 2048)
+	h.keys["refused-trust"] = exposed // scanned for everywhere but in the requests that carried it
+	privJWK, _ := json.Marshal(jose.JSONWebKey{Key: exposed, KeyID: "refused", Algorithm: "RS256"})
+	if r := sec.root.write(t, m.p("keys/refused-trust/trust"), map[string]any{"jwk": string(privJWK), "expires_at": time.Now().Unix() + 600}); r.Status != http.StatusBadRequest {
+		t.Fatalf("a private JWK to trust: status %d", r.Status)
+	}
+	plain, _ := x509.MarshalPKCS8PrivateKey(exposed)
+	if r := sec.root.write(t, m.p("keys/refused-import/import"), map[string]any{"ciphertext": base64.StdEncoding.EncodeToString(plain), "algorithm": "RS256"}); r.Status != http.StatusBadRequest {
+		t.Fatalf("a plain key to import: status %d", r.Status)
+	}
+	return rings
+}
+
+// note records output that is not an HTTP response (a command's output).
+func (r *secRecorder) note(method, path string, data []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.responses = append(r.responses, secRecorded{method: method, path: path, data: data})
+}
+
+// secAuditSplitRefused takes out of an audit log the entries of the
+// refused requests that carried key material (paths keys/refused-*), and
+// returns the rest, the answers of those entries alone, and how many.
+func secAuditSplitRefused(t *testing.T, data []byte) (rest, answers []byte, n int) {
+	t.Helper()
+	var out, ans bytes.Buffer
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var entry struct {
+			Request struct {
+				Path string `json:"path"`
+			} `json:"request"`
+			Response json.RawMessage `json:"response"`
+			Error    string          `json:"error"`
+		}
+		if err := json.Unmarshal(line, &entry); err != nil {
+			t.Fatalf("an audit line is not JSON: %v", err)
+		}
+		if strings.Contains(entry.Request.Path, "/keys/refused-") {
+			n++
+			ans.Write(entry.Response)
+			ans.WriteString(entry.Error + "\n")
+			continue
+		}
+		out.Write(line)
+	}
+	return out.Bytes(), ans.Bytes(), n
 }

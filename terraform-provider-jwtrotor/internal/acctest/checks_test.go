@@ -63,6 +63,21 @@ func (k keyTimes) movedFrom(was keyTimes) string {
 	return ""
 }
 
+// keysUnmoved checks that every key of before is still in after, on the
+// same schedule: a change of the ring's settings applies to new keys only.
+func keysUnmoved(before, after map[string]keyTimes) error {
+	for kid, was := range before {
+		k, ok := after[kid]
+		if !ok {
+			return fmt.Errorf("key %s is gone", kid)
+		}
+		if m := k.movedFrom(was); m != "" {
+			return fmt.Errorf("key %s moved: %s", kid, m)
+		}
+	}
+	return nil
+}
+
 // ringKeys reads every key of a ring from Vault, by kid.
 func ringKeys(t *testing.T, mount, ring string) map[string]keyTimes {
 	t.Helper()
@@ -178,6 +193,20 @@ func msgRE(pieces ...string) *regexp.Regexp {
 		quoted = append(quoted, strings.Join(strings.Fields(regexp.QuoteMeta(p)), `\s+`))
 	}
 	return regexp.MustCompile(`(?s)` + strings.Join(quoted, `.*`))
+}
+
+// checkReplaced checks that a new name replaced the object at Vault path
+// old (a ring, a role) with one at path new.
+func checkReplaced(t *testing.T, old, new string) func(*terraform.State) error {
+	return func(*terraform.State) error {
+		if vaultRead(t, old) != nil {
+			return fmt.Errorf("the replaced %s is still readable", old)
+		}
+		if vaultRead(t, new) == nil {
+			return fmt.Errorf("%s was not created", new)
+		}
+		return nil
+	}
 }
 
 // checkPath compares the fields given with what Vault reads at p.

@@ -124,7 +124,7 @@ func TestAccAttributesMatchPluginFields(t *testing.T) {
 		{"resource", "jwtrotor_role", "roles/x", []string{"id"}, nil},
 		{"resource", "jwtrotor_rotation", "keys/x/rotate",
 			[]string{"id", "ring", "triggers", "rotated", "previous_kid", "promoted_kid", "activates_at"},
-			[]string{"name", "op", "kid"}}, // ring is the name; kid belongs to revoke
+			[]string{"name"}}, // ring is the name
 	}
 	for _, c := range cases {
 		plugin := pluginFields(t, mount, c.rel)

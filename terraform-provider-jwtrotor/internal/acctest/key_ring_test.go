@@ -105,14 +105,8 @@ func TestAccKeyRingLifecycle(t *testing.T) {
 							return fmt.Errorf("Vault rotation_period = %d, want 7200", got)
 						}
 						now := ringKeys(t, mount, "payments")
-						for kid, was := range first {
-							k, ok := now[kid]
-							if !ok {
-								return fmt.Errorf("key %s is gone", kid)
-							}
-							if m := k.movedFrom(was); m != "" {
-								return fmt.Errorf("key %s moved: %s", kid, m)
-							}
+						if err := keysUnmoved(first, now); err != nil {
+							return err
 						}
 						eddsa := 0
 						for _, k := range now {
@@ -159,15 +153,7 @@ func TestAccKeyRingLifecycle(t *testing.T) {
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionDestroyBeforeCreate),
 				}},
-				Check: func(*terraform.State) error {
-					if vaultRead(t, mount+"/keys/payments") != nil {
-						return fmt.Errorf("the replaced ring payments is still readable")
-					}
-					if vaultRead(t, mount+"/keys/payments-v2") == nil {
-						return fmt.Errorf("ring payments-v2 was not created")
-					}
-					return nil
-				},
+				Check: checkReplaced(t, mount+"/keys/payments", mount+"/keys/payments-v2"),
 			},
 		},
 	})

@@ -194,15 +194,8 @@ func TestAccPolicyAsCode(t *testing.T) {
 					resource.TestCheckResourceAttr(ring, "rotation_period", "2h"),
 					resource.TestCheckResourceAttr(ring, "publish_lead", "45m"),
 					func(s *terraform.State) error {
-						after := ringKeys(t, mount, "payments")
-						for kid, was := range before {
-							k, ok := after[kid]
-							if !ok {
-								return fmt.Errorf("key %s is gone", kid)
-							}
-							if m := k.movedFrom(was); m != "" {
-								return fmt.Errorf("key %s moved: %s", kid, m)
-							}
+						if err := keysUnmoved(before, ringKeys(t, mount, "payments")); err != nil {
+							return err
 						}
 						a, err := attrs(s, ring)
 						if err != nil {

@@ -138,15 +138,7 @@ func TestAccRoleLifecycle(t *testing.T) {
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionDestroyBeforeCreate),
 				}},
-				Check: func(*terraform.State) error {
-					if vaultRead(t, mount+"/roles/api") != nil {
-						return fmt.Errorf("the replaced role api is still readable")
-					}
-					if vaultRead(t, mount+"/roles/api-v2") == nil {
-						return fmt.Errorf("role api-v2 was not created")
-					}
-					return nil
-				},
+				Check: checkReplaced(t, mount+"/roles/api", mount+"/roles/api-v2"),
 			},
 		},
 	})

@@ -54,6 +54,34 @@ func (c *vaultClient) writeOnce(ctx context.Context, rel string, data map[string
 	return once.Logical().WriteWithContext(ctx, c.p(rel), data)
 }
 
+// send writes body to rel for a resource declared by table: a refusal is
+// reported on the attribute the plugin's message names, and the plugin's
+// warnings are passed on. ok is false when Vault refused.
+func (c *vaultClient) send(ctx context.Context, rel string, body map[string]any, table fields, diags *diag.Diagnostics) (s *api.Secret, ok bool) {
+	s, err := c.write(ctx, rel, body)
+	if err != nil {
+		addVaultError(diags, "Vault refused the write to "+c.p(rel), err, table.names())
+		return nil, false
+	}
+	addWarnings(diags, "Warning from "+c.p(rel), s)
+	return s, true
+}
+
+// readRing reads key ring name; when Vault has none, the error is on
+// attribute attr, which names the ring. It is nil after any error.
+func (c *vaultClient) readRing(ctx context.Context, attr, name string, diags *diag.Diagnostics) *api.Secret {
+	rel := "keys/" + name
+	s, err := c.read(ctx, rel)
+	if err != nil {
+		addVaultError(diags, "Reading "+c.p(rel), err, nil)
+		return nil
+	}
+	if s == nil {
+		diags.AddAttributeError(path.Root(attr), "No such key ring", fmt.Sprintf("%s: no key ring %q at %s", attr, name, c.p(rel)))
+	}
+	return s
+}
+
 func (c *vaultClient) delete(ctx context.Context, rel string, query map[string][]string) (*api.Secret, error) {
 	return c.api.Logical().DeleteWithDataWithContext(ctx, c.p(rel), query)
 }

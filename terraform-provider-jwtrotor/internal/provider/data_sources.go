@@ -14,21 +14,19 @@ import (
 
 // jwtrotor_jwks
 
-type jwksDataSource struct{ c *vaultClient }
+type jwksDataSource struct{ dataSourceBase }
 
 var _ datasource.DataSourceWithConfigure = &jwksDataSource{}
 
-func newJWKSDataSource() datasource.DataSource { return &jwksDataSource{} }
+func newJWKSDataSource() datasource.DataSource {
+	return &jwksDataSource{dataSourceBase{typeSuffix: "_jwks"}}
+}
 
 type jwksModel struct {
 	ID   types.String `tfsdk:"id"`
 	Ring types.String `tfsdk:"ring"`
 	JSON types.String `tfsdk:"json"`
 	KIDs types.List   `tfsdk:"kids"`
-}
-
-func (d *jwksDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
-	resp.TypeName = req.ProviderTypeName + "_jwks"
 }
 
 func (d *jwksDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
@@ -45,10 +43,6 @@ func (d *jwksDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, r
 				Description: "The kids in the document, in its order."},
 		},
 	}
-}
-
-func (d *jwksDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
-	d.c = clientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 func (d *jwksDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
@@ -87,11 +81,13 @@ func (d *jwksDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 
 // jwtrotor_openid_configuration
 
-type openIDDataSource struct{ c *vaultClient }
+type openIDDataSource struct{ dataSourceBase }
 
 var _ datasource.DataSourceWithConfigure = &openIDDataSource{}
 
-func newOpenIDConfigurationDataSource() datasource.DataSource { return &openIDDataSource{} }
+func newOpenIDConfigurationDataSource() datasource.DataSource {
+	return &openIDDataSource{dataSourceBase{typeSuffix: "_openid_configuration"}}
+}
 
 type openIDModel struct {
 	ID          types.String `tfsdk:"id"`
@@ -99,10 +95,6 @@ type openIDModel struct {
 	JWKSURI     types.String `tfsdk:"jwks_uri"`
 	SigningAlgs types.List   `tfsdk:"id_token_signing_alg_values_supported"`
 	JSON        types.String `tfsdk:"json"`
-}
-
-func (d *openIDDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
-	resp.TypeName = req.ProviderTypeName + "_openid_configuration"
 }
 
 func (d *openIDDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
@@ -118,10 +110,6 @@ func (d *openIDDataSource) Schema(_ context.Context, _ datasource.SchemaRequest,
 			"json": schema.StringAttribute{Computed: true, Description: "The document exactly as the mount serves it."},
 		},
 	}
-}
-
-func (d *openIDDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
-	d.c = clientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 func (d *openIDDataSource) Read(ctx context.Context, _ datasource.ReadRequest, resp *datasource.ReadResponse) {
@@ -152,14 +140,12 @@ func (d *openIDDataSource) Read(ctx context.Context, _ datasource.ReadRequest, r
 
 // jwtrotor_key_ring
 
-type keyRingDataSource struct{ c *vaultClient }
+type keyRingDataSource struct{ dataSourceBase }
 
 var _ datasource.DataSourceWithConfigure = &keyRingDataSource{}
 
-func newKeyRingDataSource() datasource.DataSource { return &keyRingDataSource{} }
-
-func (d *keyRingDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
-	resp.TypeName = req.ProviderTypeName + "_key_ring"
+func newKeyRingDataSource() datasource.DataSource {
+	return &keyRingDataSource{dataSourceBase{typeSuffix: "_key_ring"}}
 }
 
 func (d *keyRingDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
@@ -179,31 +165,21 @@ func (d *keyRingDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 	}
 }
 
-func (d *keyRingDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
-	d.c = clientFrom(req.ProviderData, &resp.Diagnostics)
-}
-
 func (d *keyRingDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
 	var name types.String
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("name"), &name)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	rel := "keys/" + name.ValueString()
-	s, err := d.c.read(ctx, rel)
-	if err != nil {
-		addVaultError(&resp.Diagnostics, "Reading "+d.c.p(rel), err, nil)
-		return
-	}
+	s := d.c.readRing(ctx, "name", name.ValueString(), &resp.Diagnostics)
 	if s == nil {
-		resp.Diagnostics.AddAttributeError(path.Root("name"), "No such key ring", fmt.Sprintf("name: no key ring %q at %s", name.ValueString(), d.c.p(rel)))
 		return
 	}
 	resp.State.Raw = req.Config.Raw
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), name)...)
 	resp.Diagnostics.Append(keyRingFields.setFromAPI(ctx, s.Data, &resp.State)...)
 	resp.Diagnostics.Append(setRingStatus(ctx, s.Data, &resp.State)...)
-	addWarnings(&resp.Diagnostics, "Warning from "+d.c.p(rel), s)
+	addWarnings(&resp.Diagnostics, "Warning from "+d.c.p("keys/"+name.ValueString()), s)
 }
 
 const jwksDoc = "The JWKS the mount serves to verifiers (`jwks`, or `jwks/<ring>` for one ring), for a consumer that takes an uploaded key set instead of fetching the URL. " +

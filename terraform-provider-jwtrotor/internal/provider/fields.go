@@ -12,13 +12,13 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/boolplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/defaults"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/float64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/float64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -86,61 +86,63 @@ func (f field) resourceAttribute() schema.Attribute {
 	desc := f.description()
 	switch f.kind {
 	case kString, kDuration, kJSON:
-		a := schema.StringAttribute{Required: f.required, Optional: optional, Computed: computed, Description: desc, MarkdownDescription: desc, Validators: f.strV}
-		switch f.kind {
-		case kDuration:
-			a.CustomType = DurationType{}
-		case kJSON:
-			a.CustomType = JSONObjectType{}
-		}
-		if f.def != nil {
-			a.Default = stringdefault.StaticString(f.def.(string))
-		}
-		if f.replace {
-			a.PlanModifiers = append(a.PlanModifiers, stringplanmodifier.RequiresReplace())
-		}
+		a := schema.StringAttribute{Required: f.required, Optional: optional, Computed: computed, Description: desc, MarkdownDescription: desc,
+			CustomType: f.stringType(), Validators: f.strV, Default: defaultOf(f.def, stringdefault.StaticString),
+			PlanModifiers: replaceIf(f.replace, stringplanmodifier.RequiresReplace())}
 		if f.lateDefault {
 			a.PlanModifiers = append(a.PlanModifiers, stringplanmodifier.UseStateForUnknown())
 		}
 		return a
 	case kInt:
-		a := schema.Int64Attribute{Required: f.required, Optional: optional, Computed: computed, Description: desc, MarkdownDescription: desc, Validators: f.intV}
-		if f.def != nil {
-			a.Default = int64default.StaticInt64(f.def.(int64))
-		}
-		if f.replace {
-			a.PlanModifiers = []planmodifier.Int64{int64planmodifier.RequiresReplace()}
-		}
-		return a
+		return schema.Int64Attribute{Required: f.required, Optional: optional, Computed: computed, Description: desc, MarkdownDescription: desc,
+			Validators: f.intV, Default: defaultOf(f.def, int64default.StaticInt64), PlanModifiers: replaceIf(f.replace, int64planmodifier.RequiresReplace())}
 	case kFloat:
-		a := schema.Float64Attribute{Required: f.required, Optional: optional, Computed: computed, Description: desc, MarkdownDescription: desc, Validators: f.floatV}
-		if f.def != nil {
-			a.Default = float64default.StaticFloat64(f.def.(float64))
-		}
-		if f.replace {
-			a.PlanModifiers = []planmodifier.Float64{float64planmodifier.RequiresReplace()}
-		}
-		return a
+		return schema.Float64Attribute{Required: f.required, Optional: optional, Computed: computed, Description: desc, MarkdownDescription: desc,
+			Validators: f.floatV, Default: defaultOf(f.def, float64default.StaticFloat64), PlanModifiers: replaceIf(f.replace, float64planmodifier.RequiresReplace())}
 	case kBool:
-		a := schema.BoolAttribute{Required: f.required, Optional: optional, Computed: computed, Description: desc, MarkdownDescription: desc}
-		if f.def != nil {
-			a.Default = booldefault.StaticBool(f.def.(bool))
-		}
-		if f.replace {
-			a.PlanModifiers = []planmodifier.Bool{boolplanmodifier.RequiresReplace()}
-		}
-		return a
+		return schema.BoolAttribute{Required: f.required, Optional: optional, Computed: computed, Description: desc, MarkdownDescription: desc,
+			Default: defaultOf(f.def, booldefault.StaticBool), PlanModifiers: replaceIf(f.replace, boolplanmodifier.RequiresReplace())}
 	case kStrings:
-		a := schema.ListAttribute{ElementType: types.StringType, Required: f.required, Optional: optional, Computed: computed, Description: desc, MarkdownDescription: desc, Validators: f.listV}
-		if f.def != nil {
-			a.Default = listdefault.StaticValue(stringList(f.def.([]string)))
-		}
-		if f.replace {
-			a.PlanModifiers = []planmodifier.List{listplanmodifier.RequiresReplace()}
-		}
-		return a
+		return schema.ListAttribute{ElementType: types.StringType, Required: f.required, Optional: optional, Computed: computed, Description: desc, MarkdownDescription: desc,
+			Validators: f.listV, Default: defaultOf(f.def, staticStringList), PlanModifiers: replaceIf(f.replace, listplanmodifier.RequiresReplace())}
 	}
 	panic("unknown kind")
+}
+
+// defaultOf is the attribute default of the field's def (of type T, as
+// the table gives it), made by static; none when def is nil.
+func defaultOf[T, D any](def any, static func(T) D) D {
+	if def == nil {
+		var none D
+		return none
+	}
+	return static(def.(T))
+}
+
+// staticStringList is the default of a list of strings.
+func staticStringList(items []string) defaults.List {
+	return listdefault.StaticValue(stringList(items))
+}
+
+// replaceIf is the plan modifiers of an attribute whose change needs a new
+// object (replace), and none otherwise.
+func replaceIf[M any](replace bool, requiresReplace M) []M {
+	if !replace {
+		return nil
+	}
+	return []M{requiresReplace}
+}
+
+// stringType is the custom type of a string-valued field: durations and
+// JSON objects compare by meaning, plain strings need none.
+func (f field) stringType() basetypes.StringTypable {
+	switch f.kind {
+	case kDuration:
+		return DurationType{}
+	case kJSON:
+		return JSONObjectType{}
+	}
+	return nil
 }
 
 // dataSourceAttribute is the field's attribute in a data source that reads
@@ -148,12 +150,8 @@ func (f field) resourceAttribute() schema.Attribute {
 func (f field) dataSourceAttribute() dsschema.Attribute {
 	desc := f.description()
 	switch f.kind {
-	case kString:
-		return dsschema.StringAttribute{Computed: true, Description: desc, MarkdownDescription: desc}
-	case kDuration:
-		return dsschema.StringAttribute{Computed: true, Description: desc, MarkdownDescription: desc, CustomType: DurationType{}}
-	case kJSON:
-		return dsschema.StringAttribute{Computed: true, Description: desc, MarkdownDescription: desc, CustomType: JSONObjectType{}}
+	case kString, kDuration, kJSON:
+		return dsschema.StringAttribute{Computed: true, Description: desc, MarkdownDescription: desc, CustomType: f.stringType()}
 	case kInt:
 		return dsschema.Int64Attribute{Computed: true, Description: desc, MarkdownDescription: desc}
 	case kFloat:
@@ -175,38 +173,12 @@ type attrSetter interface {
 	SetAttribute(ctx context.Context, p path.Path, val any) diag.Diagnostics
 }
 
+// get is the field's value in from, of the attribute's own value type
+// (types.String, Duration, JSONObject, types.Int64, ...).
 func (f field) get(ctx context.Context, from attrGetter) (attr.Value, diag.Diagnostics) {
-	switch f.kind {
-	case kString:
-		var v types.String
-		d := from.GetAttribute(ctx, path.Root(f.name), &v)
-		return v, d
-	case kDuration:
-		var v Duration
-		d := from.GetAttribute(ctx, path.Root(f.name), &v)
-		return v, d
-	case kJSON:
-		var v JSONObject
-		d := from.GetAttribute(ctx, path.Root(f.name), &v)
-		return v, d
-	case kInt:
-		var v types.Int64
-		d := from.GetAttribute(ctx, path.Root(f.name), &v)
-		return v, d
-	case kFloat:
-		var v types.Float64
-		d := from.GetAttribute(ctx, path.Root(f.name), &v)
-		return v, d
-	case kBool:
-		var v types.Bool
-		d := from.GetAttribute(ctx, path.Root(f.name), &v)
-		return v, d
-	case kStrings:
-		var v types.List
-		d := from.GetAttribute(ctx, path.Root(f.name), &v)
-		return v, d
-	}
-	panic("unknown kind")
+	var v attr.Value
+	d := from.GetAttribute(ctx, path.Root(f.name), &v)
+	return v, d
 }
 
 // toAPI is the value as the plugin's write takes it.
@@ -370,13 +342,13 @@ next:
 		if state == nil {
 			cv, d := f.get(ctx, config)
 			diags.Append(d...)
-			if cv.IsNull() {
+			if d.HasError() || cv.IsNull() {
 				continue
 			}
 		} else {
 			sv, d := f.get(ctx, state)
 			diags.Append(d...)
-			if f.sameValue(ctx, pv, sv) {
+			if d.HasError() || f.sameValue(ctx, pv, sv) {
 				continue
 			}
 		}

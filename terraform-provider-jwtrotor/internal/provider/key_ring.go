@@ -77,48 +77,48 @@ func signingKeyType() types.ObjectType {
 	return types.ObjectType{AttrTypes: m}
 }
 
-func ringStatusResourceAttributes() map[string]schema.Attribute {
-	nested := map[string]schema.Attribute{}
+// ringStatusAttributes are the computed attributes of a ring's status, in
+// the schema package of a resource or of a data source: str, num and flag
+// make a computed string, integer and bool, list the list of signing keys.
+func ringStatusAttributes[A any](str, num, flag func(desc string) A, list func(desc string, key map[string]A) A) map[string]A {
+	key := map[string]A{}
 	for _, a := range signingKeyAttrs {
 		switch a.typ {
 		case types.StringType:
-			nested[a.name] = schema.StringAttribute{Computed: true, Description: a.desc}
+			key[a.name] = str(a.desc)
 		case types.Int64Type:
-			nested[a.name] = schema.Int64Attribute{Computed: true, Description: a.desc}
+			key[a.name] = num(a.desc)
 		case types.BoolType:
-			nested[a.name] = schema.BoolAttribute{Computed: true, Description: a.desc}
+			key[a.name] = flag(a.desc)
 		}
 	}
 	d := ringStatusDescriptions
-	return map[string]schema.Attribute{
-		"active_kid":    schema.StringAttribute{Computed: true, Description: d["active_kid"]},
-		"pending_kid":   schema.StringAttribute{Computed: true, Description: d["pending_kid"]},
-		"next_rotation": schema.Int64Attribute{Computed: true, Description: d["next_rotation"]},
-		"signing_keys": schema.ListNestedAttribute{Computed: true, Description: d["signing_keys"],
-			NestedObject: schema.NestedAttributeObject{Attributes: nested}},
+	return map[string]A{
+		"active_kid":    str(d["active_kid"]),
+		"pending_kid":   str(d["pending_kid"]),
+		"next_rotation": num(d["next_rotation"]),
+		"signing_keys":  list(d["signing_keys"], key),
 	}
 }
 
+func ringStatusResourceAttributes() map[string]schema.Attribute {
+	return ringStatusAttributes(
+		func(d string) schema.Attribute { return schema.StringAttribute{Computed: true, Description: d} },
+		func(d string) schema.Attribute { return schema.Int64Attribute{Computed: true, Description: d} },
+		func(d string) schema.Attribute { return schema.BoolAttribute{Computed: true, Description: d} },
+		func(d string, key map[string]schema.Attribute) schema.Attribute {
+			return schema.ListNestedAttribute{Computed: true, Description: d, NestedObject: schema.NestedAttributeObject{Attributes: key}}
+		})
+}
+
 func ringStatusDataSourceAttributes() map[string]dsschema.Attribute {
-	nested := map[string]dsschema.Attribute{}
-	for _, a := range signingKeyAttrs {
-		switch a.typ {
-		case types.StringType:
-			nested[a.name] = dsschema.StringAttribute{Computed: true, Description: a.desc}
-		case types.Int64Type:
-			nested[a.name] = dsschema.Int64Attribute{Computed: true, Description: a.desc}
-		case types.BoolType:
-			nested[a.name] = dsschema.BoolAttribute{Computed: true, Description: a.desc}
-		}
-	}
-	d := ringStatusDescriptions
-	return map[string]dsschema.Attribute{
-		"active_kid":    dsschema.StringAttribute{Computed: true, Description: d["active_kid"]},
-		"pending_kid":   dsschema.StringAttribute{Computed: true, Description: d["pending_kid"]},
-		"next_rotation": dsschema.Int64Attribute{Computed: true, Description: d["next_rotation"]},
-		"signing_keys": dsschema.ListNestedAttribute{Computed: true, Description: d["signing_keys"],
-			NestedObject: dsschema.NestedAttributeObject{Attributes: nested}},
-	}
+	return ringStatusAttributes(
+		func(d string) dsschema.Attribute { return dsschema.StringAttribute{Computed: true, Description: d} },
+		func(d string) dsschema.Attribute { return dsschema.Int64Attribute{Computed: true, Description: d} },
+		func(d string) dsschema.Attribute { return dsschema.BoolAttribute{Computed: true, Description: d} },
+		func(d string, key map[string]dsschema.Attribute) dsschema.Attribute {
+			return dsschema.ListNestedAttribute{Computed: true, Description: d, NestedObject: dsschema.NestedAttributeObject{Attributes: key}}
+		})
 }
 
 // setRingStatus sets the computed state of a ring from the plugin's read.

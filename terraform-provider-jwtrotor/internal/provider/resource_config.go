@@ -7,9 +7,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
@@ -31,59 +28,28 @@ var configFields = fields{
 		listV: []validator.List{listCheck{name: "verifier_cidrs", unique: true, item: checkCIDR}}},
 }
 
-type configResource struct{ c *vaultClient }
+type configResource struct{ resourceBase }
 
 var (
 	_ resource.ResourceWithConfigure   = &configResource{}
 	_ resource.ResourceWithImportState = &configResource{}
 )
 
-func newConfigResource() resource.Resource { return &configResource{} }
-
-func (r *configResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
-	resp.TypeName = req.ProviderTypeName + "_config"
+func newConfigResource() resource.Resource {
+	return &configResource{resourceBase{typeSuffix: "_config"}}
 }
 
 func (r *configResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
-	attrs := map[string]schema.Attribute{
-		"id": schema.StringAttribute{
-			Computed:      true,
-			Description:   "The mount path, which is also the import ID.",
-			PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
-		},
-	}
-	for _, f := range configFields {
-		attrs[f.name] = f.resourceAttribute()
-	}
-	resp.Schema = schema.Schema{
-		Description:         configDoc,
-		MarkdownDescription: configDoc,
-		Attributes:          attrs,
-	}
-}
-
-func (r *configResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.c = clientFrom(req.ProviderData, &resp.Diagnostics)
+	resp.Schema = tableSchema(configDoc, "The mount path, which is also the import ID.", configFields, nil)
 }
 
 func (r *configResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	// The config exists before the resource does, possibly with other values:
 	// every planned value is written, defaults included, so Vault ends up
-	// as the plan says.
-	body := map[string]any{}
-	for _, f := range configFields {
-		v, d := f.get(ctx, req.Plan)
-		resp.Diagnostics.Append(d...)
-		if v.IsNull() || v.IsUnknown() {
-			continue
-		}
-		x, err := f.toAPI(ctx, v)
-		if err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root(f.name), "Invalid value", err.Error())
-			continue
-		}
-		body[f.name] = x
-	}
+	// as the plan says. The plan stands in for the configuration, which
+	// leaves the defaults out.
+	body, d := configFields.writeBody(ctx, req.Plan, req.Plan, nil)
+	resp.Diagnostics.Append(d...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -94,27 +60,16 @@ func (r *configResource) Create(ctx context.Context, req resource.CreateRequest,
 }
 
 func (r *configResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	body, d := configFields.writeBody(ctx, req.Config, req.Plan, req.State)
-	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.State.Raw = req.Plan.Raw
-	if !r.write(ctx, body, &resp.State, &resp.Diagnostics) {
-		resp.State.Raw = req.State.Raw // refused: nothing changed
-	}
+	updateFields(ctx, configFields, req, resp, r.write)
 }
 
 // write sends body (if any) and reads the config back into state; written
 // is false when Vault refused the write.
 func (r *configResource) write(ctx context.Context, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) (written bool) {
 	if len(body) > 0 {
-		s, err := r.c.write(ctx, "config", body)
-		if err != nil {
-			addVaultError(diags, fmt.Sprintf("Vault refused the write to %s", r.c.p("config")), err, configFields.names())
-			return
+		if _, ok := r.c.send(ctx, "config", body, configFields, diags); !ok {
+			return false
 		}
-		addWarnings(diags, "Warning from "+r.c.p("config"), s)
 	}
 	r.readInto(ctx, state, diags)
 	return true

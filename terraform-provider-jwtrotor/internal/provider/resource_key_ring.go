@@ -9,14 +9,11 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
-	"github.com/hashicorp/vault/api"
 )
 
-type keyRingResource struct{ c *vaultClient }
+type keyRingResource struct{ namedResource }
 
 var (
 	_ resource.ResourceWithConfigure      = &keyRingResource{}
@@ -25,38 +22,21 @@ var (
 	_ resource.ResourceWithModifyPlan     = &keyRingResource{}
 )
 
-func newKeyRingResource() resource.Resource { return &keyRingResource{} }
-
-func (r *keyRingResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
-	resp.TypeName = req.ProviderTypeName + "_key_ring"
+func newKeyRingResource() resource.Resource {
+	return &keyRingResource{namedResource{resourceBase: resourceBase{typeSuffix: "_key_ring"},
+		what: "Key ring", prefix: "keys/", table: keyRingFields, setMore: setRingState}}
 }
 
 const forceDestroyDesc = "On destroy, remove the ring's keys from the JWKS at once (the plugin's forced delete) instead of draining them: " +
 	"tokens the ring signed stop verifying as soon as verifiers refresh, and the name is free again at once. Default false."
 
 func (r *keyRingResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
-	attrs := ringStatusResourceAttributes()
-	attrs["id"] = schema.StringAttribute{
-		Computed:      true,
-		Description:   "The ring's name, which is also the import ID.",
-		PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
-	}
-	attrs["force_destroy"] = schema.BoolAttribute{
+	more := ringStatusResourceAttributes()
+	more["force_destroy"] = schema.BoolAttribute{
 		Optional: true, Computed: true, Default: booldefault.StaticBool(false),
 		Description: forceDestroyDesc,
 	}
-	for _, f := range keyRingFields {
-		attrs[f.name] = f.resourceAttribute()
-	}
-	resp.Schema = schema.Schema{
-		Description:         keyRingDoc,
-		MarkdownDescription: keyRingDoc,
-		Attributes:          attrs,
-	}
-}
-
-func (r *keyRingResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.c = clientFrom(req.ProviderData, &resp.Diagnostics)
+	resp.Schema = tableSchema(keyRingDoc, "The ring's name, which is also the import ID.", keyRingFields, more)
 }
 
 // ValidateConfig checks the relations between the ring's own settings; the
@@ -101,106 +81,44 @@ func (r *keyRingResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 }
 
 func (r *keyRingResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var name types.String
-	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("name"), &name)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	rel := "keys/" + name.ValueString()
-	existing, err := r.c.read(ctx, rel)
-	if err != nil {
-		addVaultError(&resp.Diagnostics, "Reading "+r.c.p(rel), err, nil)
-		return
-	}
-	if existing != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("name"), "Key ring already exists",
-			fmt.Sprintf("%s already exists; manage it with terraform import (ID %q) instead of creating it", r.c.p(rel), name.ValueString()))
-		return
-	}
-	body, d := keyRingFields.writeBody(ctx, req.Config, req.Plan, nil, "name")
-	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.State.Raw = req.Plan.Raw
-	if !r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics) {
-		resp.State.RemoveResource(ctx)
-	}
+	r.create(ctx, req, resp, r.write)
 }
 
 func (r *keyRingResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var name types.String
-	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("name"), &name)...)
-	body, d := keyRingFields.writeBody(ctx, req.Config, req.Plan, req.State, "name")
-	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.State.Raw = req.Plan.Raw
-	if len(body) == 0 {
-		// Only force_destroy changed: nothing to tell Vault.
-		r.readInto(ctx, name.ValueString(), &resp.State, &resp.Diagnostics)
-		return
-	}
-	if !r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics) {
-		resp.State.Raw = req.State.Raw // refused: nothing changed
-	}
+	r.update(ctx, req, resp, func(ctx context.Context, name string, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) bool {
+		if len(body) == 0 {
+			// Only force_destroy changed: nothing to tell Vault.
+			r.readInto(ctx, name, state, diags)
+			return true
+		}
+		return r.write(ctx, name, body, state, diags)
+	})
 }
 
 // write sends body to keys/<name>; the plugin answers with the ring as a
 // read shows it, which becomes the state. written is false when Vault
 // refused the write.
 func (r *keyRingResource) write(ctx context.Context, name string, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) (written bool) {
-	rel := "keys/" + name
-	s, err := r.c.write(ctx, rel, body)
-	if err != nil {
-		addVaultError(diags, "Vault refused the write to "+r.c.p(rel), err, keyRingFields.names())
-		return
+	s, ok := r.c.send(ctx, "keys/"+name, body, keyRingFields, diags)
+	if !ok {
+		return false
 	}
-	addWarnings(diags, "Warning from "+r.c.p(rel), s)
 	if s == nil || s.Data == nil {
 		r.readInto(ctx, name, state, diags)
 		return true
 	}
-	r.setState(ctx, name, s, state, diags)
+	r.setState(ctx, name, s.Data, state, diags)
 	return true
 }
 
-func (r *keyRingResource) readInto(ctx context.Context, name string, state *tfsdk.State, diags *diag.Diagnostics) bool {
-	rel := "keys/" + name
-	s, err := r.c.read(ctx, rel)
-	if err != nil {
-		addVaultError(diags, "Reading "+r.c.p(rel), err, nil)
-		return false
-	}
-	if s == nil {
-		return false
-	}
-	r.setState(ctx, name, s, state, diags)
-	return true
-}
-
-func (r *keyRingResource) setState(ctx context.Context, name string, s *api.Secret, state *tfsdk.State, diags *diag.Diagnostics) {
-	diags.Append(state.SetAttribute(ctx, path.Root("id"), types.StringValue(name))...)
-	diags.Append(state.SetAttribute(ctx, path.Root("name"), types.StringValue(name))...)
-	diags.Append(keyRingFields.setFromAPI(ctx, s.Data, state)...)
-	diags.Append(setRingStatus(ctx, s.Data, state)...)
+// setRingState sets what a ring's state holds beyond its settings: its
+// status, and force_destroy, which Vault does not keep, false unless set.
+func setRingState(ctx context.Context, data map[string]any, state *tfsdk.State, diags *diag.Diagnostics) {
+	diags.Append(setRingStatus(ctx, data, state)...)
 	var force types.Bool
 	diags.Append(state.GetAttribute(ctx, path.Root("force_destroy"), &force)...)
 	if force.IsNull() || force.IsUnknown() {
 		diags.Append(state.SetAttribute(ctx, path.Root("force_destroy"), types.BoolValue(false))...)
-	}
-}
-
-func (r *keyRingResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var name types.String
-	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("name"), &name)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if !r.readInto(ctx, name.ValueString(), &resp.State, &resp.Diagnostics) && !resp.Diagnostics.HasError() {
-		// Deleted (or drained) outside Terraform: the next plan creates it.
-		resp.State.RemoveResource(ctx)
 	}
 }
 
@@ -212,17 +130,13 @@ func (r *keyRingResource) Delete(ctx context.Context, req resource.DeleteRequest
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	rel := "keys/" + name.ValueString()
 	var query map[string][]string
 	if force.ValueBool() {
 		query = map[string][]string{"force": {"true"}}
 	}
-	s, err := r.c.delete(ctx, rel, query)
-	if err != nil {
-		addVaultError(&resp.Diagnostics, "Vault refused to delete "+r.c.p(rel), err, nil)
+	if !r.delete(ctx, name.ValueString(), query, &resp.Diagnostics) {
 		return
 	}
-	addWarnings(&resp.Diagnostics, "Warning from "+r.c.p(rel), s)
 	if force.ValueBool() {
 		resp.Diagnostics.AddWarning("Ring "+name.ValueString()+" deleted with force_destroy",
 			"Its keys left the JWKS at once: tokens it signed that have not expired stop verifying as soon as verifiers refresh.")
@@ -230,8 +144,7 @@ func (r *keyRingResource) Delete(ctx context.Context, req resource.DeleteRequest
 }
 
 func (r *keyRingResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("name"), types.StringValue(req.ID))...)
-	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), types.StringValue(req.ID))...)
+	r.namedResource.ImportState(ctx, req, resp)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("force_destroy"), types.BoolValue(false))...)
 }
 

@@ -8,9 +8,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
@@ -50,7 +47,7 @@ var roleFields = fields{
 // reservedClaims are set by the plugin; neither a role nor a caller may.
 var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"}
 
-type roleResource struct{ c *vaultClient }
+type roleResource struct{ namedResource }
 
 var (
 	_ resource.ResourceWithConfigure      = &roleResource{}
@@ -58,32 +55,13 @@ var (
 	_ resource.ResourceWithValidateConfig = &roleResource{}
 )
 
-func newRoleResource() resource.Resource { return &roleResource{} }
-
-func (r *roleResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
-	resp.TypeName = req.ProviderTypeName + "_role"
+func newRoleResource() resource.Resource {
+	return &roleResource{namedResource{resourceBase: resourceBase{typeSuffix: "_role"},
+		what: "Role", prefix: "roles/", table: roleFields}}
 }
 
 func (r *roleResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
-	attrs := map[string]schema.Attribute{
-		"id": schema.StringAttribute{
-			Computed:      true,
-			Description:   "The role's name, which is also the import ID.",
-			PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
-		},
-	}
-	for _, f := range roleFields {
-		attrs[f.name] = f.resourceAttribute()
-	}
-	resp.Schema = schema.Schema{
-		Description:         roleDoc,
-		MarkdownDescription: roleDoc,
-		Attributes:          attrs,
-	}
-}
-
-func (r *roleResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.c = clientFrom(req.ProviderData, &resp.Diagnostics)
+	resp.Schema = tableSchema(roleDoc, "The role's name, which is also the import ID.", roleFields, nil)
 }
 
 func (r *roleResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
@@ -138,45 +116,11 @@ func isReservedClaim(name string) bool {
 }
 
 func (r *roleResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var name types.String
-	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("name"), &name)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	rel := "roles/" + name.ValueString()
-	existing, err := r.c.read(ctx, rel)
-	if err != nil {
-		addVaultError(&resp.Diagnostics, "Reading "+r.c.p(rel), err, nil)
-		return
-	}
-	if existing != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("name"), "Role already exists",
-			fmt.Sprintf("%s already exists; manage it with terraform import (ID %q) instead of creating it", r.c.p(rel), name.ValueString()))
-		return
-	}
-	body, d := roleFields.writeBody(ctx, req.Config, req.Plan, nil, "name")
-	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.State.Raw = req.Plan.Raw
-	if !r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics) {
-		resp.State.RemoveResource(ctx)
-	}
+	r.create(ctx, req, resp, r.write)
 }
 
 func (r *roleResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var name types.String
-	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("name"), &name)...)
-	body, d := roleFields.writeBody(ctx, req.Config, req.Plan, req.State, "name")
-	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.State.Raw = req.Plan.Raw
-	if !r.write(ctx, name.ValueString(), body, &resp.State, &resp.Diagnostics) {
-		resp.State.Raw = req.State.Raw // refused: nothing changed
-	}
+	r.update(ctx, req, resp, r.write)
 }
 
 // write sends body (if any) and reads the role back into state; written is
@@ -184,64 +128,14 @@ func (r *roleResource) Update(ctx context.Context, req resource.UpdateRequest, r
 func (r *roleResource) write(ctx context.Context, name string, body map[string]any, state *tfsdk.State, diags *diag.Diagnostics) (written bool) {
 	rel := "roles/" + name
 	if len(body) > 0 {
-		s, err := r.c.write(ctx, rel, body)
-		if err != nil {
-			addVaultError(diags, "Vault refused the write to "+r.c.p(rel), err, roleFields.names())
-			return
+		if _, ok := r.c.send(ctx, rel, body, roleFields, diags); !ok {
+			return false
 		}
-		addWarnings(diags, "Warning from "+r.c.p(rel), s)
 	}
 	if !r.readInto(ctx, name, state, diags) && !diags.HasError() {
 		diags.AddError("Reading "+r.c.p(rel), "The role is gone right after its write.")
 	}
 	return true
-}
-
-func (r *roleResource) readInto(ctx context.Context, name string, state *tfsdk.State, diags *diag.Diagnostics) bool {
-	rel := "roles/" + name
-	s, err := r.c.read(ctx, rel)
-	if err != nil {
-		addVaultError(diags, "Reading "+r.c.p(rel), err, nil)
-		return false
-	}
-	if s == nil {
-		return false
-	}
-	diags.Append(state.SetAttribute(ctx, path.Root("id"), types.StringValue(name))...)
-	diags.Append(state.SetAttribute(ctx, path.Root("name"), types.StringValue(name))...)
-	diags.Append(roleFields.setFromAPI(ctx, s.Data, state)...)
-	return true
-}
-
-func (r *roleResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var name types.String
-	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("name"), &name)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if !r.readInto(ctx, name.ValueString(), &resp.State, &resp.Diagnostics) && !resp.Diagnostics.HasError() {
-		resp.State.RemoveResource(ctx)
-	}
-}
-
-func (r *roleResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	var name types.String
-	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("name"), &name)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	rel := "roles/" + name.ValueString()
-	s, err := r.c.delete(ctx, rel, nil)
-	if err != nil {
-		addVaultError(&resp.Diagnostics, "Vault refused to delete "+r.c.p(rel), err, nil)
-		return
-	}
-	addWarnings(&resp.Diagnostics, "Warning from "+r.c.p(rel), s)
-}
-
-func (r *roleResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("name"), types.StringValue(req.ID))...)
-	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), types.StringValue(req.ID))...)
 }
 
 const roleDoc = "A role (`roles/<name>`): the policy of `sign/<name>`, which ring signs, for which audiences and subjects, with which claims and lifetimes.\n\n" +

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
-	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
@@ -25,19 +24,17 @@ import (
 // rotationFields are the fields of keys/<name>/rotate (path_keys_ops.go)
 // that the resource sends, with the plugin's descriptions.
 var rotationFieldDescs = map[string]string{
-	"force":               "rotate: promote the pending key now even if it has been published for less than publish_lead.",
-	"revoke_active":       "rotate: revoke the outgoing key (out of the JWKS at once) instead of retiring it. Implies force.",
-	"expected_active_kid": "rotate: do nothing unless this is the active kid, so retries and re-applies are safe.",
+	"force":               "Promote the pending key now even if it has been published for less than publish_lead (the response warns).",
+	"revoke_active":       "Revoke the outgoing key (out of the JWKS at once) instead of retiring it. Implies force.",
+	"expected_active_kid": "Do nothing unless this is the active kid, so retries and re-applies are safe.",
 }
 
-type rotationResource struct{ c *vaultClient }
+type rotationResource struct{ resourceBase }
 
 var _ resource.ResourceWithConfigure = &rotationResource{}
 
-func newRotationResource() resource.Resource { return &rotationResource{} }
-
-func (r *rotationResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
-	resp.TypeName = req.ProviderTypeName + "_rotation"
+func newRotationResource() resource.Resource {
+	return &rotationResource{resourceBase{typeSuffix: "_rotation"}}
 }
 
 type rotationModel struct {
@@ -89,10 +86,6 @@ func (r *rotationResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 				Description: "When promoted_kid signs, in Unix seconds: now with force, else once it has been published for publish_lead."},
 		},
 	}
-}
-
-func (r *rotationResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.c = clientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 func (r *rotationResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
@@ -174,14 +167,8 @@ func (r *rotationResource) Create(ctx context.Context, req resource.CreateReques
 
 // activeKID reads the ring's active kid ("" while its first key is pending).
 func (r *rotationResource) activeKID(ctx context.Context, ring string, diags *diag.Diagnostics) (string, bool) {
-	rel := "keys/" + ring
-	s, err := r.c.read(ctx, rel)
-	if err != nil {
-		addVaultError(diags, "Reading "+r.c.p(rel), err, nil)
-		return "", false
-	}
+	s := r.c.readRing(ctx, "ring", ring, diags)
 	if s == nil {
-		diags.AddAttributeError(path.Root("ring"), "No such key ring", fmt.Sprintf("ring: no key ring %q at %s", ring, r.c.p(rel)))
 		return "", false
 	}
 	active, _ := s.Data["active_kid"].(string)

@@ -65,25 +65,46 @@ func FormatDuration(secs int64) string {
 	return b.String()
 }
 
-// DurationType is the Terraform type of a duration attribute.
-type DurationType struct{ basetypes.StringType }
+// stringType is the Terraform type of a string attribute whose values are
+// V: a string with a meaning of its own (a duration, a JSON object), which
+// V compares semantically and checks at plan time.
+type stringType[V stringValue[V]] struct{ basetypes.StringType }
 
-var _ basetypes.StringTypable = DurationType{}
+// stringValue is what the type of V needs from V: equality by meaning, a
+// check at plan time, the type's name and V made from a plain string value.
+type stringValue[V any] interface {
+	basetypes.StringValuableWithSemanticEquals
+	xattr.ValidateableAttribute
+	typeName() string
+	from(basetypes.StringValue) V
+}
 
-func (t DurationType) String() string { return "DurationType" }
+var (
+	_ basetypes.StringTypable = DurationType{}
+	_ basetypes.StringTypable = JSONObjectType{}
+)
 
-func (t DurationType) Equal(o attr.Type) bool {
-	_, ok := o.(DurationType)
+func (t stringType[V]) String() string {
+	var v V
+	return v.typeName()
+}
+
+func (t stringType[V]) Equal(o attr.Type) bool {
+	_, ok := o.(stringType[V])
 	return ok
 }
 
-func (t DurationType) ValueType(context.Context) attr.Value { return Duration{} }
-
-func (t DurationType) ValueFromString(_ context.Context, in basetypes.StringValue) (basetypes.StringValuable, diag.Diagnostics) {
-	return Duration{StringValue: in}, nil
+func (t stringType[V]) ValueType(context.Context) attr.Value {
+	var v V
+	return v
 }
 
-func (t DurationType) ValueFromTerraform(ctx context.Context, in tftypes.Value) (attr.Value, error) {
+func (t stringType[V]) ValueFromString(_ context.Context, in basetypes.StringValue) (basetypes.StringValuable, diag.Diagnostics) {
+	var v V
+	return v.from(in), nil
+}
+
+func (t stringType[V]) ValueFromTerraform(ctx context.Context, in tftypes.Value) (attr.Value, error) {
 	v, err := t.StringType.ValueFromTerraform(ctx, in)
 	if err != nil {
 		return nil, err
@@ -92,16 +113,15 @@ func (t DurationType) ValueFromTerraform(ctx context.Context, in tftypes.Value) 
 	if !ok {
 		return nil, fmt.Errorf("unexpected value type %T", v)
 	}
-	return Duration{StringValue: s}, nil
+	var w V
+	return w.from(s), nil
 }
+
+// DurationType is the Terraform type of a duration attribute.
+type DurationType = stringType[Duration]
 
 // Duration is a duration attribute's value.
 type Duration struct{ basetypes.StringValue }
-
-var (
-	_ basetypes.StringValuableWithSemanticEquals = Duration{}
-	_ xattr.ValidateableAttribute                = Duration{}
-)
 
 // DurationOf is the value the plugin's seconds read back as.
 func DurationOf(secs int64) Duration {
@@ -109,6 +129,9 @@ func DurationOf(secs int64) Duration {
 }
 
 func (v Duration) Type(context.Context) attr.Type { return DurationType{} }
+
+func (Duration) typeName() string                      { return "DurationType" }
+func (Duration) from(s basetypes.StringValue) Duration { return Duration{StringValue: s} }
 
 func (v Duration) Equal(o attr.Value) bool {
 	other, ok := o.(Duration)
@@ -148,42 +171,10 @@ func (v Duration) ValidateAttribute(_ context.Context, req xattr.ValidateAttribu
 // JSONObjectType is the type of an attribute that holds a JSON object as a
 // string (write it with jsonencode). Two values are equal when they decode
 // to the same object, whatever their spacing and member order.
-type JSONObjectType struct{ basetypes.StringType }
-
-var _ basetypes.StringTypable = JSONObjectType{}
-
-func (t JSONObjectType) String() string { return "JSONObjectType" }
-
-func (t JSONObjectType) Equal(o attr.Type) bool {
-	_, ok := o.(JSONObjectType)
-	return ok
-}
-
-func (t JSONObjectType) ValueType(context.Context) attr.Value { return JSONObject{} }
-
-func (t JSONObjectType) ValueFromString(_ context.Context, in basetypes.StringValue) (basetypes.StringValuable, diag.Diagnostics) {
-	return JSONObject{StringValue: in}, nil
-}
-
-func (t JSONObjectType) ValueFromTerraform(ctx context.Context, in tftypes.Value) (attr.Value, error) {
-	v, err := t.StringType.ValueFromTerraform(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	s, ok := v.(basetypes.StringValue)
-	if !ok {
-		return nil, fmt.Errorf("unexpected value type %T", v)
-	}
-	return JSONObject{StringValue: s}, nil
-}
+type JSONObjectType = stringType[JSONObject]
 
 // JSONObject is the value of a JSON object attribute.
 type JSONObject struct{ basetypes.StringValue }
-
-var (
-	_ basetypes.StringValuableWithSemanticEquals = JSONObject{}
-	_ xattr.ValidateableAttribute                = JSONObject{}
-)
 
 // JSONObjectOf renders an object read from the plugin.
 func JSONObjectOf(m map[string]any) (JSONObject, error) {
@@ -198,6 +189,9 @@ func JSONObjectOf(m map[string]any) (JSONObject, error) {
 }
 
 func (v JSONObject) Type(context.Context) attr.Type { return JSONObjectType{} }
+
+func (JSONObject) typeName() string                        { return "JSONObjectType" }
+func (JSONObject) from(s basetypes.StringValue) JSONObject { return JSONObject{StringValue: s} }
 
 func (v JSONObject) Equal(o attr.Value) bool {
 	other, ok := o.(JSONObject)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
+	"github.com/hashicorp/terraform-plugin-go/tftypes"
 )
 
 // Durations read back from the plugin in seconds must equal what the
@@ -73,5 +74,30 @@ func TestJSONObjectSemanticEquality(t *testing.T) {
 		if _, err := v(bad).Object(); err == nil {
 			t.Errorf("%s accepted as a JSON object", bad)
 		}
+	}
+}
+
+// A configured value arrives through the attribute's type: each type must
+// make its own value (or semantic equality and validation never run) and
+// tell itself apart from the other.
+func TestCustomStringTypes(t *testing.T) {
+	ctx := context.Background()
+	d, err := DurationType{}.ValueFromTerraform(ctx, tftypes.NewValue(tftypes.String, "24h"))
+	if dv, ok := d.(Duration); !ok || err != nil || dv.ValueString() != "24h" {
+		t.Errorf("DurationType made %T %v (%v), want Duration 24h", d, d, err)
+	}
+	j, err := JSONObjectType{}.ValueFromTerraform(ctx, tftypes.NewValue(tftypes.String, `{}`))
+	if _, ok := j.(JSONObject); !ok || err != nil {
+		t.Errorf("JSONObjectType made %T (%v), want JSONObject", j, err)
+	}
+	if _, ok := (DurationType{}).ValueType(ctx).(Duration); !ok {
+		t.Errorf("DurationType's value type is %T", DurationType{}.ValueType(ctx))
+	}
+	dt, jt := DurationType{}, JSONObjectType{}
+	if dt.Equal(jt) || !dt.Equal(Duration{}.Type(ctx)) {
+		t.Error("DurationType equals JSONObjectType, or not itself")
+	}
+	if dt.String() != "DurationType" || jt.String() != "JSONObjectType" {
+		t.Errorf("type names %q and %q", dt.String(), jt.String())
 	}
 }
