@@ -13,6 +13,12 @@
 // as run (they are compiled into the code around them), so gremlins reports
 // them as not covered whatever the tests do. Any other mutant no test
 // reaches counts against the score like one that lived.
+//
+// gremlins writes its report only when every mutant has run. Given the log
+// instead (REPORT.log, one line per mutant as it is tested), score reads the
+// mutants tested so far: with one worker they come file by file, so every
+// file but the last one seen is complete, and the last is marked partial
+// unless the log records the end of the run.
 package main
 
 import (
@@ -25,22 +31,28 @@ import (
 	"go/token"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 )
 
 type report struct {
-	Files []struct {
-		Name      string `json:"file_name"`
-		Mutations []struct {
-			Type   string `json:"type"`
-			Status string `json:"status"`
-			Line   int    `json:"line"`
-			Column int    `json:"column"`
-		} `json:"mutations"`
-	} `json:"files"`
-	Elapsed float64 `json:"elapsed_time"`
+	Files   []reportFile `json:"files"`
+	Elapsed float64      `json:"elapsed_time"`
+}
+
+type reportFile struct {
+	Name      string           `json:"file_name"`
+	Mutations []reportMutation `json:"mutations"`
+}
+
+type reportMutation struct {
+	Type   string `json:"type"`
+	Status string `json:"status"`
+	Line   int    `json:"line"`
+	Column int    `json:"column"`
 }
 
 // equivalent is one entry of the equivalent file: a surviving mutant named
@@ -69,7 +81,10 @@ func main() {
 		fatal(err)
 	}
 	var rep report
-	if err := json.Unmarshal(raw, &rep); err != nil {
+	partial := ""
+	if strings.HasSuffix(flag.Arg(0), ".log") {
+		rep, partial = readLog(string(raw))
+	} else if err := json.Unmarshal(raw, &rep); err != nil {
 		fatal(fmt.Errorf("%s: %w", flag.Arg(0), err))
 	}
 	var eqs []*equivalent
@@ -132,7 +147,10 @@ func main() {
 			score = 100 * float64(killed+timed) / float64(counted)
 		}
 		mark := ""
-		if score < *min {
+		switch {
+		case f.Name == partial:
+			mark, failed = "  partial: the run stopped in this file", true
+		case score < *min:
 			mark, failed = "  below the minimum", true
 		}
 		fmt.Printf("  %-16s %6d %6d %6d %6d %6d %6d %6d %6.1f%%%s\n", f.Name, killed, timed, lived, uncovered, equiv, unrun, notViable, score, mark)
@@ -198,6 +216,40 @@ func outsideCoverage(file string) (func(line, col int) bool, error) {
 		}
 		return false
 	}, nil
+}
+
+// logLine is one mutant's line in gremlins' log: its status, type and
+// position ("      KILLED CONDITIONALS_NEGATION at rotation.go:40:12").
+var logLine = regexp.MustCompile(`^\s*(KILLED|LIVED|TIMED OUT|NOT COVERED|NOT VIABLE|SKIPPED|RUNNABLE) ([A-Z_]+) at (.+):(\d+):(\d+)\s*$`)
+
+// readLog builds a report from gremlins' log, and names the file the run
+// stopped in ("" when the log records the end of the run).
+func readLog(log string) (report, string) {
+	var rep report
+	last, done := "", false
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "Mutation testing completed in") {
+			done = true
+			continue
+		}
+		m := logLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		ln, _ := strconv.Atoi(m[4])
+		col, _ := strconv.Atoi(m[5])
+		i := slices.IndexFunc(rep.Files, func(f reportFile) bool { return f.Name == m[3] })
+		if i < 0 {
+			i = len(rep.Files)
+			rep.Files = append(rep.Files, reportFile{Name: m[3]})
+		}
+		rep.Files[i].Mutations = append(rep.Files[i].Mutations, reportMutation{Type: m[2], Status: m[1], Line: ln, Column: col})
+		last = m[3]
+	}
+	if done {
+		last = ""
+	}
+	return rep, last
 }
 
 func match(eqs []*equivalent, file, typ string, col int, text string) *equivalent {
