@@ -342,3 +342,49 @@ func TestPeakBoundsWhatTheScheduleChanges(t *testing.T) {
 		})
 	}
 }
+
+// TestBoundsPlannedKeyAtItsEstimate: a key planned but not yet made counts
+// in peak at its size estimate and a separator (jwkSize+1), never less, so a
+// write checked before its keys are made cannot pass the bounds with keys
+// larger than it was checked with: a ring's peak with its new key planned is
+// its peak with the key made plus exactly the estimate's slack over the real
+// JWK.
+func TestBoundsPlannedKeyAtItsEstimate(t *testing.T) {
+	for _, alg := range []string{"ES256", "EdDSA", "RS256"} {
+		t.Run(alg, func(t *testing.T) {
+			e := newEnv(t)
+			e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 1})
+			e.mustWrite("keys/k", map[string]any{"algorithm": alg, "rotation_period": 60, "publish_lead": 20, "verification_ttl": 120})
+			// Forced rotations keep their outgoing keys published for the
+			// overlap, so that the ring publishes the most keys now, while
+			// the key planned next is in the JWKS.
+			for range 4 {
+				e.mustWrite("keys/k/rotate", map[string]any{"force": true})
+			}
+			now := e.clock.Now().Unix()
+			// What a forced rotation checks before its keys are made (runOp).
+			planned := e.ring("k").clone()
+			rotateOp(planned, now, true, false, "")
+			if planStock(planned, now) == 0 {
+				t.Fatal("the forced rotation planned no key (the test would prove nothing)")
+			}
+			settle(planned, now)
+			made := planned.clone()
+			if _, err := materialize(made, e.b.keys); err != nil {
+				t.Fatal(err)
+			}
+			slack := 0
+			for i := range planned.Keys {
+				if planned.Keys[i].planned() {
+					slack += jwkSize(alg, planned.RSABits) - len(made.Keys[i].PublicJWK)
+				}
+			}
+			_, plannedBytes := peak(planned, now)
+			_, madeBytes := peak(made, now)
+			if plannedBytes != madeBytes+slack {
+				t.Fatalf("peak with the key planned: %d bytes; made: %d bytes, and the estimate is %d bytes above the real keys: want %d",
+					plannedBytes, madeBytes, slack, madeBytes+slack)
+			}
+		})
+	}
+}
