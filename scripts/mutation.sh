@@ -24,7 +24,7 @@ GO=${GO:-go}
 SCOPES=(
 	"lifecycle   85 rotation.go operations.go bounds.go clock.go keyring.go"
 	"maintenance 80 maintenance.go"
-	"signing     80 path_sign.go path_roles.go"
+	"signing     80 path_sign.go path_roles.go claims.go"
 	"validation  80 validate.go"
 )
 
