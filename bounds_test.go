@@ -28,6 +28,8 @@ var boundsCases = []boundsCase{
 	{name: "shortest period", alg: "EdDSA", period: 10, lead: 2, vttl: 61},
 	{name: "lead longer than the period", alg: "ES256", period: 45, lead: 100, vttl: 200},
 	{name: "long overlap", alg: "EdDSA", period: 120, lead: 30, vttl: 300},
+	{name: "period far above lead and overlap", alg: "EdDSA", period: 400, lead: 20, vttl: 61},
+	{name: "lead of many periods", alg: "EdDSA", period: 14, lead: 76, vttl: 61},
 	{name: "after forced rotations", alg: "EdDSA", period: 30, lead: 20, vttl: 90, prepare: func(e *testEnv) {
 		for range 3 {
 			e.mustWrite("keys/k/rotate", map[string]any{"force": true})
