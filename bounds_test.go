@@ -390,3 +390,29 @@ func TestBoundsPlannedKeyAtItsEstimate(t *testing.T) {
 		})
 	}
 }
+
+// TestBoundsTrustedKeyAtItsSize: a trusted key counts in peak, while it is
+// published, as one key of exactly its JWK's size and a separator, so the
+// mount's byte bound is as exact with an adopted issuer's old keys as with
+// the ring's own.
+func TestBoundsTrustedKeyAtItsSize(t *testing.T) {
+	e := newEnv(t)
+	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 1})
+	e.mustWrite("keys/k", map[string]any{"algorithm": "EdDSA", "rotation_period": 60, "publish_lead": 20, "verification_ttl": 120})
+	now := e.clock.Now().Unix()
+	keysBefore, bytesBefore := peak(e.ring("k"), now)
+	// Published for longer than peak looks ahead: it adds to every instant.
+	e.mustWrite("keys/k/trust", map[string]any{
+		"jwk":        publicJWKMap(t, newTestKey(t, "P-256").Public(), "old-1", "ES256", nil),
+		"expires_at": now + 30*86400,
+	})
+	r := e.ring("k")
+	if len(r.Trusted) != 1 {
+		t.Fatalf("the ring trusts %d keys, want 1", len(r.Trusted))
+	}
+	keysAfter, bytesAfter := peak(r, now)
+	if want := bytesBefore + len(r.Trusted[0].PublicJWK) + 1; keysAfter != keysBefore+1 || bytesAfter != want {
+		t.Fatalf("peak with a trusted key of %d bytes: %d keys, %d bytes; want %d keys, %d bytes",
+			len(r.Trusted[0].PublicJWK), keysAfter, bytesAfter, keysBefore+1, want)
+	}
+}
