@@ -287,6 +287,16 @@ func TestBoundsReserve(t *testing.T) {
 	if got := reserve(r, at); got != 7*es {
 		t.Fatalf("steady ES256 ring: reserve %d, want 7 x %d", got, es)
 	}
+	// A trusted key adds its bytes and a separator until it expires, and
+	// nothing from its expiry on.
+	trusted := r.clone()
+	trusted.Trusted = append(trusted.Trusted, trustedKey{KID: "old-1", Alg: "ES256", PublicJWK: []byte(strings.Repeat("x", 99)), AddedAt: at - 10, ExpiresAt: at + 100})
+	if got := reserve(trusted, at+99); got != 7*es+100 {
+		t.Fatalf("with a trusted key of 99 bytes a second before it expires: reserve %d, want 7 x %d + 100", got, es)
+	}
+	if got := reserve(trusted, at+100); got != 7*es {
+		t.Fatalf("with a trusted key that expires now: reserve %d, want 7 x %d", got, es)
+	}
 
 	// Forced rotations keep a key each published for the overlap: the
 	// peak, plus one key, passes the projection.
