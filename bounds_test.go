@@ -426,3 +426,29 @@ func TestBoundsTrustedKeyAtItsSize(t *testing.T) {
 			len(r.Trusted[0].PublicJWK), keysAfter, bytesAfter, keysBefore+1, want)
 	}
 }
+
+// TestBoundsSweepEndsBeforeStarts: a span ends before its end instant, so a
+// key that leaves the JWKS at the instant another enters is never counted
+// with it: a chain of back-to-back spans publishes one key at a time, however
+// the sort meets them.
+func TestBoundsSweepEndsBeforeStarts(t *testing.T) {
+	const now = int64(1000)
+	var spans []span
+	for i := int64(0); i < 64; i++ {
+		spans = append(spans, span{now + 10*i, now + 10*(i+1), 100 + int(i)})
+	}
+	// Shuffled deterministically, so the order in is not the order out.
+	for i := range spans {
+		j := (i * 37) % len(spans)
+		spans[i], spans[j] = spans[j], spans[i]
+	}
+	if keys, bytes := sweep(spans, now); keys != 1 || bytes != 163 {
+		t.Fatalf("64 back-to-back spans: sweep = %d keys, %d bytes; want 1 key, 163 bytes (the largest)", keys, bytes)
+	}
+	// One span overlapping the chain by a second at each end counts twice
+	// only where it overlaps.
+	spans = append(spans, span{now + 99, now + 201, 1000})
+	if keys, bytes := sweep(spans, now); keys != 2 || bytes != 1000+120 {
+		t.Fatalf("with an overlapping span: sweep = %d keys, %d bytes; want 2 keys, %d bytes", keys, bytes, 1000+120)
+	}
+}
