@@ -119,16 +119,20 @@ func TestClockHoldsForwardSteps(t *testing.T) {
 	e.clock.Step(10 * time.Second)
 	want("a 10 s step while held", clockView{201, 190, 11, 101})
 	wantLogs("a 10 s step while held")
+	// Exactly the tolerance in one step, while held: still quiet.
+	e.clock.Step(60 * time.Second)
+	want("a 60 s step while held", clockView{261, 190, 71, 101})
+	wantLogs("a 60 s step while held")
 	e.clock.Step(70 * time.Second)
-	want("a 70 s step while held", clockView{271, 190, 81, 101})
-	wantLogs("a 70 s step while held", clockLog{msg: "stepped forward", step: 70, held: 81})
+	want("a 70 s step while held", clockView{331, 190, 141, 101})
+	wantLogs("a 70 s step while held", clockLog{msg: "stepped forward", step: 70, held: 141})
 	if n := held(); n != 2 {
 		t.Fatalf("jwt_rotor_clock_steps_held_total = %v, want 2", n)
 	}
 	// Stepping back to exactly the tolerance ends the hold.
-	e.clock.Step(-81 * time.Second)
+	e.clock.Step(-141 * time.Second)
 	want("a step back to 60 s ahead", clockView{190, 190, 0, 0})
-	wantLogs("a step back to 60 s ahead", clockLog{msg: "stepped back", step: -81})
+	wantLogs("a step back to 60 s ahead", clockLog{msg: "stepped back", step: -141})
 	// The 60 s left count: one more second holds again.
 	e.clock.Step(time.Second)
 	want("one more second", clockView{191, 190, 1, 191})
