@@ -154,6 +154,33 @@ func TestClockHoldsForwardSteps(t *testing.T) {
 	wantLogs("after catching up", clockLog{msg: "stepped forward", step: 61, held: 1})
 }
 
+// TestClockCorrectedStepBackIsNoStep: a step back, then the forward step
+// that corrects it before the wall clock has caught up with the schedule,
+// leaves nothing held: the unexplained movements cancel out, and the
+// correction of a bad step is never itself taken for one.
+func TestClockCorrectedStepBackIsNoStep(t *testing.T) {
+	e := newEnv(t)
+	seen := 0
+	e.clock.Advance(100 * time.Second)
+	if v := e.clockView(); v != (clockView{100, 100, 0, 0}) {
+		t.Fatalf("after 100 s: %+v", v)
+	}
+	e.clock.Step(-100 * time.Second)
+	if v := e.clockView(); v != (clockView{0, 100, 0, 0}) {
+		t.Fatalf("after a 100 s step back: %+v, want the schedule kept at 100", v)
+	}
+	e.clock.Step(100 * time.Second)
+	if v := e.clockView(); v != (clockView{100, 100, 0, 0}) {
+		t.Fatalf("after the correcting step forward: %+v, want nothing held", v)
+	}
+	if logs := e.clockLogs(&seen); len(logs) != 0 {
+		t.Fatalf("a corrected step back logged %+v", logs)
+	}
+	if n := readMetric(t, e, "jwt_rotor_clock_steps_held_total"); n != 0 {
+		t.Fatalf("jwt_rotor_clock_steps_held_total = %v, want 0", n)
+	}
+}
+
 // TestClockAccept: clock/accept takes the wall clock's time and reports how
 // far the schedule jumped; with nothing held it changes nothing and says so.
 func TestClockAccept(t *testing.T) {
