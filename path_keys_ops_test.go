@@ -178,7 +178,8 @@ func (e *testEnv) keyState(ring, kid string) map[string]any {
 // active key cut a lead short, and say so (the key is marked forced, the
 // warning gives the seconds it was published), only while the next key has
 // been published for less than publish_lead; at the lead exactly the key
-// activates as scheduled, unforced.
+// activates as scheduled, unforced. Either way it signs now, and the answer
+// says nothing of a schedule.
 func TestForceIsForcedOnlyBeforeTheLead(t *testing.T) {
 	for _, c := range []struct {
 		after  time.Duration
@@ -191,6 +192,10 @@ func TestForceIsForcedOnlyBeforeTheLead(t *testing.T) {
 		warned := strings.Contains(strings.Join(resp.Warnings, " "), fmt.Sprintf("forced: key %s signs now after %ds in the JWKS, less than publish_lead (600s)", pending, int(c.after.Seconds())))
 		if resp.Data["active_kid"] != pending || e.keyState("k", pending)["forced"] != c.forced || warned != c.forced {
 			t.Fatalf("rotate force %s after publication: active %v, key %v, warnings %q; want forced=%v", c.after, resp.Data["active_kid"], e.keyState("k", pending), resp.Warnings, c.forced)
+		}
+		// It signs now: nothing is scheduled.
+		if w := strings.Join(resp.Warnings, " "); strings.Contains(w, "scheduled") {
+			t.Fatalf("rotate force %s after publication activates now, but warns %q", c.after, w)
 		}
 
 		e = opsEnv(t)
