@@ -263,3 +263,77 @@ func TestRevokeLaterPendingKey(t *testing.T) {
 		t.Fatalf("revoking the second of a new ring's pending keys: %+v, want the third a period after the first", after2)
 	}
 }
+
+// TestRevokeNextKeyKeepsTheSuccessorsLead: revoking the pending key that was
+// next gives its slot to the key after it, but never before that key has
+// been in the JWKS for the current publish_lead: after the lead was raised,
+// a key published less than the new lead before the slot activates a full
+// lead after its publication.
+func TestRevokeNextKeyKeepsTheSuccessorsLead(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "30m", "verification_ttl": "1h"})
+	e.simulate(20*time.Minute, time.Minute, time.Minute, func(time.Time) {})
+	// Keys already stocked keep their slots; later ones wait the new lead.
+	e.mustWrite("keys/k", map[string]any{"publish_lead": "40m"})
+	now := e.clock.Now().Unix()
+	before := e.ring("k")
+	a := activeIndex(before.Keys, now)
+	if a < 0 || len(before.Keys) < a+3 {
+		t.Fatalf("set-up: want an active key and two pending after it, have %+v", before.Keys)
+	}
+	next, after := before.Keys[a+1], before.Keys[a+2]
+	want := max(next.ActivateAt, after.PublishAt+2400, now)
+	if want == next.ActivateAt {
+		t.Fatalf("set-up: the key after the next was published a full lead before the next's slot (the test would prove nothing): next activates at %d, the one after was published at %d", next.ActivateAt, after.PublishAt)
+	}
+	e.mustWrite("keys/k/revoke", map[string]any{"kid": next.KID})
+	got := e.ring("k").Keys
+	for _, k := range got {
+		if k.KID == after.KID {
+			if k.ActivateAt != want {
+				t.Fatalf("the key after the revoked one activates at +%ds from its publication, want +%ds (its slot, but never under publish_lead)",
+					k.ActivateAt-k.PublishAt, want-k.PublishAt)
+			}
+			return
+		}
+	}
+	t.Fatalf("the key after the revoked one is gone: %+v", got)
+}
+
+// TestRevokeBehindATombstone: revoking a later pending key whose
+// predecessor is already revoked closes the keys after it up behind the
+// nearest live key before it, skipping the tombstone: each live pending key
+// activates a rotation_period after the one before, or later if its
+// publish_lead is not complete by then.
+func TestRevokeBehindATombstone(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "30m", "verification_ttl": "1h"})
+	e.simulate(20*time.Minute, time.Minute, time.Minute, func(time.Time) {})
+	now := e.clock.Now().Unix()
+	livePending := func() []signingKey {
+		r := e.ring("k")
+		var live []signingKey
+		for _, k := range r.Keys[activeIndex(r.Keys, now)+1:] {
+			if !k.revoked() {
+				live = append(live, k)
+			}
+		}
+		return live
+	}
+	p := livePending()
+	if len(p) < 4 {
+		t.Fatalf("set-up: want at least 4 pending keys, have %+v", p)
+	}
+	e.mustWrite("keys/k/revoke", map[string]any{"kid": p[1].KID})
+	e.mustWrite("keys/k/revoke", map[string]any{"kid": p[2].KID})
+	live := livePending()
+	if live[0].KID != p[0].KID || live[1].KID != p[3].KID {
+		t.Fatalf("after revoking the second and third pending keys, the live ones are %+v", live)
+	}
+	for i := 1; i < len(live); i++ {
+		if want := max(live[i-1].ActivateAt+600, live[i].PublishAt+1800); live[i].ActivateAt != want {
+			t.Fatalf("pending key %d activates %ds after the one before, want %ds (a rotation_period, or later to complete its publish_lead)",
+				i, live[i].ActivateAt-live[i-1].ActivateAt, want-live[i-1].ActivateAt)
+		}
+	}
+}
