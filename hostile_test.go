@@ -382,7 +382,7 @@ func hostileSemanticCases() []hostileCase {
 			return map[string]any{"jwk": publicJWKMap(e.t, newTestKey(e.t, "P-256").Public(), "old-1", "", nil), "alg": "RS256", "expires_at": e.clock.Now().Add(24 * time.Hour).Unix()}
 		}},
 		hostileCase{name: "trust until a past time", path: "keys/k/trust", field: "expires_at", also: []string{"not in the future"}, dataFrom: trusted(map[string]any{"expires_at": testStart.Unix() - 1}, nil)},
-		hostileCase{name: "trust beyond the longest period", path: "keys/k/trust", field: "expires_at", also: []string{"days away"}, dataFrom: trusted(map[string]any{"expires_at": testStart.Unix() + maxTrustPeriod + 1}, nil)},
+		hostileCase{name: "trust beyond the longest period", path: "keys/k/trust", field: "expires_at", also: []string{"is more than 90 days away", "for at most 90 days (until " + fmtTime(testStart.Unix()+maxTrustPeriod) + ")"}, dataFrom: trusted(map[string]any{"expires_at": testStart.Unix() + maxTrustPeriod + 1}, nil)},
 	)
 
 	// roles/<name>
