@@ -12,6 +12,8 @@
 #   make provider-docs regenerate terraform-provider-jwtrotor/docs (terraform-plugin-docs)
 #   make fuzz       each fuzz target for FUZZTIME (default 60s)
 #   make vulncheck  govulncheck against a database built offline from golang.org/x/vulndb
+#   make mutation   mutation score of the code that decides safety (not part
+#                   of make test; tens of minutes; docs/testing.md)
 #
 # bin/vault is built once from the pinned tools module (several minutes the
 # first time); remove it (make distclean) to rebuild it.
@@ -52,7 +54,7 @@ UNIT_CMD  := $(GO) test -count=1 -skip '^TestModel$$' $(UNIT_FLAGS) ./...
 ACC_CMD  := cd tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
 .PHONY: all vault plugin dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
-.PHONY: fuzz modverify vulncheck provider testprovider provider-docs
+.PHONY: fuzz modverify vulncheck provider testprovider provider-docs mutation
 
 all: plugin
 
@@ -198,8 +200,15 @@ modverify:
 	cd tools/vuln && $(GO) mod verify
 	cd tools/lint && $(GO) mod verify
 	cd tools/docs && $(GO) mod verify
+	cd tools/mutation && $(GO) mod verify
 
 # Offline govulncheck of the plugin, the acceptance tests and the Terraform
 # provider (scripts/govulncheck.sh).
 vulncheck:
 	GO=$(GO) scripts/govulncheck.sh
+
+# Mutation testing with gremlins, pinned in tools/mutation: the scopes and
+# their files are listed once, in scripts/mutation.sh. MUTATION_SCOPES=signing
+# runs one scope; MUTATION_WORKERS=2 tests two mutants at a time.
+mutation:
+	GO=$(GO) scripts/mutation.sh

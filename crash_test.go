@@ -53,78 +53,108 @@ func (f *faultStorage) Delete(ctx context.Context, k string) error {
 	return f.Storage.Delete(ctx, k)
 }
 
-// Invariant 6 (atomicity): a crash between any two storage writes loses no
+// crashScenario is one operation the atomicity test interrupts. prep runs
+// before the token is signed and the crash is armed (time passing, so the
+// token is still valid when it is checked); run is the operation.
+// revokesSigner says the operation revokes the key that signed the token:
+// once that revocation is stored the token must stop verifying, and until
+// then it must verify like every other.
+type crashScenario struct {
+	prep          func(e *testEnv)
+	run           func(e *testEnv)
+	revokesSigner bool
+}
+
+// Invariant 10 (atomicity): a crash between any two storage writes loses no
 // key and never yields two active keys. Each scenario runs once to count its
 // writes, then once per write with a crash there; after each crash a fresh
 // backend (a restarted Vault) on the surviving storage must find a
-// consistent ring, sign, and clean up with one maintenance pass.
+// consistent ring, sign, and clean up with one maintenance pass, and the
+// token signed just before the operation must still verify (invariant 4),
+// unless the operation revoked its key and the revocation was stored
+// (invariant 6), when it must not.
 func TestInvariantAtomicityCrashBetweenWrites(t *testing.T) {
-	scenarios := map[string]func(e *testEnv){
-		"create": func(e *testEnv) {
+	scenarios := map[string]crashScenario{
+		"create": {run: func(e *testEnv) {
 			e.write("keys/c", map[string]any{"algorithm": "ES256", "rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "20m"})
+		}},
+		"rotate":         {run: func(e *testEnv) { e.write("keys/k/rotate", nil) }},
+		"rotate-force":   {run: func(e *testEnv) { e.write("keys/k/rotate", map[string]any{"force": true}) }},
+		"revoke-active":  {run: func(e *testEnv) { e.write("keys/k/rotate", map[string]any{"revoke_active": true}) }, revokesSigner: true},
+		"revoke-pending": {run: func(e *testEnv) { e.write("keys/k/revoke", map[string]any{"kid": e.ring("k").Keys[1].KID}) }},
+		"rollback": {
+			prep: func(e *testEnv) { e.clock.Advance(11 * time.Minute) },
+			run:  func(e *testEnv) { e.write("keys/k/rollback", nil) },
 		},
-		"rotate":         func(e *testEnv) { e.write("keys/k/rotate", nil) },
-		"rotate-force":   func(e *testEnv) { e.write("keys/k/rotate", map[string]any{"force": true}) },
-		"revoke-active":  func(e *testEnv) { e.write("keys/k/rotate", map[string]any{"revoke_active": true}) },
-		"revoke-pending": func(e *testEnv) { e.write("keys/k/revoke", map[string]any{"kid": e.ring("k").Keys[1].KID}) },
-		"rollback": func(e *testEnv) {
-			e.clock.Advance(11 * time.Minute)
-			e.write("keys/k/rollback", nil)
+		"maintenance": {
+			prep: func(e *testEnv) { e.clock.Advance(47 * time.Minute) },
+			run:  func(e *testEnv) { _ = e.maintain() },
 		},
-		"maintenance": func(e *testEnv) {
-			e.clock.Advance(47 * time.Minute)
-			_ = e.maintain()
-		},
-		"algorithm-change": func(e *testEnv) { e.write("keys/k", map[string]any{"algorithm": "EdDSA"}) },
-		"delete": func(e *testEnv) {
+		"algorithm-change": {run: func(e *testEnv) { e.write("keys/k", map[string]any{"algorithm": "EdDSA"}) }},
+		"delete": {run: func(e *testEnv) {
 			e.write("keys/x", nil)
 			e.do(logical.DeleteOperation, "keys/x", map[string]any{"force": true})
-		},
+		}},
 	}
-	for name, run := range scenarios {
+	for name, sc := range scenarios {
 		t.Run(name, func(t *testing.T) {
-			// Count the scenario's writes.
 			base := func() (*faultStorage, *testEnv) {
 				fs := &faultStorage{Storage: &logical.InmemStorage{}}
 				e := newEnvOn(t, fs, &fakeClock{now: testStart})
 				e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "20m"})
 				e.mustWrite("keys/x", map[string]any{"algorithm": "ES256"})
 				e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "1m", "max_ttl": "5m"})
+				if sc.prep != nil {
+					sc.prep(e)
+				}
 				return fs, e
 			}
+			// Count the scenario's writes.
 			fs, e := base()
 			start := fs.writes
-			run(e)
+			sc.run(e)
 			total := fs.writes - start
 			if total == 0 {
 				t.Fatal("scenario made no writes")
 			}
+			revokedSeen := false
 			for crashAt := 1; crashAt <= total; crashAt++ {
 				fs, e := base()
-				tokens := map[string]string{}
 				resp := e.mustWrite("sign/r", nil)
-				tokens[resp.Data["kid"].(string)] = resp.Data["token"].(string)
-				exp := time.Unix(resp.Data["expires_at"].(int64), 0)
+				kid, token := resp.Data["kid"].(string), resp.Data["token"].(string)
 				fs.failAt = fs.writes + crashAt
-				run(e)
+				sc.run(e)
 				fs.failAt = 0
 
 				after := e.restart()
-				checkConsistent(t, after, fmt.Sprintf("crash at write %d of %d", crashAt, total))
+				when := fmt.Sprintf("crash at write %d of %d", crashAt, total)
+				checkConsistent(t, after, when)
 				if err := after.maintain(); err != nil {
-					t.Fatalf("crash at write %d: maintenance after restart: %v", crashAt, err)
+					t.Fatalf("%s: maintenance after restart: %v", when, err)
 				}
-				checkConsistent(t, after, fmt.Sprintf("crash at write %d of %d, after maintenance", crashAt, total))
-				// Tokens issued before the crash still verify.
+				checkConsistent(t, after, when+", after maintenance")
+				// No time passed since the token was signed: it is valid,
+				// and only a stored revocation of its own key may stop it
+				// verifying.
+				revoked := false
+				for _, k := range after.ring("k").Keys {
+					revoked = revoked || (k.KID == kid && k.revoked())
+				}
 				_, body, _ := after.jwks("jwks")
-				for kid, tok := range tokens {
-					if !after.clock.Now().Before(exp) {
-						continue // expired: nothing to keep verifying
-					}
-					if _, err := verifyJose(t, tok, body, after.clock.Now()); err != nil && !strings.Contains(name, "revoke") {
-						t.Fatalf("crash at write %d: token of %s no longer verifies: %v", crashAt, kid, err)
-					}
+				_, err := verifyJose(t, token, body, after.clock.Now())
+				switch {
+				case revoked && !sc.revokesSigner:
+					t.Fatalf("%s: the key %s that signed the token is revoked, and %s revokes no signing key", when, kid, name)
+				case revoked && err == nil:
+					t.Fatalf("%s: the token of %s still verifies after its key was revoked", when, kid)
+				case !revoked && err != nil:
+					t.Fatalf("%s: the token of %s no longer verifies: %v", when, kid, err)
 				}
+				revokedSeen = revokedSeen || revoked
+			}
+			// The crash points cover both sides of the revocation's write.
+			if sc.revokesSigner && !revokedSeen {
+				t.Fatalf("%s never stored the revocation of the signing key in %d crash points", name, total)
 			}
 		})
 	}

@@ -1,16 +1,25 @@
 package jwtrotor
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
+	"github.com/hashicorp/vault/sdk/helper/identitytpl"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // Fuzz targets for every parser of user input. `make test` runs each
-// briefly from the seeds below; `make fuzz` runs them longer.
+// briefly from the seeds below; `make fuzz` runs them longer. Each states,
+// above it, the property it checks beyond "no panic": a round trip, agreement
+// with a reference outside the plugin, or an exact match that must hold;
+// its seeds include the shapes that once slipped through.
 
 // FuzzClaimsJSON: decodeObject accepts exactly the JSON objects
 // encoding/json accepts (one value, nothing after it, no member named twice),
@@ -53,23 +62,73 @@ func FuzzClaimsJSON(f *testing.F) {
 	})
 }
 
+// FuzzDuration: parseDuration agrees with a reference built on the standard
+// library: surrounding space is ignored; whole seconds (strconv.ParseInt),
+// whole days ("<n>d", as Vault's parseutil reads them) or a Go duration
+// (time.ParseDuration) that is a whole number of seconds; nothing negative;
+// at most ten years. What it accepts round-trips: the seconds written as a
+// number, as a Go duration, and as a JSON number parse back to the same
+// value.
 func FuzzDuration(f *testing.F) {
-	for _, s := range []string{"1h", "90s", "3600", "-1", "1.5s", "", "9999999999999h", "1h30m", " 5 ", "0x10"} {
+	for _, s := range []string{"1h", "90s", "3600", "-1", "1.5s", "", "9999999999999h", "1h30m", " 5 ", "0x10",
+		// Fractions of a second, signs, days, the ten-year edge and overflow.
+		"1500ms", "1h0.5s", "0.5s", "-0s", "-0", "+5s", "+5", "1d", "3650d", "3651d", "1.5d", "-1d", "d", "5hd",
+		"315360000", "315360001", "87600h", "87600h1s", "9223372036854775807", "-9223372036854775808", "\t90s\n", "1e3", "1_000"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		want, wantOK := referenceDuration(s)
 		n, err := parseDuration(s)
+		if (err == nil) != wantOK || (wantOK && n != want) {
+			t.Fatalf("parseDuration(%q) = %d, %v; the reference says %d, accepted=%v", s, n, err, want, wantOK)
+		}
 		if err != nil {
 			return
 		}
-		if n < 0 || n > maxDuration {
-			t.Fatalf("%q parsed to %d, outside 0..%d", s, n, maxDuration)
+		for _, again := range []any{strconv.FormatInt(n, 10), (time.Duration(n) * time.Second).String(), n, float64(n), json.Number(strconv.FormatInt(n, 10))} {
+			if m, err := parseDuration(again); err != nil || m != n {
+				t.Fatalf("%q parsed to %d, but %#v parses to %d, %v", s, n, again, m, err)
+			}
 		}
 	})
 }
 
+// referenceDuration is what a duration field should accept, in seconds.
+func referenceDuration(s string) (int64, bool) {
+	v := strings.TrimSpace(s)
+	var secs int64
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		secs = n
+	} else if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 || n > maxDuration/86400 {
+			return 0, false
+		}
+		secs = n * 86400
+	} else {
+		d, err := time.ParseDuration(v)
+		if err != nil || strings.HasPrefix(v, "-") || d%time.Second != 0 {
+			return 0, false
+		}
+		secs = int64(d / time.Second)
+	}
+	if secs < 0 || secs > maxDuration {
+		return 0, false
+	}
+	return secs, true
+}
+
+// FuzzSubjectTemplate: an accepted subject_template signs a token whose sub
+// is exactly what Vault's own identity templating (identitytpl, in ACL mode)
+// renders for the caller's entity, or the sign is a 400 about the subject
+// when that renders nothing; the plugin's shortcut for the entity id and its
+// handling of static subjects must agree with it.
 func FuzzSubjectTemplate(f *testing.F) {
-	for _, s := range []string{"{{identity.entity.id}}", "svc/{{identity.entity.metadata.team}}", "{{identity.entity.aliases.auth_userpass_1.name}}", "static", "{{", "}}{{", "{{identity.groups.names}}", "{{ identity.entity.name }}x"} {
+	for _, s := range []string{"{{identity.entity.id}}", "svc/{{identity.entity.metadata.team}}", "{{identity.entity.aliases.auth_userpass_1.name}}", "static", "{{", "}}{{", "{{identity.groups.names}}", "{{ identity.entity.name }}x",
+		// Text around and between directives, which the entity-id shortcut
+		// once had to keep; static subjects with stray braces or spaces.
+		"svc/{{identity.entity.id}}/x", "{{identity.entity.id}}{{identity.entity.id}}", "a{{ identity.entity.id }}b", " static ", "x}}y", "a}}",
+		"{{identity.entity.metadata.missing}}", "{{identity.entity.aliases.auth_userpass_1.metadata.region}}", "{{identity.entity.aliases.nope.name}}"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -79,21 +138,42 @@ func FuzzSubjectTemplate(f *testing.F) {
 		if !utf8.ValidString(s) || len(s) > maxTemplateLen {
 			t.Fatalf("accepted an invalid template %q", s)
 		}
-		// An accepted template renders for an entity or reports why.
 		e := newEnv(t)
+		e.entity.Aliases = []*logical.Alias{{MountAccessor: "auth_userpass_1", ID: "alias-1", Name: "alice", Metadata: map[string]string{"region": "eu"}}}
 		e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt"})
 		e.mustWrite("keys/k", map[string]any{"algorithm": "EdDSA"})
 		e.mustWrite("keys/k/rotate", map[string]any{"force": true})
 		e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "a", "subject_template": s})
+		_, want, refErr := identitytpl.PopulateString(identitytpl.PopulateStringInput{Mode: identitytpl.ACLTemplating, String: s, Entity: e.entity})
 		resp, err := e.write("sign/r", nil)
-		if err != nil && (resp == nil || !strings.HasPrefix(resp.Error().Error(), "subject")) {
-			t.Fatalf("template %q: %v %v", s, err, respErr(resp))
+		if refErr != nil || want == "" {
+			if err == nil && resp != nil && !resp.IsError() {
+				t.Fatalf("template %q signed, but Vault's templating renders %q, %v", s, want, refErr)
+			}
+			if resp == nil || !resp.IsError() || !strings.HasPrefix(resp.Error().Error(), "subject") {
+				t.Fatalf("template %q: want a 400 about the subject, got %v %s", s, err, respErr(resp))
+			}
+			return
+		}
+		if err != nil || resp == nil || resp.IsError() {
+			t.Fatalf("template %q renders %q with Vault's templating, but signing failed: %v %s", s, want, err, respErr(resp))
+		}
+		_, body, _ := e.jwks("jwks")
+		claims, err := verifyJose(t, resp.Data["token"].(string), body, e.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if claims["sub"] != want {
+			t.Fatalf("template %q: sub %q, Vault's templating renders %q", s, claims["sub"], want)
 		}
 	})
 }
 
+// FuzzAudiences: a comma-separated list splits into valid UTF-8 entries
+// without commas or surrounding space, and round-trips: the entries joined
+// with commas split into the same list.
 func FuzzAudiences(f *testing.F) {
-	for _, s := range []string{"a,b", "https://api.example.com", ",", " a , b ", "a\xff"} {
+	for _, s := range []string{"a,b", "https://api.example.com", ",", " a , b ", "a\xff", "", " ", "a,,b", "\ta\n"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -102,38 +182,109 @@ func FuzzAudiences(f *testing.F) {
 			return
 		}
 		for _, a := range list {
-			if !utf8.ValidString(a) || strings.Contains(a, ",") {
+			if !utf8.ValidString(a) || strings.Contains(a, ",") || a != strings.TrimSpace(a) {
 				t.Fatalf("%q split into %q", s, a)
 			}
 		}
+		again, err := stringList("audiences", strings.Join(list, ","))
+		if err != nil || !slices.Equal(again, list) {
+			t.Fatalf("%q split into %q, which joined splits into %q (%v)", s, list, again, err)
+		}
 	})
 }
 
+// FuzzGlob: checkGlob accepts exactly the globs with no '*', the lone '*',
+// and one '*' at the start or the end; an accepted glob matches a subject
+// exactly when a reference built another way says so (the subject starts
+// with the text before the star and ends with the text after it, the two
+// not overlapping), and it matches every subject that keeps its fixed part.
 func FuzzGlob(f *testing.F) {
-	for _, g := range []string{"svc-*", "*@example.com", "*", "a*b", "**", "exact"} {
+	for _, g := range []string{"svc-*", "*@example.com", "*", "a*b", "**", "exact", "*a*", ""} {
 		f.Add(g, "svc-billing")
 	}
+	// Shapes a prefix or suffix glob must not match: the fixed part in the
+	// middle, or only partly there.
+	f.Add("*@example.com", "a@example.com.evil")
+	f.Add("svc-*", "evil-svc-billing")
+	f.Add("svc-*", "svc")
+	f.Add("*.example.com", "example.com")
+	f.Add("svc-*", "SVC-billing")
+	f.Add("exact", "exact ")
 	f.Fuzz(func(t *testing.T, g, s string) {
-		if checkGlob(g) != nil {
+		stars := strings.Count(g, "*")
+		wantAccepted := g != "" && utf8.ValidString(g) &&
+			(stars == 0 || g == "*" || stars == 1 && (strings.HasPrefix(g, "*") || strings.HasSuffix(g, "*")))
+		if accepted := checkGlob(g) == nil; accepted != wantAccepted {
+			t.Fatalf("checkGlob(%q) accepted=%v, want %v", g, accepted, wantAccepted)
+		}
+		if !wantAccepted {
 			return
 		}
-		if strings.Count(g, "*") > 1 && g != "*" {
-			t.Fatalf("accepted %q", g)
+		pre, suf, star := strings.Cut(g, "*")
+		want := s == g
+		if star {
+			want = len(s) >= len(pre)+len(suf) && s[:len(pre)] == pre && s[len(s)-len(suf):] == suf
 		}
-		if g == s && !strings.Contains(g, "*") && !globMatch(g, s) {
-			t.Fatalf("%q does not match itself", g)
+		if got := globMatch(g, s); got != want {
+			t.Fatalf("globMatch(%q, %q) = %v, want %v", g, s, got, want)
+		}
+		if !globMatch(g, pre+s+suf) && star {
+			t.Fatalf("%q does not match %q, which keeps its fixed part", g, pre+s+suf)
+		}
+		if !globMatch(g, strings.ReplaceAll(g, "*", "")) {
+			t.Fatalf("%q does not match its own fixed part", g)
 		}
 	})
 }
 
+// FuzzIfNoneMatch reads the JWKS with an arbitrary If-None-Match through
+// HandleRequest: the current ETag, strong or weak, anywhere in a list of
+// tags, gets a 304; a header that does not contain the ETag's opaque value
+// (and no *) gets the document; and a tag that only starts like the ETag is
+// a different tag, never a 304 (a false 304 would leave a verifier on a key
+// set it does not have).
 func FuzzIfNoneMatch(f *testing.F) {
-	for _, h := range []string{`"abc"`, `W/"abc"`, `"x", "abc"`, "*", "", `"abc`} {
+	for _, h := range []string{`"abc"`, `W/"abc"`, `"x", "abc"`, "*", "", `"abc`,
+		// Separators and spacing around the tags, and near misses.
+		",", " , ", "\t", `W/`, `w/"abc"`, `"", ""`, `"x",W/"y"`, `x`, `"`} {
 		f.Add(h)
 	}
 	f.Fuzz(func(t *testing.T, h string) {
-		got := etagMatches([]string{h}, `"abc"`)
-		if got && !strings.Contains(h, `"abc"`) && !strings.Contains(h, "*") {
-			t.Fatalf("%q matched", h)
+		e := newEnv(t)
+		e.setupRing("k", "EdDSA", nil)
+		status := func(header string) int {
+			t.Helper()
+			resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "jwks", Storage: e.storage,
+				Headers: map[string][]string{"If-None-Match": {header}}, Connection: &logical.Connection{RemoteAddr: "192.0.2.1:1"}})
+			if err != nil || resp == nil {
+				t.Fatalf("If-None-Match %q: %v %s", header, err, respErr(resp))
+			}
+			return resp.Data[logical.HTTPStatusCode].(int)
+		}
+		first, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "jwks", Storage: e.storage})
+		if err != nil || first == nil || len(first.Headers["ETag"]) != 1 {
+			t.Fatalf("JWKS read: %v %s", err, respErr(first))
+		}
+		etag := first.Headers["ETag"][0]
+		opaque := strings.TrimSuffix(strings.TrimPrefix(etag, `"`), `"`)
+		if opaque == "" || etag != `"`+opaque+`"` {
+			t.Fatalf("ETag %q is not a strong entity tag", etag)
+		}
+		for _, header := range []string{etag, "W/" + etag, " " + etag + " ", h + ", " + etag, etag + ", " + h, h + ",W/" + etag} {
+			if got := status(header); got != http.StatusNotModified {
+				t.Fatalf("If-None-Match %q holds the ETag %s, got %d, want 304", header, etag, got)
+			}
+		}
+		if !strings.Contains(h, opaque) && !strings.Contains(h, "*") {
+			if got := status(h); got != http.StatusOK {
+				t.Fatalf("If-None-Match %q does not hold the ETag %s, got %d, want 200", h, etag, got)
+			}
+		}
+		if h != "" && !strings.ContainsAny(h, ",*") {
+			longer := `"` + opaque + h + `"`
+			if got := status(longer); got != http.StatusOK {
+				t.Fatalf("If-None-Match %q is another tag than %s, got %d, want 200", longer, etag, got)
+			}
 		}
 	})
 }

@@ -58,7 +58,7 @@ func (c *fakeClock) Step(d time.Duration) {
 }
 
 type testEnv struct {
-	t       *testing.T
+	t       testing.TB
 	b       *backend
 	storage logical.Storage
 	clock   *fakeClock
@@ -70,12 +70,12 @@ var testStart = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // newEnv builds a backend the way Vault does, on in-memory storage, with a
 // fake clock and an entity for the caller.
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	return newEnvOn(t, &logical.InmemStorage{}, &fakeClock{now: testStart})
 }
 
-func newEnvOn(t *testing.T, s logical.Storage, clock *fakeClock) *testEnv {
+func newEnvOn(t testing.TB, s logical.Storage, clock *fakeClock) *testEnv {
 	t.Helper()
 	logs := &bytes.Buffer{}
 	ent := &logical.Entity{ID: "entity-1234", Name: "payments-api", Metadata: map[string]string{"team": "payments"}}
@@ -172,7 +172,7 @@ func respErr(r *logical.Response) string {
 }
 
 // expect400 asserts a 400 whose message contains every fragment.
-func expect400(t *testing.T, resp *logical.Response, err error, fragments ...string) {
+func expect400(t testing.TB, resp *logical.Response, err error, fragments ...string) {
 	t.Helper()
 	if err != logical.ErrInvalidRequest && !(err == nil && resp != nil && resp.IsError()) {
 		t.Fatalf("want a 400, got err=%v resp=%s", err, respErr(resp))
@@ -189,7 +189,7 @@ func expect400(t *testing.T, resp *logical.Response, err error, fragments ...str
 }
 
 // dump returns every storage entry, to compare storage before and after.
-func dump(t *testing.T, s logical.Storage) map[string]string {
+func dump(t testing.TB, s logical.Storage) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	var walk func(prefix string)
@@ -214,7 +214,7 @@ func dump(t *testing.T, s logical.Storage) map[string]string {
 	return out
 }
 
-func sameStorage(t *testing.T, before, after map[string]string) {
+func sameStorage(t testing.TB, before, after map[string]string) {
 	t.Helper()
 	if len(before) != len(after) {
 		t.Fatalf("storage changed: %d entries before, %d after", len(before), len(after))
@@ -259,6 +259,15 @@ func (e *testEnv) jwks(path string) (int, []byte, map[string]any) {
 	return resp.Data[logical.HTTPStatusCode].(int), resp.Data[logical.HTTPRawBody].([]byte), resp.Data
 }
 
+// errText is err's message, or "" for no error: for tests that check what
+// a refusal says.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
 // fataler is what kidsOf needs of a test: *testing.T, or rapid's *T.
 type fataler interface {
 	Helper()
@@ -295,7 +304,7 @@ var allJOSEAlgs = []jose.SignatureAlgorithm{
 
 // verifyJose checks a token against a JWKS with go-jose v4, an independent
 // verifier with an explicit algorithm list, and returns its claims.
-func verifyJose(t *testing.T, token string, jwksBody []byte, at time.Time) (map[string]any, error) {
+func verifyJose(t testing.TB, token string, jwksBody []byte, at time.Time) (map[string]any, error) {
 	t.Helper()
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(jwksBody, &set); err != nil {
@@ -328,7 +337,7 @@ func verifyJose(t *testing.T, token string, jwksBody []byte, at time.Time) (map[
 
 // verifyJWTv5 checks a token with golang-jwt v5, a second independent
 // library.
-func verifyJWTv5(t *testing.T, token string, jwksBody []byte, at time.Time, aud string) error {
+func verifyJWTv5(t testing.TB, token string, jwksBody []byte, at time.Time, aud string) error {
 	t.Helper()
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(jwksBody, &set); err != nil {

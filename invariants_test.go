@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -454,30 +453,70 @@ func TestInvariantKidThumbprint(t *testing.T) {
 
 // Cross-object checks hold under concurrent writers: roles raising max_ttl
 // and the ring lowering verification_ttl race, and no interleaving may
-// leave a role whose max_ttl + 60s exceeds the ring's overlap.
+// leave a role whose max_ttl + 60s exceeds the ring's overlap. Every write
+// is a 200 or a 400 that names its field; some of each kind succeed (the
+// role's 10m and the ring's 60m fit whatever the other holds), and what is
+// stored at the end is a value a successful write sent.
 func TestCrossObjectChecksUnderConcurrency(t *testing.T) {
 	// Slow writes widen the window between a writer's check and its write.
 	e := newEnvOn(t, &slowStorage{Storage: &logical.InmemStorage{}}, &fakeClock{now: testStart})
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
-	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "1m", "max_ttl": "10m"})
+	// Below every value the race writes, so the end state shows which won.
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "1m", "max_ttl": "5m"})
+	type outcome struct {
+		field string
+		value int64
+		resp  *logical.Response
+		err   error
+	}
+	results := make(chan outcome, 100)
 	var wg sync.WaitGroup
 	for i := 0; i < 50; i++ {
 		wg.Add(2)
 		go func(i int) {
 			defer wg.Done()
-			e.write("roles/r", map[string]any{"max_ttl": fmt.Sprintf("%dm", 10+i)})
+			v := int64(60 * (10 + i))
+			resp, err := e.write("roles/r", map[string]any{"max_ttl": v})
+			results <- outcome{"max_ttl", v, resp, err}
 		}(i)
 		go func(i int) {
 			defer wg.Done()
-			e.write("keys/k", map[string]any{"verification_ttl": fmt.Sprintf("%ds", 660+60*(49-i))})
+			v := int64(660 + 60*(49-i))
+			resp, err := e.write("keys/k", map[string]any{"verification_ttl": v})
+			results <- outcome{"verification_ttl", v, resp, err}
 		}(i)
 	}
 	wg.Wait()
+	close(results)
+	written := map[string]map[int64]bool{"max_ttl": {}, "verification_ttl": {}}
+	refused := map[string]int{}
+	for o := range results {
+		switch {
+		case o.err == nil && (o.resp == nil || !o.resp.IsError()):
+			written[o.field][o.value] = true
+		case o.err == logical.ErrInvalidRequest && o.resp != nil && strings.HasPrefix(o.resp.Error().Error(), o.field+":"):
+			refused[o.field]++
+		default:
+			t.Fatalf("%s=%d: want a 200 or a 400 naming %s, got %v %s", o.field, o.value, o.field, o.err, respErr(o.resp))
+		}
+	}
+	for _, f := range []string{"max_ttl", "verification_ttl"} {
+		if len(written[f]) == 0 {
+			t.Fatalf("no %s write succeeded (%d refused): the race never happened", f, refused[f])
+		}
+	}
 	role := e.read("roles/r").Data
 	ring := e.read("keys/k").Data
-	if role["max_ttl"].(int64)+60 > ring["verification_ttl"].(int64) {
-		t.Fatalf("role max_ttl %v + 60 exceeds ring verification_ttl %v", role["max_ttl"], ring["verification_ttl"])
+	maxTTL, vttl := role["max_ttl"].(int64), ring["verification_ttl"].(int64)
+	if maxTTL+60 > vttl {
+		t.Fatalf("role max_ttl %d + 60 exceeds ring verification_ttl %d", maxTTL, vttl)
 	}
+	if !written["max_ttl"][maxTTL] || !written["verification_ttl"][vttl] {
+		t.Fatalf("stored max_ttl %d (sent by a successful write: %v) and verification_ttl %d (%v)",
+			maxTTL, written["max_ttl"][maxTTL], vttl, written["verification_ttl"][vttl])
+	}
+	t.Logf("max_ttl: %d written, %d refused; verification_ttl: %d written, %d refused",
+		len(written["max_ttl"]), refused["max_ttl"], len(written["verification_ttl"]), refused["verification_ttl"])
 }
 
 type slowStorage struct{ logical.Storage }

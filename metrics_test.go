@@ -10,6 +10,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 )
 
+// TestMetrics: the Prometheus exposition parses and counts signatures per
+// kid, JWKS requests and 304s, rotations and active keys; a removed kid's
+// series is dropped; without format=prometheus the figures come as JSON.
 func TestMetrics(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "20m"})

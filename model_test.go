@@ -56,6 +56,9 @@ func setFlag(t *testing.T, name, value string) {
 	t.Cleanup(func() { flag.Set(name, f.DefValue) })
 }
 
+// TestModel draws random operation sequences for -model.budget (make
+// testmodel, make soak) and checks every invariant of docs/invariants.md
+// after every step; a run that drew no sequence fails.
 func TestModel(t *testing.T) {
 	setFlag(t, "rapid.steps", modelSteps)
 	deadline := time.Now().Add(*modelBudget)

@@ -65,6 +65,9 @@ func TestJWKSCacheControl(t *testing.T) {
 	}
 }
 
+// TestJWKSETagAnd304: the current ETag, strong, weak, in a list or *, gets
+// a 304 with no body and the same ETag; another ETag gets the body; HEAD
+// answers like GET; a rotation changes body and ETag.
 func TestJWKSETagAnd304(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
@@ -108,6 +111,9 @@ func TestJWKSETagAnd304(t *testing.T) {
 	}
 }
 
+// TestJWKSScopesAndDiscovery: the mount's JWKS is the union of the rings'
+// JWKS, which do not overlap; the well-known copy equals it; an unknown ring
+// is a 404; discovery names the issuer, the JWKS and every algorithm.
 func TestJWKSScopesAndDiscovery(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("a", "ES256", nil)
@@ -165,6 +171,8 @@ func (c *countingStorage) List(ctx context.Context, p string) ([]string, error) 
 	return c.Storage.List(ctx, p)
 }
 
+// TestJWKSFloodReadsNoStorage: concurrent JWKS and discovery reads with
+// unknown ETags are served from memory: 8000 of them read storage zero times.
 func TestJWKSFloodReadsNoStorage(t *testing.T) {
 	cs := &countingStorage{Storage: &logical.InmemStorage{}}
 	e := newEnvOn(t, cs, &fakeClock{now: testStart})

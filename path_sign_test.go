@@ -81,6 +81,10 @@ func header(t *testing.T, token string) map[string]any {
 	return h
 }
 
+// TestSignClaimsAndPolicy: a token carries the role's static claims, the
+// caller's allowed claims, the chosen audience and subject, iat/nbf/exp from
+// Vault's clock and the role's typ; defaults are the role's audiences and
+// ttl; jti is unique.
 func TestSignClaimsAndPolicy(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
@@ -132,30 +136,50 @@ func TestSignClaimsAndPolicy(t *testing.T) {
 	}
 }
 
+// TestSignSubjectTemplates: sub is the role's template rendered for the
+// caller's entity, the static subject itself, or the subject the caller
+// chose among allowed_subjects; a template that needs an entity is a 400
+// for a caller without one.
 func TestSignSubjectTemplates(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("k", "EdDSA", nil)
-	e.mustWrite("roles/name", map[string]any{"key": "k", "audiences": "api", "subject_template": "team/{{identity.entity.metadata.team}}/{{identity.entity.name}}"})
-	resp := e.mustWrite("sign/name", nil)
 	_, body, _ := e.jwks("jwks")
-	claims, err := verifyJose(t, resp.Data["token"].(string), body, e.clock.Now())
-	if err != nil {
-		t.Fatal(err)
+	sub := func(role string, data map[string]any) any {
+		t.Helper()
+		resp := e.mustWrite("sign/"+role, data)
+		claims, err := verifyJose(t, resp.Data["token"].(string), body, e.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return claims["sub"]
 	}
-	if claims["sub"] != "team/payments/payments-api" {
-		t.Fatalf("sub %v", claims["sub"])
+	e.mustWrite("roles/name", map[string]any{"key": "k", "audiences": "api", "subject_template": "team/{{identity.entity.metadata.team}}/{{identity.entity.name}}"})
+	if got := sub("name", nil); got != "team/payments/payments-api" {
+		t.Fatalf("templated sub %v, want team/payments/payments-api", got)
+	}
+	e.mustWrite("roles/default", map[string]any{"key": "k", "audiences": "api"})
+	if got := sub("default", nil); got != e.entity.ID {
+		t.Fatalf("default template: sub %v, want the entity id %s", got, e.entity.ID)
+	}
+	e.mustWrite("roles/static", map[string]any{"key": "k", "audiences": "api", "subject_template": "batch-job"})
+	e.mustWrite("roles/chooser", map[string]any{"key": "k", "audiences": "api", "allowed_subjects": "job-*"})
+	if got := sub("chooser", map[string]any{"subject": "job-7"}); got != "job-7" {
+		t.Fatalf("caller-chosen sub %v, want job-7", got)
 	}
 	// No entity: the default template is a 400, a static one works.
 	e.entity.ID = ""
-	e.mustWrite("roles/default", map[string]any{"key": "k", "audiences": "api"})
-	resp, err = e.write("sign/default", nil)
+	resp, err := e.write("sign/default", nil)
 	expect400(t, resp, err, "subject", "no Vault entity")
-	e.mustWrite("roles/static", map[string]any{"key": "k", "audiences": "api", "subject_template": "batch-job"})
-	e.mustWrite("sign/static", nil)
-	e.mustWrite("roles/chooser", map[string]any{"key": "k", "audiences": "api", "allowed_subjects": "job-*"})
-	e.mustWrite("sign/chooser", map[string]any{"subject": "job-7"})
+	if got := sub("static", nil); got != "batch-job" {
+		t.Fatalf("static sub %v, want batch-job", got)
+	}
+	if got := sub("chooser", map[string]any{"subject": "job-8"}); got != "job-8" {
+		t.Fatalf("caller-chosen sub without an entity %v, want job-8", got)
+	}
 }
 
+// TestSignBatch: each batch item gets a verifying token or its own error
+// naming the field; more than maxBatch items is a 400.
 func TestSignBatch(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)

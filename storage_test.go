@@ -29,13 +29,12 @@ var fixtureVersions = []int{1, 2, 3}
 // fixtureTime is the clock of the checked-in fixtures.
 var fixtureTime = time.Date(2026, 1, 15, 9, 0, 0, 0, time.UTC)
 
-// TestWriteFixtures writes the storage fixtures of the current schema
-// version; run only with -update-fixtures, when a schema version is frozen.
-func TestWriteFixtures(t *testing.T) {
+// writeFixtures regenerates the storage fixtures of the current schema
+// version: go test -run TestReadsOlderFixtures -update-fixtures, when a
+// schema version is frozen. (Not a test of its own: it would skip in every
+// ordinary run.)
+func writeFixtures(t *testing.T) {
 	dir := fixtureDir(schemaVersion)
-	if !*updateFixtures {
-		t.Skip("run with -update-fixtures to rewrite " + dir)
-	}
 	e := newEnvOn(t, &logical.InmemStorage{}, &fakeClock{now: fixtureTime})
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 300, "verifiers": "gateway"})
 	e.mustWrite("keys/payments", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "publish_lead": "20m", "verification_ttl": "2h"})
@@ -71,6 +70,9 @@ func TestWriteFixtures(t *testing.T) {
 // version wrote, from checked-in fixtures, and keeps rotating and signing
 // from there.
 func TestReadsOlderFixtures(t *testing.T) {
+	if *updateFixtures {
+		writeFixtures(t)
+	}
 	for _, v := range fixtureVersions {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { readsFixtures(t, v) })
 	}
@@ -119,6 +121,8 @@ func readsFixtures(t *testing.T, v int) {
 	})
 }
 
+// TestEveryEntryCarriesSchemaVersion: every kind of storage entry (config,
+// clock, rings, roles, private halves) records the schema version.
 func TestEveryEntryCarriesSchemaVersion(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)

@@ -32,6 +32,10 @@ func (e *testEnv) fetch(path, verifier, addr, ua, etag string) string {
 	return resp.Headers["ETag"][0]
 }
 
+// TestVerifierReport: the verifiers report names stale declared verifiers
+// (not ones that refetched), declared ones never seen, keeps anonymous
+// fetchers apart from declared ones (an address in verifier_cidrs counts as
+// declared), and gives each ring's pending-key coverage.
 func TestVerifierReport(t *testing.T) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})

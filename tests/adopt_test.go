@@ -207,6 +207,12 @@ func expectAll(t *testing.T, ctx context.Context, vs map[string]safVerifier, tal
 	}
 }
 
+// TestAdoptIssuer: an issuer adopted through the stock vault transit import
+// keeps its kid and signs at once, so a service that pinned the old key and
+// the JWKS verifiers both accept its tokens; the successor takes over at the
+// imported key's retire_at; the old issuer's tokens (imported and trusted
+// keys alike) verify until their keys leave the JWKS, the trusted key at its
+// expires_at and the imported key at its remove_at, and not after.
 func TestAdoptIssuer(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

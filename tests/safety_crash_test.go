@@ -19,6 +19,9 @@ import (
 // no key was lost, every ring has exactly one active key that can sign,
 // every token issued before the crash that has not expired still verifies
 // against the JWKS, and the schedule goes on from the stored timestamps.
+// The ring long signs tokens that outlive the whole test, so every
+// iteration verifies tokens from before its crash however slowly Vault
+// restarts: an iteration that checked no token, or kept no kid, fails.
 //
 // Most iterations kill Vault (and the plugin process it started) at a random
 // moment while a workload forces rotations and signs. The others run the
@@ -75,7 +78,11 @@ func TestSafetyCrash(t *testing.T) {
 	c.vc.mustWrite(t, "jwt/keys/ops", map[string]any{
 		"algorithm": "ES256", "rotation_period": 3600, "publish_lead": 10, "verification_ttl": 70,
 	})
-	for ring, ttl := range map[string]int{"fast": 15, "ops": 10} {
+	// long is never rotated by hand, and its tokens live an hour.
+	c.vc.mustWrite(t, "jwt/keys/long", map[string]any{
+		"algorithm": "ES256", "rotation_period": 3600, "publish_lead": 10, "verification_ttl": 7200,
+	})
+	for ring, ttl := range map[string]int{"fast": 15, "ops": 10, "long": 3600} {
 		c.vc.mustWrite(t, "jwt/keys/"+ring+"/rotate", map[string]any{"force": true})
 		c.vc.mustWrite(t, "jwt/roles/"+ring, map[string]any{
 			"key": ring, "audiences": []string{apiAudience}, "subject_template": "saf-crash",
@@ -110,6 +117,9 @@ func TestSafetyCrash(t *testing.T) {
 		t.Log(line)
 	}
 }
+
+// safCrashRings are the rings every iteration signs on and checks.
+var safCrashRings = []string{"fast", "ops", "long"}
 
 // safKeepDir moves a failed run's directory out of t.TempDir's cleanup.
 func safKeepDir(dir string) string {
@@ -231,7 +241,7 @@ func (c *safCrash) iteration(i int, kind string) {
 	t := c.t
 	t.Helper()
 	before := map[string]ring{}
-	for _, name := range []string{"fast", "ops"} {
+	for _, name := range safCrashRings {
 		before[name] = safReadRing(t, c.vc, c.mountPath, name)
 		c.noteRing(name, before[name])
 		for range 2 {
@@ -366,7 +376,7 @@ func (c *safCrash) check(i int, before map[string]ring) string {
 	now := time.Now()
 	jwks := safFetchJWKS(t, c.node.addr+"/v1/"+c.mountPath+"/jwks")
 	rings := map[string]ring{}
-	for _, name := range []string{"fast", "ops"} {
+	for _, name := range safCrashRings {
 		rings[name] = safReadRing(t, c.vc, c.mountPath, name)
 	}
 
@@ -398,7 +408,7 @@ func (c *safCrash) check(i int, before map[string]ring) string {
 	}
 
 	// Exactly one active key per ring (safReadRing), and it signs.
-	for _, name := range []string{"fast", "ops"} {
+	for _, name := range safCrashRings {
 		r := rings[name]
 		s, err := c.sign(context.Background(), name)
 		if err != nil {
@@ -428,8 +438,11 @@ func (c *safCrash) check(i int, before map[string]ring) string {
 	}
 
 	// Tokens issued before the crash that have not expired verify.
-	verified := 0
+	verified, longTokens := 0, 0
 	for _, tok := range tokens {
+		if tok.ring == "long" {
+			longTokens++
+		}
 		if tok.exp <= now.Unix()+1 {
 			continue
 		}
@@ -441,7 +454,14 @@ func (c *safCrash) check(i int, before map[string]ring) string {
 		}
 		verified++
 	}
-	return fmt.Sprintf("%d kids kept, %d unexpired tokens verified, 1 active key per ring, both sign", kept, verified)
+	// Floors: long's tokens are all unexpired, and its kids all kept.
+	if verified < longTokens || verified == 0 {
+		t.Errorf("iteration %d: %d unexpired tokens verified after the crash, want at least the %d of ring long (and more than none)", i, verified, longTokens)
+	}
+	if kept == 0 {
+		t.Errorf("iteration %d: no kid checked as kept after the crash", i)
+	}
+	return fmt.Sprintf("%d kids kept, %d unexpired tokens verified, 1 active key per ring, every ring signs", kept, verified)
 }
 
 // finalPhase keeps Vault up until maintenance has run, then checks that

@@ -19,11 +19,14 @@ import (
 // retiring kid, rollback right after a rotation, and rollback refused once
 // the previous key is revoked or removed. For each, the JWKS and signing
 // change at once; every verifier that refreshes on a timer (max-age or its
-// own interval) rejects tokens of a revoked key within max-age plus its poll
-// interval; a revoked or removed kid never comes back in any later JWKS; and
+// own interval) rejects tokens of a revoked key once it has refetched the
+// JWKS after the revocation, never accepting one after that refetch; a
+// revoked or removed kid never comes back in any JWKS the watcher fetched
+// after it went (and the watcher fetched after every revocation); and
 // rollback moves no remove_at past its original value plus one
-// rotation_period. Takes about a minute and a half (the removal case waits
-// for a real remove_at).
+// rotation_period. Waits are for events (a verifier's fetches, Vault's own
+// timestamps and answers), not for a number of seconds. Takes about a
+// minute and a half (the removal case waits for a real remove_at).
 func TestSafetyEmergencyOperations(t *testing.T) {
 	t.Parallel()
 	const maxAge = 4
@@ -37,17 +40,20 @@ func TestSafetyEmergencyOperations(t *testing.T) {
 	go e.watch.run(ctx, 500*time.Millisecond)
 
 	// Rings created now are in every verifier's cache before the cases run.
+	// Their cases assume no scheduled rotation since their creation: a
+	// rotation_period longer than the test, however slow the set-up.
 	standard := map[string]any{
-		"algorithm": "ES256", "rotation_period": 60, "publish_lead": 10, "verification_ttl": 120,
+		"algorithm": "ES256", "rotation_period": safLongLead, "publish_lead": 10, "verification_ttl": 120,
 	}
 	for _, name := range []string{"revoke-active", "revoke-pending", "revoke-retiring", "rollback-revoked"} {
 		e.ring(t, name, standard)
 	}
-	// A lead long enough that the pending key is still serving it when the
-	// case runs, so that force really cuts it short.
+	// A lead far longer than the test, so that the pending key is still
+	// serving it when the case runs however slow the machine, and force
+	// really cuts it short (Vault's "forced" warning says it did).
 	for _, name := range []string{"revoke-active-rotate", "force"} {
 		e.ring(t, name, map[string]any{
-			"algorithm": "ES256", "rotation_period": 60, "publish_lead": 40, "verification_ttl": 120,
+			"algorithm": "ES256", "rotation_period": safLongLead, "publish_lead": safLongLead, "verification_ttl": 120,
 		})
 	}
 	e.ring(t, "rollback", map[string]any{
@@ -58,7 +64,7 @@ func TestSafetyEmergencyOperations(t *testing.T) {
 	e.ring(t, "rollback-removed", map[string]any{
 		"algorithm": "ES256", "rotation_period": 90, "publish_lead": 10, "verification_ttl": 61,
 	})
-	time.Sleep(e.longestStaleness() + 2*time.Second)
+	e.awaitRefresh(t, "the rings created before the cases", e.sign(t, "revoke-active", ""))
 
 	// The cases run at the same time, each on its own ring. They are not
 	// t.Parallel subtests: those would wait for -parallel slots, and the
@@ -88,7 +94,15 @@ func TestSafetyEmergencyOperations(t *testing.T) {
 	wg.Wait()
 
 	// Last word on monotonicity: a fresh JWKS, and everything the watcher
-	// saw during the run.
+	// saw during the run, which must include a fetch after every ban.
+	banned := e.watch.bannedSince()
+	var lastBan time.Time
+	for _, at := range banned {
+		if at.After(lastBan) {
+			lastBan = at
+		}
+	}
+	e.watch.awaitFetchAfter(t, lastBan)
 	cancel()
 	e.watch.wait()
 	final := fetchJWKS(t, m, "jwks")
@@ -98,11 +112,24 @@ func TestSafetyEmergencyOperations(t *testing.T) {
 		}
 	}
 	if errs := e.watch.errors(); len(errs) > 0 {
-		for _, err := range errs {
+		for i, err := range errs {
+			if i == 5 {
+				t.Errorf("and %d more watcher errors", len(errs)-5)
+				break
+			}
 			t.Error(err)
 		}
 	}
-	t.Logf("JWKS watcher: %d fetches, %d kids banned after revocation or removal, none came back", e.watch.fetchCount(), len(e.watch.bannedSince()))
+	if len(banned) != 6 {
+		t.Errorf("the watcher was told of %d revoked or removed kids, want the 6 the cases revoke or remove", len(banned))
+	}
+	for kid, at := range banned {
+		if n := e.watch.fetchesAfter(at); n == 0 {
+			t.Errorf("the watcher fetched no JWKS after %s was banned at %s: that kid was never checked", kid, at.Format("15:04:05.000"))
+		}
+	}
+	t.Logf("JWKS watcher: %d fetches, %d after the first ban; %d kids banned after revocation or removal, each followed by a fetch, none came back",
+		e.watch.fetchCount(), e.watch.fetchesAfter(e.watch.firstBan()), len(banned))
 	for _, line := range e.rejectionLog() {
 		t.Log(line)
 	}
@@ -128,14 +155,6 @@ func (e *safEmergency) ring(t *testing.T, name string, settings map[string]any) 
 		})
 	}
 	return kid
-}
-
-func (e *safEmergency) longestStaleness() time.Duration {
-	var d time.Duration
-	for _, k := range safVerifierKinds {
-		d = max(d, k.staleness(e.maxAge))
-	}
-	return d
 }
 
 // sign signs on the ring's role and checks the kid.
@@ -171,11 +190,17 @@ func (e *safEmergency) allAccept(t *testing.T, what string, s safSigned) {
 }
 
 // published requires the mount's and the ring's JWKS, fetched now with no
-// cache, to hold (or lack) kids.
+// cache, to hold (or lack) kids, and to let caches keep them no longer than
+// jwks_max_age: that bound, not a stopwatch, is what makes every verifier
+// that follows max-age refetch (awaitRejection checks what it does then).
 func (e *safEmergency) published(t *testing.T, ring string, in, out []string) {
 	t.Helper()
 	for _, rel := range []string{"jwks", "jwks/" + ring} {
 		f := fetchJWKS(t, e.m, rel)
+		h := f.Resp.Header.Get("Cache-Control")
+		if n, err := parseCacheControl(h).seconds("max-age"); err != nil || n < 1 || time.Duration(n)*time.Second > e.maxAge {
+			t.Errorf("%s: Cache-Control %q: want max-age between 1 and jwks_max_age (%s)", rel, h, e.maxAge)
+		}
 		for _, kid := range in {
 			if !f.has(kid) {
 				t.Errorf("%s lacks %s right after the operation: %v", rel, kid, f.kids())
@@ -189,30 +214,89 @@ func (e *safEmergency) published(t *testing.T, ring string, in, out []string) {
 	}
 }
 
-// awaitRejection checks that every verifier that refreshes on a timer stops
-// accepting a revoked key's token within jwks_max_age plus its poll
-// interval (and a little scheduling slack), and keeps rejecting it. A
+// safLongLead is the publish_lead (and rotation_period) of the rings whose
+// pending key a case forces: longer than the whole test, so the key is
+// always still serving its lead when the case runs.
+const safLongLead = 900
+
+// fetches is how many JWKS requests verifier name has started: counted by
+// its HTTP client, or, for the Node verifier, by the plugin's verifiers
+// report under its declared id.
+func (e *safEmergency) fetches(t *testing.T, name string) int64 {
+	t.Helper()
+	if n := e.vs[name].fetches(); n >= 0 {
+		return n
+	}
+	report := env.root.mustRead(t, e.m.p("verifiers"))
+	var n int64
+	items, _ := report.Data["declared"].([]any)
+	for _, it := range items {
+		if d, ok := it.(map[string]any); ok && d["verifier"] == name {
+			n += asInt(t, "fetches", d["fetches"])
+		}
+	}
+	return n
+}
+
+// safStallGuard only keeps a stalled verifier from hanging the test: every
+// wait below ends on an event (a verifier's fetch, a rejection, Vault's
+// clock passing a timestamp) long before it on any machine that works.
+const safStallGuard = 3 * time.Minute
+
+// awaitRefresh waits until every verifier that refreshes on a timer has
+// started two JWKS fetches since it was called: the first of them began
+// after the call, and the second began after the first ended, so each holds
+// a key set fetched after the call. It verifies tok with each meanwhile:
+// the caches that follow max-age refresh on use, not on their own.
+func (e *safEmergency) awaitRefresh(t *testing.T, what string, tok safSigned) {
+	t.Helper()
+	since := map[string]int64{}
+	for _, k := range safVerifierKinds {
+		if k.staleness(e.maxAge) > 0 {
+			since[k.name] = e.fetches(t, k.name)
+		}
+	}
+	deadline := time.Now().Add(safStallGuard)
+	for name, n := range since {
+		for e.fetches(t, name) < n+2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: verifier %s made %d JWKS fetches in %s, want 2", what, name, e.fetches(t, name)-n, safStallGuard)
+			}
+			_, _ = e.vs[name].verify(context.Background(), tok.token)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// awaitRejection checks that every verifier that refreshes on a timer
+// stops accepting a revoked key's token once it has refetched the JWKS
+// after the revocation, and keeps rejecting it: it may accept the token
+// while its copy predates the revocation (the one fetch already under way
+// then), never once a fetch that started after the revocation has ended.
+// The bound is the verifier's own fetches, not a number of seconds. A
 // verifier that refreshes only on an unknown kid is reported, not judged.
 func (e *safEmergency) awaitRejection(t *testing.T, what string, s safSigned, revokedAt time.Time) {
 	t.Helper()
-	const slack = 3 * time.Second
 	var wg sync.WaitGroup
 	for _, k := range safVerifierKinds {
+		if k.staleness(e.maxAge) == 0 {
+			continue
+		}
+		// Read after the revocation: every fetch counted from here on
+		// started after it.
+		before := e.fetches(t, k.name)
 		wg.Add(1)
 		go func(k safVerifierKind) {
 			defer wg.Done()
 			v := e.vs[k.name]
-			bound := k.staleness(e.maxAge)
-			window := bound + slack
-			if bound == 0 {
-				window = e.longestStaleness() + slack
-			}
-			deadline := revokedAt.Add(window)
+			deadline := time.Now().Add(safStallGuard)
 			for {
+				// Counted before verifying: a second fetch begun by then
+				// means the first, begun after the revocation, had ended.
+				after := e.fetches(t, k.name) - before
 				_, err := v.verify(context.Background(), s.token)
-				now := time.Now()
 				if err != nil {
-					took := now.Sub(revokedAt).Round(100 * time.Millisecond)
+					took := time.Since(revokedAt).Round(100 * time.Millisecond)
 					// Rejected: it must stay rejected.
 					for range 3 {
 						time.Sleep(200 * time.Millisecond)
@@ -220,15 +304,15 @@ func (e *safEmergency) awaitRejection(t *testing.T, what string, s safSigned, re
 							t.Errorf("%s accepted the %s token again after rejecting it", k.name, what)
 						}
 					}
-					e.logRejection(fmt.Sprintf("%-14s %-26s rejected after %-5s (bound %s): %.90s", k.name, what, took, bound, err))
+					e.logRejection(fmt.Sprintf("%-14s %-26s rejected after %-5s and %d JWKS fetches started since the revocation: %.90s", k.name, what, took, after, err))
 					return
 				}
-				if now.After(deadline) {
-					if bound == 0 {
-						e.logRejection(fmt.Sprintf("%-14s %-26s still accepts after %s: it refreshes only on an unknown kid, so a revoked kid it holds stays trusted until it restarts", k.name, what, window))
-					} else {
-						t.Errorf("%s still accepts the %s token %s after the revocation; jwks_max_age %s plus its poll interval allows %s", k.name, what, now.Sub(revokedAt).Round(100*time.Millisecond), e.maxAge, window)
-					}
+				if after >= 2 {
+					t.Errorf("%s still accepts the %s token after %d JWKS fetches that started after the revocation (the first of them has ended)", k.name, what, after)
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("%s still accepts the %s token and made %d JWKS fetches in %s after the revocation: it stopped refreshing", k.name, what, after, safStallGuard)
 					return
 				}
 				time.Sleep(200 * time.Millisecond)
@@ -236,6 +320,18 @@ func (e *safEmergency) awaitRejection(t *testing.T, what string, s safSigned, re
 		}(k)
 	}
 	wg.Wait()
+	// The others have all refreshed since the revocation; one that waits
+	// for an unknown kid has not, and says so.
+	for _, k := range safVerifierKinds {
+		if k.staleness(e.maxAge) != 0 {
+			continue
+		}
+		if _, err := e.vs[k.name].verify(context.Background(), s.token); err == nil {
+			e.logRejection(fmt.Sprintf("%-14s %-26s still accepts once every other verifier has refetched: it refreshes only on an unknown kid, so a revoked kid it holds stays trusted until it restarts", k.name, what))
+		} else {
+			e.logRejection(fmt.Sprintf("%-14s %-26s rejected: %.90s", k.name, what, err))
+		}
+	}
 }
 
 func (e *safEmergency) logRejection(line string) {
@@ -263,11 +359,13 @@ func (e *safEmergency) key(t *testing.T, ring, kid string) signingKey {
 }
 
 // youngerThanLead stops a case that needs a pending key still serving its
-// lead (so that force has something to cut short).
+// lead (so that force has something to cut short), judged by Vault's own
+// timestamps: the key is pending and its activation, as Vault scheduled it,
+// is no sooner than its publication plus the lead.
 func (e *safEmergency) youngerThanLead(t *testing.T, p signingKey, lead int64) {
 	t.Helper()
-	if age := time.Now().Unix() - p.PublishAt; age >= lead-2 {
-		t.Fatalf("pending key %s is already %ds old; the case needs one younger than the lead (%ds)", p.Kid, age, lead)
+	if p.State != "pending" || p.ActivateAt < p.PublishAt+lead {
+		t.Fatalf("pending key %s (published %d, activates %d, %s) has served its lead (%ds) already; the case needs one that has not", p.Kid, p.PublishAt, p.ActivateAt, p.State, lead)
 	}
 }
 
@@ -294,7 +392,7 @@ func (e *safEmergency) activeAndNext(t *testing.T, ring string) (signingKey, sig
 func (e *safEmergency) caseRotateRevokeActive(t *testing.T) {
 	const ring = "revoke-active-rotate"
 	a, p := e.activeAndNext(t, ring)
-	e.youngerThanLead(t, p, 40)
+	e.youngerThanLead(t, p, safLongLead)
 	tokA := e.sign(t, ring, a.Kid)
 	e.allAccept(t, "active key's token before the rotation", tokA)
 
@@ -320,7 +418,7 @@ func (e *safEmergency) caseRotateRevokeActive(t *testing.T) {
 func (e *safEmergency) caseRotateForce(t *testing.T) {
 	const ring = "force"
 	a, p := e.activeAndNext(t, ring)
-	e.youngerThanLead(t, p, 40)
+	e.youngerThanLead(t, p, safLongLead)
 	tokA := e.sign(t, ring, a.Kid)
 
 	before := time.Now().Unix()
@@ -341,58 +439,74 @@ func (e *safEmergency) caseRotateForce(t *testing.T) {
 	// The retiring key keeps verifying in-flight tokens, also after every
 	// verifier has refreshed.
 	e.allAccept(t, "retiring key's token", tokA)
-	time.Sleep(e.longestStaleness() + time.Second)
+	e.awaitRefresh(t, "the forced rotation", tokA)
 	e.allAccept(t, "retiring key's token after every refresh", tokA)
 	e.published(t, ring, []string{a.Kid, p.Kid}, nil)
 }
 
 func (e *safEmergency) caseRotateScheduled(t *testing.T) {
-	const ring = "scheduled"
-	const lead = 10
+	const lead = 20
 	// A ring of its own, created now, so its pending key is younger than
-	// the lead.
-	a := e.ring(t, ring, map[string]any{
-		"algorithm": "ES256", "rotation_period": 60, "publish_lead": lead, "verification_ttl": 120,
-	})
-	_, p := e.activeAndNext(t, ring)
-	e.youngerThanLead(t, p, lead)
-	tokA := e.sign(t, ring, a)
-
-	resp := e.op(t, ring, "rotate", map[string]any{})
+	// the lead. Vault's answer says whether it still was at the rotation;
+	// a machine too slow for that gets another fresh ring (a count, not a
+	// number of seconds, bounds the tries).
+	var ring, a string
+	var p signingKey
+	var tokA safSigned
+	var resp *apiResponse
+	for try := 1; ; try++ {
+		ring = fmt.Sprintf("scheduled-%d", try)
+		a = e.ring(t, ring, map[string]any{
+			"algorithm": "ES256", "rotation_period": 60, "publish_lead": lead, "verification_ttl": 120,
+		})
+		_, p = e.activeAndNext(t, ring)
+		e.youngerThanLead(t, p, lead)
+		tokA = e.sign(t, ring, a)
+		resp = e.op(t, ring, "rotate", map[string]any{})
+		if str(t, resp.Data, "active_kid") != p.Kid {
+			break
+		}
+		if try == 3 {
+			t.Fatalf("rotate before the lead activated the key at once on %d fresh rings: the lead (%ds) passed before each rotation", try, lead)
+		}
+		t.Logf("ring %s: the lead passed before the rotation (activates_at %d); trying a fresh ring", ring, integer(t, resp.Data, "activates_at"))
+	}
 	at := integer(t, resp.Data, "activates_at")
 	if at != p.PublishAt+lead {
 		t.Errorf("rotate before the lead: activates_at %d, want publish_at + publish_lead = %d", at, p.PublishAt+lead)
 	}
-	if at <= time.Now().Unix() {
-		t.Fatalf("rotate before the lead activated at once (activates_at %d)", at)
-	}
 	if !warningsMention(resp, "scheduled") {
 		t.Errorf("rotate before the lead: warnings %q, want one saying when the key activates", resp.Warnings)
 	}
-	// Nothing changes now: the old key signs, both stay published.
-	e.sign(t, ring, a)
+	// Nothing changes before activates_at (Vault's clock, read from the
+	// token's iat): the old key signs, both stay published.
+	k := e.key(t, ring, p.Kid)
 	e.published(t, ring, []string{a, p.Kid}, nil)
-	if k := e.key(t, ring, p.Kid); k.State != "pending" || k.ActivateAt != at {
-		t.Errorf("promoted key right after rotate: %+v, want pending until %d", k, at)
+	if s := e.sign(t, ring, ""); s.iat < at {
+		if s.kid != a || k.State != "pending" {
+			t.Errorf("before activates_at %d: signed at %d by %s (want the old key %s); promoted key %+v, want pending", at, s.iat, s.kid, a, k)
+		}
+	}
+	if k.ActivateAt != at {
+		t.Errorf("promoted key right after rotate: %+v, want activate_at %d", k, at)
 	}
 
-	// At activates_at the promoted key takes over, to the second.
+	// At activates_at the promoted key takes over, to the second: sign
+	// until Vault's clock (the token's iat) passes it; the old key signing
+	// after it ends the case.
 	var first safSigned
-	for deadline := time.Unix(at+5, 0); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+	for first.kid == "" {
 		s := e.sign(t, ring, "")
-		if s.kid == p.Kid {
+		switch {
+		case s.kid == p.Kid:
 			first = s
-			break
-		}
-		if s.kid != a {
+		case s.kid != a:
 			t.Fatalf("ring signs with %s, neither the old key %s nor the promoted %s", s.kid, a, p.Kid)
-		}
-		if s.iat > at {
+		case s.iat > at:
 			t.Fatalf("the old key %s still signs at %d, after activates_at %d", a, s.iat, at)
+		default:
+			time.Sleep(250 * time.Millisecond)
 		}
-	}
-	if first.kid == "" {
-		t.Fatalf("the promoted key %s never signed (activates_at %d, now %d)", p.Kid, at, time.Now().Unix())
 	}
 	if first.iat < at {
 		t.Errorf("the promoted key signed at %d, before activates_at %d", first.iat, at)
@@ -546,15 +660,18 @@ func (e *safEmergency) caseRollback(t *testing.T) {
 
 	// The replaced key takes over at the end of the window, and the
 	// restored key then retires with its remove_at inside the bound.
-	for deadline := time.Unix(until+5, 0); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		if s := e.sign(t, ring, ""); s.kid == p.Kid {
+	for {
+		s := e.sign(t, ring, "")
+		if s.kid == p.Kid {
 			if s.iat < until {
 				t.Errorf("replaced key signed at %d, before the rollback window closed at %d", s.iat, until)
 			}
 			break
-		} else if s.iat > until {
+		}
+		if s.iat > until {
 			t.Fatalf("restored key %s still signs at %d, after %d", a.Kid, s.iat, until)
 		}
+		time.Sleep(250 * time.Millisecond)
 	}
 	final := readRing(t, e.m, ring)
 	if k, _ := final.byKid(a.Kid); k.State != "retiring" || k.RemoveAt > origA.RemoveAt+period {
@@ -627,13 +744,16 @@ func (e *safEmergency) caseRollbackRemoved(t *testing.T) {
 
 // safJWKSWatch fetches the mount's JWKS on a timer and remembers which kids
 // were revoked or removed and when; a kid seen in a fetch that started after
-// its ban is an error.
+// its ban is an error, and so is a fetch that fails (an error, a status
+// other than 200, a body that is not a key set): a failed fetch is a check
+// that did not happen. It records when each successful fetch started, so the
+// test can require fetches after every ban.
 type safJWKSWatch struct {
 	m      *mount
 	mu     sync.Mutex
 	banned map[string]time.Time
 	errs   []string
-	n      int
+	starts []time.Time
 	done   chan struct{}
 }
 
@@ -649,32 +769,19 @@ func (w *safJWKSWatch) ban(kid string, at time.Time) {
 	}
 }
 
+func (w *safJWKSWatch) fail(format string, args ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.errs = append(w.errs, fmt.Sprintf(format, args...))
+}
+
 func (w *safJWKSWatch) run(ctx context.Context, every time.Duration) {
 	defer close(w.done)
-	hc := &http.Client{Timeout: 5 * time.Second}
+	// A generous timeout: a slow answer is not a failure, a lost one is.
+	hc := &http.Client{Timeout: 30 * time.Second}
 	for ctx.Err() == nil {
 		start := time.Now()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, env.root.url(w.m.p("jwks")), nil)
-		resp, err := hc.Do(req)
-		if err == nil {
-			var set struct {
-				Keys []struct {
-					Kid string `json:"kid"`
-				} `json:"keys"`
-			}
-			derr := json.NewDecoder(resp.Body).Decode(&set)
-			resp.Body.Close()
-			if derr == nil && resp.StatusCode == http.StatusOK {
-				w.mu.Lock()
-				w.n++
-				for _, k := range set.Keys {
-					if at, ok := w.banned[k.Kid]; ok && start.After(at) {
-						w.errs = append(w.errs, fmt.Sprintf("kid %s, gone since %s, is back in the JWKS fetched at %s", k.Kid, at.Format("15:04:05.000"), start.Format("15:04:05.000")))
-					}
-				}
-				w.mu.Unlock()
-			}
-		}
+		w.fetch(ctx, hc, start)
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Until(start.Add(every))):
@@ -682,7 +789,60 @@ func (w *safJWKSWatch) run(ctx context.Context, every time.Duration) {
 	}
 }
 
+func (w *safJWKSWatch) fetch(ctx context.Context, hc *http.Client, start time.Time) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, env.root.url(w.m.p("jwks")), nil)
+	if err != nil {
+		w.fail("watcher: %v", err)
+		return
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.fail("watcher: JWKS fetch at %s failed: %v", start.Format("15:04:05.000"), err)
+		}
+		return
+	}
+	defer resp.Body.Close()
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	derr := json.NewDecoder(resp.Body).Decode(&set)
+	switch {
+	case ctx.Err() != nil:
+		return
+	case resp.StatusCode != http.StatusOK:
+		w.fail("watcher: JWKS fetch at %s answered %d", start.Format("15:04:05.000"), resp.StatusCode)
+		return
+	case derr != nil:
+		w.fail("watcher: JWKS fetched at %s is not a key set: %v", start.Format("15:04:05.000"), derr)
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.starts = append(w.starts, start)
+	for _, k := range set.Keys {
+		if at, ok := w.banned[k.Kid]; ok && start.After(at) {
+			w.errs = append(w.errs, fmt.Sprintf("kid %s, gone since %s, is back in the JWKS fetched at %s", k.Kid, at.Format("15:04:05.000"), start.Format("15:04:05.000")))
+		}
+	}
+}
+
 func (w *safJWKSWatch) wait() { <-w.done }
+
+// awaitFetchAfter waits for a successful fetch that started after at, or
+// for a failed one (which the test reports).
+func (w *safJWKSWatch) awaitFetchAfter(t *testing.T, at time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(safStallGuard)
+	for w.fetchesAfter(at) == 0 && len(w.errors()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the JWKS watcher made no successful fetch in %s after %s (errors: %q)", safStallGuard, at.Format("15:04:05.000"), w.errors())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
 
 func (w *safJWKSWatch) bannedSince() map[string]time.Time {
 	w.mu.Lock()
@@ -694,6 +854,17 @@ func (w *safJWKSWatch) bannedSince() map[string]time.Time {
 	return out
 }
 
+// firstBan is the earliest ban (the zero time if none).
+func (w *safJWKSWatch) firstBan() time.Time {
+	var first time.Time
+	for _, at := range w.bannedSince() {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	return first
+}
+
 func (w *safJWKSWatch) errors() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -703,5 +874,18 @@ func (w *safJWKSWatch) errors() []string {
 func (w *safJWKSWatch) fetchCount() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.n
+	return len(w.starts)
+}
+
+// fetchesAfter counts the successful fetches that started after at.
+func (w *safJWKSWatch) fetchesAfter(at time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, s := range w.starts {
+		if s.After(at) {
+			n++
+		}
+	}
+	return n
 }

@@ -28,7 +28,11 @@ import (
 // two seconds before a scheduled activation: the new active node activates
 // the next key on schedule, no key activates twice or out of turn, no token
 // fails verification, the killed node rejoins, and maintenance resumes on
-// the new active node. Takes about two minutes.
+// the new active node. Signing fails only while a node it goes through is
+// without an active node to answer: every failed sign call overlaps the
+// failover window measured on that node (from the kill until it serves the
+// mount again; for the killed node, until it has rejoined), and the caching
+// proxy serves stale copies only in that window. Takes about two minutes.
 func TestSafetyFailover(t *testing.T) {
 	t.Parallel()
 	const (
@@ -182,6 +186,9 @@ func TestSafetyFailover(t *testing.T) {
 	killAt := time.Unix(target.ActivateAt, 0).Add(-2 * time.Second)
 	time.Sleep(time.Until(killAt))
 	before = safReadRing(t, clients[leader], "jwt", "ha")
+	// The failover window opens when the kill is sent: a standby may
+	// already be redirecting a call to the dying node.
+	killSent := time.Now()
 	nodes[leader].kill9()
 	killed := time.Now()
 	t.Logf("killed the active node %s at %s, %s before key %s activates", nodes[leader].id, killed.Format("15:04:05.000"), time.Unix(target.ActivateAt, 0).Sub(killed).Round(time.Millisecond), target.Kid)
@@ -200,8 +207,17 @@ func TestSafetyFailover(t *testing.T) {
 	if newLeader < 0 {
 		t.Fatalf("no node became active within 60s of killing %s", nodes[leader].id)
 	}
-	if err := safWaitMount(clients[newLeader], "jwt/keys/ha", 30*time.Second); err != nil {
-		t.Fatal(err)
+	// The failover ends, for each surviving node, when it serves the mount
+	// again (a standby forwards to the new active node once it knows it).
+	servesAgain := map[int]time.Time{}
+	for i := range nodes {
+		if i == leader {
+			continue
+		}
+		if err := safWaitMount(clients[i], "jwt/keys/ha", 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		servesAgain[i] = time.Now()
 	}
 	failover := time.Since(killed)
 	t.Logf("%s is active %s after the kill", nodes[newLeader].id, failover.Round(100*time.Millisecond))
@@ -240,6 +256,7 @@ func TestSafetyFailover(t *testing.T) {
 	if err := safWaitMount(clients[leader], "jwt/keys/ha", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	servesAgain[leader] = time.Now()
 	rejoined := time.Since(killed)
 	safSameJWKS(t, "after the rejoin", nodes)
 
@@ -318,6 +335,9 @@ func TestSafetyFailover(t *testing.T) {
 
 	table := pipe.judge(t, nil)
 	var perNode strings.Builder
+	sg.mu.Lock()
+	failures := slices.Clone(sg.failures)
+	sg.mu.Unlock()
 	for i, n := range nodes {
 		role := "standby"
 		if i == leader {
@@ -325,7 +345,8 @@ func TestSafetyFailover(t *testing.T) {
 		} else if i == newLeader {
 			role = "standby, then active"
 		}
-		fmt.Fprintf(&perNode, "  %s (%s): %d tokens signed through it (%d by a read of token/ha), %d calls failed\n", n.id, role, sg.perNode[i], sg.readsPerNode[i], sg.errs[i])
+		window := servesAgain[i].Sub(killed)
+		fmt.Fprintf(&perNode, "  %s (%s): %d tokens signed through it (%d by a read of token/ha), %d calls failed, window %s\n", n.id, role, sg.perNode[i], sg.readsPerNode[i], sg.errs[i], window.Round(100*time.Millisecond))
 		if sg.readsPerNode[i] == 0 {
 			t.Errorf("no token was minted by a read through %s", n.id)
 		}
@@ -334,6 +355,35 @@ func TestSafetyFailover(t *testing.T) {
 		}
 		if sg.perNode[i] == 0 {
 			t.Errorf("no token was signed through %s", n.id)
+		}
+	}
+	// A sign call fails only if it overlapped its node's window: a failure
+	// before the kill or after the node served the mount again is an
+	// outage the failover does not explain.
+	outside := 0
+	for _, f := range failures {
+		if f.end.Before(killSent) || f.start.After(servesAgain[f.node]) {
+			outside++
+			if outside <= 5 {
+				t.Errorf("a sign call through %s failed outside its failover window (%s to %s): started %s, ended %s: %s",
+					nodes[f.node].id, killSent.Format("15:04:05.000"), servesAgain[f.node].Format("15:04:05.000"),
+					f.start.Format("15:04:05.000"), f.end.Format("15:04:05.000"), f.err)
+			}
+		}
+	}
+	if outside > 5 {
+		t.Errorf("%d sign calls in all failed outside their node's failover window", outside)
+	}
+	// The proxy serves its stale copy only while no node answers.
+	lastServes := killSent
+	for _, at := range servesAgain {
+		if at.After(lastServes) {
+			lastServes = at
+		}
+	}
+	for _, at := range lb.staleTimes() {
+		if at.Before(killSent) || at.After(lastServes) {
+			t.Errorf("the caching proxy served a stale copy at %s, outside the failover (%s to %s)", at.Format("15:04:05.000"), killSent.Format("15:04:05.000"), lastServes.Format("15:04:05.000"))
 		}
 	}
 	t.Logf("failover: active node killed 2s before a scheduled activation; new active after %s, killed node rejoined after %s, maintenance resumed within %s of the kill; %d tokens, %d rotations observed (kids in order %v); caching proxy served %d stale copies while no node answered\n%s%s",
@@ -352,6 +402,15 @@ type safHASigner struct {
 	// readsPerNode counts the tokens of perNode minted by a read.
 	readsPerNode []int
 	errs         []int
+	failures     []safHAFailure
+}
+
+// safHAFailure is one failed sign call: through which node, when it
+// started and ended, and why.
+type safHAFailure struct {
+	node       int
+	start, end time.Time
+	err        error
 }
 
 func (s *safHASigner) run(ctx context.Context, every time.Duration) {
@@ -372,6 +431,7 @@ func (s *safHASigner) run(ctx context.Context, every time.Duration) {
 		if err != nil {
 			if ctx.Err() == nil {
 				s.errs[n]++
+				s.failures = append(s.failures, safHAFailure{node: n, start: tick, end: time.Now(), err: err})
 			}
 		} else {
 			seq++
@@ -504,8 +564,15 @@ type safLB struct {
 	next        atomic.Uint64
 	staleServed atomic.Int64
 
-	mu    sync.Mutex
-	stale map[string]safLBCopy
+	mu     sync.Mutex
+	stale  map[string]safLBCopy
+	staled []time.Time // when each stale copy was served
+}
+
+func (lb *safLB) staleTimes() []time.Time {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return slices.Clone(lb.staled)
 }
 
 type safLBCopy struct {
@@ -568,6 +635,9 @@ func (lb *safLB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lb.mu.Unlock()
 	if r.Method == http.MethodGet && ok && time.Now().Before(c.staleUntil) {
 		lb.staleServed.Add(1)
+		lb.mu.Lock()
+		lb.staled = append(lb.staled, time.Now())
+		lb.mu.Unlock()
 		for k, vs := range c.header {
 			for _, v := range vs {
 				w.Header().Add(k, v)
