@@ -79,21 +79,7 @@ func TestReadsOlderFixtures(t *testing.T) {
 }
 
 func readsFixtures(t *testing.T, v int) {
-	files, err := filepath.Glob(filepath.Join(fixtureDir(v), "*.json"))
-	if err != nil || len(files) < 5 {
-		t.Fatalf("fixtures missing: %v %v", files, err)
-	}
-	s := &logical.InmemStorage{}
-	for _, f := range files {
-		v, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := strings.ReplaceAll(strings.TrimSuffix(filepath.Base(f), ".json"), "__", "/")
-		if err := s.Put(context.Background(), &logical.StorageEntry{Key: path, Value: v}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s := loadFixtures(t, v)
 	e := newEnvOn(t, s, &fakeClock{now: fixtureTime.Add(95 * time.Minute)})
 	cfg := e.read("config").Data
 	if cfg["issuer"] != "https://vault.example.com/v1/jwt" || cfg["jwks_max_age"] != int64(300) {
@@ -205,4 +191,26 @@ func readsAdoptedFixtures(t *testing.T, e *testEnv) {
 	if !e.wrappingPub().Equal(k.(*rsa.PrivateKey).Public()) {
 		t.Fatal("wrapping_key does not answer with the stored key")
 	}
+}
+
+// loadFixtures returns an in-memory storage holding the golden entries of
+// storage schema version v, as a plugin of that version wrote them.
+func loadFixtures(t *testing.T, v int) *logical.InmemStorage {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(fixtureDir(v), "*.json"))
+	if err != nil || len(files) < 5 {
+		t.Fatalf("fixtures missing: %v %v", files, err)
+	}
+	s := &logical.InmemStorage{}
+	for _, f := range files {
+		v, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := strings.ReplaceAll(strings.TrimSuffix(filepath.Base(f), ".json"), "__", "/")
+		if err := s.Put(context.Background(), &logical.StorageEntry{Key: path, Value: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
 }

@@ -161,14 +161,24 @@ func safSign(ctx context.Context, c *vaultClient, m *mount, role string) (safSig
 }
 
 func safSignBody(ctx context.Context, c *vaultClient, path string, body map[string]any) (safSigned, error) {
+	return safMint(ctx, c, http.MethodPost, path, body)
+}
+
+// safMint asks for one token with method (a write of sign/<role> or a read
+// of token/<role>) and returns it with its kid, iat and exp from the answer.
+func safMint(ctx context.Context, c *vaultClient, method, path string, body map[string]any) (safSigned, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	resp, err := c.call(ctx, http.MethodPost, path, body)
+	var sent any
+	if body != nil {
+		sent = body
+	}
+	resp, err := c.call(ctx, method, path, sent)
 	if err != nil {
 		return safSigned{}, err
 	}
 	if resp.Status != http.StatusOK {
-		return safSigned{}, fmt.Errorf("POST %s: status %d: %s", path, resp.Status, resp.Body)
+		return safSigned{}, fmt.Errorf("%s %s: status %d: %s", method, path, resp.Status, resp.Body)
 	}
 	s := safSigned{}
 	s.token, _ = resp.Data["token"].(string)
@@ -176,7 +186,7 @@ func safSignBody(ctx context.Context, c *vaultClient, path string, body map[stri
 	iat, err1 := safNum(resp.Data["issued_at"])
 	exp, err2 := safNum(resp.Data["expires_at"])
 	if s.token == "" || s.kid == "" || err1 != nil || err2 != nil {
-		return safSigned{}, fmt.Errorf("POST %s: incomplete response: %s", path, resp.Body)
+		return safSigned{}, fmt.Errorf("%s %s: incomplete response: %s", method, path, resp.Body)
 	}
 	s.iat, s.exp = iat, exp
 	return s, nil

@@ -456,25 +456,7 @@ func (s *safHASigner) run(ctx context.Context, every time.Duration) {
 // safTokenRead mints a token with a read of path, as safSignBody does with
 // a write.
 func safTokenRead(ctx context.Context, c *vaultClient, path string) (safSigned, error) {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	resp, err := c.call(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return safSigned{}, err
-	}
-	if resp.Status != http.StatusOK {
-		return safSigned{}, fmt.Errorf("GET %s: status %d: %s", path, resp.Status, resp.Body)
-	}
-	s := safSigned{}
-	s.token, _ = resp.Data["token"].(string)
-	s.kid, _ = resp.Data["kid"].(string)
-	iat, err1 := safNum(resp.Data["issued_at"])
-	exp, err2 := safNum(resp.Data["expires_at"])
-	if s.token == "" || s.kid == "" || err1 != nil || err2 != nil {
-		return safSigned{}, fmt.Errorf("GET %s: incomplete response: %s", path, resp.Body)
-	}
-	s.iat, s.exp = iat, exp
-	return s, nil
+	return safMint(ctx, c, http.MethodGet, path, nil)
 }
 
 // safActiveIndex returns the node that answers /sys/health with 200.
