@@ -418,23 +418,12 @@ func secAuditWithoutRaw(t *testing.T, path string) ([]byte, int) {
 	}
 	var out bytes.Buffer
 	skipped := 0
-	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		var entry struct {
-			Request struct {
-				Path string `json:"path"`
-			} `json:"request"`
-		}
-		if err := json.Unmarshal(line, &entry); err != nil {
-			t.Fatalf("%s: a line is not JSON: %v: %.200s", path, err, line)
-		}
-		if strings.HasPrefix(entry.Request.Path, "sys/raw/") {
+	for _, e := range secAuditEntries(t, path, data) {
+		if strings.HasPrefix(e.Request.Path, "sys/raw/") {
 			skipped++
 			continue
 		}
-		out.Write(line)
+		out.Write(e.line)
 	}
 	if out.Len() == 0 {
 		t.Fatalf("%s is empty", path)
@@ -817,27 +806,44 @@ func (r *secRecorder) note(method, path string, data []byte) {
 func secAuditSplitRefused(t *testing.T, data []byte) (rest, answers []byte, n int) {
 	t.Helper()
 	var out, ans bytes.Buffer
+	for _, e := range secAuditEntries(t, "the audit log", data) {
+		if strings.Contains(e.Request.Path, "/keys/refused-") {
+			n++
+			ans.Write(e.Response)
+			ans.WriteString(e.Error + "\n")
+			continue
+		}
+		out.Write(e.line)
+	}
+	return out.Bytes(), ans.Bytes(), n
+}
+
+// secAuditEntry is one line of a file audit log: the fields the scans look
+// at, and the line as written.
+type secAuditEntry struct {
+	Request struct {
+		Path string `json:"path"`
+	} `json:"request"`
+	Response json.RawMessage `json:"response"`
+	Error    string          `json:"error"`
+	line     []byte
+}
+
+// secAuditEntries parses every non-empty line of an audit log (named by
+// name in failures); a line that is not JSON fails the test.
+func secAuditEntries(t *testing.T, name string, data []byte) []secAuditEntry {
+	t.Helper()
+	var entries []secAuditEntry
 	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		var entry struct {
-			Request struct {
-				Path string `json:"path"`
-			} `json:"request"`
-			Response json.RawMessage `json:"response"`
-			Error    string          `json:"error"`
+		var e secAuditEntry
+		if err := json.Unmarshal(line, &e); err != nil {
+			t.Fatalf("%s: a line is not JSON: %v: %.200s", name, err, line)
 		}
-		if err := json.Unmarshal(line, &entry); err != nil {
-			t.Fatalf("an audit line is not JSON: %v", err)
-		}
-		if strings.Contains(entry.Request.Path, "/keys/refused-") {
-			n++
-			ans.Write(entry.Response)
-			ans.WriteString(entry.Error + "\n")
-			continue
-		}
-		out.Write(line)
+		e.line = line
+		entries = append(entries, e)
 	}
-	return out.Bytes(), ans.Bytes(), n
+	return entries
 }
