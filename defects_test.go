@@ -3,6 +3,7 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -693,5 +694,46 @@ func TestDefectRestartAfterStepBackLosesOnlyTheUnstoredInterval(t *testing.T) {
 		if !stored && short <= 0 {
 			t.Fatal("without the mark stored, the key kept its overlap: the case proves nothing")
 		}
+	}
+}
+
+// Revoking a retiring key when the ring already held maxTombstones
+// tombstones answered 500 ("refusing to rewrite the past: kid ... (retiring)
+// would vanish"): the cap forgot tombstones in chain order, so the key just
+// revoked, the oldest by activation, was forgotten in the write that revoked
+// it and the transition check refused its own operation. Found by random
+// operations on a real Vault (a revoke is never refused: docs/invariants.md).
+// The cap now forgets the oldest revocations of earlier writes first.
+func TestDefectRevokeRetiringPastTombstoneCap(t *testing.T) {
+	e := newEnv(t)
+	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 2})
+	e.setupRing("k", "ES256", map[string]any{"rotation_period": 10, "publish_lead": 5, "verification_ttl": 80})
+	e.clock.Advance(12 * time.Second) // the first key retires at 10
+	now := e.clock.Now().Unix()
+	r := e.ring("k")
+	retiring := ""
+	for i := range r.Keys {
+		if r.Keys[i].state(now) == stateRetiring {
+			retiring = r.Keys[i].KID
+		}
+	}
+	if retiring == "" {
+		t.Fatalf("no retiring key at +12 s:%s", keysSummary(r.Keys))
+	}
+	for i := 0; i < maxTombstones+1; i++ {
+		r := e.ring("k")
+		next := r.Keys[liveAfter(r.Keys, activeIndex(r.Keys, now))].KID
+		e.mustWrite("keys/k/revoke", map[string]any{"kid": next})
+	}
+	if n := len(e.revokedKIDs("k")); n != maxTombstones {
+		t.Fatalf("%d tombstones after %d revocations, want the cap %d", n, maxTombstones+1, maxTombstones)
+	}
+	resp, err := e.write("keys/k/revoke", map[string]any{"kid": retiring})
+	if err != nil || resp.IsError() {
+		t.Fatalf("revoking the retiring key %s with %d tombstones held: err=%v resp=%v", retiring, maxTombstones, err, respErr(resp))
+	}
+	got := e.revokedKIDs("k")
+	if len(got) != maxTombstones || !slices.Contains(got, retiring) {
+		t.Fatalf("after the revocation: %d tombstones, %s among them: %v; want %d including it", len(got), retiring, slices.Contains(got, retiring), maxTombstones)
 	}
 }

@@ -1,8 +1,10 @@
 package jwtrotor
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -31,17 +33,12 @@ func settle(r *ringEntry, now int64) []string {
 
 // compact forgets removed keys and expired trusted keys, strips revoked keys
 // to tombstones (kid, algorithm, thumbprint, timestamps; no public key), and
-// forgets tombstones after a verification_ttl, or the oldest beyond
-// maxTombstones. The history records what it forgets when the ring is
-// written (recordDeparted).
+// forgets tombstones after a verification_ttl, or the oldest revocations
+// beyond maxTombstones (excessTombstones). The history records what it
+// forgets when the ring is written (recordDeparted).
 func compact(r *ringEntry, now int64) []string {
 	var forgotten []string
-	tombstones := 0
-	for i := range r.Keys {
-		if r.Keys[i].revoked() {
-			tombstones++
-		}
-	}
+	drop := excessTombstones(r.Keys, r.VerificationTTL, now)
 	kept := r.Keys[:0]
 	for _, k := range r.Keys {
 		switch k.state(now) {
@@ -50,9 +47,7 @@ func compact(r *ringEntry, now int64) []string {
 			forgotten = append(forgotten, k.KID)
 			continue
 		case stateRevoked:
-			if now >= k.RevokedAt+r.VerificationTTL || tombstones > maxTombstones {
-				// Keys are ordered by activation; the oldest go first.
-				tombstones--
+			if now >= k.RevokedAt+r.VerificationTTL || drop[k.KID] {
 				r.LastRemoval = max(r.LastRemoval, k.RevokedAt)
 				forgotten = append(forgotten, k.KID)
 				continue
@@ -76,6 +71,43 @@ func compact(r *ringEntry, now int64) []string {
 		r.Trusted = nil
 	}
 	return forgotten
+}
+
+// excessTombstones picks the tombstones past maxTombstones that compact
+// forgets: the oldest revocations first, and at one time the tombstones of
+// earlier writes before the keys this write revoked (still holding their
+// public key). Those are never forgotten in the write that revoked them, so
+// a revocation never makes its own key vanish unrecorded: their tombstones
+// take the place of live keys, and the next write brings the count back to
+// maxTombstones.
+func excessTombstones(keys []signingKey, overlap, now int64) map[string]bool {
+	var held []int
+	for i := range keys {
+		if k := &keys[i]; k.revoked() && now < k.RevokedAt+overlap {
+			held = append(held, i)
+		}
+	}
+	fresh := func(i int) bool { return keys[i].PublicJWK != nil }
+	slices.SortStableFunc(held, func(a, b int) int {
+		if c := cmp.Compare(keys[a].RevokedAt, keys[b].RevokedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(b2i(fresh(a)), b2i(fresh(b)))
+	})
+	drop := map[string]bool{}
+	for _, i := range held[:max(0, len(held)-maxTombstones)] {
+		if !fresh(i) {
+			drop[keys[i].KID] = true
+		}
+	}
+	return drop
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // releasePrivates marks the private halves r no longer needs at now and

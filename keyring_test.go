@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,11 +164,19 @@ func TestFailedPrivateDeleteRetried(t *testing.T) {
 func TestCompactTombstones(t *testing.T) {
 	r := opRing()
 	now := int64(150)
+	// Tombstones of earlier writes, and one key revoked at the same time
+	// but in this write (it still holds its public key): it is kept.
+	first := len(r.Keys)
 	for i := 0; i < maxTombstones+5; i++ {
-		r.Keys = append(r.Keys, signingKey{KID: string(rune('a' + i)), Alg: "EdDSA", PublicJWK: []byte("{}"),
+		r.Keys = append(r.Keys, signingKey{KID: string(rune('a' + i)), Alg: "EdDSA",
 			ActivateAt: 1000 + int64(i), RevokedAt: 100, Overlap: 150})
 	}
+	r.Keys[first].PublicJWK = []byte("{}")
+	fresh := r.Keys[first].KID
 	forgotten := compact(r, now)
+	if slices.Contains(forgotten, fresh) {
+		t.Fatalf("forgot %s in the write that revoked it", fresh)
+	}
 	tombstones := 0
 	for _, k := range r.Keys {
 		if k.revoked() {
@@ -180,7 +189,7 @@ func TestCompactTombstones(t *testing.T) {
 	if tombstones != maxTombstones || len(forgotten) != 5 {
 		t.Fatalf("%d tombstones kept and %d forgotten, want %d and 5", tombstones, len(forgotten), maxTombstones)
 	}
-	if forgotten[0] != "a" {
+	if forgotten[0] != "b" {
 		t.Fatalf("forgot %v first, want the oldest", forgotten)
 	}
 	// Later the retired keys A and B (removed at 250 and 350) are
