@@ -88,6 +88,9 @@ func TestModel(t *testing.T) {
 	ts := &modelTokenStats
 	t.Logf("model: token/<role> reads drawn %d (minted %d), allow_token_read turned on %d times",
 		ts.reads.Load(), ts.minted.Load(), ts.optIns.Load())
+	rs := &modelReachStats
+	t.Logf("model: rings at the tombstone cap %d (a key revoked there %d), forced rotations in storms %d (refused for a bound %d), most keys a ring served %d of %d, steps to a key timestamp ±1 s %d",
+		rs.tombstoneCap.Load(), rs.revokeAtCap.Load(), rs.forced.Load(), rs.forcedBounded.Load(), rs.keyPeak.Load(), maxRingKeys, rs.atTimestamp.Load())
 	if seqs.Load() == 0 {
 		t.Fatal("the model ran no sequence")
 	}
@@ -132,7 +135,7 @@ func TestModelRegressions(t *testing.T) {
 // sequence replays: each action added after the first set names the set it
 // came in (actionAddedIn), and a kept sequence replays with the actions of
 // its set.
-var actionSets = []string{"base", "adopt", "token"}
+var actionSets = []string{"base", "adopt", "token", "reach"}
 
 var actionAddedIn = map[string]string{
 	"Import":        "adopt",
@@ -140,6 +143,10 @@ var actionAddedIn = map[string]string{
 	"Token":         "token",
 	"Token2":        "token",
 	"RoleTokenRead": "token",
+	"RevokeStorm":   "reach",
+	"ForceStorm":    "reach",
+	"AtTimestamp":   "reach",
+	"AtTimestamp2":  "reach",
 }
 
 // actionsOf is the model's actions as they were in the set named.
@@ -329,6 +336,10 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"Token":         m.tokenRead,
 		"Token2":        m.tokenRead,
 		"RoleTokenRead": m.roleTokenRead,
+		"RevokeStorm":   m.revokeStorm,
+		"ForceStorm":    m.forceStorm,
+		"AtTimestamp":   m.atTimestamp,
+		"AtTimestamp2":  m.atTimestamp,
 		"":              m.check,
 	}
 }
@@ -1057,7 +1068,7 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 		for name, r := range rings {
 			if !strings.HasPrefix(path, "jwks/") || name == scope {
 				for i := range r.Keys {
-					if r.Keys[i].published(now) {
+					if inJWKS(&r.Keys[i], now) {
 						want = append(want, r.Keys[i].KID)
 					}
 				}
@@ -1068,7 +1079,7 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 						removal = min(removal, t.ExpiresAt)
 					}
 				}
-				removal = min(removal, nextRemoval(r.Keys, now))
+				removal = min(removal, firstRemovalAfter(r.Keys, now))
 			}
 		}
 		if resp == nil {
@@ -1104,6 +1115,25 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 		}
 	}
 	return mount
+}
+
+// inJWKS is docs/lifecycle.md's rule, written here apart from the plugin's
+// own (published): a key is in the JWKS from its publish_at until its
+// remove_at (for ever while it has none), and never once revoked.
+func inJWKS(k *signingKey, now int64) bool {
+	return k.RevokedAt == 0 && k.PublishAt <= now && (k.RemoveAt == 0 || now < k.RemoveAt)
+}
+
+// firstRemovalAfter is the next time a key of keys leaves the JWKS by its
+// schedule (forever if none will): what max-age must not run past.
+func firstRemovalAfter(keys []signingKey, now int64) int64 {
+	first := forever
+	for i := range keys {
+		if k := &keys[i]; inJWKS(k, now) && k.RemoveAt > now {
+			first = min(first, k.RemoveAt)
+		}
+	}
+	return first
 }
 
 // checkTokens: every live token's key is still stored with the same public
