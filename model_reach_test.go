@@ -23,6 +23,8 @@ var modelReachStats struct {
 	forcedBounded atomic.Int64 // of them, refused for a bound
 	keyPeak       atomic.Int64 // most keys one ring served at once
 	atTimestamp   atomic.Int64 // steps to a key timestamp, or one second off
+	mustSign      atomic.Int64 // sign requests the docs say must succeed
+	mustSignHeld  atomic.Int64 // of them, on a node whose schedule is held
 }
 
 // apiKey is one entry of signing_keys in a read of keys/<name>.

@@ -89,8 +89,8 @@ func TestModel(t *testing.T) {
 	t.Logf("model: token/<role> reads drawn %d (minted %d), allow_token_read turned on %d times",
 		ts.reads.Load(), ts.minted.Load(), ts.optIns.Load())
 	rs := &modelReachStats
-	t.Logf("model: rings at the tombstone cap %d (a key revoked there %d), forced rotations in storms %d (refused for a bound %d), most keys a ring served %d of %d, steps to a key timestamp ±1 s %d",
-		rs.tombstoneCap.Load(), rs.revokeAtCap.Load(), rs.forced.Load(), rs.forcedBounded.Load(), rs.keyPeak.Load(), maxRingKeys, rs.atTimestamp.Load())
+	t.Logf("model: rings at the tombstone cap %d (a key revoked there %d), forced rotations in storms %d (refused for a bound %d), most keys a ring served %d of %d, steps to a key timestamp ±1 s %d, signs that must succeed %d (%d while held)",
+		rs.tombstoneCap.Load(), rs.revokeAtCap.Load(), rs.forced.Load(), rs.forcedBounded.Load(), rs.keyPeak.Load(), maxRingKeys, rs.atTimestamp.Load(), rs.mustSign.Load(), rs.mustSignHeld.Load())
 	if seqs.Load() == 0 {
 		t.Fatal("the model ran no sequence")
 	}
@@ -284,7 +284,8 @@ func (m *model) start(name string) *modelNode {
 	logs := &bytes.Buffer{}
 	conf := logical.TestBackendConfig()
 	conf.StorageView = m.s
-	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour,
+		EntityVal: &logical.Entity{ID: "entity-1234", Name: "model-workload"}}
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})
 	b := newBackend(m.clock)
 	b.keys = m.keys
@@ -642,9 +643,12 @@ func (m *model) signOn(t *rapid.T, n *modelNode) {
 	role := rapid.SampledFrom(modelRoles).Draw(t, "role")
 	data := m.signRequest(t)
 	m.longest(role, data)
+	must := m.signMustSucceed(n, role, data)
 	resp, out := m.do(n, logical.UpdateOperation, "sign/"+role, data)
 	if out == ok2xx {
 		m.record(n, role, resp.Data)
+	} else if must != "" {
+		m.t.Fatalf("%s: sign/%s was refused (%s) though it must succeed: %s", n.name, role, respErr(resp), must)
 	}
 }
 
@@ -707,6 +711,7 @@ func (m *model) record(n *modelNode, role string, data map[string]any) {
 	if claims.Expiry.Time().Unix() != data["expires_at"].(int64) || claims.IssuedAt.Time().Unix() != data["issued_at"].(int64) {
 		m.t.Fatalf("the token's times differ from the response's")
 	}
+	m.checkRolePolicy(role, claims)
 	jwk, _ := keys[0].MarshalJSON()
 	ring := m.ring(m.roleRing(role, n))
 	signer := false
