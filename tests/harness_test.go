@@ -5,8 +5,10 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // testEnv is what every acceptance test shares: one Vault server with the
@@ -212,4 +214,18 @@ func (s *setupT) run(f func()) (ok bool) {
 	}()
 	f()
 	return true
+}
+
+// testSeed is the seed of a randomized test: the environment variable env
+// when set (to replay a run), else the time. The test prints it.
+func testSeed(t *testing.T, env string) uint64 {
+	t.Helper()
+	if v := os.Getenv(env); v != "" {
+		seed, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", env, v, err)
+		}
+		return seed
+	}
+	return uint64(time.Now().UnixNano())
 }

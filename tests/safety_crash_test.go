@@ -61,12 +61,12 @@ func TestSafetyCrash(t *testing.T) {
 	})
 	key, token := node.startFresh(t)
 
-	c := &safCrash{t: t, node: node, key: key, sha: sha, vc: newVaultClient(node.addr, token), mountPath: "jwt", seed: uint64(time.Now().UnixNano())}
+	c := &safCrash{t: t, node: node, key: key, sha: sha, vc: newVaultClient(node.addr, token), mountPath: "jwt", seed: testSeed(t, "CRASH_SEED")}
 	c.rng = rand.New(rand.NewPCG(c.seed, 7))
 	c.issuer = node.addr + "/v1/jwt"
 	c.known = map[string]safKnownKey{}
 	c.fastKeys = map[string]signingKey{}
-	t.Logf("crash test: node %s, random seed %d", node.addr, c.seed)
+	t.Logf("crash test: node %s, random seed %d (CRASH_SEED replays it)", node.addr, c.seed)
 
 	safRegisterPlugin(t, c.vc, sha, nil)
 	safMountPlugin(t, c.vc, c.mountPath, c.issuer, maxAge)

@@ -52,12 +52,12 @@ func TestSafetyRandomOperations(t *testing.T) {
 		}
 	})
 	key, token := node.startFresh(t)
-	seed := uint64(time.Now().UnixNano())
+	seed := testSeed(t, "RANDOM_SEED")
 	r := &randRun{
 		t: t, node: node, key: key, vc: newVaultClient(node.addr, token),
 		rng: rand.New(rand.NewPCG(seed, 3)), ops: map[string]int{}, revoked: map[string]bool{},
 	}
-	t.Logf("random operations: seed %d, %s, Vault at %s", seed, duration, node.addr)
+	t.Logf("random operations: seed %d (RANDOM_SEED replays the order), %s, Vault at %s", seed, duration, node.addr)
 	safRegisterPlugin(t, r.vc, sha, nil)
 	safMountPlugin(t, r.vc, "jwt", node.addr+"/v1/jwt", 2)
 	for name, ring := range randRings {
@@ -69,14 +69,26 @@ func TestSafetyRandomOperations(t *testing.T) {
 		})
 	}
 
-	end := time.Now().Add(duration)
+	// The run goes on past its duration until it has proven what the
+	// floors below ask: enough kills, and enough tokens rechecked before
+	// expiry. The steady ring makes the second certain: no operation but
+	// signing touches it, so its tokens are never exempt, and one is signed
+	// every second Vault is up. Only a Vault that stops answering can keep
+	// the floors unmet until the hard end.
+	end, hardEnd := time.Now().Add(duration), time.Now().Add(2*duration)
+	proven := func() bool { return r.kills >= minRandKills && r.rechecked >= minRandRechecks }
 	nextKill := time.Now().Add(r.killGap())
-	for time.Now().Before(end) {
+	var lastSteady time.Time
+	for now := time.Now(); now.Before(end) || (!proven() && now.Before(hardEnd)); now = time.Now() {
 		r.recheckDue(false)
-		if time.Now().After(nextKill) {
+		if now.After(nextKill) {
 			r.crash()
 			nextKill = time.Now().Add(r.killGap())
 			continue
+		}
+		if now.Sub(lastSteady) >= time.Second {
+			lastSteady = now
+			r.signSteady()
 		}
 		r.step()
 		time.Sleep(time.Duration(r.rng.IntN(300)) * time.Millisecond)
@@ -102,14 +114,26 @@ func TestSafetyRandomOperations(t *testing.T) {
 	for _, f := range r.failures {
 		t.Error(f)
 	}
-	if r.kills < 3 {
-		t.Errorf("only %d SIGKILLs in %s: the run proves little about crashes", r.kills, duration)
-	}
-	if len(r.tokens) < 50 || r.rechecked < 20 {
-		t.Errorf("only %d tokens issued and %d rechecked before expiry: the run proves little", len(r.tokens), r.rechecked)
+	if !proven() {
+		t.Errorf("only %d SIGKILLs and %d tokens rechecked before expiry in %s, want %d and %d: Vault stopped answering", r.kills, r.rechecked, 2*duration, minRandKills, minRandRechecks)
 	}
 	if r.serverErrors > 0 {
 		t.Errorf("%d answers were 5xx while Vault was up and the mount loaded", r.serverErrors)
+	}
+}
+
+// The floors a run must reach before it ends.
+const (
+	minRandKills    = 3
+	minRandRechecks = 20
+)
+
+// signSteady signs a token on the steady ring, which no other operation
+// touches.
+func (r *randRun) signSteady() {
+	r.ops["sign steady"]++
+	if resp, ok := r.call(http.MethodPost, "jwt/sign/steady", map[string]any{"ttl": 5 + r.rng.IntN(10)}); ok && resp.Status == http.StatusOK {
+		r.issued("steady", resp.Data)
 	}
 }
 
@@ -122,6 +146,8 @@ type randRing struct {
 var randRings = map[string]randRing{
 	"r10": {settings: map[string]any{"algorithm": "ES256", "rotation_period": 10, "publish_lead": 5, "verification_ttl": 80}, maxTTL: 15},
 	"r20": {settings: map[string]any{"algorithm": "EdDSA", "rotation_period": 20, "publish_lead": 10, "verification_ttl": 100}, maxTTL: 20},
+	// steady is only signed with (signSteady): its tokens are never exempt.
+	"steady": {settings: map[string]any{"algorithm": "ES256", "rotation_period": 10, "publish_lead": 5, "verification_ttl": 80}, maxTTL: 15},
 }
 
 type randToken struct {
