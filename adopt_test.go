@@ -246,6 +246,22 @@ func TestImportRefusals(t *testing.T) {
 		b[i] ^= 0x40
 		return base64.StdEncoding.EncodeToString(b)
 	}
+	// What a sender outside vault transit import could make: an AES-128
+	// ephemeral key (KWP takes it, the format does not), a key of one AES
+	// block (KWP, but under the library's bound), a KWP part that is not
+	// whole 64-bit blocks.
+	odd := func(aesKey, kwpPart []byte) string {
+		ct, err := importCiphertext(pub, aesKey, kwpPart)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ct
+	}
+	aes128, aes256 := make([]byte, 16), make([]byte, 32)
+	rand.Read(aes128)
+	rand.Read(aes256)
+	der := mustPKCS8(t, ecKey)
+	wrapped256 := kwpWrapForTest(aes256, der)
 	x25519, _ := ecdh.X25519().GenerateKey(rand.Reader)
 	xder, _ := x509.MarshalPKCS8PrivateKey(x25519)
 	pkcs1 := x509.MarshalPKCS1PrivateKey(newTestKey(t, "RSA-2048").(*rsa.PrivateKey))
@@ -268,6 +284,9 @@ func TestImportRefusals(t *testing.T) {
 		{"corrupted OAEP part", "keys/n/import", map[string]any{"ciphertext": flip(5), "algorithm": "RS256"}, "ciphertext", []string{"another mount"}},
 		{"corrupted KWP part", "keys/n/import", map[string]any{"ciphertext": flip(len(raw) - 3), "algorithm": "RS256"}, "ciphertext", []string{"integrity"}},
 		{"truncated", "keys/n/import", map[string]any{"ciphertext": base64.StdEncoding.EncodeToString(raw[:len(raw)-8]), "algorithm": "RS256"}, "ciphertext", []string{"integrity"}},
+		{"AES-128 ephemeral key", "keys/n/import", map[string]any{"ciphertext": odd(aes128, kwpWrapForTest(aes128, der)), "algorithm": "ES256"}, "ciphertext", []string{"16-byte", "AES-256"}},
+		{"a key of one AES block", "keys/n/import", map[string]any{"ciphertext": odd(aes256, kwpWrapForTest(aes256, der[:8])), "algorithm": "ES256"}, "ciphertext", []string{"integrity"}},
+		{"KWP part not whole blocks", "keys/n/import", map[string]any{"ciphertext": odd(aes256, wrapped256[:len(wrapped256)-3]), "algorithm": "ES256"}, "ciphertext", []string{"integrity"}},
 		{"another mount's wrapping key", "keys/n/import", map[string]any{"ciphertext": wrapForImport(t, &testWrappingKey(1).PublicKey, mustPKCS8(t, rsaKey)), "algorithm": "RS256"}, "ciphertext", []string{"another mount"}},
 		{"plain PKCS#8", "keys/n/import", map[string]any{"ciphertext": base64.StdEncoding.EncodeToString(mustPKCS8(t, rsaKey)), "algorithm": "RS256"}, "ciphertext", []string{"not wrapped"}},
 		{"plain PEM", "keys/n/import", map[string]any{"ciphertext": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: mustPKCS8(t, ecKey)})), "algorithm": "ES256"}, "ciphertext", []string{"not wrapped"}},

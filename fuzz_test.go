@@ -1,7 +1,12 @@
 package jwtrotor
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -379,6 +384,87 @@ func FuzzRequest(f *testing.F) {
 			sameStorage(t, before, dump(t, e.storage))
 		default:
 			t.Fatalf("%s %s: a 5xx: %v", path, s, err)
+		}
+	})
+}
+
+// FuzzImportUnwrap opens the key material of import ciphertexts (what
+// follows the RSA-OAEP part) through openWrappedKey, the import path's
+// parser of it, under a fixed AES-256 ephemeral key. What the RFC-pinned
+// test wrap makes of key material of 9 to 8192 bytes (the library's bounds;
+// the field carries at most 2560) opens to exactly that material; anything
+// altered, cut short or shorter, and arbitrary bytes, is refused with the
+// one integrity message, the same whatever check failed, or, if it opens,
+// is the test wrap of what it opened to: one wrapped form per plaintext, so
+// nothing but an honest wrap is ever accepted. unwrapImport, which decrypts
+// the RSA-OAEP part first, is checked on the same seeds.
+func FuzzImportUnwrap(f *testing.F) {
+	kek := sha256.New().Sum(nil) // fixed, so a crasher replays
+	_, refErr := openWrappedKey(kek, make([]byte, 24))
+	if refErr == nil || !isRefusal(refErr) || !strings.Contains(refErr.Error(), "integrity") {
+		f.Fatalf("24 zero bytes: %v; want the integrity refusal", refErr)
+	}
+	// The whole ciphertext, seeds only: its RSA-OAEP part is the same for
+	// every input, so fuzzing it would spend the time on RSA decryption.
+	wrapping := testWrappingKey(0)
+	enc, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, &wrapping.PublicKey, kek, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	whole := func(kwpPart []byte) ([]byte, error) {
+		return unwrapImport(wrapping, base64.StdEncoding.EncodeToString(append(append([]byte(nil), enc...), kwpPart...)))
+	}
+	for _, n := range []int{0, 1, 8, 9, 15, 16, 17, 48, 138, 1218} {
+		plain := bytes.Repeat([]byte{0x5a}, n)
+		f.Add(plain, false, uint16(0), byte(0), uint8(0))
+		f.Add(plain, false, uint16(n/2), byte(0x80), uint8(0))
+		f.Add(plain, false, uint16(0), byte(0), uint8(7))
+		f.Add(plain, true, uint16(0), byte(0), uint8(0))
+		w := kwpWrapForTest(kek, plain)
+		der, err := whole(w)
+		if n >= 9 && (err != nil || !bytes.Equal(der, plain)) {
+			f.Fatalf("the whole ciphertext of %d bytes opened to %x, %v", n, der, err)
+		}
+		w[len(w)/2] ^= 0x80
+		if der, err := whole(w); der != nil || err == nil || err.Error() != refErr.Error() {
+			f.Fatalf("the whole ciphertext of %d bytes, altered: %x, %v; want %q", n, der, err, refErr)
+		}
+	}
+	f.Fuzz(func(t *testing.T, in []byte, raw bool, pos uint16, x byte, cut uint8) {
+		if len(in) > 2560 {
+			return
+		}
+		w := in
+		if !raw {
+			w = kwpWrapForTest(kek, in)
+		}
+		altered := false
+		if x != 0 && len(w) > 0 {
+			w = append([]byte(nil), w...)
+			w[int(pos)%len(w)] ^= x
+			altered = true
+		}
+		if c := int(cut) % (len(w) + 1); c > 0 {
+			w = w[:len(w)-c]
+			altered = true
+		}
+		var der []byte
+		var err error
+		noPanic(t, "import unwrap", func() { der, err = openWrappedKey(kek, w) })
+		if !raw && !altered && len(in) >= 9 {
+			if err != nil || !bytes.Equal(der, in) {
+				t.Fatalf("the wrap of %d bytes opened to %x, %v", len(in), der, err)
+			}
+			return
+		}
+		if err == nil {
+			if !bytes.Equal(kwpWrapForTest(kek, der), w) {
+				t.Fatalf("accepted a KWP part (%x) that is not the wrap of what it opened to (%x)", w, der)
+			}
+			return
+		}
+		if der != nil || err.Error() != refErr.Error() {
+			t.Fatalf("%d bytes of KWP (raw=%v, altered=%v): %x, %v; want the one integrity refusal %q", len(w), raw, altered, der, err, refErr)
 		}
 	})
 }

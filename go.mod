@@ -13,6 +13,7 @@ require (
 	github.com/prometheus/client_golang v1.20.5
 	github.com/prometheus/client_model v0.6.1
 	github.com/prometheus/common v0.55.0
+	github.com/tink-crypto/tink-go/v2 v2.9.0
 	pgregory.net/rapid v1.3.0
 )
 
