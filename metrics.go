@@ -157,6 +157,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(clk.Held))
 	views, _ := b.tracker.snapshot(snap.declared)
 	ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(len(views)))
+	verdict := judgeVerifiers(views, snap.config, currentKids(snap, now), now, defaultVerifierWindow)
 	for _, name := range sortedNames(snap.rings) {
 		r := snap.rings[name]
 		published, active := 0, 0
@@ -191,7 +192,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if _, p := activeAndPending(r.Keys, now); p >= 0 {
 			ch <- prometheus.MustNewConstMetric(descNextRotation, prometheus.GaugeValue, float64(r.Keys[p].ActivateAt-now), name)
-			cov := coverageOf(views, snap.config, name, r.Keys[p].KID, now, defaultVerifierWindow)
+			cov := verdict.Rings[name]
 			ch <- prometheus.MustNewConstMetric(descCoverage, prometheus.GaugeValue, cov.Ratio, name)
 			ch <- prometheus.MustNewConstMetric(descStale, prometheus.GaugeValue, float64(len(cov.Stale)), name)
 		}

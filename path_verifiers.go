@@ -38,27 +38,16 @@ func pathVerifiers(b *backend) *framework.Path {
 	}
 }
 
-// ringKeys returns the active and first pending kid of every signing ring.
-func ringKeys(snap *snapshot, now int64) (map[string][2]string, []string) {
-	out := map[string][2]string{}
-	names := []string{}
+// currentKids returns the active and first pending kid of every ring not
+// being deleted, by name.
+func currentKids(snap *snapshot, now int64) []ringKids {
+	out := []ringKids{}
 	for _, n := range sortedNames(snap.rings) {
-		r := snap.rings[n]
-		if r.DeletedAt != 0 {
-			continue
+		if r := snap.rings[n]; r.DeletedAt == 0 {
+			out = append(out, ringKidsOf(r, now))
 		}
-		a, p := activeAndPending(r.Keys, now)
-		var pair [2]string
-		if a >= 0 {
-			pair[0] = r.Keys[a].KID
-		}
-		if p >= 0 {
-			pair[1] = r.Keys[p].KID
-		}
-		out[n] = pair
-		names = append(names, n)
 	}
-	return out, names
+	return out
 }
 
 func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -72,86 +61,44 @@ func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d
 	}
 	now := b.now()
 	views, evicted := b.tracker.snapshot(snap.declared)
-	keys, names := ringKeys(snap, now)
+	kids := currentKids(snap, now)
+	v := judgeVerifiers(views, snap.config, kids, now, window)
 
 	declared, anonymous := []map[string]any{}, []map[string]any{}
-	staleNames := []string{}
-	seenIDs := map[string]bool{}
-	seenDeclared, fresh := 0, 0
-	for _, v := range views {
-		hasActive, hasPending := true, true
-		tracked := 0
-		for _, n := range names {
-			if !v.tracks(n) {
-				continue
-			}
-			tracked++
-			if k := keys[n][0]; k != "" && !v.Kids[k] {
-				hasActive = false
-			}
-			if k := keys[n][1]; k != "" && !v.Kids[k] {
-				hasPending = false
-			}
-		}
-		if tracked == 0 && len(names) > 0 {
-			// Fetched no JWKS (the discovery document only).
-			hasActive, hasPending = false, false
-		}
-		recent := now-v.LastSeen <= window
-		stale := !(hasActive && hasPending) || !recent
+	for i := range views {
+		c, f := &views[i], v.Fetchers[i]
 		entry := map[string]any{
-			"verifier":       v.Verifier,
-			"remote_addr":    v.RemoteAddr,
-			"user_agent":     v.UserAgent,
-			"first_seen":     v.FirstSeen,
-			"last_seen":      v.LastSeen,
-			"fetches":        v.Fetches,
-			"etag_served":    v.ETagServed,
-			"etag_presented": v.ETagPresented,
-			"has_active":     hasActive,
-			"has_pending":    hasPending,
-			"stale":          stale,
+			"verifier":       c.Verifier,
+			"remote_addr":    c.RemoteAddr,
+			"user_agent":     c.UserAgent,
+			"first_seen":     c.FirstSeen,
+			"last_seen":      c.LastSeen,
+			"fetches":        c.Fetches,
+			"etag_served":    c.ETagServed,
+			"etag_presented": c.ETagPresented,
+			"has_active":     f.HasActive,
+			"has_pending":    f.HasPending,
+			"stale":          f.Stale,
+			"counted":        f.Counts,
 		}
-		if !v.Declared {
+		if c.Declared {
+			declared = append(declared, entry)
+		} else {
 			anonymous = append(anonymous, entry)
-			continue
-		}
-		declared = append(declared, entry)
-		if v.Verifier != "" && recent {
-			seenIDs[v.Verifier] = true
-		}
-		if recent {
-			seenDeclared++
-			if !stale {
-				fresh++
-			}
-		}
-		if stale {
-			staleNames = append(staleNames, v.name())
-		}
-	}
-	never := []string{}
-	for _, id := range snap.config.Verifiers {
-		if !seenIDs[id] {
-			never = append(never, id)
 		}
 	}
 	rings := map[string]any{}
-	for _, n := range names {
-		pair := keys[n]
-		entry := map[string]any{"active_kid": pair[0], "pending_kid": pair[1]}
-		if pair[1] != "" {
-			c := coverageOf(views, snap.config, n, pair[1], now, window)
+	for _, k := range kids {
+		c := v.Rings[k.Name]
+		entry := map[string]any{"active_kid": k.Active, "pending_kid": k.Pending, "declared": c.Declared, "fresh": c.Fresh, "stale": c.Stale}
+		if k.Pending != "" {
 			entry["pending_coverage"] = c.Ratio
-			entry["declared"] = c.Declared
-			entry["fresh"] = c.Fresh
-			entry["stale"] = c.Stale
 		}
-		rings[n] = entry
+		rings[k.Name] = entry
 	}
-	coverageAll := 1.0
-	if total := seenDeclared + len(never); total > 0 {
-		coverageAll = float64(fresh) / float64(total)
+	notSeen := v.NotSeen
+	if notSeen == nil {
+		notSeen = []string{}
 	}
 	return &logical.Response{Data: map[string]any{
 		"declared":  declared,
@@ -159,10 +106,10 @@ func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d
 		"rings":     rings,
 		"summary": map[string]any{
 			"window":             window,
-			"declared_seen":      seenDeclared,
-			"declared_not_seen":  never,
-			"stale":              staleNames,
-			"coverage":           coverageAll,
+			"declared_seen":      v.Seen,
+			"declared_not_seen":  notSeen,
+			"stale":              v.Mount.Stale,
+			"coverage":           v.Mount.Ratio,
 			"tracked_clients":    len(views),
 			"tracked_capacity":   maxTrackedClients,
 			"evicted_clients":    evicted,
