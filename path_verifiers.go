@@ -3,6 +3,8 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -27,10 +29,12 @@ func pathVerifiers(b *backend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: op(b.pathVerifiersRead, "read", "verifiers", "Report which JWKS fetchers hold the current keys, and which are stale.", map[string]*framework.FieldSchema{
-				"declared":  {Type: framework.TypeSlice, Description: "Declared fetchers seen on this node.", Required: true},
-				"anonymous": {Type: framework.TypeSlice, Description: "Other fetchers seen on this node (never counted).", Required: true},
-				"rings":     {Type: framework.TypeMap, Description: "Per ring: active and pending kid and the pending key's coverage.", Required: true},
-				"summary":   {Type: framework.TypeMap, Description: "Coverage, stale verifiers, declared verifiers not seen, and the tracker's size.", Required: true},
+				"declared":         {Type: framework.TypeSlice, Description: "Declared fetchers seen on this node.", Required: true},
+				"anonymous":        {Type: framework.TypeSlice, Description: "Other fetchers seen on this node (never counted).", Required: true},
+				"rings":            {Type: framework.TypeMap, Description: "Per ring: active and pending kid and the pending key's coverage.", Required: true},
+				"summary":          {Type: framework.TypeMap, Description: "Coverage, stale verifiers, declared verifiers not seen, and the tracker's size.", Required: true},
+				"coverage_summary": {Type: framework.TypeStringSlice, Description: "For reading by eye (vault read's table): a line for the mount (summary), then one per ring (rings): coverage, declared, fresh, stale verifiers.", Required: true},
+				"verifier_summary": {Type: framework.TypeStringSlice, Description: "For reading by eye: one line per declared verifier, seen (declared) or not (declared_not_seen), then how many anonymous fetchers were seen.", Required: true},
 			}),
 		},
 		HelpSynopsis:    "Which verifiers hold the current keys, and which are stale.",
@@ -101,9 +105,11 @@ func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d
 		notSeen = []string{}
 	}
 	return &logical.Response{Data: map[string]any{
-		"declared":  declared,
-		"anonymous": anonymous,
-		"rings":     rings,
+		"coverage_summary": coverageSummary(v, kids, views, evicted, window),
+		"verifier_summary": verifierSummary(v, views, snap.config),
+		"declared":         declared,
+		"anonymous":        anonymous,
+		"rings":            rings,
 		"summary": map[string]any{
 			"window":             window,
 			"declared_seen":      v.Seen,
@@ -118,6 +124,67 @@ func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d
 			"declared_verifiers": snap.config.Verifiers,
 		},
 	}}, nil
+}
+
+// coverageSummary is the report's figures in lines for vault read's table,
+// which prints nested objects as Go maps: the mount, then each ring.
+func coverageSummary(v verdict, kids []ringKids, views []clientView, evicted, window int64) []string {
+	out := []string{fmt.Sprintf("mount coverage=%.2f declared=%d fresh=%d stale=%s not_seen=%s tracked=%d/%d evicted=%d window=%s",
+		v.Mount.Ratio, v.Mount.Declared, v.Mount.Fresh, lineList(v.Mount.Stale), lineList(v.NotSeen),
+		len(views), maxTrackedClients, evicted, time.Duration(window)*time.Second)}
+	for _, k := range kids {
+		c := v.Rings[k.Name]
+		out = append(out, fmt.Sprintf("ring=%s active_kid=%s pending_kid=%s coverage=%.2f declared=%d fresh=%d stale=%s",
+			k.Name, lineWord(k.Active), lineWord(k.Pending), c.Ratio, c.Declared, c.Fresh, lineList(c.Stale)))
+	}
+	return out
+}
+
+// verifierSummary is one line per declared verifier, seen or not, and a
+// count of the anonymous fetchers.
+func verifierSummary(v verdict, views []clientView, cfg *configEntry) []string {
+	out := []string{}
+	listed := map[string]bool{}
+	anonymous := 0
+	for i := range views {
+		c, f := &views[i], v.Fetchers[i]
+		if !c.Declared {
+			anonymous++
+			continue
+		}
+		who := "verifier=" + c.Verifier
+		if c.Verifier == "" {
+			who = fmt.Sprintf("addr=%s user_agent=%q", c.RemoteAddr, c.UserAgent)
+		} else {
+			listed[c.Verifier] = true
+			who += " addr=" + c.RemoteAddr
+		}
+		out = append(out, fmt.Sprintf("%s last_seen=%s fetches=%d has_active=%t has_pending=%t stale=%t counted=%t",
+			who, lineTime(c.LastSeen), c.Fetches, f.HasActive, f.HasPending, f.Stale, f.Counts))
+	}
+	if cfg != nil {
+		for _, id := range cfg.Verifiers {
+			if !listed[id] {
+				out = append(out, fmt.Sprintf("verifier=%s last_seen=- stale=true counted=true", id))
+			}
+		}
+	}
+	return append(out, fmt.Sprintf("anonymous fetchers=%d (never counted)", anonymous))
+}
+
+// lineList joins names for a summary line: comma-separated, - when none.
+func lineList(names []string) string {
+	if len(names) == 0 {
+		return "-"
+	}
+	return strings.Join(names, ",")
+}
+
+func lineWord(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 const pathVerifiersHelpDesc = `

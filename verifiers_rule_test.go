@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +59,36 @@ func TestRegressionVerifierReportAgreesOnUnseenVerifier(t *testing.T) {
 	}
 	if v, ok := staleGauge(met, "jwt_rotor_verifier_coverage", "payments"); !ok || v != 0.5 {
 		t.Errorf("jwt_rotor_verifier_coverage{ring=payments} = %v (present %v), want 0.5", v, ok)
+	}
+}
+
+// The verifiers report reads well in vault read's table: coverage_summary
+// and verifier_summary say in one line per mount, ring and verifier what
+// summary, rings and declared say as nested objects.
+func TestVerifierSummaryLines(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("payments", "ES256", nil)
+	e.mustWrite("config", map[string]any{"verifiers": "payments-gateway,billing-api"})
+	e.fetch("jwks", "payments-gateway", "192.0.2.10:4000", "envoy", "")
+	e.fetch("jwks", "", "203.0.113.9:1", "curl/8", "")
+	rep := e.read("verifiers").Data
+	ring := e.ring("payments")
+	now := e.clock.Now().UTC().Format(time.RFC3339)
+	a, p := activeAndPending(ring.Keys, e.clock.Now().Unix())
+	want := []string{
+		"mount coverage=0.50 declared=2 fresh=1 stale=billing-api not_seen=billing-api tracked=2/10000 evicted=0 window=1h0m0s",
+		fmt.Sprintf("ring=payments active_kid=%s pending_kid=%s coverage=0.50 declared=2 fresh=1 stale=billing-api", ring.Keys[a].KID, ring.Keys[p].KID),
+	}
+	if got := rep["coverage_summary"].([]string); !slices.Equal(got, want) {
+		t.Errorf("coverage_summary\n got %q\nwant %q", got, want)
+	}
+	want = []string{
+		"verifier=payments-gateway addr=192.0.2.10:4000 last_seen=" + now + " fetches=1 has_active=true has_pending=true stale=false counted=true",
+		"verifier=billing-api last_seen=- stale=true counted=true",
+		"anonymous fetchers=1 (never counted)",
+	}
+	if got := rep["verifier_summary"].([]string); !slices.Equal(got, want) {
+		t.Errorf("verifier_summary\n got %q\nwant %q", got, want)
 	}
 }
 
@@ -255,5 +286,18 @@ func checkReportConsistent(t *rapid.T, rep map[string]any, declaredIDs []string)
 	}
 	if len(rings) > 0 && len(union) != len(stale) {
 		t.Fatalf("summary.stale %v, but the rings name only %v as stale", stale, union)
+	}
+	// The lines for vault read's table say the same.
+	lines := rep["coverage_summary"].([]string)
+	if len(lines) != len(rings)+1 || !strings.HasPrefix(lines[0], fmt.Sprintf("mount coverage=%.2f declared=%d fresh=%d stale=%s ",
+		sum["coverage"], counted, counted-len(stale), lineList(stale))) {
+		t.Fatalf("coverage_summary %q against summary %v", lines, sum)
+	}
+	for _, l := range lines[1:] {
+		name := strings.Fields(strings.TrimPrefix(l, "ring="))[0]
+		r := rings[name].(map[string]any)
+		if !strings.HasSuffix(l, fmt.Sprintf(" declared=%d fresh=%d stale=%s", r["declared"], r["fresh"], lineList(r["stale"].([]string)))) {
+			t.Fatalf("coverage_summary line %q against rings.%s %v", l, name, r)
+		}
 	}
 }
