@@ -33,14 +33,7 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 	}
 	now := clk.Schedule
 	defer func() { b.lastPass = now }()
-	// The tracker is copied only if some ring's gate needs it this pass.
-	views := sync.OnceValue(func() []clientView {
-		v, _ := b.tracker.snapshot(snap.declared)
-		return v
-	})
-	gate := func(ring, kid string) coverage {
-		return coverageOf(views(), snap.config, ring, kid, now, defaultVerifierWindow)
-	}
+	gate := b.gateOf(snap, now)
 	var errs []error
 	for _, name := range sortedNames(snap.rings) {
 		if err := b.maintainRing(ctx, s, snap.rings[name], now, gate); err != nil {
@@ -69,7 +62,7 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 	return errors.Join(errs...)
 }
 
-func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ringEntry, now int64, gate func(ring, kid string) coverage) error {
+func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ringEntry, now int64, gate func(r *ringEntry) coverage) error {
 	r := old.clone()
 	b.noteActivations(r, now)
 	b.applyGate(r, now, gate)
@@ -109,6 +102,19 @@ func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ring
 	return nil
 }
 
+// gateOf is what the activation gate reads in one pass at now: the
+// coverage of a ring under the one rule (coverageOf), over the last hour.
+// The tracker is copied only if some ring's gate needs it.
+func (b *backend) gateOf(snap *snapshot, now int64) func(r *ringEntry) coverage {
+	views := sync.OnceValue(func() []clientView {
+		v, _ := b.tracker.snapshot(snap.declared)
+		return v
+	})
+	return func(r *ringEntry) coverage {
+		return coverageOf(views(), snap.config, r, now, defaultVerifierWindow)
+	}
+}
+
 // mountWide labels maintenance failures that concern no single ring.
 const mountWide = "(mount)"
 
@@ -121,7 +127,7 @@ const gateHorizon = 2 * maintenanceTick
 // max_activation_delay, and lets it go as soon as they do. The decision is a
 // rewrite of timestamps like any other; chain and reschedule keep lead,
 // overlap and the order of the keys after it.
-func (b *backend) applyGate(r *ringEntry, now int64, gate func(ring, kid string) coverage) bool {
+func (b *backend) applyGate(r *ringEntry, now int64, gate func(r *ringEntry) coverage) bool {
 	if r.DeletedAt != 0 || r.MinVerifierCoverage <= 0 || r.MaxActivationDelay <= 0 {
 		return false
 	}
@@ -137,7 +143,7 @@ func (b *backend) applyGate(r *ringEntry, now int64, gate func(ring, kid string)
 	if origin == 0 {
 		origin = k.ActivateAt
 	}
-	c := gate(r.Name, k.KID)
+	c := gate(r)
 	if c.Ratio >= r.MinVerifierCoverage {
 		if k.GateOrigin == 0 {
 			return false

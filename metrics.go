@@ -121,8 +121,8 @@ var (
 	descNextRemoval  = gaugeDesc("jwt_rotor_seconds_to_next_removal", "Seconds until the next published key leaves the JWKS.", []string{"ring"}, nil)
 	descPublished    = gaugeDesc("jwt_rotor_published_keys", "Keys in the ring's JWKS now.", []string{"ring"}, nil)
 	descActive       = gaugeDesc("jwt_rotor_active_keys", "Keys of the ring that sign now (1 when healthy).", []string{"ring"}, nil)
-	descCoverage     = gaugeDesc("jwt_rotor_verifier_coverage", "Share of declared verifiers whose last JWKS holds the ring's pending key.", []string{"ring"}, nil)
-	descStale        = gaugeDesc("jwt_rotor_stale_verifiers", "Declared verifiers without the ring's pending key, or not seen within the window.", []string{"ring"}, nil)
+	descCoverage     = gaugeDesc("jwt_rotor_verifier_coverage", "Share of the declared verifiers counted for the ring that hold its active and pending keys and were seen in the last hour (docs/api.md, stale and coverage).", []string{"ring"}, nil)
+	descStale        = gaugeDesc("jwt_rotor_stale_verifiers", "Declared verifiers stale for the ring: not seen in the last hour, or their last JWKS lacks its active or pending key.", []string{"ring"}, nil)
 	descTracked      = gaugeDesc("jwt_rotor_tracked_clients", "JWKS fetchers tracked in memory on this node.", nil, nil)
 	descImported     = gaugeDesc("jwt_rotor_imported_key_seconds_to_retirement", "Seconds until an imported key stops signing (its successor activates); verifiers that pinned it must use the JWKS by then. Present while it signs.", []string{"ring", "kid"}, nil)
 	descTrusted      = gaugeDesc("jwt_rotor_trusted_key_seconds_to_expiry", "Seconds until a trusted key of an adopted issuer leaves the JWKS.", []string{"ring", "kid"}, nil)
@@ -157,6 +157,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(clk.Held))
 	views, _ := b.tracker.snapshot(snap.declared)
 	ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(len(views)))
+	verdict := judgeVerifiers(views, snap.config, currentKids(snap, now), now, defaultVerifierWindow)
 	for _, name := range sortedNames(snap.rings) {
 		r := snap.rings[name]
 		published, active := 0, 0
@@ -191,7 +192,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if _, p := activeAndPending(r.Keys, now); p >= 0 {
 			ch <- prometheus.MustNewConstMetric(descNextRotation, prometheus.GaugeValue, float64(r.Keys[p].ActivateAt-now), name)
-			cov := coverageOf(views, snap.config, name, r.Keys[p].KID, now, defaultVerifierWindow)
+			cov := verdict.Rings[name]
 			ch <- prometheus.MustNewConstMetric(descCoverage, prometheus.GaugeValue, cov.Ratio, name)
 			ch <- prometheus.MustNewConstMetric(descStale, prometheus.GaugeValue, float64(len(cov.Stale)), name)
 		}

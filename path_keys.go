@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -126,6 +127,7 @@ var ringAnswer = map[string]*framework.FieldSchema{
 	"publish_lead":          {Type: framework.TypeDurationSecond, Description: "How long a key is in the JWKS before it may sign (seconds).", Required: true},
 	"min_verifier_coverage": {Type: framework.TypeFloat, Description: "Activation gate: share of declared verifiers that must hold a pending key.", Required: true},
 	"max_activation_delay":  {Type: framework.TypeDurationSecond, Description: "Activation gate: the longest a pending key may wait (seconds).", Required: true},
+	"key_summary":           {Type: framework.TypeStringSlice, Description: "One line per key for reading by eye (vault read's table): kid, state, alg, then publish_at, activate_at, retire_at, remove_at (RFC 3339, - = not scheduled), revoked_at if revoked, forced, imported; trusted keys last with state=trusted, added_at, expires_at. signing_keys and trusted_keys hold the same figures for programs.", Required: true},
 	"signing_keys":          {Type: framework.TypeSlice, Description: "Every key: kid, alg, thumbprint (RFC 7638; the kid unless the key was imported under another), state, publish_at, activate_at, retire_at, remove_at, revoked_at (Unix seconds, 0 = not scheduled), forced, imported, gate_note.", Required: true},
 	"trusted_keys":          {Type: framework.TypeSlice, Description: "Verify-only public keys of an adopted issuer (keys/<name>/trust): kid, alg, thumbprint, added_at, expires_at (Unix seconds). Published until expires_at; they never sign.", Required: true},
 	"active_kid":            {Type: framework.TypeString, Description: "The kid that signs now (\"\" before the first activation).", Required: true},
@@ -214,6 +216,7 @@ func ringData(r *ringEntry, now int64) map[string]any {
 		})
 	}
 	return map[string]any{
+		"key_summary":           keySummary(r, now),
 		"trusted_keys":          trusted,
 		"min_verifier_coverage": r.MinVerifierCoverage,
 		"max_activation_delay":  r.MaxActivationDelay,
@@ -227,6 +230,41 @@ func ringData(r *ringEntry, now int64) map[string]any {
 		"pending_kid":           pendingKID,
 		"next_rotation":         nextRotation,
 	}
+}
+
+// keySummary is one line per key of r, for an operator reading the ring in
+// vault read's table, which prints nested objects as Go maps.
+func keySummary(r *ringEntry, now int64) []string {
+	out := make([]string, 0, len(r.Keys)+len(r.Trusted))
+	for i := range r.Keys {
+		k := &r.Keys[i]
+		line := fmt.Sprintf("kid=%s state=%s alg=%s publish_at=%s activate_at=%s retire_at=%s remove_at=%s",
+			k.KID, k.state(now), k.Alg, lineTime(k.PublishAt), lineTime(k.ActivateAt), lineTime(k.RetireAt), lineTime(k.RemoveAt))
+		if k.RevokedAt != 0 {
+			line += " revoked_at=" + lineTime(k.RevokedAt)
+		}
+		if k.Forced {
+			line += " forced"
+		}
+		if k.Imported {
+			line += " imported"
+		}
+		out = append(out, line)
+	}
+	for i := range r.Trusted {
+		t := &r.Trusted[i]
+		out = append(out, fmt.Sprintf("kid=%s state=trusted alg=%s added_at=%s expires_at=%s", t.KID, t.Alg, lineTime(t.AddedAt), lineTime(t.ExpiresAt)))
+	}
+	return out
+}
+
+// lineTime is a Unix time in a summary line: RFC 3339 in UTC, or - when
+// not scheduled.
+func lineTime(t int64) string {
+	if t == 0 || t == forever {
+		return "-"
+	}
+	return time.Unix(t, 0).UTC().Format(time.RFC3339)
 }
 
 func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

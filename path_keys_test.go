@@ -1,8 +1,10 @@
 package jwtrotor
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -96,5 +98,46 @@ func TestRingReadsBackSettingsAndState(t *testing.T) {
 	}
 	if e.read("keys/nope") != nil {
 		t.Fatal("a ring that does not exist must read as nothing (404)")
+	}
+}
+
+// keys/<name> reads well in vault read's table: key_summary has one line
+// per key, signing keys in signing_keys' order then trusted keys, each
+// saying the same as the structured fields (RFC 3339 times, - for not
+// scheduled), with no nested map for the table to print as a Go map.
+func TestKeySummaryMatchesSigningKeys(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("keys/k/rotate", map[string]any{"force": true})
+	data := e.read("keys/k").Data
+	keys := data["signing_keys"].([]map[string]any)
+	lines := data["key_summary"].([]string)
+	if len(keys) < 3 || len(lines) != len(keys) {
+		t.Fatalf("%d signing keys, %d summary lines: %q", len(keys), len(lines), lines)
+	}
+	at := func(v any) string {
+		if v.(int64) == 0 {
+			return "-"
+		}
+		return time.Unix(v.(int64), 0).UTC().Format(time.RFC3339)
+	}
+	for i, k := range keys {
+		want := fmt.Sprintf("kid=%s state=%s alg=ES256 publish_at=%s activate_at=%s retire_at=%s remove_at=%s",
+			k["kid"], k["state"], at(k["publish_at"]), at(k["activate_at"]), at(k["retire_at"]), at(k["remove_at"]))
+		if k["forced"].(bool) {
+			want += " forced"
+		}
+		if lines[i] != want {
+			t.Errorf("line %d: %q, want %q", i, lines[i], want)
+		}
+	}
+	// The first key signed at once (forced), the second was forced too.
+	if !strings.HasSuffix(lines[0], " forced") || !strings.Contains(lines[1], "state=active") {
+		t.Errorf("summary %q", lines)
+	}
+	for _, l := range lines {
+		if strings.ContainsAny(l, "\n[]{}") || strings.Contains(l, "map") {
+			t.Errorf("line %q would not read as one table line", l)
+		}
 	}
 }

@@ -3,6 +3,8 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -27,10 +29,12 @@ func pathVerifiers(b *backend) *framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: op(b.pathVerifiersRead, "read", "verifiers", "Report which JWKS fetchers hold the current keys, and which are stale.", map[string]*framework.FieldSchema{
-				"declared":  {Type: framework.TypeSlice, Description: "Declared fetchers seen on this node.", Required: true},
-				"anonymous": {Type: framework.TypeSlice, Description: "Other fetchers seen on this node (never counted).", Required: true},
-				"rings":     {Type: framework.TypeMap, Description: "Per ring: active and pending kid and the pending key's coverage.", Required: true},
-				"summary":   {Type: framework.TypeMap, Description: "Coverage, stale verifiers, declared verifiers not seen, and the tracker's size.", Required: true},
+				"declared":         {Type: framework.TypeSlice, Description: "Declared fetchers seen on this node.", Required: true},
+				"anonymous":        {Type: framework.TypeSlice, Description: "Other fetchers seen on this node (never counted).", Required: true},
+				"rings":            {Type: framework.TypeMap, Description: "Per ring: active and pending kid and the pending key's coverage.", Required: true},
+				"summary":          {Type: framework.TypeMap, Description: "Coverage, stale verifiers, declared verifiers not seen, and the tracker's size.", Required: true},
+				"coverage_summary": {Type: framework.TypeStringSlice, Description: "For reading by eye (vault read's table): a line for the mount (summary), then one per ring (rings): coverage, declared, fresh, stale verifiers.", Required: true},
+				"verifier_summary": {Type: framework.TypeStringSlice, Description: "For reading by eye: one line per declared verifier, seen (declared) or not (declared_not_seen), then how many anonymous fetchers were seen.", Required: true},
 			}),
 		},
 		HelpSynopsis:    "Which verifiers hold the current keys, and which are stale.",
@@ -38,27 +42,16 @@ func pathVerifiers(b *backend) *framework.Path {
 	}
 }
 
-// ringKeys returns the active and first pending kid of every signing ring.
-func ringKeys(snap *snapshot, now int64) (map[string][2]string, []string) {
-	out := map[string][2]string{}
-	names := []string{}
+// currentKids returns the active and first pending kid of every ring not
+// being deleted, by name.
+func currentKids(snap *snapshot, now int64) []ringKids {
+	out := []ringKids{}
 	for _, n := range sortedNames(snap.rings) {
-		r := snap.rings[n]
-		if r.DeletedAt != 0 {
-			continue
+		if r := snap.rings[n]; r.DeletedAt == 0 {
+			out = append(out, ringKidsOf(r, now))
 		}
-		a, p := activeAndPending(r.Keys, now)
-		var pair [2]string
-		if a >= 0 {
-			pair[0] = r.Keys[a].KID
-		}
-		if p >= 0 {
-			pair[1] = r.Keys[p].KID
-		}
-		out[n] = pair
-		names = append(names, n)
 	}
-	return out, names
+	return out
 }
 
 func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -72,97 +65,57 @@ func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d
 	}
 	now := b.now()
 	views, evicted := b.tracker.snapshot(snap.declared)
-	keys, names := ringKeys(snap, now)
+	kids := currentKids(snap, now)
+	v := judgeVerifiers(views, snap.config, kids, now, window)
 
 	declared, anonymous := []map[string]any{}, []map[string]any{}
-	staleNames := []string{}
-	seenIDs := map[string]bool{}
-	seenDeclared, fresh := 0, 0
-	for _, v := range views {
-		hasActive, hasPending := true, true
-		tracked := 0
-		for _, n := range names {
-			if !v.tracks(n) {
-				continue
-			}
-			tracked++
-			if k := keys[n][0]; k != "" && !v.Kids[k] {
-				hasActive = false
-			}
-			if k := keys[n][1]; k != "" && !v.Kids[k] {
-				hasPending = false
-			}
-		}
-		if tracked == 0 && len(names) > 0 {
-			// Fetched no JWKS (the discovery document only).
-			hasActive, hasPending = false, false
-		}
-		recent := now-v.LastSeen <= window
-		stale := !(hasActive && hasPending) || !recent
+	for i := range views {
+		c, f := &views[i], v.Fetchers[i]
 		entry := map[string]any{
-			"verifier":       v.Verifier,
-			"remote_addr":    v.RemoteAddr,
-			"user_agent":     v.UserAgent,
-			"first_seen":     v.FirstSeen,
-			"last_seen":      v.LastSeen,
-			"fetches":        v.Fetches,
-			"etag_served":    v.ETagServed,
-			"etag_presented": v.ETagPresented,
-			"has_active":     hasActive,
-			"has_pending":    hasPending,
-			"stale":          stale,
+			"verifier":       c.Verifier,
+			"remote_addr":    c.RemoteAddr,
+			"user_agent":     c.UserAgent,
+			"first_seen":     c.FirstSeen,
+			"last_seen":      c.LastSeen,
+			"fetches":        c.Fetches,
+			"etag_served":    c.ETagServed,
+			"etag_presented": c.ETagPresented,
+			"has_active":     f.HasActive,
+			"has_pending":    f.HasPending,
+			"stale":          f.Stale,
+			"counted":        f.Counts,
 		}
-		if !v.Declared {
+		if c.Declared {
+			declared = append(declared, entry)
+		} else {
 			anonymous = append(anonymous, entry)
-			continue
-		}
-		declared = append(declared, entry)
-		if v.Verifier != "" && recent {
-			seenIDs[v.Verifier] = true
-		}
-		if recent {
-			seenDeclared++
-			if !stale {
-				fresh++
-			}
-		}
-		if stale {
-			staleNames = append(staleNames, v.name())
-		}
-	}
-	never := []string{}
-	for _, id := range snap.config.Verifiers {
-		if !seenIDs[id] {
-			never = append(never, id)
 		}
 	}
 	rings := map[string]any{}
-	for _, n := range names {
-		pair := keys[n]
-		entry := map[string]any{"active_kid": pair[0], "pending_kid": pair[1]}
-		if pair[1] != "" {
-			c := coverageOf(views, snap.config, n, pair[1], now, window)
+	for _, k := range kids {
+		c := v.Rings[k.Name]
+		entry := map[string]any{"active_kid": k.Active, "pending_kid": k.Pending, "declared": c.Declared, "fresh": c.Fresh, "stale": c.Stale}
+		if k.Pending != "" {
 			entry["pending_coverage"] = c.Ratio
-			entry["declared"] = c.Declared
-			entry["fresh"] = c.Fresh
-			entry["stale"] = c.Stale
 		}
-		rings[n] = entry
+		rings[k.Name] = entry
 	}
-	coverageAll := 1.0
-	if total := seenDeclared + len(never); total > 0 {
-		coverageAll = float64(fresh) / float64(total)
+	notSeen := v.NotSeen
+	if notSeen == nil {
+		notSeen = []string{}
 	}
 	return &logical.Response{Data: map[string]any{
-		"declared":  declared,
-		"anonymous": anonymous,
-		"rings":     rings,
+		"coverage_summary": coverageSummary(v, kids, views, evicted, window),
+		"verifier_summary": verifierSummary(v, views, snap.config),
+		"declared":         declared,
+		"anonymous":        anonymous,
+		"rings":            rings,
 		"summary": map[string]any{
 			"window":             window,
-			"declared_seen":      seenDeclared,
-			"declared_not_seen":  never,
-			"stale":              staleNames,
-			"coverage":           coverageAll,
+			"declared_seen":      v.Seen,
+			"declared_not_seen":  notSeen,
+			"stale":              v.Mount.Stale,
+			"coverage":           v.Mount.Ratio,
 			"tracked_clients":    len(views),
 			"tracked_capacity":   maxTrackedClients,
 			"evicted_clients":    evicted,
@@ -171,6 +124,67 @@ func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d
 			"declared_verifiers": snap.config.Verifiers,
 		},
 	}}, nil
+}
+
+// coverageSummary is the report's figures in lines for vault read's table,
+// which prints nested objects as Go maps: the mount, then each ring.
+func coverageSummary(v verdict, kids []ringKids, views []clientView, evicted, window int64) []string {
+	out := []string{fmt.Sprintf("mount coverage=%.2f declared=%d fresh=%d stale=%s not_seen=%s tracked=%d/%d evicted=%d window=%s",
+		v.Mount.Ratio, v.Mount.Declared, v.Mount.Fresh, lineList(v.Mount.Stale), lineList(v.NotSeen),
+		len(views), maxTrackedClients, evicted, time.Duration(window)*time.Second)}
+	for _, k := range kids {
+		c := v.Rings[k.Name]
+		out = append(out, fmt.Sprintf("ring=%s active_kid=%s pending_kid=%s coverage=%.2f declared=%d fresh=%d stale=%s",
+			k.Name, lineWord(k.Active), lineWord(k.Pending), c.Ratio, c.Declared, c.Fresh, lineList(c.Stale)))
+	}
+	return out
+}
+
+// verifierSummary is one line per declared verifier, seen or not, and a
+// count of the anonymous fetchers.
+func verifierSummary(v verdict, views []clientView, cfg *configEntry) []string {
+	out := []string{}
+	listed := map[string]bool{}
+	anonymous := 0
+	for i := range views {
+		c, f := &views[i], v.Fetchers[i]
+		if !c.Declared {
+			anonymous++
+			continue
+		}
+		who := "verifier=" + c.Verifier
+		if c.Verifier == "" {
+			who = fmt.Sprintf("addr=%s user_agent=%q", c.RemoteAddr, c.UserAgent)
+		} else {
+			listed[c.Verifier] = true
+			who += " addr=" + c.RemoteAddr
+		}
+		out = append(out, fmt.Sprintf("%s last_seen=%s fetches=%d has_active=%t has_pending=%t stale=%t counted=%t",
+			who, lineTime(c.LastSeen), c.Fetches, f.HasActive, f.HasPending, f.Stale, f.Counts))
+	}
+	if cfg != nil {
+		for _, id := range cfg.Verifiers {
+			if !listed[id] {
+				out = append(out, fmt.Sprintf("verifier=%s last_seen=- stale=true counted=true", id))
+			}
+		}
+	}
+	return append(out, fmt.Sprintf("anonymous fetchers=%d (never counted)", anonymous))
+}
+
+// lineList joins names for a summary line: comma-separated, - when none.
+func lineList(names []string) string {
+	if len(names) == 0 {
+		return "-"
+	}
+	return strings.Join(names, ",")
+}
+
+func lineWord(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 const pathVerifiersHelpDesc = `

@@ -233,57 +233,176 @@ func inCIDRs(nets []*net.IPNet, addr string) bool {
 	return false
 }
 
-// coverage is the part of the report a ring's activation gate reads.
+// The one rule of staleness and coverage. The verifiers report (its
+// summary, every ring and every fetcher), the metrics and the activation
+// gate all read judgeVerifiers, so they cannot disagree; docs/api.md
+// (#stale-and-coverage) states the rule.
+//
+//   - Who counts: declared verifiers only. A declared id (config verifiers)
+//     always counts, seen or not; a fetcher declared by address range only
+//     counts while it has been seen within the window (an address that
+//     stopped fetching is a replaced instance as often as a stuck one).
+//   - For which rings: a declared id not seen within the window counts for
+//     every ring. A fetcher seen within it counts for the rings whose keys
+//     it fetches (the mount's JWKS or jwks/<ring>); one that fetched no JWKS
+//     at all (the discovery document only) counts for every ring.
+//   - Stale for a ring: not seen within the window, or its last JWKS of that
+//     ring lacks the ring's active key or its next pending key.
+//   - A ring's coverage is the share of the verifiers counting for it that
+//     are not stale for it (1 when none count). The mount's stale verifiers
+//     are those stale for some ring or not seen within the window, and its
+//     coverage is the share of counted verifiers that are not.
+
+// ringKids are the keys of one ring a verifier must hold: the one that signs
+// now and the next pending one ("" when the ring has none).
+type ringKids struct{ Name, Active, Pending string }
+
+// ringKidsOf returns the active and first pending kid of r at now.
+func ringKidsOf(r *ringEntry, now int64) ringKids {
+	k := ringKids{Name: r.Name}
+	a, p := activeAndPending(r.Keys, now)
+	if a >= 0 {
+		k.Active = r.Keys[a].KID
+	}
+	if p >= 0 {
+		k.Pending = r.Keys[p].KID
+	}
+	return k
+}
+
+// coverage is one ring's verdict, or the mount's: what rings.<name> and
+// summary report, what the metrics export and what the gate compares.
 type coverage struct {
-	// Ratio of declared verifiers whose last JWKS holds the pending key.
-	Ratio float64
-	// Declared is how many declared verifiers count: declared ids (seen or
-	// not) plus clients seen from declared ranges.
+	// Ratio of counted verifiers that are not stale (1 when none count).
+	Ratio    float64
 	Declared int
 	Fresh    int
 	Stale    []string
 }
 
-// coverageOf computes, among declared verifiers seen within window seconds
-// that fetch ring's keys, and declared ids not seen, how many hold kid.
-// Anonymous clients never count, so they can never hold an activation back;
-// a verifier that trusts other rings only does not count for this one.
-func coverageOf(views []clientView, cfg *configEntry, ring, kid string, now, window int64) coverage {
-	var c coverage
-	seenIDs := map[string]bool{}
-	for _, v := range views {
-		if !v.Declared || now-v.LastSeen > window {
-			continue
-		}
-		if v.Verifier != "" {
-			seenIDs[v.Verifier] = true
-		}
-		if !v.tracks(ring) && len(v.Scopes) > 0 {
-			// Fetches other rings' keys only: not a verifier of this one.
-			// A client that fetched no JWKS at all (the discovery document
-			// only) holds no key, and counts as stale.
-			continue
-		}
-		c.Declared++
-		if v.Kids[kid] {
-			c.Fresh++
-		} else {
-			c.Stale = append(c.Stale, v.name())
+// fetcherVerdict is what the rule says of one tracked fetcher.
+type fetcherVerdict struct {
+	// Counts: it is a declared verifier that counts toward coverage now.
+	Counts bool
+	// HasActive, HasPending: its last JWKS holds the active (pending) key
+	// of every ring whose keys it fetches.
+	HasActive, HasPending bool
+	// Stale: not seen within the window, or HasActive or HasPending is
+	// false. Said of anonymous fetchers too, who never count.
+	Stale bool
+}
+
+// verdict is the rule applied to one tracker state.
+type verdict struct {
+	Rings map[string]coverage
+	// Mount is the mount-wide verdict: counted verifiers, stale for some
+	// ring or not seen within the window.
+	Mount coverage
+	// Fetchers has one entry per view, in the views' order.
+	Fetchers []fetcherVerdict
+	// Seen counts the declared fetchers seen within the window; NotSeen
+	// names the declared ids not seen within it, in config order.
+	Seen    int
+	NotSeen []string
+}
+
+// judgeVerifiers applies the rule to the tracker's views, the declared ids
+// of cfg and the current keys of rings, at now with window seconds. It is
+// pure: the same arguments give the same verdict.
+func judgeVerifiers(views []clientView, cfg *configEntry, rings []ringKids, now, window int64) verdict {
+	out := verdict{Rings: make(map[string]coverage, len(rings)), Fetchers: make([]fetcherVerdict, len(views))}
+	ids := map[string]bool{}
+	if cfg != nil {
+		for _, id := range cfg.Verifiers {
+			ids[id] = true
 		}
 	}
-	for _, id := range cfg.Verifiers {
-		if !seenIDs[id] {
-			c.Declared++
-			c.Stale = append(c.Stale, id)
+	staleFor := make([][]string, len(rings))
+	counted := make([]int, len(rings))
+	recentIDs, viewIDs := map[string]bool{}, map[string]bool{}
+	mountStale := []string{}
+	mountCounted := 0
+	for i := range views {
+		v := &views[i]
+		recent := now-v.LastSeen <= window
+		byID := v.Verifier != "" && ids[v.Verifier]
+		declared := v.Declared || byID
+		f := fetcherVerdict{Counts: declared && (recent || byID), HasActive: true, HasPending: true}
+		for j, r := range rings {
+			fetches := len(v.Scopes) == 0 || v.tracks(r.Name)
+			lacks := (r.Active != "" && !v.Kids[r.Active]) || (r.Pending != "" && !v.Kids[r.Pending])
+			if fetches {
+				f.HasActive = f.HasActive && (r.Active == "" || v.Kids[r.Active])
+				f.HasPending = f.HasPending && (r.Pending == "" || v.Kids[r.Pending])
+			}
+			if !f.Counts || (recent && !fetches) {
+				continue
+			}
+			counted[j]++
+			if !recent || lacks {
+				staleFor[j] = append(staleFor[j], v.name())
+			}
+		}
+		f.Stale = !recent || !f.HasActive || !f.HasPending
+		out.Fetchers[i] = f
+		if declared && recent {
+			out.Seen++
+			if v.Verifier != "" {
+				recentIDs[v.Verifier] = true
+			}
+		}
+		if byID {
+			viewIDs[v.Verifier] = true
+		}
+		if f.Counts {
+			mountCounted++
+			if f.Stale {
+				mountStale = append(mountStale, v.name())
+			}
 		}
 	}
-	sort.Strings(c.Stale)
-	if c.Declared == 0 {
-		c.Ratio = 1
-	} else {
-		c.Ratio = float64(c.Fresh) / float64(c.Declared)
+	if cfg != nil {
+		for _, id := range cfg.Verifiers {
+			if !recentIDs[id] {
+				out.NotSeen = append(out.NotSeen, id)
+			}
+			if viewIDs[id] {
+				continue
+			}
+			// Never seen (or forgotten): counts, and is stale, everywhere.
+			mountCounted++
+			mountStale = append(mountStale, id)
+			for j := range rings {
+				counted[j]++
+				staleFor[j] = append(staleFor[j], id)
+			}
+		}
+	}
+	for j, r := range rings {
+		out.Rings[r.Name] = newCoverage(counted[j], staleFor[j])
+	}
+	out.Mount = newCoverage(mountCounted, mountStale)
+	return out
+}
+
+func newCoverage(counted int, stale []string) coverage {
+	if stale == nil {
+		stale = []string{}
+	}
+	sort.Strings(stale)
+	c := coverage{Declared: counted, Fresh: counted - len(stale), Stale: stale, Ratio: 1}
+	if counted > 0 {
+		c.Ratio = float64(c.Fresh) / float64(counted)
 	}
 	return c
+}
+
+// coverageOf is the verdict on one ring: what its activation gate compares
+// with min_verifier_coverage. Anonymous fetchers never count, so they can
+// never hold an activation back.
+func coverageOf(views []clientView, cfg *configEntry, r *ringEntry, now, window int64) coverage {
+	k := ringKidsOf(r, now)
+	return judgeVerifiers(views, cfg, []ringKids{k}, now, window).Rings[k.Name]
 }
 
 func (c *fetchClient) name() string {

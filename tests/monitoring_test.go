@@ -171,8 +171,8 @@ func TestMonitoringStaleVerifiersGateAndMetrics(t *testing.T) {
 		if got := stringList(sum["declared_not_seen"]); !slices.Equal(got, []string{"charlie", "ghost"}) {
 			t.Errorf("declared_not_seen = %v, want [charlie ghost]", got)
 		}
-		if got := monSortedStrings(sum["stale"]); !slices.Equal(got, []string{"delta"}) {
-			t.Errorf("stale = %v, want [delta]: alpha and bravo hold every current key", got)
+		if got := monSortedStrings(sum["stale"]); !slices.Equal(got, []string{"charlie", "delta", "ghost"}) {
+			t.Errorf("stale = %v, want [charlie delta ghost]: alpha and bravo hold every current key, charlie and ghost were not seen", got)
 		}
 		monWantFloat(t, "summary.coverage", sum["coverage"], 2.0/5)
 		for _, name := range []string{"wait", "capped"} {
@@ -518,20 +518,22 @@ func monCheckReport(t *testing.T, rep monReport, logs map[*monPoller][]monFetch,
 			wantStale = append(wantStale, p.verifier)
 		}
 	}
-	sort.Strings(wantStale)
-	if got := monSortedStrings(rep.summary["stale"]); !slices.Equal(got, wantStale) {
-		t.Errorf("summary.stale = %v, the pollers' own copies say %v", got, wantStale)
-	}
 	var notSeen []string
 	for _, id := range declared {
 		if !seen[id] {
 			notSeen = append(notSeen, id)
 		}
 	}
+	// A declared id not seen is stale too (api.md#stale-and-coverage).
+	wantStale = append(wantStale, notSeen...)
+	sort.Strings(wantStale)
+	if got := monSortedStrings(rep.summary["stale"]); !slices.Equal(got, wantStale) {
+		t.Errorf("summary.stale = %v, the pollers' own copies and the ids not seen say %v", got, wantStale)
+	}
 	if got := stringList(rep.summary["declared_not_seen"]); !slices.Equal(got, notSeen) {
 		t.Errorf("summary.declared_not_seen = %v, want %v", got, notSeen)
 	}
-	freshAll := len(seen) - len(wantStale)
+	freshAll := len(declared) - len(wantStale)
 	monWantFloat(t, "summary.coverage", rep.summary["coverage"], float64(freshAll)/float64(len(declared)))
 	if got := asInt(t, "declared_seen", rep.summary["declared_seen"]); got != int64(len(seen)) {
 		t.Errorf("summary.declared_seen = %d, want %d", got, len(seen))
@@ -546,16 +548,17 @@ func monCheckReport(t *testing.T, rep monReport, logs map[*monPoller][]monFetch,
 		t.Errorf("summary.evicted_clients = %d, want 0", got)
 	}
 
-	// Per ring: the share of declared verifiers holding its pending key.
+	// Per ring: the share of declared verifiers holding its active and
+	// pending keys.
 	for _, name := range ringNames {
 		r := rep.ring(t, name)
-		pending := current[name][1]
+		active, pending := current[name][0], current[name][1]
 		var ringStale []string
 		for p, fs := range logs {
 			if p.verifier == "" || len(fs) == 0 {
 				continue
 			}
-			if !holds(fs[len(fs)-1], pending) {
+			if last := fs[len(fs)-1]; !holds(last, active) || !holds(last, pending) {
 				ringStale = append(ringStale, p.verifier)
 			}
 		}
