@@ -735,3 +735,52 @@ func concAdvance(t *testing.T, rng *rand.Rand, e *testEnv) {
 	}
 	t.Fatal("an activation is always due within the lead: the bursts' precondition cannot be met")
 }
+
+// writeOnGet runs write once, just before the first read of path: a write
+// of another request landing between two reads of this one.
+type writeOnGet struct {
+	logical.Storage
+	path  string
+	write func()
+	fired atomic.Bool
+}
+
+func (s *writeOnGet) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if key == s.path && s.write != nil && s.fired.CompareAndSwap(false, true) {
+		s.write()
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+// A sign that loaded the ring before a revoke of its active key, and read
+// that key's private half after the revoke deleted it, answered a 500
+// (invariant 9: a 5xx only when storage fails). It signs with the key the
+// revoke left active, a token that verifies against the JWKS after it.
+func TestDefectSignDuringRevokeOfItsKey(t *testing.T) {
+	s := &writeOnGet{Storage: &logical.InmemStorage{}}
+	e := newEnvOn(t, s, &fakeClock{now: testStart})
+	e.b.keys = sharedKeys.source()
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	a, p := activeAndPending(e.ring("k").Keys, e.clock.Now().Unix())
+	active, pending := e.ring("k").Keys[a], e.ring("k").Keys[p]
+	// The next sign reads the private half from storage.
+	e.b.dropSigner(active.storeID())
+	s.path = privatePath("k", active.storeID())
+	s.write = func() { e.mustWrite("keys/k/revoke", map[string]any{"kid": active.KID}) }
+
+	resp, err := e.write("sign/r", nil)
+	if err != nil || resp.IsError() {
+		t.Fatalf("sign during a revoke of its key: err=%v resp=%s", err, respErr(resp))
+	}
+	if !s.fired.Load() {
+		t.Fatal("the revoke did not run between loading the ring and reading the private half (the test proves nothing)")
+	}
+	if kid := resp.Data["kid"]; kid != pending.KID {
+		t.Fatalf("signed with %v, want %s, the key the revoke promoted", kid, pending.KID)
+	}
+	_, body, _ := e.jwks("jwks")
+	if _, err := verifyJose(t, resp.Data["token"].(string), body, e.clock.Now()); err != nil {
+		t.Fatalf("the token does not verify against the JWKS after the revoke: %v", err)
+	}
+}
