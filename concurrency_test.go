@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -782,5 +783,23 @@ func TestDefectSignDuringRevokeOfItsKey(t *testing.T) {
 	_, body, _ := e.jwks("jwks")
 	if _, err := verifyJose(t, resp.Data["token"].(string), body, e.clock.Now()); err != nil {
 		t.Fatalf("the token does not verify against the JWKS after the revoke: %v", err)
+	}
+}
+
+// A private half lost from storage while the ring still names its key is a
+// storage failure: the sign fails (a 5xx) instead of retrying for ever.
+func TestSignWithLostPrivateHalfFails(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	a, _ := activeAndPending(e.ring("k").Keys, e.clock.Now().Unix())
+	id := e.ring("k").Keys[a].storeID()
+	e.b.dropSigner(id)
+	if err := e.storage.Delete(context.Background(), privatePath("k", id)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.write("sign/r", nil)
+	if !errors.Is(err, errPrivateGone) {
+		t.Fatalf("sign with a lost private half: err=%v resp=%s, want the missing private half", err, respErr(resp))
 	}
 }
