@@ -31,7 +31,8 @@ const concBurstsEnv = "JWT_ROTOR_CONCURRENCY_BURSTS"
 
 // concNode is the node under test and what the run learned across bursts.
 type concNode struct {
-	e      *testEnv
+	e      *testEnv // the active node
+	reader *testEnv // the node under test in this burst: e or its standby
 	ctx    context.Context
 	clock  atomic.Int64 // history timestamps: a counter, so no two events tie
 	mu     sync.Mutex
@@ -58,7 +59,10 @@ func (c *concNode) run(client int, in cIn) cOut {
 var concCacheControl = regexp.MustCompile(`^public, max-age=(\d+), stale-if-error=(\d+)$`)
 
 func (c *concNode) send(in cIn) cOut {
-	e := c.e
+	// Reads, signs and invalidations go to the node under test; writes to
+	// the active node (the node under test, or the one its standby
+	// forwards them to).
+	e := c.reader
 	if in.kind == cInvalidate {
 		e.b.Backend.InvalidateKey(c.ctx, in.key)
 		return cOut{status: 200}
@@ -76,13 +80,13 @@ func (c *concNode) send(in cIn) cOut {
 	case cSign:
 		resp, err = e.write("sign/r"+in.scope, nil)
 	case cRotate:
-		resp, err = e.write("keys/"+in.scope+"/rotate", map[string]any{"force": true})
+		resp, err = c.e.write("keys/"+in.scope+"/rotate", map[string]any{"force": true})
 	case cRevoke:
-		resp, err = e.write("keys/"+in.scope+"/revoke", map[string]any{"kid": in.kid})
+		resp, err = c.e.write("keys/"+in.scope+"/revoke", map[string]any{"kid": in.kid})
 	case cRingWrite:
-		resp, err = e.write("keys/"+in.scope, map[string]any{"verification_ttl": in.vttl})
+		resp, err = c.e.write("keys/"+in.scope, map[string]any{"verification_ttl": in.vttl})
 	case cConfigWrite:
-		resp, err = e.write("config", map[string]any{"issuer": in.issuer, "jwks_max_age": in.maxAge})
+		resp, err = c.e.write("config", map[string]any{"issuer": in.issuer, "jwks_max_age": in.maxAge})
 	}
 	var out cOut
 	switch {
@@ -281,9 +285,9 @@ func toInt64(t *testing.T, v any) int64 {
 // concStats counts what the run reached; the test asserts the counts that
 // say whether it proved anything.
 type concStats struct {
-	bursts, ops, checked, inconclusive   int
-	byKind                               [8]int
-	notModified, yields, stale, verified int
+	bursts, standby, ops, checked, inconclusive int
+	byKind                                      [8]int
+	notModified, yields, stale, verified        int
 }
 
 // planRequest draws one request of a client. A revoke names {pick:N}: the
@@ -410,14 +414,20 @@ func TestConcurrency(t *testing.T) {
 	t.Logf("seed %d (replay: %s=%d go test -run TestConcurrency .)", seed, concSeedEnv, seed)
 	rng := rand.New(rand.NewPCG(seed, 0x636f6e63))
 
-	e := newEnv(t)
+	// An active node and a performance standby on one storage: every write
+	// of the active node reaches the standby as an invalidation of the
+	// key written, after the write, as replication delivers it.
+	inner := &logical.InmemStorage{}
+	clock := &fakeClock{now: testStart}
+	standby := newEnvOn(t, inner, clock)
+	e := newEnvOn(t, &replicating{Storage: inner, to: standby.b}, clock)
 	e.b.keys = sharedKeys.source()
 	e.mustWrite("config", map[string]any{"issuer": concIssuerA, "jwks_max_age": 60})
 	for _, n := range concRings {
 		e.setupRing(n, concRingAlgs[n], map[string]any{"rotation_period": "1h", "publish_lead": concLead, "verification_ttl": "2h"})
 		e.mustWrite("roles/r"+n, map[string]any{"key": n, "audiences": "api", "ttl": "5m", "max_ttl": "10m"})
 	}
-	node := &concNode{e: e, ctx: context.Background()}
+	node := &concNode{e: e, reader: e, ctx: context.Background()}
 	base := &concBase{etags: map[string]string{}, etagOf: map[string]string{}, seenKIDs: map[string]bool{}}
 	tags := map[string]string{}
 	var st concStats
@@ -427,6 +437,14 @@ func TestConcurrency(t *testing.T) {
 			concAdvance(t, rng, e)
 		}
 		base.now = e.clock.Now().Unix()
+		// Half the bursts read and sign on the standby, which learns of
+		// the writes only through invalidations.
+		node.reader = e
+		if rng.IntN(2) == 0 {
+			node.reader = standby
+			st.standby++
+		}
+		reader := node.reader
 		initial := node.initialState(t, base)
 		node.hist, node.tokens = nil, nil
 
@@ -454,7 +472,7 @@ func TestConcurrency(t *testing.T) {
 			yieldAt = int32(rng.IntN(8))
 		}
 		midWrite := yieldWrite(rng, initial, "")
-		e.b.afterRender = func() {
+		reader.b.afterRender = func() {
 			if renders.Add(1)-1 == yieldAt && fired.CompareAndSwap(false, true) {
 				node.run(concYieldClient, midWrite)
 			}
@@ -505,7 +523,7 @@ func TestConcurrency(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
-		e.b.afterRender = nil
+		reader.b.afterRender = nil
 		if yieldAt >= 0 && fired.Load() {
 			st.yields++
 		}
@@ -519,13 +537,13 @@ func TestConcurrency(t *testing.T) {
 		// (A scratch base: the kids this burst made are not yet "seen".)
 		codaWrite := yieldWrite(rng, node.initialState(t, &concBase{seenKIDs: map[string]bool{}}), codaScope)
 		var codaFired atomic.Bool
-		e.b.afterRender = func() {
+		reader.b.afterRender = func() {
 			if codaFired.CompareAndSwap(false, true) {
 				node.run(concYieldClient, codaWrite)
 			}
 		}
 		node.run(concCodaClient, scopeRead(codaScope, ""))
-		e.b.afterRender = nil
+		reader.b.afterRender = nil
 		if !codaFired.Load() {
 			t.Fatalf("seed %d burst %d: the read after an invalidation did not render (the forced interleaving proves nothing)", seed, burst)
 		}
@@ -559,8 +577,8 @@ func TestConcurrency(t *testing.T) {
 		case porcupine.Illegal:
 			path := fmt.Sprintf("%s/concurrency-%d-%d.html", t.TempDir(), seed, burst)
 			_ = porcupine.VisualizePath(model, info, path)
-			t.Fatalf("seed %d burst %d (time %d): the history is not linearizable against the model.\nState before the burst: %s\nHistory, by call:\n%s\n%s\nVisualization: %s\n(replay: %s=%d)",
-				seed, burst, base.now, initial.key, describeHistory(node.hist), longestPrefix(model, info, node.hist), path, concSeedEnv, seed)
+			t.Fatalf("seed %d burst %d (time %d, node under test: %s): the history is not linearizable against the model.\nState before the burst: %s\nHistory, by call:\n%s\n%s\nVisualization: %s\n(replay: %s=%d)",
+				seed, burst, base.now, map[bool]string{true: "the standby", false: "the active node"}[reader == standby], initial.key, describeHistory(node.hist), longestPrefix(model, info, node.hist), path, concSeedEnv, seed)
 		case porcupine.Unknown:
 			st.inconclusive++
 			t.Logf("seed %d burst %d: the check timed out (inconclusive, counted)", seed, burst)
@@ -590,7 +608,7 @@ func TestConcurrency(t *testing.T) {
 		}
 		// Tokens verify with an independent verifier against the JWKS
 		// served after the burst, while their key is still in it.
-		body := concJWKSBody(t, e)
+		body := concJWKSBody(t, reader)
 		for _, tok := range node.tokens {
 			base.seenKIDs[tok.signKID] = true
 			if !has(allBody, tok.signKID) {
@@ -610,8 +628,8 @@ func TestConcurrency(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d bursts, %d requests (%s), %d histories linearizable, %d inconclusive; %d forced yields, %d 304s, %d tokens verified",
-		st.bursts, st.ops, kindCounts(st.byKind), st.checked, st.inconclusive, st.yields, st.notModified, st.verified)
+	t.Logf("%d bursts (%d on the standby), %d requests (%s), %d histories linearizable, %d inconclusive; %d forced yields, %d 304s, %d tokens verified",
+		st.bursts, st.standby, st.ops, kindCounts(st.byKind), st.checked, st.inconclusive, st.yields, st.notModified, st.verified)
 	// By construction: every coda yields, answers four 304s and signs twice
 	// with keys no request revoked after.
 	if st.yields < bursts || st.notModified != 4*bursts || st.verified < 2*bursts {
@@ -735,6 +753,29 @@ func concAdvance(t *testing.T, rng *rand.Rand, e *testEnv) {
 		e.clock.Advance(time.Duration(due-now+int64(rng.IntN(3))) * time.Second)
 	}
 	t.Fatal("an activation is always due within the lead: the bursts' precondition cannot be met")
+}
+
+// replicating is the active node's view of storage: each write reaches the
+// standby as an invalidation of its key once it is stored.
+type replicating struct {
+	logical.Storage
+	to *backend
+}
+
+func (s *replicating) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if err := s.Storage.Put(ctx, e); err != nil {
+		return err
+	}
+	s.to.Backend.InvalidateKey(ctx, e.Key)
+	return nil
+}
+
+func (s *replicating) Delete(ctx context.Context, key string) error {
+	if err := s.Storage.Delete(ctx, key); err != nil {
+		return err
+	}
+	s.to.Backend.InvalidateKey(ctx, key)
+	return nil
 }
 
 // writeOnGet runs write once, just before the first read of path: a write
