@@ -394,7 +394,8 @@ func scopeRead(scope, inm string) cIn {
 // explained by some order of its requests in the reference model, so no
 // JWKS, ETag, 304 or max-age reflects state a write already replaced (a
 // stale document cached), no write is lost, and every token is signed by
-// the key active at its point in that order (invariants 1, 3, 6 and 8 of
+// the key active at its point in that order, and no request the model
+// accepts is refused or fails (invariants 1, 3, 6, 8 and 9 of
 // docs/invariants.md).
 func TestConcurrency(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
