@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -188,6 +189,9 @@ func jwkSize(alg string, rsaBits int) int {
 	}
 }
 
+// errPrivateGone is a signing key's private half not found in storage.
+var errPrivateGone = errors.New("private half not in storage")
+
 // cachedSigner holds a parsed private half and its go-jose signers by typ.
 type cachedSigner struct {
 	priv crypto.Signer
@@ -215,7 +219,7 @@ func (b *backend) joseSigner(ctx context.Context, s logical.Storage, ring string
 			return nil, err
 		}
 		if p == nil {
-			return nil, fmt.Errorf("ring %q: private half of active key %s is missing", ring, key.KID)
+			return nil, fmt.Errorf("ring %q: private half of active key %s is missing: %w", ring, key.KID, errPrivateGone)
 		}
 		priv, err := parsePrivateAs(p.PKCS8, key.KID, id, key.Alg)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -215,6 +216,28 @@ type signer struct {
 // sign checks one token request against the role and signs it. It returns
 // the response fields, a refusal (a fieldError), or an internal error.
 func (s *signer) sign(sr *signRequest) (map[string]any, error) {
+	for {
+		out, err := s.signFrom(sr)
+		if !errors.Is(err, errPrivateGone) {
+			return out, err
+		}
+		// A write retired or revoked the snapshot's active key and deleted
+		// its private half while this request was signing: sign from the
+		// state that write left. Storage that lost the private half of
+		// the current active key is an error.
+		snap, lerr := s.b.load(s.ctx, s.req.Storage)
+		if lerr != nil {
+			return nil, lerr
+		}
+		if snap.gen == s.snap.gen {
+			return out, err
+		}
+		s.snap = snap
+	}
+}
+
+// signFrom signs one token with the active key of the signer's snapshot.
+func (s *signer) signFrom(sr *signRequest) (map[string]any, error) {
 	role := s.role
 	ring := s.snap.rings[role.Key]
 	if ring == nil || ring.DeletedAt != 0 {
