@@ -221,6 +221,7 @@ type modelNode struct {
 	name string
 	b    *backend
 	logs *bytes.Buffer
+	last int64 // the latest schedule time checked
 }
 
 type modelToken struct {
@@ -266,13 +267,14 @@ type model struct {
 	// node restarted after.
 	opNow int64
 	etags []string
+	jtis  map[string]bool // every jti issued
 }
 
 func newModel(t *rapid.T) *model {
 	m := &model{
 		t: t, s: &modelStorage{}, clock: &fakeClock{now: testStart}, keys: sharedKeys.source(),
 		gone: map[string]bool{}, active: map[string]int64{}, prev: map[string]*ringEntry{},
-		adopt: newModelAdopt(),
+		adopt: newModelAdopt(), jtis: map[string]bool{},
 	}
 	m.a = m.start("active")
 	m.b = m.start("standby")
@@ -376,6 +378,7 @@ func (m *model) do(n *modelNode, op logical.Operation, path string, data map[str
 		}
 	}
 	resp, err := n.b.HandleRequest(ctx, req)
+	m.checkNoSecrets(path, resp)
 	if n == m.a {
 		m.opNow = n.b.clock.read().Schedule
 	}
@@ -712,6 +715,13 @@ func (m *model) record(n *modelNode, role string, data map[string]any) {
 		m.t.Fatalf("the token's times differ from the response's")
 	}
 	m.checkRolePolicy(role, claims)
+	if claims.NotBefore == nil || *claims.NotBefore != *claims.IssuedAt || claims.IssuedAt.Time().Unix() > sched {
+		m.t.Fatalf("token of %s: iat %v, nbf %v: want nbf = iat, never ahead of the schedule %d", kid, claims.IssuedAt, claims.NotBefore, sched)
+	}
+	if m.jtis[claims.ID] || claims.ID == "" {
+		m.t.Fatalf("jti %q issued twice (or empty)", claims.ID)
+	}
+	m.jtis[claims.ID] = true
 	jwk, _ := keys[0].MarshalJSON()
 	ring := m.ring(m.roleRing(role, n))
 	signer := false
@@ -904,6 +914,7 @@ func (m *model) fetch(t *rapid.T) {
 	if err != nil {
 		m.t.Fatalf("fetch %s: %v", path, err)
 	}
+	m.checkNoSecrets(path, resp)
 	if resp != nil && resp.Headers["ETag"] != nil {
 		m.etags = append(m.etags, resp.Headers["ETag"][0])
 	}
@@ -951,6 +962,7 @@ func (m *model) check(t *rapid.T) {
 			rings[name] = r
 		}
 	}
+	m.markExempt(rings)
 	m.checkHistory(rings)
 	m.trackDepartures(rings)
 	m.checkIdentities(rings)
@@ -958,7 +970,13 @@ func (m *model) check(t *rapid.T) {
 	var times [2]int64
 	for i, n := range []*modelNode{m.a, m.b} {
 		times[i] = m.checkClock(n)
-		bodies[i] = m.checkServed(n, rings)
+		var removal int64
+		bodies[i], removal = m.checkServed(n, rings)
+		m.checkDiscovery(n, rings, bodies[i], removal, times[i])
+		m.checkLiveKids(n, bodies[i], times[i])
+	}
+	for name, r := range rings {
+		checkFuture(m.t, name, r.Keys, times[0])
 	}
 	// The same state at the same time gives the same document on both nodes.
 	if times[0] == times[1] && !bytes.Equal(bodies[0], bodies[1]) {
@@ -972,6 +990,11 @@ func (m *model) check(t *rapid.T) {
 // tolerance for clock steps, unless a step was accepted.
 func (m *model) checkClock(n *modelNode) int64 {
 	r := n.b.clock.read()
+	// Never backwards inside one process (docs/invariants.md, time).
+	if r.Schedule < n.last {
+		m.t.Fatalf("%s: the schedule went back from %d to %d", n.name, n.last, r.Schedule)
+	}
+	n.last = r.Schedule
 	real := testStart.Unix() + int64(m.clock.Elapsed()/time.Second)
 	if r.Schedule > real+m.allowance+clockSkew {
 		m.t.Fatalf("%s: the schedule is %ds ahead of real time; only %ds of clock steps were accepted", n.name, r.Schedule-real, m.allowance)
@@ -1062,9 +1085,10 @@ func (m *model) dumpRing(name string) []byte {
 // checkServed: every JWKS a node serves is exactly the keys its timestamps
 // publish at the node's time, within the bounds, with Cache-Control that
 // never runs past the next removal; no gone kid is ever served.
-func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
+func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) ([]byte, int64) {
 	now := n.b.clock.read().Schedule
 	var mount []byte
+	mountRemoval := forever
 	for _, path := range []string{"jwks", ".well-known/jwks.json", "jwks/a", "jwks/b", "jwks/c"} {
 		resp, body := m.fetchDoc(n, path)
 		scope := strings.TrimPrefix(path, "jwks/")
@@ -1111,15 +1135,18 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) []byte {
 		} else if len(got) > maxRingKeys {
 			m.t.Fatalf("%s: ring %s publishes %d keys, above %d", n.name, scope, len(got), maxRingKeys)
 		}
-		var maxAge, stale int64
-		if _, err := fmt.Sscanf(resp.Data[logical.HTTPCacheControlHeader].(string), "public, max-age=%d, stale-if-error=%d", &maxAge, &stale); err != nil {
-			m.t.Fatalf("Cache-Control %q", resp.Data[logical.HTTPCacheControlHeader])
+		var served []*ringEntry
+		for name, r := range rings {
+			if !strings.HasPrefix(path, "jwks/") || name == scope {
+				served = append(served, r)
+			}
 		}
-		if maxAge < 1 || (removal != forever && maxAge > 1 && now+maxAge > removal) {
-			m.t.Fatalf("%s at %d: max-age %d runs past the next removal at %d", n.name, now, maxAge, removal)
+		m.checkCaching(n, path, resp, body, served, removal, now)
+		if !strings.HasPrefix(path, "jwks/") {
+			mountRemoval = removal
 		}
 	}
-	return mount
+	return mount, mountRemoval
 }
 
 // inJWKS is docs/lifecycle.md's rule, written here apart from the plugin's
@@ -1139,6 +1166,20 @@ func firstRemovalAfter(keys []signingKey, now int64) int64 {
 		}
 	}
 	return first
+}
+
+// markExempt exempts the tokens whose key is now revoked: they may stop
+// verifying.
+func (m *model) markExempt(rings map[string]*ringEntry) {
+	for _, tok := range m.tokens {
+		if r := rings[tok.ring]; r != nil {
+			for i := range r.Keys {
+				if r.Keys[i].KID == tok.kid && r.Keys[i].RevokedAt != 0 {
+					tok.exempt = true
+				}
+			}
+		}
+	}
 }
 
 // checkTokens: every live token's key is still stored with the same public
