@@ -139,7 +139,17 @@ func runDoc(t *testing.T, root string, blocks []*docBlock) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", sh.String())
 	cmd.Dir = work
-	cmd.Env = append(devEnv, "HOME="+work)
+	// HOME is the work directory, so that a `vault login` in the docs
+	// cannot replace the user's ~/.vault-token; Go keeps its caches.
+	goEnv, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE", "GOPATH").Output()
+	if err != nil {
+		t.Fatalf("go env: %v", err)
+	}
+	g := strings.Fields(string(goEnv))
+	if len(g) != 3 {
+		t.Fatalf("go env: %q", goEnv)
+	}
+	cmd.Env = append(devEnv, "HOME="+work, "GOCACHE="+g[0], "GOMODCACHE="+g[1], "GOPATH="+g[2])
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Stdin = nil
