@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -88,7 +89,7 @@ func setUp(srv *devServer) (*testEnv, error) {
 			"command": pluginName,
 			"version": pluginVersion,
 		})
-		got := e.root.mustRead(t, "sys/plugins/catalog/secret/"+pluginName+"?version="+pluginVersion)
+		got := e.root.mustRead(t, "sys/plugins/catalog/secret/"+pluginName+"?version="+url.QueryEscape(pluginVersion))
 		if v := str(t, got.Data, "version"); v != pluginVersion {
 			t.Fatalf("catalog holds version %q, want %q", v, pluginVersion)
 		}
