@@ -132,9 +132,11 @@ func newMount(t *testing.T, name string, extraConfig map[string]any) *mount {
 	t.Helper()
 	m := &mount{path: "jwt-" + name}
 	m.issuer = env.root.url(m.path)
+	// Vault's HTTP API takes the pinned version in config (a top-level
+	// plugin_version is ignored and the newest registered version runs).
 	env.root.mustWrite(t, "sys/mounts/"+m.path, map[string]any{
-		"type":           pluginName,
-		"plugin_version": pluginVersion,
+		"type":   pluginName,
+		"config": map[string]any{"plugin_version": pluginVersion},
 	})
 	t.Cleanup(func() {
 		if resp := env.root.do(t, http.MethodDelete, "sys/mounts/"+m.path, nil); resp.Status >= 300 {

@@ -437,7 +437,7 @@ func newMount(t *testing.T, name string) string {
 	t.Helper()
 	mount := "jwt-" + name
 	if _, err := env.root.Logical().Write("sys/mounts/"+mount, map[string]any{
-		"type": pluginName, "plugin_version": pluginVersion,
+		"type": pluginName, "config": map[string]any{"plugin_version": pluginVersion},
 	}); err != nil {
 		t.Fatalf("enable %s: %v", mount, err)
 	}

@@ -61,7 +61,7 @@ func memory() {
 	var wg sync.WaitGroup
 	for i := 0; i < mounts; i++ {
 		path := fmt.Sprintf("mem%02d", i)
-		must("POST", "sys/mounts/"+path, map[string]any{"type": "vault-plugin-jwt-rotor", "plugin_version": jwt.PluginVersion})
+		must("POST", "sys/mounts/"+path, map[string]any{"type": "vault-plugin-jwt-rotor", "config": map[string]any{"plugin_version": jwt.PluginVersion}})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
