@@ -7,6 +7,10 @@
 #                   tests, benchmarks run once, fuzz targets briefly, lint,
 #                   go mod verify and govulncheck
 #   make soak       the model-based test for SOAK (default 30m)
+#   make plugin     build the plugin into bin/plugins/vault-plugin-jwt-rotor_<VERSION>
+#   make release    the plugin for linux/amd64, linux/arm64 and darwin/arm64 and
+#                   the Terraform provider, reproducible, with SHA256SUMS, in
+#                   bin/release/<VERSION>/
 #   make provider   build the Terraform provider into bin/terraform-provider-jwtrotor
 #   make testprovider  the provider's tests: real Terraform against a real Vault
 #   make provider-docs regenerate terraform-provider-jwtrotor/docs (terraform-plugin-docs)
@@ -23,10 +27,17 @@ GO          ?= go
 # security fixes); auto lets the go command fetch it through the module proxy
 # even where the machine's go env says local.
 export GOTOOLCHAIN := auto
-VERSION     ?= v0.1.0
+# The tag of HEAD, or the next release's development version
+# (scripts/version.sh); computed once per make.
+ifndef VERSION
+VERSION := $(shell scripts/version.sh)
+endif
 PLUGIN_NAME := vault-plugin-jwt-rotor
 MODULE      := github.com/jwt-rotor/vault-plugin-jwt-rotor
-PLUGIN_BIN  := bin/plugins/$(PLUGIN_NAME)
+# The version is in the file name, so a new build never replaces the file a
+# running Vault registered (its sha256 would stop matching: a reload fails
+# and the mount answers 500 until the old file is back).
+PLUGIN_BIN  := bin/plugins/$(PLUGIN_NAME)_$(VERSION)
 VAULT_BIN   := bin/vault
 # The Terraform provider is a Go module of its own; the plugin's go.mod does
 # not depend on it.
@@ -53,7 +64,7 @@ UNIT_CMD  := $(GO) test -count=1 -skip '^TestModel$$' $(UNIT_FLAGS) ./...
 
 ACC_CMD  := cd tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
-.PHONY: all vault plugin dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
+.PHONY: all vault plugin release reprocheck python-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
 .PHONY: fuzz modverify vulncheck provider testprovider provider-docs mutation
 
 all: plugin
@@ -70,11 +81,17 @@ plugin:
 	@mkdir -p bin/plugins
 	$(GO) build -ldflags "-X $(MODULE).Version=$(VERSION)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
 
+# Release binaries: the same commit gives the same bytes on any machine and
+# in any directory (scripts/release.sh: CGO_ENABLED=0, -trimpath, no build
+# id, the toolchain go.mod pins), named with the version, with SHA256SUMS.
+release:
+	GO=$(GO) VERSION=$(VERSION) scripts/release.sh bin/release/$(VERSION)
+
 # The acceptance tests also need the plugin built with the crashhook tag (it
 # kills itself at the point JWT_ROTOR_CRASH_AT names; tests/safety_crash_test.go)
 # and the Node verifier's packages from tests/node/package-lock.json.
 .PHONY: plugin-crashhook node-deps
-test testacc: plugin-crashhook node-deps
+test testacc: plugin-crashhook node-deps python-deps
 
 # Always rebuilt, like the plugin.
 provider:
@@ -93,6 +110,13 @@ plugin-crashhook:
 
 node-deps:
 	cd tests/node && npm ci --no-audit --no-fund
+
+# The README's Python snippet runs on Debian's PyJWT (python3-jwt), for the
+# system interpreter; installed here when missing.
+python-deps:
+	@/usr/bin/python3 -c 'import jwt' 2>/dev/null || { \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update && $$sudo apt-get install -y python3-jwt; }
 
 dev:
 	VERSION=$(VERSION) scripts/dev.sh

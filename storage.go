@@ -162,7 +162,7 @@ func putJSON(ctx context.Context, s logical.Storage, path string, v any) error {
 
 func checkVersion(path string, v int) error {
 	if v < 1 || v > schemaVersion {
-		return fmt.Errorf("%s has schema version %d; this plugin reads versions 1 to %d (was it written by a newer plugin?)", path, v, schemaVersion)
+		return fmt.Errorf("%s has schema version %d; this plugin (%s) reads versions 1 to %d, so it was written by a newer plugin: tune the mount back to that plugin's version (vault secrets tune -plugin-version=<version> <mount>) and reload, or restore the snapshot taken before the upgrade (docs/operations.md, Downgrade)", path, v, Version, schemaVersion)
 	}
 	return nil
 }

@@ -158,6 +158,16 @@ func TestRefusesNewerSchema(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "newer plugin") {
 		t.Fatalf("want a schema version error, got %v", err)
 	}
+	// What an operator who downgraded sees names the versions and the fix.
+	for _, want := range []string{
+		fmt.Sprintf("schema version %d", schemaVersion+1),
+		fmt.Sprintf("reads versions 1 to %d", schemaVersion),
+		"-plugin-version", "snapshot",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal %q does not say %q", err, want)
+		}
+	}
 }
 
 // readsAdoptedFixtures checks what version 3 added: the imported key signs

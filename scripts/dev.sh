@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # Starts a local Vault dev server with the plugin registered (by checksum and
 # version), mounted at jwt/ and tuned for the JWKS caching headers, then
-# creates a demo ring and role and signs a token as a userpass user.
+# creates a demo ring and role, a userpass user that may sign on the demo role
+# and on the README's payments-api role, and signs a token as that user.
+# Its issuer is the server's own URL, so OIDC discovery resolves locally.
 #
 # The dev server keeps everything in memory: each start is a fresh Vault.
 # Stop it with `make dev-stop` (scripts/dev-stop.sh).
 #
-# Environment: VERSION (plugin version, default v0.1.0), DEV_DIR (pid and
+# Environment: VERSION (plugin version, default scripts/version.sh), DEV_DIR (pid and
 # log directory, default .dev), DEV_LISTEN_ADDRESS
-# (default 127.0.0.1:8200).
+# (default 127.0.0.1:8200). The exports that point a shell at the server are
+# printed at the end and written to $DEV_DIR/env (`. .dev/env`).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-VERSION=${VERSION:-v0.1.0}
+VERSION=${VERSION:-$("$ROOT/scripts/version.sh")}
 PLUGIN=vault-plugin-jwt-rotor
+# make plugin names the file after the version (the Makefile's PLUGIN_BIN).
+PLUGIN_FILE=${PLUGIN}_$VERSION
 LISTEN=${DEV_LISTEN_ADDRESS:-127.0.0.1:8200}
 DEV_DIR=${DEV_DIR:-$ROOT/.dev}
 PID_FILE=$DEV_DIR/vault.pid
@@ -75,9 +80,9 @@ if ! "$VAULT" status >/dev/null 2>&1; then
 	exit 1
 fi
 
-SHA=$(sha256sum "$PLUGIN_DIR/$PLUGIN" | cut -d' ' -f1)
-say "Registering $PLUGIN $VERSION (sha256 $SHA)"
-"$VAULT" plugin register -sha256="$SHA" -version="$VERSION" -command="$PLUGIN" secret "$PLUGIN"
+SHA=$(sha256sum "$PLUGIN_DIR/$PLUGIN_FILE" | cut -d' ' -f1)
+say "Registering $PLUGIN $VERSION (file $PLUGIN_FILE, sha256 $SHA)"
+"$VAULT" plugin register -sha256="$SHA" -version="$VERSION" -command="$PLUGIN_FILE" secret "$PLUGIN"
 "$VAULT" secrets enable -path=jwt -plugin-version="$VERSION" "$PLUGIN"
 # Without this tuning Vault drops ETag/Last-Modified from responses and
 # If-None-Match/User-Agent from requests, and conditional JWKS fetches stop
@@ -89,25 +94,45 @@ say "Registering $PLUGIN $VERSION (sha256 $SHA)"
 
 say "Configuring the issuer, a demo ring and a role"
 "$VAULT" write jwt/config issuer="$VAULT_ADDR/v1/jwt" jwks_max_age=60
-"$VAULT" write jwt/keys/demo algorithm=ES256 rotation_period=1h publish_lead=2m verification_ttl=2h
+# publish_lead=1h lets jwt/config take a jwks_max_age up to 30m (a lead must
+# be at least 2 x jwks_max_age), so the README's and docs/terraform.md's
+# settings apply on this server as written.
+"$VAULT" write jwt/keys/demo algorithm=ES256 rotation_period=1h publish_lead=1h verification_ttl=2h
 # A new ring's first key waits publish_lead before it signs; force skips the
 # wait for the demo (the response carries a warning saying so).
 "$VAULT" write jwt/keys/demo/rotate force=true
 "$VAULT" write jwt/roles/demo key=demo audiences=https://api.example.com \
 	ttl=15m max_ttl=1h subject_template='{{identity.entity.id}}' allowed_claims=scope
 
-say "Creating userpass user demo (password demo) allowed to sign on jwt/sign/demo"
+say "Creating userpass user demo (password demo), allowed to sign on the roles demo and payments-api"
 "$VAULT" auth enable userpass >/dev/null
-"$VAULT" policy write jwt-demo-signer - >/dev/null <<'POLICY'
+# The README's usage creates the role payments-api; the policy names it
+# already so that its sign example works as written.
+"$VAULT" policy write jwt-dev-signer - >/dev/null <<'POLICY'
 path "jwt/sign/demo" {
   capabilities = ["update"]
 }
+path "jwt/sign/payments-api" {
+  capabilities = ["update"]
+}
+path "jwt/token/demo" {
+  capabilities = ["read"]
+}
+path "jwt/token/payments-api" {
+  capabilities = ["read"]
+}
 POLICY
-"$VAULT" write auth/userpass/users/demo password=demo token_policies=jwt-demo-signer >/dev/null
-# Signing as a user (not root) gives the token an entity, the default subject.
+"$VAULT" write auth/userpass/users/demo password=demo token_policies=jwt-dev-signer >/dev/null
 USER_TOKEN=$("$VAULT" login -no-store -token-only -method=userpass username=demo password=demo)
 
 TOKEN=$(VAULT_TOKEN=$USER_TOKEN "$VAULT" write -field=token jwt/sign/demo claims='{"scope":"read"}')
+
+STOP_HINT=
+if [[ $DEV_DIR != "$ROOT/.dev" ]]; then
+	STOP_HINT=" DEV_DIR=$DEV_DIR"
+fi
+ENV_LINE="export PATH=\"$ROOT/bin:\$PATH\" VAULT_ADDR=$VAULT_ADDR VAULT_TOKEN=root"
+printf '%s\n' "$ENV_LINE" >"$DEV_DIR/env"
 
 cat <<EOF
 
@@ -117,14 +142,25 @@ $TOKEN
 
 JWKS (no token needed):  $VAULT_ADDR/v1/jwt/jwks
 OIDC discovery:          $VAULT_ADDR/v1/jwt/.well-known/openid-configuration
+Issuer:                  $VAULT_ADDR/v1/jwt
 
-Try next (from the repository root):
-  export VAULT_ADDR=$VAULT_ADDR VAULT_TOKEN=root
-  curl -si \$VAULT_ADDR/v1/jwt/jwks                     # Cache-Control, ETag
-  bin/vault read jwt/keys/demo                           # signing keys and their schedule
-  bin/vault write -f jwt/keys/demo/rotate                # schedule the pending key for the end of its lead
-  VAULT_TOKEN=$USER_TOKEN bin/vault write jwt/sign/demo claims='{"scope":"read"}'
+Next, in your shell: put bin/vault on the PATH and point it at this server as
+root (the same line is in $DEV_DIR/env, so \`. $DEV_DIR/env\` does it too):
+
+  $ENV_LINE
+
+Then the README's usage runs as written. Signing needs a token with an entity
+(root has none): log in as the user demo, which may sign on the roles demo
+and payments-api:
+
+  SIGNER_TOKEN=\$(vault login -no-store -token-only -method=userpass username=demo password=demo)
+  VAULT_TOKEN=\$SIGNER_TOKEN vault write jwt/sign/demo claims='{"scope":"read"}'
+
+More to try:
+  curl -si \$VAULT_ADDR/v1/jwt/jwks                # Cache-Control, ETag
+  vault read jwt/keys/demo                         # signing keys and their schedule
+  vault write -f jwt/keys/demo/rotate              # schedule the pending key for the end of its lead
 
 Server log: $LOG_FILE
-Stop it with: make dev-stop
+Stop it with: make dev-stop$STOP_HINT
 EOF

@@ -9,8 +9,10 @@
 # people, or auto-unseal.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VERSION=${VERSION:-v0.1.0}
+VERSION=${VERSION:-$("$ROOT/scripts/version.sh")}
 PLUGIN=vault-plugin-jwt-rotor
+# make plugin names the file after the version (the Makefile's PLUGIN_BIN).
+PLUGIN_BUILD=$ROOT/bin/plugins/${PLUGIN}_$VERSION
 VAULT=$ROOT/bin/vault
 unset VAULT_NAMESPACE VAULT_TOKEN
 
@@ -24,7 +26,7 @@ die() {
 raft_prepare() {
 	local dir=$1
 	mkdir -p "$dir/data" "$dir/plugins"
-	cp "$ROOT/bin/plugins/$PLUGIN" "$dir/plugins/$PLUGIN.new"
+	cp "$PLUGIN_BUILD" "$dir/plugins/$PLUGIN.new"
 	mv -f "$dir/plugins/$PLUGIN.new" "$dir/plugins/$PLUGIN"
 }
 
@@ -155,7 +157,7 @@ raft_unseal() {
 # and version, mount it at jwt/ tuned for the JWKS headers, write the config.
 raft_register_and_mount() {
 	local addr=$1 issuer=$2 sha
-	sha=$(sha256sum "$ROOT/bin/plugins/$PLUGIN" | cut -d' ' -f1)
+	sha=$(sha256sum "$PLUGIN_BUILD" | cut -d' ' -f1)
 	say "Registering $PLUGIN $VERSION (sha256 $sha)"
 	"$VAULT" plugin register -sha256="$sha" -version="$VERSION" -command="$PLUGIN" secret "$PLUGIN"
 	if ! "$VAULT" secrets list -format=json | grep -q '"jwt/"'; then

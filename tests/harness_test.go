@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -90,7 +91,7 @@ func setUp(srv *devServer) (*testEnv, error) {
 			"command": pluginName,
 			"version": pluginVersion,
 		})
-		got := e.root.mustRead(t, "sys/plugins/catalog/secret/"+pluginName+"?version="+pluginVersion)
+		got := e.root.mustRead(t, "sys/plugins/catalog/secret/"+pluginName+"?version="+url.QueryEscape(pluginVersion))
 		if v := str(t, got.Data, "version"); v != pluginVersion {
 			t.Fatalf("catalog holds version %q, want %q", v, pluginVersion)
 		}
@@ -133,9 +134,11 @@ func newMount(t *testing.T, name string, extraConfig map[string]any) *mount {
 	t.Helper()
 	m := &mount{path: "jwt-" + name}
 	m.issuer = env.root.url(m.path)
+	// Vault's HTTP API takes the pinned version in config (a top-level
+	// plugin_version is ignored and the newest registered version runs).
 	env.root.mustWrite(t, "sys/mounts/"+m.path, map[string]any{
-		"type":           pluginName,
-		"plugin_version": pluginVersion,
+		"type":   pluginName,
+		"config": map[string]any{"plugin_version": pluginVersion},
 	})
 	t.Cleanup(func() {
 		if resp := env.root.do(t, http.MethodDelete, "sys/mounts/"+m.path, nil); resp.Status >= 300 {

@@ -116,7 +116,7 @@ func TestSafetyFailover(t *testing.T) {
 	safMustWriteRetry(t, clients[1], "sys/plugins/catalog/secret/"+pluginName, map[string]any{
 		"sha256": sha, "command": pluginName, "version": pluginVersion,
 	})
-	safMustWriteRetry(t, clients[2], "sys/mounts/jwt", map[string]any{"type": pluginName, "plugin_version": pluginVersion})
+	safMustWriteRetry(t, clients[2], "sys/mounts/jwt", map[string]any{"type": pluginName, "config": map[string]any{"plugin_version": pluginVersion}})
 	safMustWriteRetry(t, clients[0], "sys/mounts/jwt/tune", map[string]any{
 		"allowed_response_headers":    []string{"ETag", "Last-Modified"},
 		"passthrough_request_headers": []string{"If-None-Match", "User-Agent"},

@@ -360,7 +360,7 @@ func safRegisterPlugin(t testing.TB, c *vaultClient, sha string, pluginEnv []str
 // headers, and writes its config.
 func safMountPlugin(t testing.TB, c *vaultClient, path, issuer string, maxAge int) {
 	t.Helper()
-	c.mustWrite(t, "sys/mounts/"+path, map[string]any{"type": pluginName, "plugin_version": pluginVersion})
+	c.mustWrite(t, "sys/mounts/"+path, map[string]any{"type": pluginName, "config": map[string]any{"plugin_version": pluginVersion}})
 	c.mustWrite(t, "sys/mounts/"+path+"/tune", map[string]any{
 		"allowed_response_headers":    []string{"ETag", "Last-Modified"},
 		"passthrough_request_headers": []string{"If-None-Match", "User-Agent"},

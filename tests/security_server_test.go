@@ -125,7 +125,7 @@ func secStartServer(t *testing.T, opts secServerOptions) *secServer {
 func (sec *secServer) mount(t *testing.T, path string, config map[string]any) *mount {
 	t.Helper()
 	m := &mount{path: path, issuer: sec.root.url(path)}
-	sec.root.mustWrite(t, "sys/mounts/"+path, map[string]any{"type": pluginName, "plugin_version": pluginVersion})
+	sec.root.mustWrite(t, "sys/mounts/"+path, map[string]any{"type": pluginName, "config": map[string]any{"plugin_version": pluginVersion}})
 	sec.root.mustWrite(t, "sys/mounts/"+path+"/tune", map[string]any{
 		"allowed_response_headers":    []string{"ETag", "Last-Modified"},
 		"passthrough_request_headers": []string{"If-None-Match", "User-Agent"},

@@ -19,10 +19,14 @@ import (
 )
 
 const (
-	pluginName    = "vault-plugin-jwt-rotor"
-	pluginVersion = "v0.1.0"
-	rootToken     = "root"
+	pluginName = "vault-plugin-jwt-rotor"
+	rootToken  = "root"
 )
+
+// pluginVersion is the version the binaries under test report: the
+// checkout's (scripts/version.sh), which `make plugin` stamps into them and
+// names the plugin's file after. Set by repoBinaries.
+var pluginVersion string
 
 // devServer is one `vault server -dev` process with its own plugin directory
 // and log file.
@@ -38,14 +42,19 @@ type devServer struct {
 }
 
 // repoBinaries returns the Vault and plugin binaries that `make test` builds,
-// or an error that says how to build them.
+// or an error that says how to build them, and sets pluginVersion.
 func repoBinaries() (vault, plugin string, err error) {
 	root, err := filepath.Abs("..")
 	if err != nil {
 		return "", "", err
 	}
+	out, err := exec.Command(filepath.Join(root, "scripts", "version.sh")).Output()
+	if err != nil {
+		return "", "", fmt.Errorf("scripts/version.sh: %w", err)
+	}
+	pluginVersion = strings.TrimSpace(string(out))
 	vault = filepath.Join(root, "bin", "vault")
-	plugin = filepath.Join(root, "bin", "plugins", pluginName)
+	plugin = filepath.Join(root, "bin", "plugins", pluginName+"_"+pluginVersion)
 	for _, p := range []string{vault, plugin} {
 		info, err := os.Stat(p)
 		if err != nil || info.IsDir() || info.Mode()&0o111 == 0 {

@@ -38,10 +38,14 @@ import (
 // variable at a local listener that counts connections (there must be none).
 
 const (
-	pluginName    = "vault-plugin-jwt-rotor"
-	pluginVersion = "v0.1.0"
-	rootToken     = "root"
+	pluginName = "vault-plugin-jwt-rotor"
+	rootToken  = "root"
 )
+
+// pluginVersion is the version the plugin under test reports: the
+// checkout's (scripts/version.sh), which `make plugin` stamps into it and
+// names its file after.
+var pluginVersion string
 
 // env is shared by the tests; nil when TF_ACC is not set.
 var env *harness
@@ -118,8 +122,13 @@ func setUp() (*harness, error) {
 	if err != nil {
 		return nil, err
 	}
+	version, err := exec.Command(filepath.Join(root, "scripts", "version.sh")).Output()
+	if err != nil {
+		return nil, fmt.Errorf("scripts/version.sh: %v", err)
+	}
+	pluginVersion = strings.TrimSpace(string(version))
 	vaultBin := filepath.Join(root, "bin", "vault")
-	pluginBin := filepath.Join(root, "bin", "plugins", pluginName)
+	pluginBin := filepath.Join(root, "bin", "plugins", pluginName+"_"+pluginVersion)
 	for _, p := range []string{vaultBin, pluginBin} {
 		if info, err := os.Stat(p); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
 			return nil, fmt.Errorf("the acceptance tests need %s: run make provider-test (or make vault plugin) at the repository root", p)
@@ -428,7 +437,7 @@ func newMount(t *testing.T, name string) string {
 	t.Helper()
 	mount := "jwt-" + name
 	if _, err := env.root.Logical().Write("sys/mounts/"+mount, map[string]any{
-		"type": pluginName, "plugin_version": pluginVersion,
+		"type": pluginName, "config": map[string]any{"plugin_version": pluginVersion},
 	}); err != nil {
 		t.Fatalf("enable %s: %v", mount, err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,11 +49,19 @@ func memory() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// The version make dev registered and mounted at jwt/.
+	var jwt struct {
+		PluginVersion string `json:"plugin_version"`
+	}
+	if err := json.Unmarshal(must("GET", "sys/mounts/jwt", nil), &jwt); err != nil || jwt.PluginVersion == "" {
+		fmt.Fprintln(os.Stderr, "no plugin version on sys/mounts/jwt:", err)
+		os.Exit(1)
+	}
 	const mounts, perMount = 25, 40
 	var wg sync.WaitGroup
 	for i := 0; i < mounts; i++ {
 		path := fmt.Sprintf("mem%02d", i)
-		must("POST", "sys/mounts/"+path, map[string]any{"type": "vault-plugin-jwt-rotor", "plugin_version": "v0.1.0"})
+		must("POST", "sys/mounts/"+path, map[string]any{"type": "vault-plugin-jwt-rotor", "config": map[string]any{"plugin_version": jwt.PluginVersion}})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
