@@ -64,7 +64,7 @@ UNIT_CMD  := $(GO) test -count=1 -skip '^TestModel$$' $(UNIT_FLAGS) ./...
 
 ACC_CMD  := cd tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
-.PHONY: all vault plugin release reprocheck python-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
+.PHONY: all vault plugin release reprocheck docs-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
 .PHONY: fuzz modverify vulncheck provider testprovider provider-docs mutation
 
 all: plugin
@@ -91,7 +91,7 @@ release:
 # kills itself at the point JWT_ROTOR_CRASH_AT names; tests/safety_crash_test.go)
 # and the Node verifier's packages from tests/node/package-lock.json.
 .PHONY: plugin-crashhook node-deps
-test testacc: plugin-crashhook node-deps python-deps
+test testacc: plugin-crashhook node-deps docs-deps
 
 # Always rebuilt, like the plugin.
 provider:
@@ -111,12 +111,16 @@ plugin-crashhook:
 node-deps:
 	cd tests/node && npm ci --no-audit --no-fund
 
-# The README's Python snippet runs on Debian's PyJWT (python3-jwt), for the
-# system interpreter; installed here when missing.
-python-deps:
-	@/usr/bin/python3 -c 'import jwt' 2>/dev/null || { \
+# What the docs' commands need, from Debian's packages when missing: PyJWT
+# (python3-jwt) for the README's Python snippet, on the system interpreter,
+# and jq for the commands that pick fields out of -format=json.
+docs-deps:
+	@missing=; \
+	/usr/bin/python3 -c 'import jwt' 2>/dev/null || missing="$$missing python3-jwt"; \
+	command -v jq >/dev/null || missing="$$missing jq"; \
+	[ -z "$$missing" ] || { \
 		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-		$$sudo apt-get update && $$sudo apt-get install -y python3-jwt; }
+		$$sudo apt-get update && $$sudo apt-get install -y $$missing; }
 
 dev:
 	VERSION=$(VERSION) scripts/dev.sh
