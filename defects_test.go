@@ -737,3 +737,39 @@ func TestDefectRevokeRetiringPastTombstoneCap(t *testing.T) {
 		t.Fatalf("after the revocation: %d tombstones, %s among them: %v; want %d including it", len(got), retiring, slices.Contains(got, retiring), maxTombstones)
 	}
 }
+
+// Revoking the only pending key made stocking plan its replacement a full
+// lead from now, which pulled the active key's retirement in and started the
+// chain early; with many keys still published (forced rotations keep each
+// for its overlap), that chain's stock took the ring past 40 published keys,
+// a bound revocations cannot be refused for. Found by the model test's
+// revocation storms. The replacement now takes the revoked key's slot (no
+// earlier than a full lead from now): no other key's schedule moves.
+func TestDefectRevokeLastPendingKeepsItsSlot(t *testing.T) {
+	e := newEnv(t)
+	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "verification_ttl": "2h", "publish_lead": "10m"})
+	// A shorter period leaves the pending key at its slot an hour away,
+	// later than the active key's activation plus the new period.
+	e.mustWrite("keys/k", map[string]any{"rotation_period": "20m"})
+	now := e.clock.Now().Unix()
+	r := e.ring("k")
+	a, p := activeAndPending(r.Keys, now)
+	if a < 0 || p < 0 || liveAfter(r.Keys, p) >= 0 {
+		t.Fatalf("want one active and exactly one pending key:%s", keysSummary(r.Keys))
+	}
+	activeKID, retire, slot := r.Keys[a].KID, r.Keys[a].RetireAt, r.Keys[p].ActivateAt
+	e.mustWrite("keys/k/revoke", map[string]any{"kid": r.Keys[p].KID})
+	r = e.ring("k")
+	a, p = activeAndPending(r.Keys, now)
+	if r.Keys[a].KID != activeKID || r.Keys[a].RetireAt != retire {
+		t.Fatalf("the active key %s retires at %d after the revocation, was %d:%s", activeKID, r.Keys[a].RetireAt, retire, keysSummary(r.Keys))
+	}
+	if p < 0 || r.Keys[p].ActivateAt != slot {
+		t.Fatalf("the replacement activates at %v, want the revoked key's slot %d:%s", func() any {
+			if p < 0 {
+				return "never"
+			}
+			return r.Keys[p].ActivateAt
+		}(), slot, keysSummary(r.Keys))
+	}
+}

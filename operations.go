@@ -206,8 +206,13 @@ func revokeOp(r *ringEntry, now int64, kid string) (opResult, error) {
 			r.Keys[q].ActivateAt = max(slot, r.Keys[q].PublishAt+r.PublishLead, now)
 			r.Keys[q].Lead = r.PublishLead
 			reschedule(r.Keys, r.schedule(), q, now)
+		} else {
+			// With no key after it, a new key takes its slot, no earlier
+			// than a full lead from now: the active key still retires when
+			// it was due to, and the keys the bounds projected stay the
+			// keys the ring publishes.
+			plan(r, now, max(slot, now+r.PublishLead))
 		}
-		// With no key after it, stocking plans one a full lead from now.
 	case st == statePending:
 		// A later pending key: the keys after it close up behind the live
 		// key before it, which keeps its own slot.
