@@ -18,6 +18,9 @@
 #   make vulncheck  govulncheck against a database built offline from golang.org/x/vulndb
 #   make mutation   mutation score of the code that decides safety (not part
 #                   of make test; tens of minutes; docs/testing.md)
+#   make model-check  each regression in testdata/model-check/ applied to a
+#                   scratch copy and caught by the model test in every one of
+#                   RUNS runs (not part of make test; hours; docs/testing.md)
 #
 # bin/vault is built once from the pinned tools module (several minutes the
 # first time); remove it (make distclean) to rebuild it.
@@ -65,7 +68,7 @@ UNIT_CMD  := $(GO) test -count=1 -skip '^TestModel$$' $(UNIT_FLAGS) ./...
 ACC_CMD  := cd tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
 .PHONY: all vault plugin release reprocheck docs-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
-.PHONY: fuzz modverify vulncheck provider testprovider provider-docs mutation
+.PHONY: fuzz modverify vulncheck provider testprovider provider-docs mutation model-check
 
 all: plugin
 
@@ -161,6 +164,17 @@ testmodel:
 
 soak:
 	GO=$(GO) scripts/model.sh $(SOAK)
+
+# The model test's proof that it finds bugs by itself: each plausible
+# regression in testdata/model-check/ is applied to a scratch copy and must
+# make TestModel fail in each of RUNS runs of MODEL_BUDGET, and the unpatched
+# code must pass (scripts/model-check.sh prints the runs caught and the
+# median time to catch). MODEL_CHECK_PATCHES='testdata/model-check/04-*.patch'
+# runs some of them.
+RUNS                ?= 20
+MODEL_CHECK_PATCHES ?=
+model-check:
+	GO=$(GO) RUNS=$(RUNS) BUDGET=$(MODEL_BUDGET) scripts/model-check.sh $(MODEL_CHECK_PATCHES)
 
 testacc: vault plugin
 	$(ACC_CMD)
