@@ -69,8 +69,9 @@ func thumbprintOf(t testing.TB, pub crypto.PublicKey) string {
 }
 
 // newTestKey makes a key of kind ("RSA-<bits>", "P-256", "P-384", "P-521"
-// or "Ed25519") with the plugin's own generator; RSA sizes it refuses for a
-// ring (1024) are kinds too, for the import's refusals.
+// or "Ed25519") from the test key pool, never one a ring of the test made;
+// RSA sizes it refuses for a ring (1024) are kinds too, for the import's
+// refusals.
 func newTestKey(t testing.TB, kind string) crypto.Signer {
 	t.Helper()
 	alg, bits := "", 0
@@ -90,7 +91,7 @@ func newTestKey(t testing.TB, kind string) crypto.Signer {
 		}
 		alg, bits = "RS256", n
 	}
-	g, err := generateKey(alg, bits)
+	g, err := testKeySource(t, "test/")(alg, bits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -623,7 +624,6 @@ func mustJWK(t *testing.T, resp *logical.Response) jose.JSONWebKey {
 // stored, and what is stored stays within both.
 func TestTrustCountsAgainstTheBounds(t *testing.T) {
 	e := newEnv(t)
-	e.b.keys = sharedKeys.source()
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 1})
 	now := e.clock.Now().Unix()
 	trust := func(ring string, i int) (*logical.Response, error) {
@@ -666,7 +666,6 @@ func TestTrustCountsAgainstTheBounds(t *testing.T) {
 	// The ring bound: forced rotations bring a ring near 40 keys; trusted
 	// keys then pass it.
 	e2 := newEnv(t)
-	e2.b.keys = sharedKeys.source()
 	e2.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 1})
 	e2.mustWrite("keys/q", map[string]any{"algorithm": "EdDSA", "rotation_period": "10s", "publish_lead": "10s", "verification_ttl": "90s"})
 	for i := 0; i < 100; i++ {

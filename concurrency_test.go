@@ -422,7 +422,6 @@ func TestConcurrency(t *testing.T) {
 	clock := &fakeClock{now: testStart}
 	standby := newEnvOn(t, inner, clock)
 	e := newEnvOn(t, &replicating{Storage: inner, to: standby.b}, clock)
-	e.b.keys = sharedKeys.source()
 	e.mustWrite("config", map[string]any{"issuer": concIssuerA, "jwks_max_age": 60})
 	for _, n := range concRings {
 		e.setupRing(n, concRingAlgs[n], map[string]any{"rotation_period": "1h", "publish_lead": concLead, "verification_ttl": "2h"})
@@ -802,7 +801,6 @@ func (s *writeOnGet) Get(ctx context.Context, key string) (*logical.StorageEntry
 func TestDefectSignDuringRevokeOfItsKey(t *testing.T) {
 	s := &writeOnGet{Storage: &logical.InmemStorage{}}
 	e := newEnvOn(t, s, &fakeClock{now: testStart})
-	e.b.keys = sharedKeys.source()
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
 	a, p := activeAndPending(e.ring("k").Keys, e.clock.Now().Unix())

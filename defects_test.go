@@ -229,7 +229,7 @@ func TestDefectStormsStayBounded(t *testing.T) {
 // maxRingKeys) maxTrustedKeys trusted RSA-4096 keys; every kid a chosen kid
 // of the longest length, beside its thumbprint.
 func TestRingEntryBoundHolds(t *testing.T) {
-	g, err := generateKey("RS512", 4096)
+	g, err := sharedKeys.source()("RS512", 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
