@@ -398,6 +398,7 @@ func scopeRead(scope, inm string) cIn {
 // accepts is refused or fails (invariants 1, 3, 6, 8 and 9 of
 // docs/invariants.md).
 func TestConcurrency(t *testing.T) {
+	t.Parallel()
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv(concSeedEnv); v != "" {
 		var err error
@@ -799,6 +800,7 @@ func (s *writeOnGet) Get(ctx context.Context, key string) (*logical.StorageEntry
 // (invariant 9: a 5xx only when storage fails). It signs with the key the
 // revoke left active, a token that verifies against the JWKS after it.
 func TestDefectSignDuringRevokeOfItsKey(t *testing.T) {
+	t.Parallel()
 	s := &writeOnGet{Storage: &logical.InmemStorage{}}
 	e := newEnvOn(t, s, &fakeClock{now: testStart})
 	e.setupRing("k", "ES256", nil)
@@ -829,6 +831,7 @@ func TestDefectSignDuringRevokeOfItsKey(t *testing.T) {
 // A private half lost from storage while the ring still names its key is a
 // storage failure: the sign fails (a 5xx) instead of retrying for ever.
 func TestSignWithLostPrivateHalfFails(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})

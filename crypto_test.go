@@ -8,6 +8,7 @@ import (
 // less than the real size, or a write the bounds allowed could push the JWKS
 // past them.
 func TestJWKSizeIsAnUpperBound(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		alg  string
 		bits int
@@ -32,6 +33,7 @@ func TestJWKSizeIsAnUpperBound(t *testing.T) {
 // A stored private half is checked against the kid it is stored under, so
 // a mixed-up entry can never sign.
 func TestParsePrivateChecksTheKid(t *testing.T) {
+	t.Parallel()
 	a, err := generateKey("ES256", 0)
 	if err != nil {
 		t.Fatal(err)
