@@ -65,7 +65,11 @@ func (p *keyPool) get(kind, alg string, bits, i int) (*generatedKey, error) {
 		var g *generatedKey
 		var err error
 		if fixed := fixtureRSA(); isRSA(alg) && p.rsa[bits] < len(fixed[bits]) {
-			g, err = newGeneratedKey(fixed[bits][p.rsa[bits]].key(bits, p.rsa[bits]), alg)
+			var k *rsa.PrivateKey
+			k, err = fixed[bits][p.rsa[bits]].key(bits, p.rsa[bits])
+			if err == nil {
+				g, err = newGeneratedKey(k, alg)
+			}
 			p.rsa[bits]++
 		} else {
 			g, err = generateKey(alg, bits)
@@ -208,8 +212,9 @@ func fixturePrime(bits, index int, which byte, offset uint32) *big.Int {
 	return p.Add(p, new(big.Int).SetUint64(2*uint64(offset)))
 }
 
-// key rebuilds the fixture key: microseconds, against seconds to generate.
-func (f fixtureKey) key(bits, index int) *rsa.PrivateKey {
+// key rebuilds the fixture key and checks it: a millisecond, against 60 ms
+// to seconds to generate one.
+func (f fixtureKey) key(bits, index int) (*rsa.PrivateKey, error) {
 	p := fixturePrime(bits, index, 'p', f.dp)
 	q := fixturePrime(bits, index, 'q', f.dq)
 	one := big.NewInt(1)
@@ -220,7 +225,10 @@ func (f fixtureKey) key(bits, index int) *rsa.PrivateKey {
 		Primes:    []*big.Int{p, q},
 	}
 	k.Precompute()
-	return k
+	if err := k.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: RSA-%d key %d: %w", keyPoolFile, bits, index, err)
+	}
+	return k, nil
 }
 
 // fixtureRSA reads the fixture once; a missing or unreadable file leaves
@@ -265,9 +273,9 @@ func findOffset(bits, index int, which byte) uint32 {
 	}
 }
 
-// The fixture's keys are real RSA keys of their size, all different, and
-// each signs what its public half verifies; JWTROTOR_WRITE_KEYPOOL=1 writes
-// the file anew.
+// The fixture holds as many keys of each size as keyPoolSizes says, all
+// different and of their size, and they are real RSA keys that sign what
+// their public halves verify; JWTROTOR_WRITE_KEYPOOL=1 writes the file anew.
 func TestKeyPoolFixture(t *testing.T) {
 	fixed := fixtureRSA()
 	if os.Getenv("JWTROTOR_WRITE_KEYPOOL") != "" {
@@ -287,12 +295,13 @@ func TestKeyPoolFixture(t *testing.T) {
 				t.Fatalf("RSA-%d key %d: %d bits, or a repeated prime or key", bits, i, n.BitLen())
 			}
 			seen[n.String()] = true
-			// A key whose primes are not prime fails here: its CRT
-			// signature does not verify.
+			// The first and last keys of each size are rebuilt and sign
+			// here; the pool checks every key as it hands it out (key),
+			// so a wrong offset fails the test that draws its key.
 			if i == 0 || i == len(fixed[bits])-1 {
-				k := f.key(bits, i)
-				if err := k.Validate(); err != nil {
-					t.Fatalf("RSA-%d key %d: %v", bits, i, err)
+				k, err := f.key(bits, i)
+				if err != nil {
+					t.Fatal(err)
 				}
 				digest := sha256.Sum256([]byte("pool"))
 				sig, err := rsa.SignPKCS1v15(nil, k, crypto.SHA256, digest[:])
