@@ -69,8 +69,9 @@ func thumbprintOf(t testing.TB, pub crypto.PublicKey) string {
 }
 
 // newTestKey makes a key of kind ("RSA-<bits>", "P-256", "P-384", "P-521"
-// or "Ed25519") with the plugin's own generator; RSA sizes it refuses for a
-// ring (1024) are kinds too, for the import's refusals.
+// or "Ed25519") from the test key pool, never one a ring of the test made;
+// RSA sizes it refuses for a ring (1024) are kinds too, for the import's
+// refusals.
 func newTestKey(t testing.TB, kind string) crypto.Signer {
 	t.Helper()
 	alg, bits := "", 0
@@ -90,7 +91,7 @@ func newTestKey(t testing.TB, kind string) crypto.Signer {
 		}
 		alg, bits = "RS256", n
 	}
-	g, err := generateKey(alg, bits)
+	g, err := testKeySource(t, "test/")(alg, bits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +102,7 @@ func newTestKey(t testing.TB, kind string) crypto.Signer {
 // under the kid given (or its thumbprint), signs tokens that verify with the
 // kid and key the old issuer's verifiers know, and is recorded as imported.
 func TestImportKeepsIdentityAndSignsAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 60})
 	for _, c := range []struct{ kind, alg, kid string }{
@@ -178,6 +180,7 @@ func TestImportKeepsIdentityAndSignsAtOnce(t *testing.T) {
 // retirement (it is never rolled back to), its kid leaves the JWKS at its
 // remove_at, and the mount's history then refuses its key and its kid.
 func TestImportedKeyRetiresAndNeverReturns(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 60})
 	key := newTestKey(t, "P-256")
@@ -219,6 +222,7 @@ func TestImportedKeyRetiresAndNeverReturns(t *testing.T) {
 // Every bad import is a 400 that names the field and the rule, and stores
 // nothing; no refusal carries anything of the key.
 func TestImportRefusals(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 60})
 	e.setupRing("live", "ES256", nil)
@@ -333,6 +337,7 @@ func TestImportRefusals(t *testing.T) {
 // the first read makes one key pair, stored seal-wrapped, and every later
 // read (also after a restart) gives the same key.
 func TestWrappingKeyMadeOnceAndSealWrapped(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	made := 0
 	e.b.wrapKeys = func() (*rsa.PrivateKey, error) { made++; return testWrappingKey(0), nil }
@@ -365,6 +370,7 @@ func TestWrappingKeyMadeOnceAndSealWrapped(t *testing.T) {
 // A plugin that reads a stored private half under the wrong thumbprint
 // refuses to sign with it.
 func TestImportedPrivateHalfCheckedByThumbprint(t *testing.T) {
+	t.Parallel()
 	key := newTestKey(t, "P-256")
 	der := mustPKCS8(t, key)
 	tp := thumbprintOf(t, key.Public())
@@ -417,6 +423,7 @@ func publicPEM(t testing.TB, pub crypto.PublicKey) string {
 // expires_at and not a second longer, never signs, and can be revoked
 // early, after which neither its kid nor its key comes back.
 func TestTrustPublishesForABoundedTime(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 60})
 	e.mustWrite("keys/legacy/import", e.importData(newTestKey(t, "RSA-2048"), map[string]any{"algorithm": "RS256", "kid": "legacy-2025", "rotation_period": "24h", "verification_ttl": "2h"}))
@@ -506,6 +513,7 @@ func TestTrustPublishesForABoundedTime(t *testing.T) {
 // Every bad trust request is a 400 naming the field, stores nothing, and
 // never repeats the private material it refuses.
 func TestTrustRefusals(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 60})
 	e.setupRing("k", "ES256", nil)
@@ -622,8 +630,8 @@ func mustJWK(t *testing.T, resp *logical.Response) jose.JSONWebKey {
 // once either bound would be passed, trusting one more is refused, nothing is
 // stored, and what is stored stays within both.
 func TestTrustCountsAgainstTheBounds(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	e.b.keys = sharedKeys.source()
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 1})
 	now := e.clock.Now().Unix()
 	trust := func(ring string, i int) (*logical.Response, error) {
@@ -666,7 +674,6 @@ func TestTrustCountsAgainstTheBounds(t *testing.T) {
 	// The ring bound: forced rotations bring a ring near 40 keys; trusted
 	// keys then pass it.
 	e2 := newEnv(t)
-	e2.b.keys = sharedKeys.source()
 	e2.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 1})
 	e2.mustWrite("keys/q", map[string]any{"algorithm": "EdDSA", "rotation_period": "10s", "publish_lead": "10s", "verification_ttl": "90s"})
 	for i := 0; i < 100; i++ {
@@ -697,6 +704,7 @@ func TestTrustCountsAgainstTheBounds(t *testing.T) {
 // first; at its bounds, with the longest kids and ring names, the entry
 // stays under 256 KiB.
 func TestHistoryBoundHolds(t *testing.T) {
+	t.Parallel()
 	h := &historyEntry{Version: schemaVersion}
 	big := int64(1) << 62
 	ring := strings.Repeat("r", 5000)
@@ -738,6 +746,7 @@ func TestHistoryBoundHolds(t *testing.T) {
 // key's seconds to expiry and its age under state "trusted", and the
 // rotation the import made.
 func TestAdoptionMetrics(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 60})
 	e.mustWrite("keys/legacy/import", e.importData(newTestKey(t, "P-256"), map[string]any{"algorithm": "ES256", "kid": "legacy-1", "rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"}))

@@ -56,6 +56,7 @@ func auditTestFiles(t *testing.T) map[string]*ast.File {
 // test skips (a test that cannot run where make test runs fails instead,
 // saying why), except the allowed ones above.
 func TestAuditNoSkips(t *testing.T) {
+	t.Parallel()
 	for path, f := range auditTestFiles(t) {
 		if auditSkipAllowed[path] != "" {
 			continue
@@ -80,6 +81,7 @@ func TestAuditNoSkips(t *testing.T) {
 // doc comment, the property it guards (a fuzz target: what it checks beyond
 // "no panic").
 func TestAuditTestsNameTheirProperty(t *testing.T) {
+	t.Parallel()
 	n := 0
 	for path, f := range auditTestFiles(t) {
 		for _, d := range f.Decls {

@@ -11,6 +11,7 @@ import (
 // Invalidate drops exactly what another node changed, with the writers'
 // prefixes, so the next request sees it.
 func TestInvalidate(t *testing.T) {
+	t.Parallel()
 	active, standby := twoNodes(t)
 	active.setupRing("k", "ES256", nil)
 	before := kidsOf(t, standby.get("jwks", nil).Data[logical.HTTPRawBody].([]byte))

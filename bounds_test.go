@@ -56,8 +56,10 @@ var boundsCases = []boundsCase{
 // every second, which stocks keys as early as it can, the case peak assumes;
 // peak is checked from every second of the first steady window.
 func TestBoundsPeakIsExact(t *testing.T) {
+	t.Parallel()
 	for _, c := range boundsCases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t)
 			e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 1})
 			e.mustWrite("keys/k", map[string]any{"algorithm": c.alg, "rotation_period": c.period, "publish_lead": c.lead, "verification_ttl": c.vttl})
@@ -87,23 +89,35 @@ func TestBoundsPeakIsExact(t *testing.T) {
 				rings = append(rings, r)
 			}
 			estimate := jwkSize(rings[len(rings)-1].Algorithm, rings[len(rings)-1].RSABits) + 1
+			// Each second's published keys, with kids numbered, so that the
+			// check below (every second against every later one) is cheap.
+			type pubKey struct{ id, size int }
+			ids := map[string]int{}
+			published := make([][]pubKey, len(rings))
+			for si, r := range rings {
+				for i := range r.Keys {
+					k := &r.Keys[i]
+					if _, ok := ids[k.KID]; !ok {
+						ids[k.KID] = len(ids)
+					}
+					if k.published(start + int64(si)) {
+						published[si] = append(published[si], pubKey{ids[k.KID], len(k.PublicJWK) + 1})
+					}
+				}
+			}
 			for ti := int64(0); ti <= checked; ti++ {
 				now := start + ti
-				existing := map[string]bool{}
+				existing := make([]bool, len(ids))
 				for _, k := range rings[ti].Keys {
-					existing[k.KID] = true
+					existing[ids[k.KID]] = true
 				}
 				wantKeys, wantBytes := 0, 0
 				for si := ti; si < int64(len(rings)); si++ {
 					n, b := 0, 0
-					for i := range rings[si].Keys {
-						k := &rings[si].Keys[i]
-						if !k.published(start + si) {
-							continue
-						}
+					for _, k := range published[si] {
 						n++
-						if existing[k.KID] {
-							b += len(k.PublicJWK) + 1
+						if existing[k.id] {
+							b += k.size
 						} else {
 							b += estimate
 						}
@@ -124,6 +138,7 @@ func TestBoundsPeakIsExact(t *testing.T) {
 // retiring keys for the overlap, one more), never below what maintenance
 // really publishes at once plus one.
 func TestBoundsRingProjection(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		period, lead, vttl int64
 		want               int
@@ -159,6 +174,7 @@ func TestBoundsRingProjection(t *testing.T) {
 // TestBoundsLargestKey: the largest key a ring publishes or will make
 // counts live keys of every algorithm, not revoked or removed ones.
 func TestBoundsLargestKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
 	es := jwkSize("ES256", 0) + 1
@@ -220,6 +236,7 @@ func largestOf(r *ringEntry, alg string) int {
 // maxJWKSBytes, and refuses one key or one byte more, naming the field, the
 // numbers and when to retry.
 func TestBoundsCheckAtTheLimits(t *testing.T) {
+	t.Parallel()
 	const now = int64(1_000_000)
 	// A deleted ring publishes its remaining keys and reserves exactly
 	// their bytes: keys of chosen sizes make exact totals.
@@ -265,6 +282,7 @@ func TestBoundsCheckAtTheLimits(t *testing.T) {
 // its largest key size and its peak plus one key; a deleted ring what it
 // still publishes.
 func TestBoundsReserve(t *testing.T) {
+	t.Parallel()
 	const now = int64(1_000_000)
 	gone := &ringEntry{Name: "d", Algorithm: "EdDSA", RotationPeriod: 3600, PublishLead: 600, VerificationTTL: 7200, DeletedAt: now - 10, Keys: []signingKey{
 		{KID: "a", Alg: "EdDSA", PublicJWK: []byte(strings.Repeat("x", 99)), PublishAt: now - 100, ActivateAt: now - 90, RetireAt: now - 10, RemoveAt: now + 100, Overlap: 7200},
@@ -322,6 +340,7 @@ func TestBoundsReserve(t *testing.T) {
 // than peak computed at its creation, and peak never exceeds the schedule's
 // own projection (so the bounds refuse no write a plain schedule needs).
 func TestPeakBoundsWhatTheScheduleChanges(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ period, lead, overlap string }{
 		{"10s", "10s", "90s"},
 		{"10s", "30s", "70s"},
@@ -362,6 +381,7 @@ func TestPeakBoundsWhatTheScheduleChanges(t *testing.T) {
 // its peak with the key made plus exactly the estimate's slack over the real
 // JWK.
 func TestBoundsPlannedKeyAtItsEstimate(t *testing.T) {
+	t.Parallel()
 	for _, alg := range []string{"ES256", "EdDSA", "RS256"} {
 		t.Run(alg, func(t *testing.T) {
 			e := newEnv(t)
@@ -406,6 +426,7 @@ func TestBoundsPlannedKeyAtItsEstimate(t *testing.T) {
 // mount's byte bound is as exact with an adopted issuer's old keys as with
 // the ring's own.
 func TestBoundsTrustedKeyAtItsSize(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 1})
 	e.mustWrite("keys/k", map[string]any{"algorithm": "EdDSA", "rotation_period": 60, "publish_lead": 20, "verification_ttl": 120})
@@ -432,6 +453,7 @@ func TestBoundsTrustedKeyAtItsSize(t *testing.T) {
 // with it: a chain of back-to-back spans publishes one key at a time, however
 // the sort meets them.
 func TestBoundsSweepEndsBeforeStarts(t *testing.T) {
+	t.Parallel()
 	const now = int64(1000)
 	var spans []span
 	for i := int64(0); i < 64; i++ {

@@ -5,6 +5,7 @@ import "testing"
 // allowed_subjects globs have one '*', at the start or the end: a prefix or
 // a suffix match, never a match in the middle.
 func TestGlobMatch(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		glob, subject string
 		match         bool
@@ -36,6 +37,7 @@ func TestGlobMatch(t *testing.T) {
 // A caller claim that differs from a static one only in letter case is the
 // static claim: verifiers may read either.
 func TestStaticClaimNamedFoldsCase(t *testing.T) {
+	t.Parallel()
 	static := map[string]any{"scope": "read", "ſcope2": 1}
 	for _, name := range []string{"scope", "Scope", "SCOPE", "ſcope"} {
 		if got, ok := staticClaimNamed(static, name); !ok || got != "scope" {

@@ -71,6 +71,7 @@ func (e *testEnv) clockLogs(seen *int) []clockLog {
 // schedule at its own pace, further steps add to the hold, a step back ends
 // it, and the leftover within the tolerance counts towards the next one.
 func TestClockHoldsForwardSteps(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	seen := 0
 	want := func(what string, v clockView) {
@@ -159,6 +160,7 @@ func TestClockHoldsForwardSteps(t *testing.T) {
 // leaves nothing held: the unexplained movements cancel out, and the
 // correction of a bad step is never itself taken for one.
 func TestClockCorrectedStepBackIsNoStep(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	seen := 0
 	e.clock.Advance(100 * time.Second)
@@ -184,6 +186,7 @@ func TestClockCorrectedStepBackIsNoStep(t *testing.T) {
 // TestClockAccept: clock/accept takes the wall clock's time and reports how
 // far the schedule jumped; with nothing held it changes nothing and says so.
 func TestClockAccept(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	seen := 0
 	resp := e.mustWrite("clock/accept", nil)
@@ -218,6 +221,7 @@ func TestClockAccept(t *testing.T) {
 // schedule; tokens then carry the wall clock, never a time past the
 // schedule.
 func TestClockRestartResumesFromStoredMark(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
@@ -258,6 +262,7 @@ func readMetric(t *testing.T, e *testEnv, name string) float64 {
 // the hold when the wall clock is corrected or the time is accepted, and
 // never stamps a token ahead of the schedule.
 func TestScheduleClock(t *testing.T) {
+	t.Parallel()
 	src := &fakeClock{now: testStart}
 	c := newScheduleClock(src)
 	var events []string

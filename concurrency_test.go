@@ -398,6 +398,7 @@ func scopeRead(scope, inm string) cIn {
 // accepts is refused or fails (invariants 1, 3, 6, 8 and 9 of
 // docs/invariants.md).
 func TestConcurrency(t *testing.T) {
+	t.Parallel()
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv(concSeedEnv); v != "" {
 		var err error
@@ -422,7 +423,6 @@ func TestConcurrency(t *testing.T) {
 	clock := &fakeClock{now: testStart}
 	standby := newEnvOn(t, inner, clock)
 	e := newEnvOn(t, &replicating{Storage: inner, to: standby.b}, clock)
-	e.b.keys = sharedKeys.source()
 	e.mustWrite("config", map[string]any{"issuer": concIssuerA, "jwks_max_age": 60})
 	for _, n := range concRings {
 		e.setupRing(n, concRingAlgs[n], map[string]any{"rotation_period": "1h", "publish_lead": concLead, "verification_ttl": "2h"})
@@ -800,9 +800,9 @@ func (s *writeOnGet) Get(ctx context.Context, key string) (*logical.StorageEntry
 // (invariant 9: a 5xx only when storage fails). It signs with the key the
 // revoke left active, a token that verifies against the JWKS after it.
 func TestDefectSignDuringRevokeOfItsKey(t *testing.T) {
+	t.Parallel()
 	s := &writeOnGet{Storage: &logical.InmemStorage{}}
 	e := newEnvOn(t, s, &fakeClock{now: testStart})
-	e.b.keys = sharedKeys.source()
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
 	a, p := activeAndPending(e.ring("k").Keys, e.clock.Now().Unix())
@@ -831,6 +831,7 @@ func TestDefectSignDuringRevokeOfItsKey(t *testing.T) {
 // A private half lost from storage while the ring still names its key is a
 // storage failure: the sign fails (a 5xx) instead of retrying for ever.
 func TestSignWithLostPrivateHalfFails(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})

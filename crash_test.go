@@ -74,6 +74,7 @@ type crashScenario struct {
 // unless the operation revoked its key and the revocation was stored
 // (invariant 6), when it must not.
 func TestInvariantAtomicityCrashBetweenWrites(t *testing.T) {
+	t.Parallel()
 	scenarios := map[string]crashScenario{
 		"create": {run: func(e *testEnv) {
 			e.write("keys/c", map[string]any{"algorithm": "ES256", "rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "20m"})

@@ -84,6 +84,11 @@ func generateKey(alg string, rsaBits int) (*generatedKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate %s key: %w", alg, err)
 	}
+	return newGeneratedKey(priv, alg)
+}
+
+// newGeneratedKey encodes a new key pair for storage and publication.
+func newGeneratedKey(priv crypto.Signer, alg string) (*generatedKey, error) {
 	pkcs8, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s key: %w", alg, err)

@@ -31,6 +31,7 @@ func noPanic(t *testing.T, what string, f func()) {
 // A null batch item field killed the process (parseBatchItem asserted
 // v.(int64) on nil). It is now a 400 for that item alone.
 func TestDefectBatchNullFieldIsAnItemError(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "allowed_claims": "scope"})
@@ -60,6 +61,7 @@ func TestDefectBatchNullFieldIsAnItemError(t *testing.T) {
 // key's publication (invariant 3, overlap). Reproduced on a real Vault with
 // exactly these settings.
 func TestDefectRevokePendingAfterRollbackKeepsOverlap(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	t0 := e.clock.Now().Unix()
 	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 5})
@@ -101,6 +103,7 @@ func TestDefectRevokePendingAfterRollbackKeepsOverlap(t *testing.T) {
 // verification_ttl when its successor changed: lowering the overlap after a
 // key had signed long tokens made those tokens outlive the key.
 func TestDefectLoweredOverlapKeepsSignedTokens(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "1h", "max_ttl": "1h"})
@@ -143,6 +146,7 @@ func (e *testEnv) publishedCount(name string) int {
 // key, each revocation kept a whole key in the ring entry. Operations that
 // add keys are now refused at the bound; a revoke never is.
 func TestDefectStormsStayBounded(t *testing.T) {
+	t.Parallel()
 	t.Run("forced rotations", func(t *testing.T) {
 		e := newEnv(t)
 		e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
@@ -229,7 +233,8 @@ func TestDefectStormsStayBounded(t *testing.T) {
 // maxRingKeys) maxTrustedKeys trusted RSA-4096 keys; every kid a chosen kid
 // of the longest length, beside its thumbprint.
 func TestRingEntryBoundHolds(t *testing.T) {
-	g, err := generateKey("RS512", 4096)
+	t.Parallel()
+	g, err := sharedKeys.source()("RS512", 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,6 +287,7 @@ func (s *deleteFailingStorage) Delete(ctx context.Context, k string) error {
 // A private half whose delete failed was never retried, and the caller got
 // a 500 for a revoke that was committed.
 func TestDefectFailedPrivateDeleteIsRetried(t *testing.T) {
+	t.Parallel()
 	s := &deleteFailingStorage{Storage: &logical.InmemStorage{}}
 	e := newEnvOn(t, s, &fakeClock{now: testStart})
 	e.setupRing("k", "ES256", nil)
@@ -310,6 +316,7 @@ func TestDefectFailedPrivateDeleteIsRetried(t *testing.T) {
 // fetches: a flood of anonymous clients evicted declared verifiers, and a
 // discovery fetch under a declared id removed it from the gate's count.
 func TestDefectGateSpoofing(t *testing.T) {
+	t.Parallel()
 	t.Run("eviction", func(t *testing.T) {
 		e := newEnv(t)
 		e.setupRing("k", "ES256", nil)
@@ -339,6 +346,7 @@ func TestDefectGateSpoofing(t *testing.T) {
 // Per-kid signing counters were deleted only by maintenance on the active
 // node: on a standby that signs, they grew without bound.
 func TestDefectStandbyMetricsBounded(t *testing.T) {
+	t.Parallel()
 	active, standby := twoNodes(t)
 	clock := active.clock
 	active.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 5})
@@ -381,6 +389,7 @@ func TestDefectStandbyMetricsBounded(t *testing.T) {
 // high-water mark was loaded: with the clock stepped back, it published a
 // key that had already been removed (invariant 5).
 func TestDefectFirstFetchAfterRestartHonoursHighWater(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "11m"})
 	first := e.ring("k").Keys[0].KID
@@ -400,6 +409,7 @@ func TestDefectFirstFetchAfterRestartHonoursHighWater(t *testing.T) {
 // now holds while the step is unexplained: keys keep their states, signing
 // goes on, and the JWKS keeps every key a live token needs.
 func TestDefectForwardClockJumpIsHeld(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "30m", "max_ttl": "1h"})
@@ -425,6 +435,7 @@ func TestDefectForwardClockJumpIsHeld(t *testing.T) {
 // Revoking the active key with no pending key made a key that signed at
 // once without a full lead, but was not recorded as forced.
 func TestDefectRevokeActiveWithoutPendingIsForced(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	// A ring stored with no pending key (as an older version or a hand
@@ -453,6 +464,7 @@ func TestDefectRevokeActiveWithoutPendingIsForced(t *testing.T) {
 // Revoking a new ring's first pending key slipped the first activation by a
 // whole rotation_period instead of to the next key's publish_at + lead.
 func TestDefectRevokeFirstPendingKeepsFirstActivation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 60})
 	e.mustWrite("keys/k", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
@@ -466,6 +478,7 @@ func TestDefectRevokeFirstPendingKeepsFirstActivation(t *testing.T) {
 
 // decodeStrict accepted trailing data after a closing brace or bracket.
 func TestDefectTrailingJSONRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "allowed_claims": "a,x"})
@@ -478,6 +491,7 @@ func TestDefectTrailingJSONRefused(t *testing.T) {
 // jwks/<Name> did not fold case as keys/<Name> does, and a role could name
 // a ring in capitals that no ring has.
 func TestDefectRingNameCase(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("prod", "ES256", nil)
 	_, lower, _ := e.jwks("jwks/prod")
@@ -496,6 +510,7 @@ func TestDefectRingNameCase(t *testing.T) {
 // was cached after it and served until its next boundary: a revoked kid came
 // back on that node for hours.
 func TestDefectStaleDocumentNeverCached(t *testing.T) {
+	t.Parallel()
 	active, standby := twoNodes(t)
 	clock := active.clock
 	active.setupRing("k", "ES256", nil)
@@ -544,6 +559,7 @@ func (panicStorage) List(context.Context, string) ([]string, error) {
 // fails that request or pass alone: the process (which serves every mount)
 // goes on, the panic is logged without the request's data, and counted.
 func TestPanicFailsOneRequestOnly(t *testing.T) {
+	t.Parallel()
 	e := newEnvOn(t, panicStorage{&logical.InmemStorage{}}, &fakeClock{now: testStart})
 	secret := "do-not-log-this-value"
 	ctx := context.Background()
@@ -597,6 +613,7 @@ func TestPanicFailsOneRequestOnly(t *testing.T) {
 // so maintenance counted it as a key that can still sign without one. Such
 // a key is no rollback candidate, and rollback says why.
 func TestDefectLongerPeriodDoesNotReopenRollback(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 1})
 	e.mustWrite("keys/c", map[string]any{"algorithm": "EdDSA", "rotation_period": 600, "publish_lead": 60, "verification_ttl": 1800})
@@ -628,6 +645,7 @@ func TestDefectLongerPeriodDoesNotReopenRollback(t *testing.T) {
 // lead on it, and the ring's own consistency check refused the write (a
 // 500). The key keeps the lead it was scheduled with.
 func TestDefectRotateAfterRaisingLead(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt"})
 	e.mustWrite("keys/b", nil)
@@ -649,6 +667,7 @@ func TestDefectRotateAfterRaisingLead(t *testing.T) {
 // the mark before the step loses nothing. Found by the model test
 // (testdata/rapid/regressions/standby-token-before-restart.fail).
 func TestDefectRestartAfterStepBackLosesOnlyTheUnstoredInterval(t *testing.T) {
+	t.Parallel()
 	for _, stored := range []bool{false, true} {
 		e := newEnv(t)
 		e.mustWrite("config", map[string]any{"issuer": "https://x.example/v1/jwt"})
@@ -705,6 +724,7 @@ func TestDefectRestartAfterStepBackLosesOnlyTheUnstoredInterval(t *testing.T) {
 // operations on a real Vault (a revoke is never refused: docs/invariants.md).
 // The cap now forgets the oldest revocations of earlier writes first.
 func TestDefectRevokeRetiringPastTombstoneCap(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 2})
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": 10, "publish_lead": 5, "verification_ttl": 80})

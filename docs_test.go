@@ -15,6 +15,7 @@ import (
 // that exists, and every #anchor at a heading of that file (GitHub's
 // rules), so a newcomer following the docs never lands nowhere.
 func TestMarkdownLinks(t *testing.T) {
+	t.Parallel()
 	files := map[string][]string{} // path -> lines
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {

@@ -88,6 +88,7 @@ func newEnvOn(t testing.TB, s logical.Storage, clock *fakeClock) *testEnv {
 	}
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace, JSONFormat: true})
 	b := newBackend(clock)
+	b.keys = storageKeySource(t, s)
 	b.wrapKeys = testWrapKeys
 	if err := b.Setup(context.Background(), conf); err != nil {
 		t.Fatal(err)

@@ -690,6 +690,7 @@ func hostileRun(t *testing.T, tc hostileCase) {
 // TestHostileBadInputMatrix is the bad-input matrix over every field of every
 // writable path.
 func TestHostileBadInputMatrix(t *testing.T) {
+	t.Parallel()
 	typeCases := hostileTypeCases(t)
 	semantic := hostileSemanticCases()
 	all := append(append([]hostileCase{}, typeCases...), semantic...)
@@ -718,6 +719,7 @@ type hostileBatchCase struct {
 // the field at fault and no token, the good item beside it still gets a
 // token that verifies, and nothing is stored.
 func TestHostileBatchItems(t *testing.T) {
+	t.Parallel()
 	big := strings.Repeat("a", hostileMiB)
 	cases := []hostileBatchCase{
 		{"not an object", "x", "batch_input item", nil},
@@ -809,6 +811,7 @@ func TestHostileBatchItems(t *testing.T) {
 // hand-written ones say what a field's values mean, so a field added to the
 // schema fails here until someone writes down what it must refuse.
 func TestHostileMatrixCoversEveryPath(t *testing.T) {
+	t.Parallel()
 	b := newBackend(systemClock{start: time.Now()})
 	reached := map[*framework.Path]bool{}
 	for _, p := range append(append([]string{}, hostileWritablePaths...), hostileQueryPaths...) {
@@ -868,6 +871,7 @@ func TestHostileMatrixCoversEveryPath(t *testing.T) {
 // The body of a request cannot move it to another object: the path's name,
 // op and role win over fields of the same name in the body.
 func TestHostilePathParametersWin(t *testing.T) {
+	t.Parallel()
 	e := hostileSetup(t)
 	e.mustWrite("keys/k", map[string]any{"name": "other", "rotation_period": "2h"})
 	if r := e.read("keys/other"); r != nil {
@@ -935,6 +939,7 @@ var hostileNoneOrHMAC = []string{"none", "None", "NONE", "nOnE", "", "HS256", "h
 // create or on update; every key published and every token signed is
 // asymmetric.
 func TestHostileNoNoneOrHMAC(t *testing.T) {
+	t.Parallel()
 	e := hostileSetup(t)
 	for _, alg := range hostileNoneOrHMAC {
 		for _, path := range []string{"keys/new", "keys/k"} {
@@ -1000,6 +1005,7 @@ func TestHostileNoNoneOrHMAC(t *testing.T) {
 // sign request; as claims (caller or static) they land in the payload only;
 // text built to break out of a JSON string stays inside its claim.
 func TestHostileNoCallerJOSEHeaders(t *testing.T) {
+	t.Parallel()
 	e := hostileSetup(t)
 	active := e.signKID()
 	for _, h := range hostileHeaderNames {
@@ -1069,6 +1075,7 @@ func TestHostileNoCallerJOSEHeaders(t *testing.T) {
 // typ comes from the role only, per role, even for roles sharing a ring and
 // its cached signer.
 func TestHostileTypPerRole(t *testing.T) {
+	t.Parallel()
 	e := hostileSetup(t)
 	kid := e.signKID()
 	e.mustWrite("roles/a", map[string]any{"key": "k", "audiences": "api", "token_type": "JWT"})
@@ -1091,6 +1098,7 @@ func TestHostileTypPerRole(t *testing.T) {
 // iat, nbf and exp come from Vault's clock: the caller can set none of them
 // (as fields, claims or batch items), whatever the clock does.
 func TestHostileTimesFromVaultClock(t *testing.T) {
+	t.Parallel()
 	e := hostileSetup(t)
 	for _, f := range []string{"iat", "nbf", "exp", "issued_at", "expires_at", "not_before", "now", "time"} {
 		resp, err := e.write("sign/r", map[string]any{f: 1})
@@ -1145,6 +1153,7 @@ func TestHostileTimesFromVaultClock(t *testing.T) {
 // jti is 128 random bits, unique across singles, batches and restarts, and
 // the response's jti is the token's.
 func TestHostileJTIUnique(t *testing.T) {
+	t.Parallel()
 	e := hostileSetup(t)
 	seen := map[string]bool{}
 	_, body, _ := e.jwks("jwks")
@@ -1188,6 +1197,7 @@ func TestHostileJTIUnique(t *testing.T) {
 // in reads, the JWKS and token headers keeps the alg it was first seen
 // with, and is the RFC 7638 thumbprint of its key.
 func TestHostileOneAlgPerKidForLife(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "RS256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})

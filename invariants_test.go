@@ -42,6 +42,7 @@ func (e *testEnv) simulate(d, step, tick time.Duration, check func(now time.Time
 // Invariant 1 (lead): a key signs only after it has been in the JWKS for
 // publish_lead, and the JWKS always holds the active and the next pending key.
 func TestInvariantLead(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 60})
 	resp := e.mustWrite("keys/k", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "publish_lead": "20m", "verification_ttl": "2h"})
@@ -106,6 +107,7 @@ func TestInvariantLead(t *testing.T) {
 // Invariant 2 (no dry pipeline): a stalled maintenance or a storage error
 // never leaves a ring without a published signing key.
 func TestInvariantNoDryPipeline(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "20m"})
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "1m", "max_ttl": "5m"})
@@ -154,6 +156,7 @@ func TestInvariantNoDryPipeline(t *testing.T) {
 // whose max_ttl + 60s exceeds its ring's verification_ttl is refused, whether
 // the role or the ring is written second.
 func TestInvariantOverlap(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "11m"})
 	r, err := e.write("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "5m", "max_ttl": "10m1s"})
@@ -180,6 +183,7 @@ func TestInvariantOverlap(t *testing.T) {
 // Invariant 4 (exactness): signing and the JWKS follow the timestamps to
 // the second, whatever the maintenance tick.
 func TestInvariantExactness(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 5})
 	e.mustWrite("keys/k", map[string]any{"algorithm": "EdDSA", "rotation_period": "10s", "publish_lead": "10s", "verification_ttl": "70s"})
@@ -218,6 +222,7 @@ func TestInvariantExactness(t *testing.T) {
 // Invariant 5 (monotonic): a removed or revoked kid never comes back, even
 // if the clock steps backwards, across restarts too.
 func TestInvariantMonotonic(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "15m"})
 	e.mustWrite("roles/r0", map[string]any{"key": "k", "audiences": "api", "max_ttl": "5m", "ttl": "1m"})
@@ -257,6 +262,7 @@ func TestInvariantMonotonic(t *testing.T) {
 // Invariant 7 (bounded): the period bound, the JWKS size bound, and private
 // halves deleted when keys leave the JWKS or retire.
 func TestInvariantBounded(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 60})
 	r, err := e.write("keys/k", map[string]any{"rotation_period": "1h", "publish_lead": "2h", "verification_ttl": "9h1s"})
@@ -314,6 +320,7 @@ func TestInvariantBounded(t *testing.T) {
 // Invariant 8 (secrecy): no response or log line carries private material;
 // key storage is declared seal-wrapped.
 func TestInvariantSecrecy(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	var out []string
 	collect := func(resp *logical.Response) {
@@ -394,6 +401,7 @@ func TestInvariantSecrecy(t *testing.T) {
 // for life; an algorithm change makes new keys that obey the lead and leaves
 // existing keys untouched.
 func TestInvariantKidThumbprint(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "RS256", nil)
 	_, body, _ := e.jwks("jwks")
@@ -458,6 +466,7 @@ func TestInvariantKidThumbprint(t *testing.T) {
 // role's 10m and the ring's 60m fit whatever the other holds), and what is
 // stored at the end is a value a successful write sent.
 func TestCrossObjectChecksUnderConcurrency(t *testing.T) {
+	t.Parallel()
 	// Slow writes widen the window between a writer's check and its write.
 	e := newEnvOn(t, &slowStorage{Storage: &logical.InmemStorage{}}, &fakeClock{now: testStart})
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
@@ -529,6 +538,7 @@ func (s *slowStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 // Raising publish_lead rewrites no existing key; keys scheduled after it
 // obey the new lead (invariants 1 and 9).
 func TestRaisingLeadKeepsExistingKeys(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
 	before := e.ring("k")

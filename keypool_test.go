@@ -1,34 +1,55 @@
 package jwtrotor
 
 import (
-	"crypto/rand"
+	"bufio"
+	"crypto"
 	"crypto/rsa"
+	"crypto/sha256"
 	"fmt"
+	"math/big"
+	"os"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // keyPool hands out real key pairs made once per test process, so that a
 // test making thousands of keys (the model test) pays for key generation
-// once (RSA-2048 takes about 60 ms here). Each source from it hands a key
-// out once, so kids stay unique within the storage the source serves;
-// different sources hand out the same keys, so two sources must never
-// serve one storage.
+// once. Each source from it hands a key out once, so kids stay unique within
+// the storage the source serves; different sources hand out the same keys,
+// so two sources must never serve one storage.
+//
+// RSA keys come from testdata/keypool.txt while it lasts: generating one
+// costs 60 ms to seconds (RSA-4096), which made key generation two thirds
+// of the unit suite's time. Each fixture key goes to one kind only, so two
+// kinds (RS256 and PS256, or a ring's keys and the keys a test imports)
+// never share a key pair, as freshly generated keys would not.
 type keyPool struct {
 	mu   sync.Mutex
 	keys map[string][]*generatedKey
+	rsa  map[int]int // fixture keys of each size already handed to a kind
 }
 
-var sharedKeys = &keyPool{keys: map[string][]*generatedKey{}}
+var sharedKeys = &keyPool{keys: map[string][]*generatedKey{}, rsa: map[int]int{}}
 
 // source returns a key source that starts at the front of the pool.
-func (p *keyPool) source() keySource {
+func (p *keyPool) source() keySource { return p.sourceIn("") }
+
+// sourceIn returns a key source over the pool's keys of namespace ns: the
+// keys of one namespace are never those of another.
+func (p *keyPool) sourceIn(ns string) keySource {
 	var mu sync.Mutex
 	used := map[string]int{}
 	return func(alg string, bits int) (*generatedKey, error) {
 		if !isRSA(alg) {
 			bits = 0
 		}
-		kind := fmt.Sprintf("%s/%d", alg, bits)
+		kind := fmt.Sprintf("%s%s/%d", ns, alg, bits)
 		mu.Lock()
 		i := used[kind]
 		used[kind]++
@@ -41,7 +62,18 @@ func (p *keyPool) get(kind, alg string, bits, i int) (*generatedKey, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for len(p.keys[kind]) <= i {
-		g, err := generateKey(alg, bits)
+		var g *generatedKey
+		var err error
+		if fixed := fixtureRSA(); isRSA(alg) && p.rsa[bits] < len(fixed[bits]) {
+			var k *rsa.PrivateKey
+			k, err = fixed[bits][p.rsa[bits]].key(bits, p.rsa[bits])
+			if err == nil {
+				g, err = newGeneratedKey(k, alg)
+			}
+			p.rsa[bits]++
+		} else {
+			g, err = generateKey(alg, bits)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -50,17 +82,83 @@ func (p *keyPool) get(kind, alg string, bits, i int) (*generatedKey, error) {
 	return p.keys[kind][i], nil
 }
 
-// testWrappingKeys are RSA-4096 import wrapping keys made once per test
-// process (a second or more each): every test backend's mount uses the
-// first; the second stands for another mount's.
+// testSources are the key sources of running tests' backends: one for each
+// test and subtest, and the one that serves each storage.
+var testSources = struct {
+	sync.Mutex
+	byTest    map[testing.TB]keySource
+	byStorage map[logical.Storage]testing.TB
+	named     map[string]keySource
+}{byTest: map[testing.TB]keySource{}, byStorage: map[logical.Storage]testing.TB{}, named: map[string]keySource{}}
+
+// storageKeySource returns the key source of a test backend of t over s:
+// the one already serving s (a restart, another node), or else t's own.
+// Every backend of one test draws from one source, so no two keys a test
+// makes are one key pair, while tests reuse the same pre-made keys.
+func storageKeySource(t testing.TB, s logical.Storage) keySource {
+	testSources.Lock()
+	defer testSources.Unlock()
+	keyable := reflect.TypeOf(s).Comparable()
+	if keyable {
+		if owner, ok := testSources.byStorage[s]; ok {
+			return testSources.byTest[owner]
+		}
+	}
+	src, ok := testSources.byTest[t]
+	if !ok {
+		src = sharedKeys.source()
+		testSources.byTest[t] = src
+		t.Cleanup(func() {
+			testSources.Lock()
+			defer testSources.Unlock()
+			delete(testSources.byTest, t)
+			for st, owner := range testSources.byStorage {
+				if owner == t {
+					delete(testSources.byStorage, st)
+				}
+			}
+		})
+	}
+	if keyable {
+		testSources.byStorage[s] = t
+	}
+	return src
+}
+
+// testKeySource returns the key source in namespace ns of t's top-level
+// test, for keys a test makes itself (to import or trust).
+func testKeySource(t testing.TB, ns string) keySource {
+	testSources.Lock()
+	defer testSources.Unlock()
+	top, _, _ := strings.Cut(t.Name(), "/")
+	name := ns + " " + top
+	src, ok := testSources.named[name]
+	if !ok {
+		src = sharedKeys.sourceIn(ns)
+		testSources.named[name] = src
+		if top == t.Name() {
+			// A run with -count=n starts the test over at the pool's front.
+			t.Cleanup(func() {
+				testSources.Lock()
+				defer testSources.Unlock()
+				delete(testSources.named, name)
+			})
+		}
+	}
+	return src
+}
+
+// testWrappingKeys are the RSA-4096 import wrapping keys of the test
+// process: every test backend's mount uses the first; the second stands for
+// another mount's.
 var testWrappingKeys = sync.OnceValues(func() ([]*rsa.PrivateKey, error) {
 	var out []*rsa.PrivateKey
-	for range 2 {
-		k, err := rsa.GenerateKey(rand.Reader, wrappingBits)
+	for i := range 2 {
+		g, err := sharedKeys.get("wrap/RSA-4096", "RS256", wrappingBits, i)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, k)
+		out = append(out, g.Private.(*rsa.PrivateKey))
 	}
 	return out, nil
 })
@@ -76,3 +174,180 @@ func testWrappingKey(i int) *rsa.PrivateKey {
 
 // testWrapKeys is the wrapping key source of test backends.
 func testWrapKeys() (*rsa.PrivateKey, error) { return testWrappingKey(0), nil }
+
+// The fixture's RSA keys are not stored: each prime is derived from a
+// public seed (SHA-256 of the key's size, index and prime), plus twice an
+// offset the fixture records: the distance to the first prime from there.
+// Finding the offsets is the expensive part of key generation, done once by
+// JWTROTOR_WRITE_KEYPOOL=1 go test -run '^TestKeyPoolFixture$' .
+// These keys are public knowledge and must never sign anything outside tests.
+const keyPoolFile = "testdata/keypool.txt"
+
+// keyPoolSizes is how many fixture keys of each size the file holds: enough
+// for one run of the unit suite with room to spare (the model test draws
+// more, and generates them past the fixture's end).
+var keyPoolSizes = map[int]int{2048: 256, 3072: 12, 4096: 24}
+
+type fixtureKey struct{ dp, dq uint32 }
+
+const rsaE = 65537
+
+// fixtureBase is the derived start of prime which (p or q) of key index of
+// size bits: top two bits set, so that the product has all its bits, and odd.
+func fixtureBase(bits, index int, which byte) *big.Int {
+	n := bits / 16
+	var buf []byte
+	for c := 0; len(buf) < n; c++ {
+		h := sha256.Sum256(fmt.Appendf(nil, "jwt-rotor test key %d/%d/%c/%d", bits, index, which, c))
+		buf = append(buf, h[:]...)
+	}
+	buf = buf[:n]
+	buf[0] |= 0xC0
+	buf[n-1] |= 1
+	return new(big.Int).SetBytes(buf)
+}
+
+func fixturePrime(bits, index int, which byte, offset uint32) *big.Int {
+	p := fixtureBase(bits, index, which)
+	return p.Add(p, new(big.Int).SetUint64(2*uint64(offset)))
+}
+
+// key rebuilds the fixture key and checks it: a millisecond, against 60 ms
+// to seconds to generate one.
+func (f fixtureKey) key(bits, index int) (*rsa.PrivateKey, error) {
+	p := fixturePrime(bits, index, 'p', f.dp)
+	q := fixturePrime(bits, index, 'q', f.dq)
+	one := big.NewInt(1)
+	phi := new(big.Int).Mul(new(big.Int).Sub(p, one), new(big.Int).Sub(q, one))
+	k := &rsa.PrivateKey{
+		PublicKey: rsa.PublicKey{N: new(big.Int).Mul(p, q), E: rsaE},
+		D:         new(big.Int).ModInverse(big.NewInt(rsaE), phi),
+		Primes:    []*big.Int{p, q},
+	}
+	k.Precompute()
+	if err := k.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: RSA-%d key %d: %w", keyPoolFile, bits, index, err)
+	}
+	return k, nil
+}
+
+// fixtureRSA reads the fixture once; a missing or unreadable file leaves
+// every key to be generated.
+var fixtureRSA = sync.OnceValue(readKeyPool)
+
+func readKeyPool() map[int][]fixtureKey {
+	out := map[int][]fixtureKey{}
+	f, err := os.Open(keyPoolFile)
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) != 3 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		bits, err1 := strconv.Atoi(fields[0])
+		dp, err2 := strconv.ParseUint(fields[1], 10, 32)
+		dq, err3 := strconv.ParseUint(fields[2], 10, 32)
+		if err1 != nil || err2 != nil || err3 != nil {
+			return map[int][]fixtureKey{}
+		}
+		out[bits] = append(out[bits], fixtureKey{uint32(dp), uint32(dq)})
+	}
+	return out
+}
+
+// findOffset is the distance, in steps of two, from the derived start to the
+// first prime p with gcd(e, p-1) = 1.
+func findOffset(bits, index int, which byte) uint32 {
+	e := big.NewInt(rsaE)
+	p := fixtureBase(bits, index, which)
+	two := big.NewInt(2)
+	for off := uint32(0); ; off++ {
+		if new(big.Int).Mod(p, e).Int64() != 1 && p.ProbablyPrime(20) {
+			return off
+		}
+		p.Add(p, two)
+	}
+}
+
+// The fixture holds as many keys of each size as keyPoolSizes says, all
+// different and of their size, and they are real RSA keys that sign what
+// their public halves verify; JWTROTOR_WRITE_KEYPOOL=1 writes the file anew.
+func TestKeyPoolFixture(t *testing.T) {
+	fixed := fixtureRSA()
+	if os.Getenv("JWTROTOR_WRITE_KEYPOOL") != "" {
+		writeKeyPool(t)
+		fixed = readKeyPool()
+	}
+	t.Parallel()
+	seen := map[string]bool{}
+	for bits, want := range keyPoolSizes {
+		if len(fixed[bits]) != want {
+			t.Fatalf("%s holds %d RSA-%d keys, want %d", keyPoolFile, len(fixed[bits]), bits, want)
+		}
+		for i, f := range fixed[bits] {
+			p, q := fixturePrime(bits, i, 'p', f.dp), fixturePrime(bits, i, 'q', f.dq)
+			n := new(big.Int).Mul(p, q)
+			if n.BitLen() != bits || p.Cmp(q) == 0 || seen[n.String()] {
+				t.Fatalf("RSA-%d key %d: %d bits, or a repeated prime or key", bits, i, n.BitLen())
+			}
+			seen[n.String()] = true
+			// The first and last keys of each size are rebuilt and sign
+			// here; the pool checks every key as it hands it out (key),
+			// so a wrong offset fails the test that draws its key.
+			if i == 0 || i == len(fixed[bits])-1 {
+				k, err := f.key(bits, i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				digest := sha256.Sum256([]byte("pool"))
+				sig, err := rsa.SignPKCS1v15(nil, k, crypto.SHA256, digest[:])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := rsa.VerifyPKCS1v15(&k.PublicKey, crypto.SHA256, digest[:], sig); err != nil {
+					t.Fatalf("RSA-%d key %d does not verify its own signature: %v", bits, i, err)
+				}
+			}
+		}
+	}
+}
+
+// writeKeyPool finds the offsets of keyPoolSizes keys, on every core, and
+// writes the fixture; the offsets already in it are kept.
+func writeKeyPool(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("# Offsets of the test RSA keys' primes from their derived starts\n")
+	b.WriteString("# (keypool_test.go): size, p offset, q offset. Test keys only.\n")
+	for _, bits := range []int{2048, 3072, 4096} {
+		n := keyPoolSizes[bits]
+		keys := make([]fixtureKey, n)
+		var wg sync.WaitGroup
+		work := make(chan int)
+		for range runtime.NumCPU() {
+			wg.Go(func() {
+				for i := range work {
+					keys[i] = fixtureKey{findOffset(bits, i, 'p'), findOffset(bits, i, 'q')}
+				}
+			})
+		}
+		for i := range n {
+			if old := fixtureRSA()[bits]; i < len(old) {
+				keys[i] = old[i] // derived from the same seed: the same offsets
+				continue
+			}
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%d %d %d\n", bits, k.dp, k.dq)
+		}
+	}
+	if err := os.WriteFile(keyPoolFile, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -31,6 +31,7 @@ func (e *testEnv) revokedKIDs(ring string) []string {
 // tombstone, for verification_ttl after its revocation, and is forgotten at
 // that second exactly.
 func TestTombstonesKeptForTheOverlap(t *testing.T) {
+	t.Parallel()
 	e := opsEnv(t)
 	pending := e.ring("k").Keys[1].KID
 	e.mustWrite("keys/k/revoke", map[string]any{"kid": pending})
@@ -52,6 +53,7 @@ func TestTombstonesKeptForTheOverlap(t *testing.T) {
 // TestTombstonesBounded: a ring keeps at most maxTombstones tombstones; the
 // revocation past it forgets the oldest, not more.
 func TestTombstonesBounded(t *testing.T) {
+	t.Parallel()
 	e := opsEnv(t)
 	var revoked []string
 	for i := 0; i < maxTombstones+2; i++ {
@@ -69,6 +71,7 @@ func TestTombstonesBounded(t *testing.T) {
 // TestRingEntryBound: a ring entry of exactly maxRingEntryBytes is stored;
 // one byte more is refused and nothing is written.
 func TestRingEntryBound(t *testing.T) {
+	t.Parallel()
 	e := opsEnv(t)
 	now := e.clock.Now().Unix()
 	entry := func(pad int) (*ringEntry, int) {
@@ -130,6 +133,7 @@ func (s *deleteFailing) Delete(ctx context.Context, key string) error {
 // maintenance pass retries the delete and succeeds; the pass after has
 // nothing left.
 func TestFailedPrivateDeleteRetried(t *testing.T) {
+	t.Parallel()
 	s := &deleteFailing{Storage: &logical.InmemStorage{}}
 	e := newEnvOn(t, s, &fakeClock{now: testStart})
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
@@ -162,6 +166,7 @@ func TestFailedPrivateDeleteRetried(t *testing.T) {
 // (no public key), at most maxTombstones of them, the oldest forgotten
 // first; the mark of the latest removal never moves back.
 func TestCompactTombstones(t *testing.T) {
+	t.Parallel()
 	r := opRing()
 	now := int64(150)
 	// Tombstones of earlier writes, and one key revoked at the same time
@@ -203,6 +208,7 @@ func TestCompactTombstones(t *testing.T) {
 // A failed delete of a private half answers a warning, not a 500, and
 // maintenance retries it until it succeeds.
 func TestUndeletedPrivatesAreRetried(t *testing.T) {
+	t.Parallel()
 	s := &deleteFailingStorage{}
 	e := newEnv(t)
 	s.Storage = e.storage

@@ -17,6 +17,7 @@ import (
 // it stocks keys. Modelled on transit's auto-rotation test across
 // replication states.
 func TestMaintenanceAcrossReplicationStates(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		state  consts.ReplicationState

@@ -14,6 +14,7 @@ import (
 // kid, JWKS requests and 304s, rotations and active keys; a removed kid's
 // series is dropped; without format=prometheus the figures come as JSON.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "20m"})
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "1m", "max_ttl": "5m"})
@@ -75,6 +76,7 @@ func TestMetrics(t *testing.T) {
 // Every activation is counted once: scheduled ones by maintenance (even
 // several per tick), manual ones by the operation, never both.
 func TestRotationCounting(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 5})
 	e.mustWrite("keys/k", map[string]any{"algorithm": "EdDSA", "rotation_period": "10s", "publish_lead": "10s", "verification_ttl": "70s"})

@@ -31,6 +31,7 @@ func activation(r *ringEntry, kid string) int64 {
 // behind the key before it, revoking the active key promotes the next at
 // once, recorded as forced when its lead is not met.
 func TestRevokeOpSlots(t *testing.T) {
+	t.Parallel()
 	const now = 150
 	r := opRing()
 	res, err := revokeOp(r, now, "C")
@@ -76,6 +77,7 @@ func TestRevokeOpSlots(t *testing.T) {
 // rotate never moves an activation later than scheduled, and a mismatched
 // expected_active_kid changes nothing.
 func TestRotateOp(t *testing.T) {
+	t.Parallel()
 	const now = 150
 	r := opRing()
 	res := rotateOp(r, now, false, false, "nope")

@@ -8,6 +8,7 @@ import (
 // clock reads the schedule on this node; after a held forward step it says
 // so, with a warning, and clock/accept takes the wall clock's time once.
 func TestClockPaths(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	d := e.read("clock").Data
 	if d["held_seconds"] != int64(0) || d["schedule_time"] != d["wall_time"] {
@@ -30,6 +31,7 @@ func TestClockPaths(t *testing.T) {
 // An accepted time survives a restart after the wall clock is put back: the
 // schedule never returns to a time before one it may have signed at.
 func TestClockAcceptIsStored(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.read("clock")
 	e.clock.Step(2 * time.Hour)

@@ -8,6 +8,7 @@ import (
 // config reads back exactly what was written, in the units it was written
 // in, and refuses a jwks_max_age that breaks a ring's lead, naming the ring.
 func TestConfigReadsBackWhatWasWritten(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	got := e.read("config").Data
 	if got["issuer"] != "" || got["jwks_max_age"] != defaultJWKSMaxAge {

@@ -41,6 +41,7 @@ func (e *testEnv) get(path string, headers map[string][]string) *logical.Respons
 // Cache-Control stays within 1..jwks_max_age, never past the next removal,
 // with stale-if-error at most the lead, through every state of a ring.
 func TestJWKSCacheControl(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 30})
 	e.mustWrite("keys/k", map[string]any{"algorithm": "ES256", "rotation_period": "2m", "publish_lead": "1m", "verification_ttl": "3m"})
@@ -69,6 +70,7 @@ func TestJWKSCacheControl(t *testing.T) {
 // a 304 with no body and the same ETag; another ETag gets the body; HEAD
 // answers like GET; a rotation changes body and ETag.
 func TestJWKSETagAnd304(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	resp := e.get("jwks", nil)
@@ -115,6 +117,7 @@ func TestJWKSETagAnd304(t *testing.T) {
 // JWKS, which do not overlap; the well-known copy equals it; an unknown ring
 // is a 404; discovery names the issuer, the JWKS and every algorithm.
 func TestJWKSScopesAndDiscovery(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("a", "ES256", nil)
 	e.setupRing("b", "EdDSA", nil)
@@ -174,6 +177,7 @@ func (c *countingStorage) List(ctx context.Context, p string) ([]string, error) 
 // TestJWKSFloodReadsNoStorage: concurrent JWKS and discovery reads with
 // unknown ETags are served from memory: 8000 of them read storage zero times.
 func TestJWKSFloodReadsNoStorage(t *testing.T) {
+	t.Parallel()
 	cs := &countingStorage{Storage: &logical.InmemStorage{}}
 	e := newEnvOn(t, cs, &fakeClock{now: testStart})
 	e.setupRing("k", "RS256", nil)

@@ -30,6 +30,7 @@ func (e *testEnv) jwksKIDs() []string {
 // old expected_active_kid is a no-op that stores nothing; force activates at
 // once and keeps the outgoing key published.
 func TestRotateScheduledForcedAndIdempotent(t *testing.T) {
+	t.Parallel()
 	e := opsEnv(t)
 	first := e.signKID()
 	// The pending key has been published 0s: a plain rotate is scheduled.
@@ -74,6 +75,7 @@ func TestRotateScheduledForcedAndIdempotent(t *testing.T) {
 // a retiring key leaves the JWKS at once, and revoking the active key
 // promotes the pending key at once, with a warning.
 func TestRevoke(t *testing.T) {
+	t.Parallel()
 	e := opsEnv(t)
 	e.clock.Advance(2 * time.Hour)
 	if err := e.maintain(); err != nil {
@@ -118,6 +120,7 @@ func TestRevoke(t *testing.T) {
 // period, the newer key returns to pending and stays published, no
 // remove_at moves more than one period, and a second rollback is refused.
 func TestRollback(t *testing.T) {
+	t.Parallel()
 	e := opsEnv(t)
 	e.clock.Advance(61 * time.Minute)
 	if err := e.maintain(); err != nil {
@@ -181,6 +184,7 @@ func (e *testEnv) keyState(ring, kid string) map[string]any {
 // activates as scheduled, unforced. Either way it signs now, and the answer
 // says nothing of a schedule.
 func TestForceIsForcedOnlyBeforeTheLead(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		after  time.Duration
 		forced bool
@@ -213,6 +217,7 @@ func TestForceIsForcedOnlyBeforeTheLead(t *testing.T) {
 // one leaves the next key's slot alone, and the keys after the revoked one
 // close up behind it, each a rotation_period after the one before.
 func TestRevokeLaterPendingKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "30m", "verification_ttl": "1h"})
 	// Maintenance stocks keys up to the lead ahead: three or more pending.
@@ -270,6 +275,7 @@ func TestRevokeLaterPendingKey(t *testing.T) {
 // a key published less than the new lead before the slot activates a full
 // lead after its publication.
 func TestRevokeNextKeyKeepsTheSuccessorsLead(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "30m", "verification_ttl": "1h"})
 	e.simulate(20*time.Minute, time.Minute, time.Minute, func(time.Time) {})
@@ -306,6 +312,7 @@ func TestRevokeNextKeyKeepsTheSuccessorsLead(t *testing.T) {
 // activates a rotation_period after the one before, or later if its
 // publish_lead is not complete by then.
 func TestRevokeBehindATombstone(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "30m", "verification_ttl": "1h"})
 	e.simulate(20*time.Minute, time.Minute, time.Minute, func(time.Time) {})

@@ -12,6 +12,7 @@ import (
 // Ring delete rules: refused while a role uses the ring; otherwise the ring
 // stops signing at once and its keys leave at their remove_at (force: now).
 func TestKeyDelete(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
@@ -67,6 +68,7 @@ func TestKeyDelete(t *testing.T) {
 // state: every key with its timestamps, the active and pending kid, and the
 // next rotation.
 func TestRingReadsBackSettingsAndState(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 60})
 	resp := e.mustWrite("keys/k", map[string]any{"algorithm": "EdDSA", "rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
@@ -106,6 +108,7 @@ func TestRingReadsBackSettingsAndState(t *testing.T) {
 // saying the same as the structured fields (RFC 3339 times, - for not
 // scheduled), with no nested map for the table to print as a Go map.
 func TestKeySummaryMatchesSigningKeys(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("keys/k/rotate", map[string]any{"force": true})

@@ -50,6 +50,7 @@ func nested(depth int) any {
 // TestRoleLimitsAtTheBoundary: each limit of a role accepts its own value
 // and refuses one more, naming the field; nothing refused is stored.
 func TestRoleLimitsAtTheBoundary(t *testing.T) {
+	t.Parallel()
 	many := func(n int) map[string]any {
 		m := map[string]any{}
 		for i := 0; i < n; i++ {
@@ -115,6 +116,7 @@ func TestRoleLimitsAtTheBoundary(t *testing.T) {
 // TestSignLimitsAtTheBoundary: each limit of a sign request accepts its own
 // value and refuses one more, naming the field.
 func TestSignLimitsAtTheBoundary(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": 60, "max_ttl": 600, "allowed_subjects": "*", "allowed_claims": "scope"})
@@ -157,6 +159,7 @@ func TestSignLimitsAtTheBoundary(t *testing.T) {
 // defaults, an update changes only what it names; a role needs its ring,
 // named in lower case, and an overlap that covers its longest token.
 func TestRoleReadsBackWhatWasWritten(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	r, err := e.write("roles/r", map[string]any{"key": "nope", "audiences": "api"})

@@ -12,6 +12,7 @@ import (
 // Every algorithm and RSA size signs tokens that two independent libraries
 // verify against the served JWKS.
 func TestSignEveryAlgorithm(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		alg  string
 		bits int
@@ -86,6 +87,7 @@ func header(t *testing.T, token string) map[string]any {
 // Vault's clock and the role's typ; defaults are the role's audiences and
 // ttl; jti is unique.
 func TestSignClaimsAndPolicy(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{
@@ -141,6 +143,7 @@ func TestSignClaimsAndPolicy(t *testing.T) {
 // chose among allowed_subjects; a template that needs an entity is a 400
 // for a caller without one.
 func TestSignSubjectTemplates(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "EdDSA", nil)
 	_, body, _ := e.jwks("jwks")
@@ -181,6 +184,7 @@ func TestSignSubjectTemplates(t *testing.T) {
 // TestSignBatch: each batch item gets a verifying token or its own error
 // naming the field; more than maxBatch items is a 400.
 func TestSignBatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "allowed_claims": "n", "ttl": "5m", "max_ttl": "10m"})
@@ -218,6 +222,7 @@ func TestSignBatch(t *testing.T) {
 
 // iat, nbf and exp come from Vault's clock, never from the caller.
 func TestSignTimesFromVaultClock(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "allowed_claims": "x"})
@@ -235,6 +240,7 @@ func TestSignTimesFromVaultClock(t *testing.T) {
 // Even for a ring whose stored overlap is shorter than the role's max_ttl
 // (an entry written by other means), no token outlives its key.
 func TestSignNeverOutlivesKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "15m"})
@@ -255,6 +261,7 @@ func TestSignNeverOutlivesKey(t *testing.T) {
 // Templates that use only the entity id render without asking Vault for the
 // entity, in any spacing, beside static text.
 func TestRenderEntityID(t *testing.T) {
+	t.Parallel()
 	for tmpl, want := range map[string]string{
 		"{{identity.entity.id}}":                         "E",
 		"svc/{{ identity.entity.id }}/x":                 "svc/E/x",

@@ -61,6 +61,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // times and jti, the same kid, the same lifetime, one count in the same
 // metric each, and no storage write (which is what lets any node answer it).
 func TestTokenReadMintsAsSign(t *testing.T) {
+	t.Parallel()
 	e := tokenEnv(t)
 	before := dump(t, e.storage)
 	kid := e.signKID()
@@ -128,6 +129,7 @@ func TestTokenReadMintsAsSign(t *testing.T) {
 // the query either both mint the same kind of token or both refuse it with
 // the same message.
 func TestTokenReadQueryAsSign(t *testing.T) {
+	t.Parallel()
 	cases := []map[string]any{
 		{"audience": "api"},
 		{"audience": "api2,api"},
@@ -215,6 +217,7 @@ func copyData(m map[string]any) map[string]any {
 // never silently ignored: caller claims and subject stay on sign, the role
 // comes from the path alone, and a typo is caught. Nothing is minted.
 func TestTokenReadRefusesOtherParameters(t *testing.T) {
+	t.Parallel()
 	e := tokenEnv(t)
 	kid := e.signKID()
 	before := dump(t, e.storage)
@@ -256,6 +259,7 @@ func TestTokenReadRefusesOtherParameters(t *testing.T) {
 // false, is stored and read back as written, and without it a read is a 400
 // that says how to enable it, while sign works as before.
 func TestTokenReadOptIn(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
@@ -300,6 +304,7 @@ func TestTokenReadOptIn(t *testing.T) {
 // The read answers every refusal sign answers, with the same message: no
 // such role, no issuer, no active key yet, a ring that is gone.
 func TestTokenReadRefusesAsSign(t *testing.T) {
+	t.Parallel()
 	check := func(t *testing.T, e *testEnv, role string, fragment string) {
 		t.Helper()
 		sresp, serr := e.write("sign/"+role, nil)
@@ -338,6 +343,7 @@ func TestTokenReadRefusesAsSign(t *testing.T) {
 // allow_token_read existed) reads back with it false and does not mint on a
 // read until it is set.
 func TestTokenReadFromOlderFixtures(t *testing.T) {
+	t.Parallel()
 	for _, v := range fixtureVersions {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { tokenReadFromFixtures(t, v) })
 	}

@@ -12,6 +12,7 @@ import (
 // Every operation of every path declares a summary and its responses, which
 // Vault's OpenAPI document, generated clients and vault path-help show.
 func TestEveryOperationIsDocumented(t *testing.T) {
+	t.Parallel()
 	b := newBackend(systemClock{start: time.Now()})
 	ops := 0
 	for _, p := range b.Paths {
@@ -40,6 +41,7 @@ func TestEveryOperationIsDocumented(t *testing.T) {
 // Every response matches the schema its operation declares, strictly: no
 // field missing that it marks required, none it does not declare.
 func TestResponsesMatchTheirSchemas(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	checked := map[string]bool{}
 	call := func(op logical.Operation, path string, data map[string]any) *logical.Response {

@@ -17,6 +17,7 @@ import (
 // whatever order they were stored in (an algorithm change appends a key that
 // may activate before keys published earlier).
 func TestSortKeysByActivationThenPublication(t *testing.T) {
+	t.Parallel()
 	keys := []signingKey{
 		{KID: "d", PublishAt: 10, ActivateAt: 400},
 		{KID: "b", PublishAt: 50, ActivateAt: 200},
@@ -39,6 +40,7 @@ func TestSortKeysByActivationThenPublication(t *testing.T) {
 // rollback passes over it to the key before it, as over a key revoked while
 // pending; a key revoked a second later did sign, and blocks the rollback.
 func TestKeyRevokedAsItActivatedNeverSigned(t *testing.T) {
+	t.Parallel()
 	for _, later := range []bool{false, true} {
 		e := opsEnv(t)
 		e.clock.Advance(61 * time.Minute)
@@ -69,6 +71,7 @@ func TestKeyRevokedAsItActivatedNeverSigned(t *testing.T) {
 // out on every node and in tests that drive days in milliseconds. This test
 // keeps it so: those files may import only these packages.
 func TestLifecycleIsPure(t *testing.T) {
+	t.Parallel()
 	allowed := map[string]bool{"encoding/json": true, "fmt": true, "math": true, "sort": true}
 	for _, file := range []string{"rotation.go", "operations.go", "bounds.go"} {
 		f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ImportsOnly)

@@ -70,6 +70,7 @@ func writeFixtures(t *testing.T) {
 // version wrote, from checked-in fixtures, and keeps rotating and signing
 // from there.
 func TestReadsOlderFixtures(t *testing.T) {
+	t.Parallel()
 	if *updateFixtures {
 		writeFixtures(t)
 	}
@@ -110,6 +111,7 @@ func readsFixtures(t *testing.T, v int) {
 // TestEveryEntryCarriesSchemaVersion: every kind of storage entry (config,
 // clock, rings, roles, private halves) records the schema version.
 func TestEveryEntryCarriesSchemaVersion(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
@@ -147,6 +149,7 @@ func TestEveryEntryCarriesSchemaVersion(t *testing.T) {
 // An entry from a newer plugin is refused with a clear error, never half
 // understood.
 func TestRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	raw := dump(t, e.storage)["rings/k"]

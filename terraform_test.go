@@ -14,6 +14,7 @@ import (
 // apply and for a change, with data as the HTTP layer decodes it (numbers as
 // json.Number) and the read as the client sees it (through JSON).
 func TestTerraformGenericEndpointNoDrift(t *testing.T) {
+	t.Parallel()
 	steps := []struct {
 		path     string
 		dataJSON string
@@ -67,6 +68,7 @@ func normalize(t *testing.T, v any) map[string]any {
 
 // Reads of config and roles return exactly the fields writes accept.
 func TestReadsReturnWritableFields(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})

@@ -10,6 +10,7 @@ import (
 // Every class of bad input is a 400 whose message names the field (and the
 // bound or the fix), and storage is byte-for-byte unchanged afterwards.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name      string
 		path      string

@@ -32,6 +32,7 @@ func staleGauge(data map[string]any, family, ring string) (float64, bool) {
 // that never fetched is stale in the summary, in its ring and in the
 // metrics alike, and every coverage figure counts it.
 func TestRegressionVerifierReportAgreesOnUnseenVerifier(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("payments", "ES256", nil)
 	e.mustWrite("config", map[string]any{"verifiers": "payments-gateway,billing-api"})
@@ -66,6 +67,7 @@ func TestRegressionVerifierReportAgreesOnUnseenVerifier(t *testing.T) {
 // and verifier_summary say in one line per mount, ring and verifier what
 // summary, rings and declared say as nested objects.
 func TestVerifierSummaryLines(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("payments", "ES256", nil)
 	e.mustWrite("config", map[string]any{"verifiers": "payments-gateway,billing-api"})

@@ -37,6 +37,7 @@ func (e *testEnv) fetch(path, verifier, addr, ua, etag string) string {
 // fetchers apart from declared ones (an address in verifier_cidrs counts as
 // declared), and gives each ring's pending-key coverage.
 func TestVerifierReport(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
 	e.mustWrite("config", map[string]any{"verifiers": "gateway,billing,ghost", "verifier_cidrs": "10.1.0.0/16"})
@@ -75,6 +76,7 @@ func TestVerifierReport(t *testing.T) {
 
 // Tracking is bounded: the least recently seen client is forgotten first.
 func TestVerifierTrackerBounded(t *testing.T) {
+	t.Parallel()
 	tr := newVerifierTracker()
 	for i := 0; i < maxTrackedClients+500; i++ {
 		tr.observe("", fmt.Sprintf("198.51.100.%d:%d", i%250, i), "ua", "", allScope, `"e"`, []string{"a"}, int64(i), false)
@@ -91,6 +93,7 @@ func TestVerifierTrackerBounded(t *testing.T) {
 // The gate delays an activation while declared coverage is low, at most
 // max_activation_delay, and anonymous fetchers cannot hold it back.
 func TestActivationGate(t *testing.T) {
+	t.Parallel()
 	r, err := newEnv(t).write("keys/g", map[string]any{"min_verifier_coverage": 0.5, "rotation_period": "1h", "max_activation_delay": "2h"})
 	expect400(t, r, err, "max_activation_delay", "rotation_period")
 

@@ -100,6 +100,7 @@ func unhex(t *testing.T, s string) []byte {
 // import format never uses one): they pin the test's wrap, and through
 // the library they are the integrity error, not a plaintext.
 func TestKWPVectors(t *testing.T) {
+	t.Parallel()
 	rfcKEK := unhex(t, "5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8")
 	for _, v := range []struct{ key, wrapped string }{
 		{"c37b7e6492584340bed12207808941155068f738", "138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a"},
@@ -149,6 +150,7 @@ func TestKWPVectors(t *testing.T) {
 // a length outside the library's bounds is the one integrity error, never a
 // wrong plaintext.
 func TestKWPRoundTripAndTamper(t *testing.T) {
+	t.Parallel()
 	kek := make([]byte, 32)
 	other := make([]byte, 32)
 	rand.Read(kek)
