@@ -199,15 +199,17 @@ func (m *model) checkDiscovery(n *modelNode, rings map[string]*ringEntry, mount 
 
 // checkLiveKids: every live token's kid is served by each node's mount
 // JWKS, from its iat to its exp (less a restart's documented rewind);
-// tokens of revoked keys and dropped rings are exempt, and a standby's
-// token signed ahead of the active node is checked only on the standby.
+// tokens of revoked keys and dropped rings are exempt, and so are a
+// standby's tokens signed while its schedule ran ahead of the active
+// node's, whose keys the active node may retire at its own, earlier, time
+// (as checkTokens treats them).
 func (m *model) checkLiveKids(n *modelNode, mount []byte, now int64) {
 	served := map[string]bool{}
 	for _, k := range kidsOf(m.t, mount) {
 		served[k] = true
 	}
 	for _, tok := range m.tokens {
-		if tok.exempt || (tok.ahead && n == m.a) || now < tok.iat || now >= tok.exp-tok.rewound {
+		if tok.exempt || tok.ahead || now < tok.iat || now >= tok.exp-tok.rewound {
 			continue
 		}
 		if !served[tok.kid] {
