@@ -287,7 +287,7 @@ func toInt64(t *testing.T, v any) int64 {
 type concStats struct {
 	bursts, standby, ops, checked, inconclusive int
 	byKind                                      [8]int
-	notModified, yields, stale, verified        int
+	notModified, yields, verified               int
 }
 
 // planRequest draws one request of a client. A revoke names {pick:N}: the

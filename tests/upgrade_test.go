@@ -145,7 +145,7 @@ func TestUpgradeDowngrade(t *testing.T) {
 	}
 	set := parseJWKS(t, "jwks", resp, body).Set
 	for i, tok := range tokens {
-		parsed, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+		parsed, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
 		if err != nil {
 			t.Fatalf("token %d: %v", i, err)
 		}
