@@ -33,10 +33,7 @@ func staleGauge(data map[string]any, family, ring string) (float64, bool) {
 // metrics alike, and every coverage figure counts it.
 func TestRegressionVerifierReportAgreesOnUnseenVerifier(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.setupRing("payments", "ES256", nil)
-	e.mustWrite("config", map[string]any{"verifiers": "payments-gateway,billing-api"})
-	e.fetch("jwks", "payments-gateway", "192.0.2.10:4000", "envoy", "")
+	e := onlyGatewayFetches(t)
 
 	rep := e.read("verifiers").Data
 	sum := rep["summary"].(map[string]any)
@@ -63,15 +60,22 @@ func TestRegressionVerifierReportAgreesOnUnseenVerifier(t *testing.T) {
 	}
 }
 
+// onlyGatewayFetches is the ring payments with two declared verifiers, of
+// which only payments-gateway has fetched the JWKS.
+func onlyGatewayFetches(t *testing.T) *testEnv {
+	e := newEnv(t)
+	e.setupRing("payments", "ES256", nil)
+	e.mustWrite("config", map[string]any{"verifiers": "payments-gateway,billing-api"})
+	e.fetch("jwks", "payments-gateway", "192.0.2.10:4000", "envoy", "")
+	return e
+}
+
 // The verifiers report reads well in vault read's table: coverage_summary
 // and verifier_summary say in one line per mount, ring and verifier what
 // summary, rings and declared say as nested objects.
 func TestVerifierSummaryLines(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.setupRing("payments", "ES256", nil)
-	e.mustWrite("config", map[string]any{"verifiers": "payments-gateway,billing-api"})
-	e.fetch("jwks", "payments-gateway", "192.0.2.10:4000", "envoy", "")
+	e := onlyGatewayFetches(t)
 	e.fetch("jwks", "", "203.0.113.9:1", "curl/8", "")
 	rep := e.read("verifiers").Data
 	ring := e.ring("payments")
