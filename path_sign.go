@@ -213,12 +213,16 @@ type signer struct {
 	rendered   bool
 }
 
+// maxSignAttempts bounds how often one sign follows writes that keep
+// deleting its key's private half under it.
+const maxSignAttempts = 3
+
 // sign checks one token request against the role and signs it. It returns
 // the response fields, a refusal (a fieldError), or an internal error.
 func (s *signer) sign(sr *signRequest) (map[string]any, error) {
-	for {
+	for attempt := 1; ; attempt++ {
 		out, err := s.signFrom(sr)
-		if !errors.Is(err, errPrivateGone) {
+		if !errors.Is(err, errPrivateGone) || attempt == maxSignAttempts {
 			return out, err
 		}
 		// A write retired or revoked the snapshot's active key and deleted
