@@ -29,24 +29,41 @@ var modelReachStats struct {
 
 // apiKey is one entry of signing_keys in a read of keys/<name>.
 type apiKey struct {
-	kid, state               string
-	activate, retire, remove int64
+	kid, state                                string
+	publish, activate, retire, remove, revoke int64
+}
+
+// apiRing is a read of keys/<name>: the settings the model's predictions
+// need and the keys in activation order.
+type apiRing struct {
+	period, lead, ttl int64
+	keys              []apiKey
 }
 
 // apiKeys reads ring's keys through the API; nil if it has none.
 func (m *model) apiKeys(ring string) []apiKey {
+	if r := m.apiRing(ring); r != nil {
+		return r.keys
+	}
+	return nil
+}
+
+// apiRing reads ring through the API; nil if there is no such ring.
+func (m *model) apiRing(ring string) *apiRing {
 	resp, out := m.do(m.a, logical.ReadOperation, "keys/"+ring, nil)
 	if out != ok2xx || resp == nil {
 		return nil
 	}
+	num := func(d map[string]any, f string) int64 { v, _ := d[f].(int64); return v }
 	raw, _ := resp.Data["signing_keys"].([]map[string]any)
-	keys := make([]apiKey, 0, len(raw))
+	r := &apiRing{period: num(resp.Data, "rotation_period"), lead: num(resp.Data, "publish_lead"), ttl: num(resp.Data, "verification_ttl"),
+		keys: make([]apiKey, 0, len(raw))}
 	for _, k := range raw {
-		num := func(f string) int64 { v, _ := k[f].(int64); return v }
-		keys = append(keys, apiKey{kid: k["kid"].(string), state: k["state"].(string),
-			activate: num("activate_at"), retire: num("retire_at"), remove: num("remove_at")})
+		r.keys = append(r.keys, apiKey{kid: k["kid"].(string), state: k["state"].(string),
+			publish: num(k, "publish_at"), activate: num(k, "activate_at"), retire: num(k, "retire_at"),
+			remove: num(k, "remove_at"), revoke: num(k, "revoked_at")})
 	}
-	return keys
+	return r
 }
 
 func countState(keys []apiKey, state string) int {
@@ -121,7 +138,10 @@ func (m *model) mustRevoke(ring, kid string) {
 // (so the mount's bytes cannot bind) and the ring serves few enough keys
 // that the most its schedule could add still leaves room.
 func (m *model) forceStorm(t *rapid.T) {
-	ring := rapid.SampledFrom(modelRings).Draw(t, "ring")
+	m.forceStormOf(t, rapid.SampledFrom(modelRings).Draw(t, "ring"))
+}
+
+func (m *model) forceStormOf(t *rapid.T, ring string) {
 	n := rapid.IntRange(1, maxRingKeys+4).Draw(t, "rotations")
 	defer func() {
 		served := int64(0)

@@ -91,6 +91,9 @@ func TestModel(t *testing.T) {
 	rs := &modelReachStats
 	t.Logf("model: rings at the tombstone cap %d (a key revoked there %d), forced rotations in storms %d (refused for a bound %d), most keys a ring served %d of %d, steps to a key timestamp ±1 s %d, signs that must succeed %d (%d while held)",
 		rs.tombstoneCap.Load(), rs.revokeAtCap.Load(), rs.forced.Load(), rs.forcedBounded.Load(), rs.keyPeak.Load(), maxRingKeys, rs.atTimestamp.Load(), rs.mustSign.Load(), rs.mustSignHeld.Load())
+	os := &modelOracleStats
+	t.Logf("model: rollbacks accepted %d (the docs say must %d), must be refused %d, sent at a window's end ±1 s %d; most trusted keys in a ring %d of %d (a trust sent at the cap %d); stock checked after maintenance %d times; forward steps of at most 60 s adding up past it %d",
+		os.rollbackOK.Load(), os.rollbackMust.Load(), os.rollbackRefused.Load(), os.rollbackEdge.Load(), os.trustPeak.Load(), maxTrustedKeys, os.trustCap.Load(), os.stockChecks.Load(), os.creeps.Load())
 	if seqs.Load() == 0 {
 		t.Fatal("the model ran no sequence")
 	}
@@ -135,7 +138,7 @@ func TestModelRegressions(t *testing.T) {
 // sequence replays: each action added after the first set names the set it
 // came in (actionAddedIn), and a kept sequence replays with the actions of
 // its set.
-var actionSets = []string{"base", "adopt", "token", "reach"}
+var actionSets = []string{"base", "adopt", "token", "reach", "oracle"}
 
 var actionAddedIn = map[string]string{
 	"Import":        "adopt",
@@ -147,6 +150,10 @@ var actionAddedIn = map[string]string{
 	"ForceStorm":    "reach",
 	"AtTimestamp":   "reach",
 	"AtTimestamp2":  "reach",
+	"RollbackEdge":  "oracle",
+	"RollbackEdge2": "oracle",
+	"TrustStorm":    "oracle",
+	"ClockCreep":    "oracle",
 }
 
 // actionsOf is the model's actions as they were in the set named.
@@ -268,6 +275,14 @@ type model struct {
 	opNow int64
 	etags []string
 	jtis  map[string]bool // every jti issued
+	// rolledBack: the keys that took part in a rollback (rollbackKey).
+	rolledBack map[string]bool
+	// ringTouched: per ring, the latest schedule time of a request that
+	// may have changed its settings or revoked one of its keys.
+	ringTouched map[string]int64
+	// maxSchedule: the latest schedule time the active node acted at.
+	maxSchedule int64
+	stormNext   int // the next key of the trust storms' pool
 }
 
 func newModel(t *rapid.T) *model {
@@ -275,6 +290,7 @@ func newModel(t *rapid.T) *model {
 		t: t, s: &modelStorage{}, clock: &fakeClock{now: testStart}, keys: sharedKeys.source(),
 		gone: map[string]bool{}, active: map[string]int64{}, prev: map[string]*ringEntry{},
 		adopt: newModelAdopt(), jtis: map[string]bool{},
+		rolledBack: map[string]bool{}, ringTouched: map[string]int64{},
 	}
 	m.a = m.start("active")
 	m.b = m.start("standby")
@@ -343,6 +359,10 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"ForceStorm":    m.forceStorm,
 		"AtTimestamp":   m.atTimestamp,
 		"AtTimestamp2":  m.atTimestamp,
+		"RollbackEdge":  m.rollbackWindow,
+		"RollbackEdge2": m.rollbackWindow,
+		"TrustStorm":    m.trustStorm,
+		"ClockCreep":    m.clockCreep,
 		"":              m.check,
 	}
 }
@@ -381,7 +401,9 @@ func (m *model) do(n *modelNode, op logical.Operation, path string, data map[str
 	m.checkNoSecrets(path, resp)
 	if n == m.a {
 		m.opNow = n.b.clock.read().Schedule
+		m.maxSchedule = max(m.maxSchedule, m.opNow)
 	}
+	m.touched(path, req.Operation, data)
 	switch {
 	case err == nil && (resp == nil || !resp.IsError()):
 		return resp, ok2xx
@@ -785,17 +807,19 @@ func (m *model) revoke(t *rapid.T) {
 }
 
 func (m *model) rollback(t *rapid.T) {
-	m.do(m.a, logical.UpdateOperation, "keys/"+rapid.SampledFrom(modelRings).Draw(t, "ring")+"/rollback", nil)
+	m.rollbackChecked(rapid.SampledFrom(modelRings).Draw(t, "ring"))
 }
 
 func (m *model) maintain(t *rapid.T) {
 	err := m.a.b.Backend.PeriodicFunc(context.Background(), &logical.Request{Storage: m.s, Operation: logical.RollbackOperation})
 	m.opNow = m.a.b.clock.read().Schedule
+	m.maxSchedule = max(m.maxSchedule, m.opNow)
 	if err != nil {
 		m.fault5xx("periodic", err)
 		return
 	}
 	m.checkPrivates()
+	m.checkStock(m.opNow)
 }
 
 func (m *model) advance(t *rapid.T) {
