@@ -9,8 +9,10 @@
 # only the model test (TestModel) RUNS times for BUDGET each, stopping a run
 # at its first failure. A run that fails has caught the regression; the time
 # to catch is the wall time from the start of the run to the failure rapid
-# reports ("[rapid] failed after N tests", after shrinking). The unpatched
-# code is run once for BUDGET first and must pass.
+# reports ("[rapid] failed after N tests"), with shrinking cut to SHRINK
+# (rapid's default of 30 s would otherwise be most of every time measured;
+# the failing sequence is kept and replays either way). The unpatched code
+# is run once for BUDGET first and must pass.
 #
 #   scripts/model-check.sh                      every patch, RUNS=20, BUDGET=2m
 #   RUNS=3 BUDGET=90s scripts/model-check.sh testdata/model-check/04-*.patch
@@ -19,6 +21,7 @@
 #   RUNS     runs per patch (default 20)
 #   BUDGET   -model.budget of each run (default 2m, the make test budget)
 #   LOGDIR   where each run's output is kept (default: removed at exit)
+#   SHRINK   -rapid.shrinktime of each run (default 1s)
 #   BASELINE=0  skip the unpatched run (to split the patches across two
 #            invocations; one of them must keep it)
 #   SEEDED=1 pass -rapid.seed=<run number> to each run. Off by default:
@@ -36,6 +39,7 @@ root=$(pwd)
 GO=${GO:-go}
 RUNS=${RUNS:-20}
 BUDGET=${BUDGET:-2m}
+SHRINK=${SHRINK:-1s}
 
 if [ $# -gt 0 ]; then
 	patches=("$@")
@@ -67,7 +71,7 @@ run_once() {
 	rm -rf "$dir"/testdata/rapid/TestModel_*
 	start=$(now)
 	(cd "$dir" && exec ./model.test -test.count=1 -test.run '^TestModel$' -test.v \
-		-test.timeout 0 -model.budget="$BUDGET" "${seedflag[@]}") >"$log" 2>&1 &
+		-test.timeout 0 -model.budget="$BUDGET" -rapid.shrinktime="$SHRINK" "${seedflag[@]}") >"$log" 2>&1 &
 	pid=$!
 	status=""
 	while kill -0 "$pid" 2>/dev/null; do
