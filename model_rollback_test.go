@@ -183,18 +183,31 @@ func (m *model) rollbackChecked(ring string) {
 
 // rollbackWindow rolls a ring back at a drawn point of its window: now,
 // the window's last second, its end, or one second past it (the docs: the
-// window ends at retire_at + rotation_period), and then often does what
+// window ends at retire_at + rotation_period), after a rotation that opens
+// a window where the ring has none, and then often does what
 // defects have followed a rollback with: revoke the key rolled back from or
 // to, rotate, or maintain.
 func (m *model) rollbackWindow(t *rapid.T) {
 	ring := rapid.SampledFrom(modelRings).Draw(t, "ring")
 	at := rapid.IntRange(-1, 2).Draw(t, "window-offset")
 	then := rapid.IntRange(0, 4).Draw(t, "then")
+	rotate := rapid.Bool().Draw(t, "rotate-first")
 	r := m.apiRing(ring)
 	if r == nil {
 		return
 	}
 	now := m.a.b.clock.read().Schedule
+	if plan := m.planRollback(ring, r, now); plan.prev.kid == "" && rotate {
+		// No key to roll back to: a rotation makes the active key the
+		// previous one, its window a full period from now.
+		if _, out := m.do(m.a, logical.UpdateOperation, "keys/"+ring+"/rotate", nil); out != ok2xx {
+			return
+		}
+		if r = m.apiRing(ring); r == nil {
+			return
+		}
+		now = m.a.b.clock.read().Schedule
+	}
 	if plan := m.planRollback(ring, r, now); plan.prev.kid != "" && at >= 0 {
 		end := plan.prev.retire + r.period
 		if target := end - 1 + int64(at); target > now {
