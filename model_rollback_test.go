@@ -191,13 +191,12 @@ func (m *model) rollbackWindow(t *rapid.T) {
 	ring := rapid.SampledFrom(modelRings).Draw(t, "ring")
 	at := rapid.IntRange(-1, 2).Draw(t, "window-offset")
 	then := rapid.IntRange(0, 4).Draw(t, "then")
-	rotate := rapid.Bool().Draw(t, "rotate-first")
 	r := m.apiRing(ring)
 	if r == nil {
 		return
 	}
 	now := m.a.b.clock.read().Schedule
-	if plan := m.planRollback(ring, r, now); plan.prev.kid == "" && rotate {
+	if plan := m.planRollback(ring, r, now); plan.prev.kid == "" && at >= 0 {
 		// No key to roll back to: a rotation makes the active key the
 		// previous one, its window a full period from now.
 		if _, out := m.do(m.a, logical.UpdateOperation, "keys/"+ring+"/rotate", nil); out != ok2xx {
