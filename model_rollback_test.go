@@ -108,8 +108,8 @@ func (m *model) planRollback(ring string, r *apiRing, now int64) rollbackPlan {
 
 // rollbackChecked sends a rollback of ring and holds the answer to the
 // plan: a rollback the docs allow succeeds, restores the previous key until
-// its retire_at + rotation_period (the replaced key activates then),
-// activates no other key earlier, and each key leaves the JWKS its overlap
+// its retire_at + rotation_period (the replaced key activates then), moves
+// no pending key to before a full lead in the JWKS, and each key leaves the JWKS its overlap
 // after it retires (the longest verification_ttl in force while it signs);
 // one they forbid is refused naming rollback.
 func (m *model) rollbackChecked(ring string) {
@@ -172,8 +172,8 @@ func (m *model) rollbackChecked(ring string) {
 		if !ok || k.state == stateRevoked {
 			continue
 		}
-		if k.kid != plan.prev.kid && k.activate < o.activate {
-			m.t.Fatalf("rollback of ring %s at %d moved the activation of %s from %d to %d, earlier", ring, now, k.kid, o.activate, k.activate)
+		if k.kid != plan.prev.kid && k.kid != plan.active.kid && k.state == statePending && k.activate < k.publish+after.lead && k.activate != o.activate {
+			m.t.Fatalf("rollback of ring %s at %d moved the activation of %s to %d, before it has been published for publish_lead (%d from %d); before %+v, after %+v", ring, now, k.kid, k.activate, after.lead, k.publish, before, after)
 		}
 		if overlap := max(o.remove-o.retire, after.ttl); o.retire != 0 && k.retire != 0 && k.remove-k.retire > overlap {
 			m.t.Fatalf("rollback of ring %s at %d keeps %s published %ds after it retires, more than its overlap %ds (the longest verification_ttl in force while it signs)", ring, now, k.kid, k.remove-k.retire, overlap)
@@ -202,6 +202,9 @@ func (m *model) rollbackWindow(t *rapid.T) {
 		if _, out := m.do(m.a, logical.UpdateOperation, "keys/"+ring+"/rotate", nil); out != ok2xx {
 			return
 		}
+		// The invariants hold at the rotation's time, before the clock
+		// moves to the window's edge.
+		m.check(t)
 		if r = m.apiRing(ring); r == nil {
 			return
 		}
@@ -327,15 +330,37 @@ func (m *model) checkStock(now int64) {
 	}
 }
 
-// touched records a request that may change a ring's settings (a ring
-// write or import, or a delete and a new ring under the name) or revoke one
-// of its keys.
-func (m *model) touched(path string, op logical.Operation, data map[string]any) {
+// touching returns what records a request that succeeded (or failed on an
+// injected fault) in ringTouched if it may have changed its ring's
+// rotation_period (a ring write or import, or a ring deleted or made anew
+// under the name) or revoked one of the ring's keys.
+func (m *model) touching(path string, op logical.Operation, data map[string]any) func(done bool) {
+	none := func(bool) {}
 	parts := strings.Split(path, "/")
 	if op == logical.ReadOperation || parts[0] != "keys" || len(parts) < 2 {
-		return
+		return none
 	}
-	if len(parts) == 2 || parts[2] == "import" || parts[2] == "revoke" || (parts[2] == "rotate" && data["revoke_active"] == true) {
-		m.ringTouched[parts[1]] = m.maxSchedule
+	ring := parts[1]
+	period := func() int64 {
+		if r := m.ring(ring); r != nil && r.DeletedAt == 0 {
+			return r.RotationPeriod
+		}
+		return -1
 	}
+	switch {
+	case len(parts) == 2 || parts[2] == "import":
+		before := period()
+		return func(done bool) {
+			if done && period() != before {
+				m.ringTouched[ring] = m.maxSchedule
+			}
+		}
+	case parts[2] == "revoke" || (parts[2] == "rotate" && data["revoke_active"] == true):
+		return func(done bool) {
+			if done {
+				m.ringTouched[ring] = m.maxSchedule
+			}
+		}
+	}
+	return none
 }

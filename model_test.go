@@ -397,15 +397,16 @@ func (m *model) do(n *modelNode, op logical.Operation, path string, data map[str
 			req.Operation = logical.CreateOperation
 		}
 	}
+	touch := m.touching(path, req.Operation, data)
 	resp, err := n.b.HandleRequest(ctx, req)
 	m.checkNoSecrets(path, resp)
 	if n == m.a {
 		m.opNow = n.b.clock.read().Schedule
 		m.maxSchedule = max(m.maxSchedule, m.opNow)
 	}
-	m.touched(path, req.Operation, data)
 	switch {
 	case err == nil && (resp == nil || !resp.IsError()):
+		touch(true)
 		return resp, ok2xx
 	case err == logical.ErrInvalidRequest || (err == nil && resp.IsError()):
 		if after := m.dump(); !sameDump(before, after) {
@@ -413,6 +414,7 @@ func (m *model) do(n *modelNode, op logical.Operation, path string, data map[str
 		}
 		return resp, bad4xx
 	default:
+		touch(true)
 		m.fault5xx(path, err)
 		return resp, err5xx
 	}
