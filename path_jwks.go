@@ -348,7 +348,7 @@ func render(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {
 			SigningAlgs:     list,
 			ResponseTypes:   []string{"id_token"},
 			SubjectTypes:    []string{"public"},
-			ClaimsSupported: []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
+			ClaimsSupported: reservedClaims,
 		})
 		// The discovery document does not change with key states, only
 		// with which algorithms are published.

@@ -147,6 +147,10 @@ func TestJWKSScopesAndDiscovery(t *testing.T) {
 	if fmt.Sprint(doc["id_token_signing_alg_values_supported"]) != "[ES256 EdDSA RS256]" {
 		t.Fatalf("algs %v", doc["id_token_signing_alg_values_supported"])
 	}
+	// The claims every token carries, which no role or caller may set.
+	if fmt.Sprint(doc["claims_supported"]) != "[iss sub aud exp nbf iat jti]" {
+		t.Fatalf("claims_supported %v", doc["claims_supported"])
+	}
 	// Unauthenticated paths are exactly the documents.
 	if fmt.Sprint(e.b.SpecialPaths().Unauthenticated) != "[jwks jwks/* .well-known/*]" {
 		t.Fatalf("unauthenticated %v", e.b.SpecialPaths().Unauthenticated)
