@@ -576,7 +576,7 @@ func TestTrustRefusals(t *testing.T) {
 		{"neither", map[string]any{"expires_at": now + 3600}, "jwk", []string{"one of the two"}},
 		{"no expiry", good(map[string]any{"expires_at": nil}), "expires_at", []string{"required"}},
 		{"expiry in the past", good(map[string]any{"expires_at": now}), "expires_at", []string{"not in the future"}},
-		{"expiry past the bound", good(map[string]any{"expires_at": now + maxTrustPeriod + 1}), "expires_at", []string{"90 days"}},
+		{"expiry past the bound", good(map[string]any{"expires_at": now + maxTrustPeriodSeconds + 1}), "expires_at", []string{"90 days"}},
 		{"PEM without kid", map[string]any{"pem": publicPEM(t, pub), "alg": "RS256", "expires_at": now + 3600}, "kid", []string{"required"}},
 		{"PEM certificate", map[string]any{"pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "kid": "c", "alg": "RS256", "expires_at": now + 3600}, "pem", []string{"certificate"}},
 		{"two PEM blocks", map[string]any{"pem": publicPEM(t, pub) + publicPEM(t, pub), "kid": "c", "alg": "RS256", "expires_at": now + 3600}, "pem", []string{"more than one"}},

@@ -743,7 +743,7 @@ func concAdvance(t *testing.T, rng *rand.Rand, e *testEnv) {
 		due := int64(0)
 		for _, n := range concRings {
 			for _, k := range e.ring(n).Keys {
-				if k.RevokedAt == 0 && k.ActivateAt > now && k.ActivateAt <= now+concLead+2*maintenanceTick+1 {
+				if k.RevokedAt == 0 && k.ActivateAt > now && k.ActivateAt <= now+concLead+2*maintenanceTickSeconds+1 {
 					due = max(due, k.ActivateAt)
 				}
 			}

@@ -154,10 +154,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	clk := b.clock.read()
 	now := clk.Schedule
-	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(clk.Held))
+	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(clk.HeldSeconds))
 	views, _ := b.tracker.snapshot(snap.declared)
 	ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(len(views)))
-	verdict := judgeVerifiers(views, snap.config, currentKids(snap, now), now, defaultVerifierWindow)
+	verdict := judgeVerifiers(views, snap.config, currentKids(snap, now), now, defaultVerifierWindowSeconds)
 	for _, name := range sortedNames(snap.rings) {
 		r := snap.rings[name]
 		published, active := 0, 0

@@ -335,15 +335,15 @@ func importOp(r *ringEntry, now int64, key *generatedKey) opResult {
 }
 
 // trustOp adds t, a verify-only public key of the issuer r adopts, to r's
-// JWKS from now until its expires_at, within maxTrustPeriod. It never signs.
+// JWKS from now until its expires_at, within maxTrustPeriodSeconds. It never signs.
 // keyField names the field that carried the key.
 func trustOp(r *ringEntry, now int64, t trustedKey, keyField string) (opResult, error) {
 	var res opResult
 	switch {
 	case t.ExpiresAt <= now:
 		return res, refuse("expires_at", "%s is not in the future; give when the last token of the old issuer signed with this key expires (Unix seconds)", fmtTime(t.ExpiresAt))
-	case t.ExpiresAt > now+maxTrustPeriod:
-		return res, refuse("expires_at", "%s is more than %d days away; a trusted key is published for at most %d days (until %s): give an earlier time, when the old issuer's tokens have expired", fmtTime(t.ExpiresAt), maxTrustPeriod/86400, maxTrustPeriod/86400, fmtTime(now+maxTrustPeriod))
+	case t.ExpiresAt > now+maxTrustPeriodSeconds:
+		return res, refuse("expires_at", "%s is more than %d days away; a trusted key is published for at most %d days (until %s): give an earlier time, when the old issuer's tokens have expired", fmtTime(t.ExpiresAt), maxTrustPeriodSeconds/86400, maxTrustPeriodSeconds/86400, fmtTime(now+maxTrustPeriodSeconds))
 	case len(r.Trusted) >= maxTrustedKeys:
 		return res, refuse(keyField, "ring %q already trusts %d keys, the limit; revoke one that no token needs any more first", r.Name, maxTrustedKeys)
 	}

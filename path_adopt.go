@@ -88,7 +88,7 @@ func pathAdopt(b *backend) []*framework.Path {
 				},
 				"expires_at": {
 					Type:        framework.TypeInt,
-					Description: fmt.Sprintf("Required: when the key leaves the JWKS (Unix seconds), at most %d days from now: after the last token signed with it expires.", maxTrustPeriod/86400),
+					Description: fmt.Sprintf("Required: when the key leaves the JWKS (Unix seconds), at most %d days from now: after the last token signed with it expires.", maxTrustPeriodSeconds/86400),
 					Required:    true,
 				},
 			},
@@ -221,7 +221,7 @@ func (b *backend) pathTrust(ctx context.Context, req *logical.Request, d *framew
 	}
 	expires, ok := d.GetOk("expires_at")
 	if !ok {
-		return respond(refuse("expires_at", "required: when the key leaves the JWKS (Unix seconds), after the last token the old issuer signed with it expires; at most %d days from now", maxTrustPeriod/86400))
+		return respond(refuse("expires_at", "required: when the key leaves the JWKS (Unix seconds), after the last token the old issuer signed with it expires; at most %d days from now", maxTrustPeriodSeconds/86400))
 	}
 	kid, _ := d.Get("kid").(string)
 	alg, _ := d.Get("alg").(string)
@@ -352,4 +352,4 @@ as pem with kid and alg; private members are refused and never repeated. The
 JWKS serves it rebuilt from the parsed key; it never signs, and counts
 against the ring's 40 keys and the mount's 50 KiB. At most %d per ring.
 keys/<name>/revoke removes one early, for good.
-`, maxTrustPeriod/86400, maxTrustedKeys))
+`, maxTrustPeriodSeconds/86400, maxTrustedKeys))

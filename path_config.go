@@ -14,9 +14,9 @@ import (
 )
 
 const (
-	defaultJWKSMaxAge = int64(15 * 60)
-	minJWKSMaxAge     = int64(1)
-	maxJWKSMaxAge     = int64(24 * 3600)
+	defaultJWKSMaxAgeSeconds = int64(15 * 60)
+	minJWKSMaxAgeSeconds     = int64(1)
+	maxJWKSMaxAgeSeconds     = int64(24 * 3600)
 )
 
 func pathConfig(b *backend) *framework.Path {
@@ -32,7 +32,7 @@ func pathConfig(b *backend) *framework.Path {
 			},
 			"jwks_max_age": {
 				Type:        framework.TypeDurationSecond,
-				Default:     durationDefault(defaultJWKSMaxAge),
+				Default:     durationDefault(defaultJWKSMaxAgeSeconds),
 				Description: "Upper bound of the JWKS Cache-Control max-age, 1s to 24h. Every ring's publish_lead must be at least twice this.",
 			},
 			"verifiers": {
@@ -96,7 +96,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("jwks_max_age"); ok {
 		c.JWKSMaxAge = int64(v.(int))
 	}
-	if c.JWKSMaxAge < minJWKSMaxAge || c.JWKSMaxAge > maxJWKSMaxAge {
+	if c.JWKSMaxAge < minJWKSMaxAgeSeconds || c.JWKSMaxAge > maxJWKSMaxAgeSeconds {
 		return respond(refuse("jwks_max_age", "%ds is outside 1s to 24h; verifiers need a positive max-age and a day is the longest any ring's lead should wait on", c.JWKSMaxAge))
 	}
 	if v, ok := d.GetOk("verifiers"); ok {

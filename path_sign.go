@@ -335,18 +335,18 @@ func (s *signer) signFrom(sr *signRequest) (map[string]any, error) {
 	exp := issued + ttl
 	warning := ""
 	// Overlap: no token outlives its key's publication.
-	if limit := key.removeAt() - clockSkew; key.RemoveAt != 0 && exp > limit {
+	if limit := key.removeAt() - clockSkewSeconds; key.RemoveAt != 0 && exp > limit {
 		exp = limit
-		warning = fmt.Sprintf("ttl shortened to %ds so the token expires 60s before its key leaves the JWKS", exp-issued)
+		warning = fmt.Sprintf("ttl shortened to %ds so the token expires %ds before its key leaves the JWKS", exp-issued, clockSkewSeconds)
 	}
 	if exp <= issued {
 		return nil, fmt.Errorf("ring %q: active key %s leaves the JWKS too soon to sign", ring.Name, key.KID)
 	}
-	if clk.Held > 0 {
+	if clk.HeldSeconds > 0 {
 		if warning != "" {
 			warning += "; "
 		}
-		warning += fmt.Sprintf("the key schedule is held %ds behind this node's wall clock after an unexplained forward step; iat and exp follow the schedule (see %sclock)", clk.Held, s.req.MountPoint)
+		warning += fmt.Sprintf("the key schedule is held %ds behind this node's wall clock after an unexplained forward step; iat and exp follow the schedule (see %sclock)", clk.HeldSeconds, s.req.MountPoint)
 	}
 
 	jti, err := randomID()

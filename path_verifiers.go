@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-const defaultVerifierWindow = int64(3600)
+const defaultVerifierWindowSeconds = int64(3600)
 
 func pathVerifiers(b *backend) *framework.Path {
 	return &framework.Path{
@@ -22,7 +22,7 @@ func pathVerifiers(b *backend) *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"window": {
 				Type:        framework.TypeDurationSecond,
-				Default:     durationDefault(defaultVerifierWindow),
+				Default:     durationDefault(defaultVerifierWindowSeconds),
 				Description: "Declared verifiers not seen within this window count as stale.",
 				Query:       true,
 			},
@@ -61,7 +61,7 @@ func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d
 	}
 	window := int64(d.Get("window").(int))
 	if window <= 0 {
-		window = defaultVerifierWindow
+		window = defaultVerifierWindowSeconds
 	}
 	now := b.now()
 	views, evicted := b.tracker.snapshot(snap.declared)

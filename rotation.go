@@ -21,10 +21,10 @@ const (
 	stateRevoked  = "revoked"
 )
 
-// maintenanceTick is how often Vault calls PeriodicFunc on the active node
+// maintenanceTickSeconds is how often Vault calls PeriodicFunc on the active node
 // (its rollback manager period). Pending keys are stocked two ticks beyond the
 // lead so a missed tick never leaves a slot without a published key.
-const maintenanceTick int64 = 60
+const maintenanceTickSeconds int64 = 60
 
 // forever stands for "not scheduled": a key with no successor neither retires
 // nor leaves the JWKS.
@@ -207,7 +207,7 @@ func nextSlot(keys []signingKey, sched ringSchedule, now int64) int64 {
 // key that is already published. A key generated now for slot s is published
 // for s - now >= lead seconds before it signs.
 func stockSlots(keys []signingKey, sched ringSchedule, now int64) []int64 {
-	horizon := now + sched.PublishLead + 2*maintenanceTick
+	horizon := now + sched.PublishLead + 2*maintenanceTickSeconds
 	last := int64(math.MinInt64)
 	if i := lastLive(keys); i >= 0 {
 		last = keys[i].ActivateAt
@@ -423,7 +423,7 @@ func checkTrusted(keys []signingKey, trusted []trustedKey) error {
 		if err := claim(ids...); err != nil {
 			return err
 		}
-		if t.ExpiresAt <= t.AddedAt || t.ExpiresAt > t.AddedAt+maxTrustPeriod {
+		if t.ExpiresAt <= t.AddedAt || t.ExpiresAt > t.AddedAt+maxTrustPeriodSeconds {
 			return fmt.Errorf("trusted key %s is published from %d to %d, outside its bound", t.KID, t.AddedAt, t.ExpiresAt)
 		}
 	}
