@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -167,7 +168,7 @@ func TestImportKeepsIdentityAndSignsAtOnce(t *testing.T) {
 		if _, err := verifyJose(t, tok.Data["token"].(string), body, e.clock.Now()); err != nil {
 			t.Fatalf("%s: the plugin's JWKS does not verify it: %v", c.kind, err)
 		}
-		if !has(kidsOf(t, body), want) {
+		if !slices.Contains(kidsOf(t, body), want) {
 			t.Fatalf("%s: JWKS %s lacks %s", c.kind, body, want)
 		}
 	}
@@ -197,7 +198,7 @@ func TestImportedKeyRetiresAndNeverReturns(t *testing.T) {
 	resp, err := e.write("keys/legacy/rollback", nil)
 	expect400(t, resp, err, "rollback")
 	_, body, _ := e.jwks("jwks")
-	if !has(kidsOf(t, body), "old-1") {
+	if !slices.Contains(kidsOf(t, body), "old-1") {
 		t.Fatal("the retired imported key left the JWKS before its remove_at")
 	}
 	e.clock.Advance(start.Add(3*time.Hour + time.Second).Sub(e.clock.Now()))
@@ -205,7 +206,7 @@ func TestImportedKeyRetiresAndNeverReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, body, _ = e.jwks("jwks")
-	if has(kidsOf(t, body), "old-1") {
+	if slices.Contains(kidsOf(t, body), "old-1") {
 		t.Fatal("the imported key is still published after its remove_at")
 	}
 	h, err := readHistory(context.Background(), e.storage)
@@ -359,7 +360,7 @@ func TestWrappingKeyMadeOnceAndSealWrapped(t *testing.T) {
 		t.Fatalf("no entry at %s", wrappingPath)
 	}
 	declared := e.b.SpecialPaths().SealWrapStorage
-	if !has(declared, wrappingPrefix) || !has(declared, privatePrefix) {
+	if !slices.Contains(declared, wrappingPrefix) || !slices.Contains(declared, privatePrefix) {
 		t.Fatalf("SealWrapStorage = %v lacks %s", declared, wrappingPrefix)
 	}
 	if strings.Contains(fmt.Sprint(first), "PRIVATE") {
@@ -440,7 +441,7 @@ func TestTrustPublishesForABoundedTime(t *testing.T) {
 	// The same key as a JSON string, and a PEM key with kid and alg.
 	e.mustWrite("keys/legacy/trust", map[string]any{"pem": publicPEM(t, old2.Public()), "kid": "ec-2023", "alg": "ES256", "expires_at": fmt.Sprint(now + 7200)})
 	_, body, _ := e.jwks("jwks/legacy")
-	if got := kidsOf(t, body); !has(got, "legacy-2024") || !has(got, "ec-2023") || !has(got, "legacy-2025") {
+	if got := kidsOf(t, body); !slices.Contains(got, "legacy-2024") || !slices.Contains(got, "ec-2023") || !slices.Contains(got, "legacy-2025") {
 		t.Fatalf("JWKS %v", got)
 	}
 	if strings.Contains(string(body), "x5u") || strings.Contains(string(body), "ext") {
@@ -469,7 +470,7 @@ func TestTrustPublishesForABoundedTime(t *testing.T) {
 	// Up to a second before expires_at it is served; at expires_at it is not.
 	e.clock.Advance(3599 * time.Second)
 	_, body, _ = e.jwks("jwks")
-	if !has(kidsOf(t, body), "legacy-2024") {
+	if !slices.Contains(kidsOf(t, body), "legacy-2024") {
 		t.Fatal("the trusted key left before its expires_at")
 	}
 	if _, _, data := e.jwks("jwks"); !strings.Contains(data[logical.HTTPCacheControlHeader].(string), "max-age=1,") {
@@ -477,7 +478,7 @@ func TestTrustPublishesForABoundedTime(t *testing.T) {
 	}
 	e.clock.Advance(time.Second)
 	_, body, _ = e.jwks("jwks")
-	if has(kidsOf(t, body), "legacy-2024") || !has(kidsOf(t, body), "ec-2023") {
+	if slices.Contains(kidsOf(t, body), "legacy-2024") || !slices.Contains(kidsOf(t, body), "ec-2023") {
 		t.Fatalf("at its expires_at the trusted key is still served: %v", kidsOf(t, body))
 	}
 	if err := e.maintain(); err != nil {
@@ -492,7 +493,7 @@ func TestTrustPublishesForABoundedTime(t *testing.T) {
 		t.Fatalf("revoke answered %v", rv.Data)
 	}
 	_, body, _ = e.jwks("jwks")
-	if has(kidsOf(t, body), "ec-2023") {
+	if slices.Contains(kidsOf(t, body), "ec-2023") {
 		t.Fatal("a revoked trusted key is still served")
 	}
 	h, _ := readHistory(context.Background(), e.storage)

@@ -1,6 +1,8 @@
 package jwtrotor
 
 import (
+	"maps"
+	"slices"
 	"sort"
 )
 
@@ -198,7 +200,7 @@ func checkBounds(snap *snapshot, r *ringEntry, now int64, field string) error {
 			r.Name, keys, maxRingKeys, fmtTime(ringNextRemoval(r, now)))
 	}
 	total := 0
-	for _, n := range sortedNames(snap.rings) {
+	for _, n := range slices.Sorted(maps.Keys(snap.rings)) {
 		if n != r.Name {
 			total += reserve(snap.rings[n], now)
 		}

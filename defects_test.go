@@ -394,12 +394,12 @@ func TestDefectFirstFetchAfterRestartHonoursHighWater(t *testing.T) {
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "11m"})
 	first := e.ring("k").Keys[0].KID
 	e.simulate(25*time.Minute, time.Minute, time.Minute, func(time.Time) {})
-	if has(e.jwksKIDs(), first) {
+	if slices.Contains(e.jwksKIDs(), first) {
 		t.Fatal("the first key should have been removed by now")
 	}
 	e.clock.Advance(-10 * time.Minute)
 	after := e.restart()
-	if has(after.jwksKIDs(), first) {
+	if slices.Contains(after.jwksKIDs(), first) {
 		t.Fatalf("the first fetch after a restart with the clock stepped back serves the removed key %s", first)
 	}
 }
@@ -420,7 +420,7 @@ func TestDefectForwardClockJumpIsHeld(t *testing.T) {
 	if err := e.maintain(); err != nil {
 		t.Fatal(err)
 	}
-	if !has(e.jwksKIDs(), kid) {
+	if !slices.Contains(e.jwksKIDs(), kid) {
 		t.Fatalf("after a 48h forward step the JWKS lost %s while its token lives", kid)
 	}
 	resp, err := e.write("sign/r", nil)
@@ -517,7 +517,7 @@ func TestDefectStaleDocumentNeverCached(t *testing.T) {
 	for _, node := range []*testEnv{active, standby} {
 		_, p := activeAndPending(active.ring("k").Keys, clock.Now().Unix())
 		kid := active.ring("k").Keys[p].KID
-		if !has(node.jwksKIDs(), kid) {
+		if !slices.Contains(node.jwksKIDs(), kid) {
 			t.Fatalf("%s is not published before the race (the test would prove nothing)", kid)
 		}
 		node.b.mu.Lock()
@@ -537,7 +537,7 @@ func TestDefectStaleDocumentNeverCached(t *testing.T) {
 		if !fired {
 			t.Fatal("the fetch did not render (the test would prove nothing)")
 		}
-		if has(node.jwksKIDs(), kid) {
+		if slices.Contains(node.jwksKIDs(), kid) {
 			t.Fatalf("node %d serves the revoked %s from a document rendered before the revoke", map[*testEnv]int{active: 0, standby: 1}[node], kid)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -35,7 +37,7 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 	defer func() { b.lastPass = now }()
 	gate := b.gateOf(snap, now)
 	var errs []error
-	for _, name := range sortedNames(snap.rings) {
+	for _, name := range slices.Sorted(maps.Keys(snap.rings)) {
 		if err := b.maintainRing(ctx, s, snap.rings[name], now, gate); err != nil {
 			if errors.Is(err, logical.ErrReadOnly) {
 				return err

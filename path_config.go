@@ -3,9 +3,10 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -120,7 +121,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	// A shorter max-age is always safe; a longer one must leave every ring's
 	// lead at least two max-ages, or verifiers could miss a new key.
 	var broken []string
-	for _, name := range sortedNames(snap.rings) {
+	for _, name := range slices.Sorted(maps.Keys(snap.rings)) {
 		r := snap.rings[name]
 		if r.DeletedAt == 0 && r.PublishLead < 2*c.JWKSMaxAge {
 			broken = append(broken, fmt.Sprintf("%s (publish_lead %ds)", name, r.PublishLead))
@@ -169,15 +170,6 @@ func dedupe(in []string) []string {
 		}
 	}
 	return out
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 const pathConfigHelpSyn = `Configure the issuer and JWKS caching of this mount.`

@@ -6,8 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -267,7 +269,7 @@ type discoveryBody struct {
 func render(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {
 	var rings []*ringEntry
 	if scope == allScope || scope == discoveryScope {
-		for _, n := range sortedNames(snap.rings) {
+		for _, n := range slices.Sorted(maps.Keys(snap.rings)) {
 			rings = append(rings, snap.rings[n])
 		}
 	} else {

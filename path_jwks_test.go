@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -129,7 +130,7 @@ func TestJWKSScopesAndDiscovery(t *testing.T) {
 		t.Fatalf("all %v well-known %v a %v b %v", all, wk, ka, kb)
 	}
 	for _, k := range ka {
-		if has(kb, k) {
+		if slices.Contains(kb, k) {
 			t.Fatal("ring scopes overlap")
 		}
 	}

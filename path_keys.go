@@ -3,6 +3,8 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -150,7 +152,7 @@ func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, _ *fra
 		return nil, err
 	}
 	var names []string
-	for _, n := range sortedNames(snap.rings) {
+	for _, n := range slices.Sorted(maps.Keys(snap.rings)) {
 		if snap.rings[n].DeletedAt == 0 {
 			names = append(names, n)
 		}
@@ -386,7 +388,7 @@ func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) error {
 	}
 	minV := clockSkewSeconds + 1
 	var longest string
-	for _, rn := range sortedNames(snap.roles) {
+	for _, rn := range slices.Sorted(maps.Keys(snap.roles)) {
 		role := snap.roles[rn]
 		if role.Key == r.Name && role.MaxTTL+clockSkewSeconds > minV {
 			minV, longest = role.MaxTTL+clockSkewSeconds, rn
@@ -430,7 +432,7 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 	var users []string
-	for _, rn := range sortedNames(snap.roles) {
+	for _, rn := range slices.Sorted(maps.Keys(snap.roles)) {
 		if snap.roles[rn].Key == name {
 			users = append(users, rn)
 		}

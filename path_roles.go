@@ -3,6 +3,8 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -130,7 +132,7 @@ func (b *backend) pathRolesList(ctx context.Context, req *logical.Request, _ *fr
 	if err != nil {
 		return nil, err
 	}
-	return logical.ListResponse(sortedNames(snap.roles)), nil
+	return logical.ListResponse(slices.Sorted(maps.Keys(snap.roles))), nil
 }
 
 func roleData(r *roleEntry) map[string]any {

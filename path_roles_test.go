@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -16,14 +17,6 @@ type limitCase struct {
 	name     string
 	at, past map[string]any
 	field    string
-}
-
-func repeatList(n int, f func(i int) string) []any {
-	out := make([]any, n)
-	for i := range out {
-		out[i] = f(i)
-	}
-	return out
 }
 
 // claimsOfSize returns claims whose JSON encoding is exactly n bytes.
@@ -60,8 +53,8 @@ func TestRoleLimitsAtTheBoundary(t *testing.T) {
 	}
 	cases := []limitCase{
 		{name: "audiences", field: "audiences",
-			at:   map[string]any{"audiences": repeatList(maxAudiences, func(i int) string { return fmt.Sprintf("a%d", i) })},
-			past: map[string]any{"audiences": repeatList(maxAudiences+1, func(i int) string { return fmt.Sprintf("a%d", i) })}},
+			at:   map[string]any{"audiences": slices.Repeat([]any{"aud"}, maxAudiences)},
+			past: map[string]any{"audiences": slices.Repeat([]any{"aud"}, maxAudiences+1)}},
 		{name: "audience length", field: "audiences",
 			at:   map[string]any{"audiences": []any{strings.Repeat("a", maxAudienceLen)}},
 			past: map[string]any{"audiences": []any{strings.Repeat("a", maxAudienceLen+1)}}},

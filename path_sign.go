@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -167,7 +169,7 @@ func parseBatchItem(it any) (*signRequest, error) {
 		return nil, refuse("batch_input item", "expected an object with claims, audience, subject or ttl")
 	}
 	sr := &signRequest{}
-	for _, k := range sortedNames(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		raw := m[k]
 		schema, ok := signFields[k]
 		if !ok {
@@ -259,7 +261,7 @@ func (s *signer) signFrom(sr *signRequest) (map[string]any, error) {
 		if static, ok := staticClaimNamed(role.Claims, name); ok {
 			return nil, refuse("claims", "%q is the static claim %q of role %q (names are compared in any case) and cannot be overridden; remove it", name, static, s.req.Path[strings.LastIndex(s.req.Path, "/")+1:])
 		}
-		if !contains(role.AllowedClaims, name) {
+		if !slices.Contains(role.AllowedClaims, name) {
 			// Case variants of static claims are refused above; allowed
 			// names match exactly.
 			if len(role.AllowedClaims) == 0 {
@@ -273,7 +275,7 @@ func (s *signer) signFrom(sr *signRequest) (map[string]any, error) {
 	aud := role.Audiences
 	if len(sr.audience) > 0 {
 		for _, a := range sr.audience {
-			if !contains(role.Audiences, a) {
+			if !slices.Contains(role.Audiences, a) {
 				return nil, refuse("audience", "%q is not one of the role's audiences (%s); pick from those", a, strings.Join(role.Audiences, ", "))
 			}
 		}
@@ -439,15 +441,6 @@ func (s *signer) renderSubject() string {
 	}
 	s.subject = out
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 func randomID() (string, error) {

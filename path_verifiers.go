@@ -3,6 +3,8 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,7 +48,7 @@ func pathVerifiers(b *backend) *framework.Path {
 // being deleted, by name.
 func currentKids(snap *snapshot, now int64) []ringKids {
 	out := []ringKids{}
-	for _, n := range sortedNames(snap.rings) {
+	for _, n := range slices.Sorted(maps.Keys(snap.rings)) {
 		if r := snap.rings[n]; r.DeletedAt == 0 {
 			out = append(out, ringKidsOf(r, now))
 		}
