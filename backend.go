@@ -119,7 +119,8 @@ func newBackend(src clockSource) *backend {
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
 			pathKeys(b),
-			pathAdopt(b),
+			pathImport(b),
+			[]*framework.Path{pathTrust(b)},
 			pathRoles(b),
 			[]*framework.Path{pathToken(b)},
 			[]*framework.Path{pathSign(b), pathVerifiers(b), pathMetrics(b)},

@@ -23,12 +23,15 @@ const (
 	maxPeriodsPublished = 10
 )
 
+// ringNameField is the name of the ring every keys/<name> path acts on.
+var ringNameField = &framework.FieldSchema{
+	Type:        framework.TypeLowerCaseString,
+	Description: "Name of the key ring.",
+	Required:    true,
+}
+
 func pathKeys(b *backend) []*framework.Path {
-	nameField := &framework.FieldSchema{
-		Type:        framework.TypeLowerCaseString,
-		Description: "Name of the key ring.",
-		Required:    true,
-	}
+	nameField := ringNameField
 	return append(pathKeyOps(b, nameField), []*framework.Path{
 		{
 			Pattern: "keys/?$",
