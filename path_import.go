@@ -161,7 +161,7 @@ func (b *backend) pathImport(ctx context.Context, req *logical.Request, d *frame
 	}
 	b.log().Info("key imported", "ring", name, "kid", key.KID, "alg", key.Alg, "thumbprint", key.storeID())
 	b.metrics.adopted.WithLabelValues(name, originImported).Inc()
-	b.recordOp(name, "import", res)
+	b.recordActivation(name, res)
 	resp := &logical.Response{Data: ringData(r, now)}
 	resp.Data["kid"] = key.KID
 	for _, w := range append(res.Warnings, warnings...) {

@@ -117,48 +117,55 @@ func (b *backend) pathTrust(ctx context.Context, req *logical.Request, d *framew
 		return nil, err
 	}
 
-	b.writeLock.Lock()
-	defer b.writeLock.Unlock()
-	snap, clk, err := b.state(ctx, req.Storage)
+	return b.runOp(ctx, req, name, &ringTrust{
+		key:      trustedKey{KID: kid, Alg: alg, Thumbprint: tp, PublicJWK: jwk, ExpiresAt: int64(expires.(int))},
+		keyField: keyField,
+	})
+}
+
+// ringTrust is keys/<name>/trust, run by runOp (path_keys_ops.go) like the
+// lifecycle operations: key, parsed and checked, joins the ring's JWKS.
+// keyField names the field that carried it.
+type ringTrust struct {
+	key      trustedKey
+	keyField string
+}
+
+func (o *ringTrust) missing(name, mount string) error {
+	return refuse("name", "no key ring %q; trust old keys on the ring that took over the issuer (create it with vault write %skeys/%s/import)", name, mount, name)
+}
+
+// check refuses a kid or key the mount holds, or has let go of.
+func (o *ringTrust) check(ctx context.Context, s logical.Storage, snap *snapshot) error {
+	h, err := readHistory(ctx, s)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	now := clk.Schedule
-	old := snap.rings[name]
-	if old == nil || old.DeletedAt != 0 {
-		return respond(refuse("name", "no key ring %q; trust old keys on the ring that took over the issuer (create it with vault write %skeys/%s/import)", name, req.MountPoint, name))
-	}
-	h, err := readHistory(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkIdentity(snap, h, identity{kid: kid, thumbprint: tp}, keyField); err != nil {
-		return respond(err)
-	}
-	r := old.clone()
-	t := trustedKey{KID: kid, Alg: alg, Thumbprint: tp, PublicJWK: jwk, ExpiresAt: int64(expires.(int))}
-	res, err := trustOp(r, now, t, keyField)
-	if err != nil {
-		return respond(err)
-	}
-	settle(r, now)
-	if err := checkBounds(snap, r, now, keyField); err != nil {
-		return respond(err)
-	}
-	warnings, _, err := b.commitRing(ctx, req.Storage, old, r, now)
-	if err != nil {
-		return nil, err
-	}
-	b.log().Info("key trusted", "ring", name, "kid", kid, "alg", alg, "thumbprint", tp, "expires_at", fmtTime(t.ExpiresAt))
-	b.metrics.adopted.WithLabelValues(name, originTrusted).Inc()
-	resp := &logical.Response{Data: map[string]any{
-		"kid": kid, "alg": alg, "thumbprint": tp, "added_at": now, "expires_at": t.ExpiresAt,
+	return checkIdentity(snap, h, identity{kid: o.key.KID, thumbprint: o.key.Thumbprint}, o.keyField)
+}
+
+func (o *ringTrust) apply(r *ringEntry, now int64) (opResult, error) {
+	return trustOp(r, now, o.key, o.keyField)
+}
+
+// stocks: a trusted key never signs, so the signing keys are left as they
+// are.
+func (o *ringTrust) stocks() bool { return false }
+
+func (o *ringTrust) boundsField() string { return o.keyField }
+
+func (o *ringTrust) record(b *backend, ring string, _ opResult) {
+	t := &o.key
+	b.log().Info("key trusted", "ring", ring, "kid", t.KID, "alg", t.Alg, "thumbprint", t.Thumbprint, "expires_at", fmtTime(t.ExpiresAt))
+	b.metrics.adopted.WithLabelValues(ring, originTrusted).Inc()
+}
+
+func (o *ringTrust) answer(r *ringEntry, now int64, _ opResult) map[string]any {
+	t := &o.key
+	return map[string]any{
+		"kid": t.KID, "alg": t.Alg, "thumbprint": t.Thumbprint, "added_at": now, "expires_at": t.ExpiresAt,
 		"trusted_keys": ringData(r, now)["trusted_keys"],
-	}}
-	for _, w := range append(res.Warnings, warnings...) {
-		resp.AddWarning(w)
 	}
-	return resp, nil
 }
 
 var pathTrustHelpDesc = strings.TrimSpace(fmt.Sprintf(`
