@@ -45,19 +45,6 @@ func plan(r *ringEntry, now, at int64) int {
 // planned reports whether k is a planned key not yet made.
 func (k *signingKey) planned() bool { return k.KID == "" }
 
-// planStock appends the pending keys maintenance must keep ahead at now
-// (none for a deleted ring).
-func planStock(r *ringEntry, now int64) int {
-	if r.DeletedAt != 0 {
-		return 0
-	}
-	slots := stockSlots(r.Keys, r.schedule(), now)
-	for _, at := range slots {
-		plan(r, now, at)
-	}
-	return len(slots)
-}
-
 // materialize makes the planned keys of r with keys and returns them, for
 // their private halves to be stored.
 func materialize(r *ringEntry, keys keySource) ([]*generatedKey, error) {
