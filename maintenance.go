@@ -120,8 +120,8 @@ func (b *backend) gateOf(snap *snapshot, now int64) func(r *ringEntry) coverage 
 // mountWide labels maintenance failures that concern no single ring.
 const mountWide = "(mount)"
 
-// gateHorizonSeconds: maintenance decides on activations due within two ticks, so
-// a decision is always stored before the activation it concerns.
+// gateHorizonSeconds: maintenance decides on activations due within two
+// ticks, so a decision is always stored before the activation it concerns.
 const gateHorizonSeconds = 2 * maintenanceTickSeconds
 
 // applyGate delays the next activation while too few declared verifiers

@@ -17,7 +17,8 @@ const (
 	defaultVerificationTTLSeconds = int64(24 * 3600)
 	defaultRSABits                = 2048
 	minRotationPeriodSeconds      = int64(10)
-	// clockSkewSeconds is the margin between a token's expiry and its key's removal.
+	// clockSkewSeconds is the margin between a token's expiry and its key's
+	// removal.
 	clockSkewSeconds = int64(60)
 	// maxPeriodsPublished bounds (publish_lead + verification_ttl) / rotation_period.
 	maxPeriodsPublished = 10

@@ -23,9 +23,10 @@ const (
 	stateRevoked  = "revoked"
 )
 
-// maintenanceTickSeconds is how often Vault calls PeriodicFunc on the active node
-// (its rollback manager period). Pending keys are stocked two ticks beyond the
-// lead so a missed tick never leaves a slot without a published key.
+// maintenanceTickSeconds is how often Vault calls PeriodicFunc on the active
+// node (its rollback manager period). Pending keys are stocked two ticks
+// beyond the lead so a missed tick never leaves a slot without a published
+// key.
 const maintenanceTickSeconds int64 = 60
 
 // forever stands for "not scheduled": a key with no successor neither retires

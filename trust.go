@@ -170,8 +170,8 @@ func parseTrustedPEM(text string) (crypto.PublicKey, error) {
 }
 
 // trustOp adds t, a verify-only public key of the issuer r adopts, to r's
-// JWKS from now until its expires_at, within maxTrustPeriodSeconds. It never signs.
-// keyField names the field that carried the key.
+// JWKS from now until its expires_at, within maxTrustPeriodSeconds. It never
+// signs. keyField names the field that carried the key.
 func trustOp(r *ringEntry, now int64, t trustedKey, keyField string) (opResult, error) {
 	var res opResult
 	switch {
