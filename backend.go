@@ -119,7 +119,8 @@ func newBackend(src clockSource) *backend {
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
 			pathKeys(b),
-			pathAdopt(b),
+			pathImport(b),
+			[]*framework.Path{pathTrust(b)},
 			pathRoles(b),
 			[]*framework.Path{pathToken(b)},
 			[]*framework.Path{pathSign(b), pathVerifiers(b), pathMetrics(b)},
@@ -237,11 +238,11 @@ func (b *backend) clockChanged(ev clockEvent) {
 	case "held":
 		b.metrics.clockSteps.Inc()
 		b.log().Warn("the wall clock stepped forward without real time passing; the key schedule is held behind it until the clock is corrected or the new time is accepted (write clock/accept)",
-			"step_seconds", ev.step, "held_seconds", ev.held)
+			"step_seconds", ev.stepSeconds, "held_seconds", ev.heldSeconds)
 	case "released":
-		b.log().Info("the wall clock stepped back in line with real time; the key schedule follows it again", "step_seconds", ev.step)
+		b.log().Info("the wall clock stepped back in line with real time; the key schedule follows it again", "step_seconds", ev.stepSeconds)
 	case "accepted":
-		b.log().Warn("new wall clock time accepted; the key schedule jumped forward", "jump_seconds", ev.held)
+		b.log().Warn("new wall clock time accepted; the key schedule jumped forward", "jump_seconds", ev.heldSeconds)
 	}
 }
 

@@ -1,6 +1,8 @@
 package jwtrotor
 
 import (
+	"maps"
+	"slices"
 	"sort"
 )
 
@@ -28,10 +30,10 @@ const (
 	// adopted has a few old keys with tokens still out. They also count
 	// against maxRingKeys and maxJWKSBytes while published.
 	maxTrustedKeys = 10
-	// maxTrustPeriod bounds how long a trusted key stays published: long
+	// maxTrustPeriodSeconds bounds how long a trusted key stays published: long
 	// enough for the tokens a legacy issuer gave out (a month's lifetime
 	// and then some), short enough that a forgotten one goes by itself.
-	maxTrustPeriod = int64(90 * 24 * 3600)
+	maxTrustPeriodSeconds = int64(90 * 24 * 3600)
 )
 
 // keyBytes is what key k adds to a JWKS: its JWK and a separator.
@@ -90,9 +92,9 @@ func peak(r *ringEntry, now int64) (int, int) {
 	// the future keys' count reaches its steady level within one steady
 	// window: two windows of future keys include the peak.
 	prevFrom, prevOverlap, prevBytes := max(r.Keys[lastIdx].PublishAt, now), r.Keys[lastIdx].Overlap, keyBytes(&r.Keys[lastIdx])
-	steady := 2*sched.RotationPeriod + sched.PublishLead + 2*maintenanceTick + sched.VerificationTTL
+	steady := 2*sched.RotationPeriod + sched.PublishLead + 2*maintenanceTickSeconds + sched.VerificationTTL
 	for n := 0; ; n++ {
-		made := max(now, last-sched.PublishLead-2*maintenanceTick)
+		made := max(now, last-sched.PublishLead-2*maintenanceTickSeconds)
 		slot := max(made+sched.PublishLead, last+sched.RotationPeriod)
 		spans = append(spans, span{prevFrom, slot + prevOverlap, prevBytes})
 		prevFrom, prevOverlap, prevBytes = made, sched.VerificationTTL, size
@@ -161,7 +163,7 @@ func sweep(spans []span, now int64) (int, int) {
 // ticks ahead, the active key, and retiring keys for the overlap.
 func ringProjection(r *ringEntry) int {
 	p := r.RotationPeriod
-	return int((r.PublishLead+2*maintenanceTick+p-1)/p + 1 + 1 + (r.VerificationTTL+p-1)/p + 1)
+	return int((r.PublishLead+2*maintenanceTickSeconds+p-1)/p + 1 + 1 + (r.VerificationTTL+p-1)/p + 1)
 }
 
 // largestKey is the size of the largest key r publishes or will make.
@@ -198,7 +200,7 @@ func checkBounds(snap *snapshot, r *ringEntry, now int64, field string) error {
 			r.Name, keys, maxRingKeys, fmtTime(ringNextRemoval(r, now)))
 	}
 	total := 0
-	for _, n := range sortedNames(snap.rings) {
+	for _, n := range slices.Sorted(maps.Keys(snap.rings)) {
 		if n != r.Name {
 			total += reserve(snap.rings[n], now)
 		}

@@ -67,7 +67,7 @@ func TestBoundsPeakIsExact(t *testing.T) {
 			if c.prepare != nil {
 				c.prepare(e)
 			}
-			steady := 2*c.period + c.lead + 2*maintenanceTick + c.vttl
+			steady := 2*c.period + c.lead + 2*maintenanceTickSeconds + c.vttl
 			checked, horizon := steady, 3*steady+c.vttl
 			start := e.clock.Now().Unix()
 			var rings []*ringEntry
@@ -162,7 +162,7 @@ func TestBoundsRingProjection(t *testing.T) {
 		e.mustWrite("keys/k", map[string]any{"algorithm": c.alg, "rotation_period": c.period, "publish_lead": c.lead, "verification_ttl": c.vttl})
 		e.mustWrite("keys/k/rotate", map[string]any{"force": true})
 		most := 0
-		e.simulate(time.Duration(3*(2*c.period+c.lead+2*maintenanceTick+c.vttl))*time.Second, time.Second, time.Second, func(now time.Time) {
+		e.simulate(time.Duration(3*(2*c.period+c.lead+2*maintenanceTickSeconds+c.vttl))*time.Second, time.Second, time.Second, func(now time.Time) {
 			most = max(most, e.publishedCount("k"))
 		})
 		if p := ringProjection(e.ring("k")); most+1 > p {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -15,16 +16,14 @@ import (
 // sign path (path_sign.go) and the input checks (validate.go) all use them.
 
 // reservedClaims are set by the plugin from Vault's clock, the role and the
-// config; neither a role nor a caller may set them.
+// config; neither a role nor a caller may set them. The discovery document
+// lists them as its claims_supported. This is the one list; the Terraform
+// provider's copy is compared with it by its tests.
 var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"}
 
+// isReserved reports whether name is a reserved claim in any case.
 func isReserved(name string) bool {
-	for _, r := range reservedClaims {
-		if strings.EqualFold(r, name) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(reservedClaims, func(r string) bool { return strings.EqualFold(r, name) })
 }
 
 // checkSubjectTemplate accepts a static subject or a Vault identity template

@@ -27,8 +27,9 @@ import (
 // passed a held key's remove_at.
 
 // jumpTolerance is the largest unexplained forward step taken as it comes:
-// the 60 s every token's expiry keeps from its key's removal absorbs it.
-const jumpTolerance = clockSkew * int64(time.Second)
+// the clockSkewSeconds every token's expiry keeps from its key's removal
+// absorbs it.
+const jumpTolerance = time.Duration(clockSkewSeconds) * time.Second
 
 // clockSource is where time comes from: the wall clock, and a monotonic clock
 // that only real elapsed time moves. Tests replace it.
@@ -50,17 +51,17 @@ type reading struct {
 	// Token is the time to stamp on a token signed now: the wall clock, but
 	// never after Schedule.
 	Token int64
-	// Wall is the wall clock, and Held how far (seconds) the schedule is
-	// held behind it because of an unexplained forward step (0: not held).
-	Wall int64
-	Held int64
+	// Wall is the wall clock, and HeldSeconds how far the schedule is held
+	// behind it because of an unexplained forward step (0: not held).
+	Wall        int64
+	HeldSeconds int64
 }
 
 // clockEvent reports a change of the hold, for logs and metrics.
 type clockEvent struct {
-	kind string // "held", "released" or "accepted"
-	held int64  // seconds held (for "held": the new total)
-	step int64  // seconds the wall clock stepped, unexplained by real time
+	kind        string // "held", "released" or "accepted"
+	heldSeconds int64  // held (for "held": the new total)
+	stepSeconds int64  // how far the wall clock stepped, unexplained by real time
 }
 
 type scheduleClock struct {
@@ -70,10 +71,10 @@ type scheduleClock struct {
 	seen     bool
 	lastWall int64
 	lastMono time.Duration
-	// drift is the net movement of the wall clock, in nanoseconds, that
-	// elapsed time does not explain, since the process started or the
-	// operator last accepted the time.
-	drift     int64
+	// drift is the net movement of the wall clock that elapsed time does
+	// not explain, since the process started or the operator last accepted
+	// the time.
+	drift     time.Duration
 	held      bool
 	heldSince int64
 	highWater int64
@@ -104,18 +105,18 @@ func (c *scheduleClock) readLocked() (reading, *clockEvent) {
 	if c.seen {
 		// Slewing moves both clocks alike; only steps (and time spent
 		// suspended, which the monotonic clock does not count) show here.
-		step := (wall - c.lastWall) - int64(mono-c.lastMono)
+		step := time.Duration(wall-c.lastWall) - (mono - c.lastMono)
 		c.drift += step
 		switch {
 		case c.drift > jumpTolerance && !c.held:
 			c.held = true
 			c.heldSince = wall / int64(time.Second)
-			ev = &clockEvent{kind: "held", held: (c.drift - jumpTolerance) / int64(time.Second), step: step / int64(time.Second)}
+			ev = &clockEvent{kind: "held", heldSeconds: int64((c.drift - jumpTolerance) / time.Second), stepSeconds: int64(step / time.Second)}
 		case c.drift > jumpTolerance && step > jumpTolerance:
-			ev = &clockEvent{kind: "held", held: (c.drift - jumpTolerance) / int64(time.Second), step: step / int64(time.Second)}
+			ev = &clockEvent{kind: "held", heldSeconds: int64((c.drift - jumpTolerance) / time.Second), stepSeconds: int64(step / time.Second)}
 		case c.drift <= jumpTolerance && c.held:
 			c.held = false
-			ev = &clockEvent{kind: "released", step: step / int64(time.Second)}
+			ev = &clockEvent{kind: "released", stepSeconds: int64(step / time.Second)}
 		}
 	}
 	c.seen, c.lastWall, c.lastMono = true, wall, mono
@@ -126,7 +127,7 @@ func (c *scheduleClock) readLocked() (reading, *clockEvent) {
 	if c.held {
 		// Steps up to the tolerance were taken as they came; only what
 		// goes beyond it is held, so the schedule does not stall.
-		held = (c.drift - jumpTolerance) / int64(time.Second)
+		held = int64((c.drift - jumpTolerance) / time.Second)
 		sched = wallSec - held
 	}
 	if c.drift < 0 && sched >= c.highWater {
@@ -138,7 +139,7 @@ func (c *scheduleClock) readLocked() (reading, *clockEvent) {
 		sched = c.highWater
 	}
 	c.highWater = sched
-	return reading{Schedule: sched, Token: min(wallSec, sched), Wall: wallSec, Held: held}, ev
+	return reading{Schedule: sched, Token: min(wallSec, sched), Wall: wallSec, HeldSeconds: held}, ev
 }
 
 // observe raises the high-water mark to a time read from storage.
@@ -158,14 +159,14 @@ func (c *scheduleClock) accept() (reading, int64) {
 	c.readLocked()
 	held := int64(0)
 	if c.held {
-		held = (c.drift - jumpTolerance) / int64(time.Second)
+		held = int64((c.drift - jumpTolerance) / time.Second)
 	}
 	c.drift, c.held = 0, false
 	r, _ := c.readLocked()
 	notify := c.notify
 	c.mu.Unlock()
 	if notify != nil && held > 0 {
-		notify(clockEvent{kind: "accepted", held: held})
+		notify(clockEvent{kind: "accepted", heldSeconds: held})
 	}
 	return r, held
 }

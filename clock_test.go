@@ -302,8 +302,8 @@ func TestScheduleClock(t *testing.T) {
 	// One second more is held: what goes beyond the tolerance.
 	src.Step(time.Second)
 	r := at(t0+80, "held at 61 s")
-	if r.Held != 1 || c.heldSinceUnix() == 0 || len(events) != 1 || events[0] != "held" {
-		t.Fatalf("held %d, since %d, events %v", r.Held, c.heldSinceUnix(), events)
+	if r.HeldSeconds != 1 || c.heldSinceUnix() == 0 || len(events) != 1 || events[0] != "held" {
+		t.Fatalf("held %d, since %d, events %v", r.HeldSeconds, c.heldSinceUnix(), events)
 	}
 	// A 48h step is held too; real time still moves the schedule.
 	src.Step(48 * time.Hour)
@@ -324,7 +324,7 @@ func TestScheduleClock(t *testing.T) {
 	src.Step(time.Hour)
 	at(t0+85, "held an hour")
 	r, held := c.accept()
-	if held != 3600 || r.Schedule != t0+85+3600 || r.Held != 0 || events[len(events)-1] != "accepted" {
+	if held != 3600 || r.Schedule != t0+85+3600 || r.HeldSeconds != 0 || events[len(events)-1] != "accepted" {
 		t.Fatalf("accept: held %d, schedule %d, %v", held, r.Schedule-t0, events)
 	}
 	// A high-water mark from storage bounds the schedule from below.

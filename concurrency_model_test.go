@@ -3,6 +3,7 @@ package jwtrotor
 import (
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -315,7 +316,7 @@ func (s *mState) fresh(base *concBase, kid string) bool {
 		return false
 	}
 	for _, r := range s.rings {
-		if r.index(kid) >= 0 || has(r.revoked, kid) || has(r.oldRevoked, kid) || has(r.removed, kid) {
+		if r.index(kid) >= 0 || slices.Contains(r.revoked, kid) || slices.Contains(r.oldRevoked, kid) || slices.Contains(r.removed, kid) {
 			return false
 		}
 	}
@@ -524,10 +525,10 @@ func (s *mState) revoke(base *concBase, in cIn, out cOut) (bool, any) {
 	i := r.index(in.kid)
 	if i < 0 {
 		switch {
-		case has(r.revoked, in.kid):
+		case slices.Contains(r.revoked, in.kid):
 			return out.status == 200 && out.revoked == in.kid &&
 				out.active == r.kidAt(r.active()) && out.pending == r.kidAt(r.firstPending()), s
-		case has(r.oldRevoked, in.kid):
+		case slices.Contains(r.oldRevoked, in.kid):
 			return out.status == 400 || (out.status == 200 && out.revoked == in.kid &&
 				out.active == r.kidAt(r.active()) && out.pending == r.kidAt(r.firstPending())), s
 		default:

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -515,7 +516,7 @@ func TestConcurrency(t *testing.T) {
 						mine[scope] = out.etag
 					}
 					for _, k := range []string{out.active, out.pending, out.promoted} {
-						if k != "" && !has(kids[scope], k) {
+						if k != "" && !slices.Contains(kids[scope], k) {
 							kids[scope] = append(kids[scope], k)
 						}
 					}
@@ -612,7 +613,7 @@ func TestConcurrency(t *testing.T) {
 		body := concJWKSBody(t, reader)
 		for _, tok := range node.tokens {
 			base.seenKIDs[tok.signKID] = true
-			if !has(allBody, tok.signKID) {
+			if !slices.Contains(allBody, tok.signKID) {
 				continue // revoked in the burst
 			}
 			if _, err := verifyJose(t, tok.token, body, time.Unix(base.now, 0)); err != nil {
@@ -743,7 +744,7 @@ func concAdvance(t *testing.T, rng *rand.Rand, e *testEnv) {
 		due := int64(0)
 		for _, n := range concRings {
 			for _, k := range e.ring(n).Keys {
-				if k.RevokedAt == 0 && k.ActivateAt > now && k.ActivateAt <= now+concLead+2*maintenanceTick+1 {
+				if k.RevokedAt == 0 && k.ActivateAt > now && k.ActivateAt <= now+concLead+2*maintenanceTickSeconds+1 {
 					due = max(due, k.ActivateAt)
 				}
 			}

@@ -91,7 +91,7 @@ func TestDefectRevokePendingAfterRollbackKeepsOverlap(t *testing.T) {
 		if k.RetireAt != 0 && k.RetireAt < signedAt {
 			t.Fatalf("K1 retires at T0+%d, before it signed its last token at T0+%d", k.RetireAt-t0, signedAt-t0)
 		}
-		if k.RemoveAt != 0 && exp > k.RemoveAt-clockSkew {
+		if k.RemoveAt != 0 && exp > k.RemoveAt-clockSkewSeconds {
 			t.Fatalf("K1's token expires at T0+%d, past its remove_at T0+%d - 60", exp-t0, k.RemoveAt-t0)
 		}
 		return
@@ -113,8 +113,8 @@ func TestDefectLoweredOverlapKeepsSignedTokens(t *testing.T) {
 	e.mustWrite("keys/k", map[string]any{"verification_ttl": "6m"})
 	e.mustWrite("keys/k/rotate", map[string]any{"force": true})
 	for _, k := range e.ring("k").Keys {
-		if k.KID == kid && exp > k.RemoveAt-clockSkew {
-			t.Fatalf("a token of %s expires %ds after its key's remove_at - 60", kid, exp-(k.RemoveAt-clockSkew))
+		if k.KID == kid && exp > k.RemoveAt-clockSkewSeconds {
+			t.Fatalf("a token of %s expires %ds after its key's remove_at - 60", kid, exp-(k.RemoveAt-clockSkewSeconds))
 		}
 	}
 	// The same through a ring delete after the role moved away.
@@ -127,8 +127,8 @@ func TestDefectLoweredOverlapKeepsSignedTokens(t *testing.T) {
 	e.mustWrite("keys/k", map[string]any{"verification_ttl": "6m"})
 	e.do(logical.DeleteOperation, "keys/k", nil)
 	for _, k := range e.ring("k").Keys {
-		if k.KID == kid && exp > k.RemoveAt-clockSkew {
-			t.Fatalf("after delete, a token of %s expires %ds after its key's remove_at - 60", kid, exp-(k.RemoveAt-clockSkew))
+		if k.KID == kid && exp > k.RemoveAt-clockSkewSeconds {
+			t.Fatalf("after delete, a token of %s expires %ds after its key's remove_at - 60", kid, exp-(k.RemoveAt-clockSkewSeconds))
 		}
 	}
 }
@@ -394,12 +394,12 @@ func TestDefectFirstFetchAfterRestartHonoursHighWater(t *testing.T) {
 	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "11m"})
 	first := e.ring("k").Keys[0].KID
 	e.simulate(25*time.Minute, time.Minute, time.Minute, func(time.Time) {})
-	if has(e.jwksKIDs(), first) {
+	if slices.Contains(e.jwksKIDs(), first) {
 		t.Fatal("the first key should have been removed by now")
 	}
 	e.clock.Advance(-10 * time.Minute)
 	after := e.restart()
-	if has(after.jwksKIDs(), first) {
+	if slices.Contains(after.jwksKIDs(), first) {
 		t.Fatalf("the first fetch after a restart with the clock stepped back serves the removed key %s", first)
 	}
 }
@@ -420,7 +420,7 @@ func TestDefectForwardClockJumpIsHeld(t *testing.T) {
 	if err := e.maintain(); err != nil {
 		t.Fatal(err)
 	}
-	if !has(e.jwksKIDs(), kid) {
+	if !slices.Contains(e.jwksKIDs(), kid) {
 		t.Fatalf("after a 48h forward step the JWKS lost %s while its token lives", kid)
 	}
 	resp, err := e.write("sign/r", nil)
@@ -517,7 +517,7 @@ func TestDefectStaleDocumentNeverCached(t *testing.T) {
 	for _, node := range []*testEnv{active, standby} {
 		_, p := activeAndPending(active.ring("k").Keys, clock.Now().Unix())
 		kid := active.ring("k").Keys[p].KID
-		if !has(node.jwksKIDs(), kid) {
+		if !slices.Contains(node.jwksKIDs(), kid) {
 			t.Fatalf("%s is not published before the race (the test would prove nothing)", kid)
 		}
 		node.b.mu.Lock()
@@ -537,7 +537,7 @@ func TestDefectStaleDocumentNeverCached(t *testing.T) {
 		if !fired {
 			t.Fatal("the fetch did not render (the test would prove nothing)")
 		}
-		if has(node.jwksKIDs(), kid) {
+		if slices.Contains(node.jwksKIDs(), kid) {
 			t.Fatalf("node %d serves the revoked %s from a document rendered before the revoke", map[*testEnv]int{active: 0, standby: 1}[node], kid)
 		}
 	}
@@ -603,7 +603,7 @@ func TestPanicFailsOneRequestOnly(t *testing.T) {
 	// The same backend serves the next request on working storage.
 	ok := newEnv(t)
 	ok.b = e.b
-	if resp := ok.read("config"); resp == nil || resp.Data["jwks_max_age"] != defaultJWKSMaxAge {
+	if resp := ok.read("config"); resp == nil || resp.Data["jwks_max_age"] != defaultJWKSMaxAgeSeconds {
 		t.Fatalf("the backend no longer serves after a panic: %v", respErr(resp))
 	}
 }
@@ -699,7 +699,7 @@ func TestDefectRestartAfterStepBackLosesOnlyTheUnstoredInterval(t *testing.T) {
 			}
 		}
 		exp := tok.Data["expires_at"].(int64)
-		short := exp - (removeAt - clockSkew)
+		short := exp - (removeAt - clockSkewSeconds)
 		t.Logf("mark stored before the step: %v; resumed %ds before the signing; the key leaves %ds before the token's expiry + 60s", stored, signedAt-resumed, max(short, 0))
 		if removeAt == 0 {
 			t.Fatal("the key was not retired: the case did not happen")

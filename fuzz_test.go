@@ -106,7 +106,7 @@ func referenceDuration(s string) (int64, bool) {
 		secs = n
 	} else if days, ok := strings.CutSuffix(v, "d"); ok {
 		n, err := strconv.ParseInt(days, 10, 64)
-		if err != nil || n < 0 || n > maxDuration/86400 {
+		if err != nil || n < 0 || n > maxDurationSeconds/86400 {
 			return 0, false
 		}
 		secs = n * 86400
@@ -117,7 +117,7 @@ func referenceDuration(s string) (int64, bool) {
 		}
 		secs = int64(d / time.Second)
 	}
-	if secs < 0 || secs > maxDuration {
+	if secs < 0 || secs > maxDurationSeconds {
 		return 0, false
 	}
 	return secs, true

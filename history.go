@@ -3,6 +3,8 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -231,7 +233,7 @@ func identifiers(snap *snapshot, h *historyEntry) map[string]owner {
 			ids[id] = o
 		}
 	}
-	for _, name := range sortedNames(snap.rings) {
+	for _, name := range slices.Sorted(maps.Keys(snap.rings)) {
 		r := snap.rings[name]
 		for i := range r.Keys {
 			k := &r.Keys[i]

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -90,7 +92,7 @@ func hostileWrongValues(t framework.FieldType) []hostileValue {
 		return []hostileValue{
 			{"number as word", "soon"}, {"empty", ""}, {"blank", "   "},
 			{"negative string", "-1s"}, {"negative number", -1}, {"negative hours", "-2h"},
-			{"huge string", "87601h"}, {"huge number", maxDuration + 1}, {"overflowing number", "9223372036854775808"},
+			{"huge string", "87601h"}, {"huge number", maxDurationSeconds + 1}, {"overflowing number", "9223372036854775808"},
 			{"overflowing hours", "99999999999999999999h"},
 			{"fraction of a second", 1.5}, {"milliseconds", "1500ms"}, {"exponent", "1e3"},
 			{"boolean", true}, {"list", []any{"1h"}}, {"object", map[string]any{}}, {"invalid UTF-8", "1\xffh"},
@@ -405,7 +407,7 @@ func hostileSemanticCases() []hostileCase {
 			return map[string]any{"jwk": publicJWKMap(e.t, newTestKey(e.t, "P-256").Public(), "old-1", "", nil), "alg": "RS256", "expires_at": e.clock.Now().Add(24 * time.Hour).Unix()}
 		}},
 		hostileCase{name: "trust until a past time", path: "keys/k/trust", field: "expires_at", also: []string{"not in the future"}, dataFrom: trusted(map[string]any{"expires_at": testStart.Unix() - 1}, nil)},
-		hostileCase{name: "trust beyond the longest period", path: "keys/k/trust", field: "expires_at", also: []string{"is more than 90 days away", "for at most 90 days (until " + fmtTime(testStart.Unix()+maxTrustPeriod) + ")"}, dataFrom: trusted(map[string]any{"expires_at": testStart.Unix() + maxTrustPeriod + 1}, nil)},
+		hostileCase{name: "trust beyond the longest period", path: "keys/k/trust", field: "expires_at", also: []string{"is more than 90 days away", "for at most 90 days (until " + fmtTime(testStart.Unix()+maxTrustPeriodSeconds) + ")"}, dataFrom: trusted(map[string]any{"expires_at": testStart.Unix() + maxTrustPeriodSeconds + 1}, nil)},
 	)
 
 	// roles/<name>
@@ -754,7 +756,7 @@ func TestHostileBatchItems(t *testing.T) {
 	}
 	// Every field of a batch item, null (which once killed the process) and
 	// huge.
-	for _, f := range sortedNames(signFields) {
+	for _, f := range slices.Sorted(maps.Keys(signFields)) {
 		cases = append(cases,
 			hostileBatchCase{f + " null", map[string]any{f: nil}, f, []string{"null"}},
 			hostileBatchCase{f + " a huge number", map[string]any{f: json.Number("1" + strings.Repeat("0", 400))}, f, nil},

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -77,7 +78,7 @@ func TestInvariantLead(t *testing.T) {
 			t.Fatalf("%s: no active key", now)
 		}
 		p := liveAfter(ring.Keys, a)
-		if p < 0 || !has(kids, ring.Keys[a].KID) || !has(kids, ring.Keys[p].KID) {
+		if p < 0 || !slices.Contains(kids, ring.Keys[a].KID) || !slices.Contains(kids, ring.Keys[p].KID) {
 			t.Fatalf("%s: the JWKS %v lacks the active or the next pending key", now, kids)
 		}
 		// Maintenance stocks keys at least lead + two ticks ahead (checked
@@ -205,11 +206,11 @@ func TestInvariantExactness(t *testing.T) {
 			}
 			if k.RemoveAt == t0 {
 				removals++
-				if has(kids, k.KID) {
+				if slices.Contains(kids, k.KID) {
 					t.Fatalf("%d: %s was due to leave the JWKS this second", t0, k.KID)
 				}
 			}
-			if k.RemoveAt == t0+1 && !has(kids, k.KID) {
+			if k.RemoveAt == t0+1 && !slices.Contains(kids, k.KID) {
 				t.Fatalf("%d: %s left the JWKS a second early", t0, k.KID)
 			}
 		}
@@ -229,7 +230,7 @@ func TestInvariantMonotonic(t *testing.T) {
 	first := e.ring("k").Keys[0].KID
 	e.simulate(40*time.Minute, 30*time.Second, time.Minute, func(time.Time) {})
 	_, body, _ := e.jwks("jwks")
-	if has(kidsOf(t, body), first) {
+	if slices.Contains(kidsOf(t, body), first) {
 		t.Fatalf("%s should have been removed by now", first)
 	}
 	revoked := e.ring("k").Keys[0].KID
@@ -240,7 +241,7 @@ func TestInvariantMonotonic(t *testing.T) {
 	for _, env := range []*testEnv{e, e.restart()} {
 		_, body, _ = env.jwks("jwks")
 		kids := kidsOf(t, body)
-		if has(kids, first) || has(kids, revoked) {
+		if slices.Contains(kids, first) || slices.Contains(kids, revoked) {
 			t.Fatalf("a removed or revoked kid came back after the clock stepped back: %v", kids)
 		}
 		if err := env.maintain(); err != nil {

@@ -1,10 +1,8 @@
 package jwtrotor
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -16,99 +14,6 @@ import (
 // referring to them. A crash therefore leaves at worst an orphaned private
 // half, which maintenance deletes; it never leaves a ring pointing at a
 // missing key, and the ring entry itself changes in one Put.
-
-// settle brings r's derived fields up to date at now, after an operation
-// rewrote timestamps: overlaps, the chain of retirements, and the removal of
-// keys that are gone (removed keys are forgotten; revoked keys become
-// tombstones). It returns the kids forgotten.
-func settle(r *ringEntry, now int64) []string {
-	if r.DeletedAt == 0 {
-		setOverlaps(r.Keys, r.schedule(), now)
-		chain(r.Keys, now)
-	} else {
-		sortKeys(r.Keys)
-	}
-	return compact(r, now)
-}
-
-// compact forgets removed keys and expired trusted keys, strips revoked keys
-// to tombstones (kid, algorithm, thumbprint, timestamps; no public key), and
-// forgets tombstones after a verification_ttl, or the oldest revocations
-// beyond maxTombstones (excessTombstones). The history records what it
-// forgets when the ring is written (recordDeparted).
-func compact(r *ringEntry, now int64) []string {
-	var forgotten []string
-	drop := excessTombstones(r.Keys, r.VerificationTTL, now)
-	kept := r.Keys[:0]
-	for _, k := range r.Keys {
-		switch k.state(now) {
-		case stateRemoved:
-			r.LastRemoval = max(r.LastRemoval, k.RemoveAt)
-			forgotten = append(forgotten, k.KID)
-			continue
-		case stateRevoked:
-			if now >= k.RevokedAt+r.VerificationTTL || drop[k.KID] {
-				r.LastRemoval = max(r.LastRemoval, k.RevokedAt)
-				forgotten = append(forgotten, k.KID)
-				continue
-			}
-			k.PublicJWK, k.GateNote = nil, ""
-		}
-		kept = append(kept, k)
-	}
-	r.Keys = kept
-	trusted := r.Trusted[:0]
-	for _, t := range r.Trusted {
-		if now >= t.ExpiresAt {
-			r.LastRemoval = max(r.LastRemoval, t.ExpiresAt)
-			forgotten = append(forgotten, t.KID)
-			continue
-		}
-		trusted = append(trusted, t)
-	}
-	r.Trusted = trusted
-	if len(r.Trusted) == 0 {
-		r.Trusted = nil
-	}
-	return forgotten
-}
-
-// excessTombstones picks the tombstones past maxTombstones that compact
-// forgets: the oldest revocations first, and at one time the tombstones of
-// earlier writes before the keys this write revoked (still holding their
-// public key). Those are never forgotten in the write that revoked them, so
-// a revocation never makes its own key vanish unrecorded: their tombstones
-// take the place of live keys, and the next write brings the count back to
-// maxTombstones.
-func excessTombstones(keys []signingKey, overlap, now int64) map[string]bool {
-	var held []int
-	for i := range keys {
-		if k := &keys[i]; k.revoked() && now < k.RevokedAt+overlap {
-			held = append(held, i)
-		}
-	}
-	fresh := func(i int) bool { return keys[i].PublicJWK != nil }
-	slices.SortStableFunc(held, func(a, b int) int {
-		if c := cmp.Compare(keys[a].RevokedAt, keys[b].RevokedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(b2i(fresh(a)), b2i(fresh(b)))
-	})
-	drop := map[string]bool{}
-	for _, i := range held[:max(0, len(held)-maxTombstones)] {
-		if !fresh(i) {
-			drop[keys[i].KID] = true
-		}
-	}
-	return drop
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
 
 // releasePrivates marks the private halves r no longer needs at now and
 // returns their storage ids, to delete after the ring is written.

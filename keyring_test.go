@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -159,49 +158,6 @@ func TestFailedPrivateDeleteRetried(t *testing.T) {
 		if _, ok := dump(t, e.storage)[privatePath("k", pending)]; ok {
 			t.Fatalf("maintenance pass %d left the revoked key's private half", pass)
 		}
-	}
-}
-
-// A ring write forgets removed keys and keeps revoked keys as tombstones
-// (no public key), at most maxTombstones of them, the oldest forgotten
-// first; the mark of the latest removal never moves back.
-func TestCompactTombstones(t *testing.T) {
-	t.Parallel()
-	r := opRing()
-	now := int64(150)
-	// Tombstones of earlier writes, and one key revoked at the same time
-	// but in this write (it still holds its public key): it is kept.
-	first := len(r.Keys)
-	for i := 0; i < maxTombstones+5; i++ {
-		r.Keys = append(r.Keys, signingKey{KID: string(rune('a' + i)), Alg: "EdDSA",
-			ActivateAt: 1000 + int64(i), RevokedAt: 100, Overlap: 150})
-	}
-	r.Keys[first].PublicJWK = []byte("{}")
-	fresh := r.Keys[first].KID
-	forgotten := compact(r, now)
-	if slices.Contains(forgotten, fresh) {
-		t.Fatalf("forgot %s in the write that revoked it", fresh)
-	}
-	tombstones := 0
-	for _, k := range r.Keys {
-		if k.revoked() {
-			tombstones++
-			if k.PublicJWK != nil {
-				t.Fatalf("tombstone %s keeps its public key", k.KID)
-			}
-		}
-	}
-	if tombstones != maxTombstones || len(forgotten) != 5 {
-		t.Fatalf("%d tombstones kept and %d forgotten, want %d and 5", tombstones, len(forgotten), maxTombstones)
-	}
-	if forgotten[0] != "b" {
-		t.Fatalf("forgot %v first, want the oldest", forgotten)
-	}
-	// Later the retired keys A and B (removed at 250 and 350) are
-	// forgotten, and so are tombstones older than verification_ttl.
-	forgotten = compact(r, 400)
-	if r.LastRemoval != 350 || len(r.Keys) != 2 {
-		t.Fatalf("at 400: last removal %d, %d keys left (%v forgotten)", r.LastRemoval, len(r.Keys), forgotten)
 	}
 }
 

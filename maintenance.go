@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -35,7 +37,7 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 	defer func() { b.lastPass = now }()
 	gate := b.gateOf(snap, now)
 	var errs []error
-	for _, name := range sortedNames(snap.rings) {
+	for _, name := range slices.Sorted(maps.Keys(snap.rings)) {
 		if err := b.maintainRing(ctx, s, snap.rings[name], now, gate); err != nil {
 			if errors.Is(err, logical.ErrReadOnly) {
 				return err
@@ -111,16 +113,16 @@ func (b *backend) gateOf(snap *snapshot, now int64) func(r *ringEntry) coverage 
 		return v
 	})
 	return func(r *ringEntry) coverage {
-		return coverageOf(views(), snap.config, r, now, defaultVerifierWindow)
+		return coverageOf(views(), snap.config, r, now, defaultVerifierWindowSeconds)
 	}
 }
 
 // mountWide labels maintenance failures that concern no single ring.
 const mountWide = "(mount)"
 
-// gateHorizon: maintenance decides on activations due within two ticks, so
-// a decision is always stored before the activation it concerns.
-const gateHorizon = 2 * maintenanceTick
+// gateHorizonSeconds: maintenance decides on activations due within two
+// ticks, so a decision is always stored before the activation it concerns.
+const gateHorizonSeconds = 2 * maintenanceTickSeconds
 
 // applyGate delays the next activation while too few declared verifiers
 // hold the pending key, never past its original time plus
@@ -136,7 +138,7 @@ func (b *backend) applyGate(r *ringEntry, now int64, gate func(r *ringEntry) cov
 		return false
 	}
 	k := &r.Keys[p]
-	if k.ActivateAt <= now || k.ActivateAt > now+gateHorizon {
+	if k.ActivateAt <= now || k.ActivateAt > now+gateHorizonSeconds {
 		return false
 	}
 	origin := k.GateOrigin
@@ -163,7 +165,7 @@ func (b *backend) applyGate(r *ringEntry, now int64, gate func(r *ringEntry) cov
 	if k.ActivateAt >= limit {
 		return false
 	}
-	at := min(now+gateHorizon+1, limit)
+	at := min(now+gateHorizonSeconds+1, limit)
 	if at <= k.ActivateAt {
 		return false
 	}

@@ -1,6 +1,8 @@
 package jwtrotor
 
 import (
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -154,11 +156,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	clk := b.clock.read()
 	now := clk.Schedule
-	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(clk.Held))
+	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(clk.HeldSeconds))
 	views, _ := b.tracker.snapshot(snap.declared)
 	ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(len(views)))
-	verdict := judgeVerifiers(views, snap.config, currentKids(snap, now), now, defaultVerifierWindow)
-	for _, name := range sortedNames(snap.rings) {
+	verdict := judgeVerifiers(views, snap.config, currentKids(snap, now), now, defaultVerifierWindowSeconds)
+	for _, name := range slices.Sorted(maps.Keys(snap.rings)) {
 		r := snap.rings[name]
 		published, active := 0, 0
 		for i := range r.Keys {

@@ -196,8 +196,8 @@ func (m *model) checkIdentities(rings map[string]*ringEntry) {
 			if m.protected(t.KID) || m.protected(t.Thumbprint) {
 				m.t.Fatalf("%s reuses the kid or the key of a key that left the mount", who)
 			}
-			if t.ExpiresAt <= t.AddedAt || t.ExpiresAt-t.AddedAt > maxTrustPeriod {
-				m.t.Fatalf("%s is published from %d to %d, past the %ds bound", who, t.AddedAt, t.ExpiresAt, maxTrustPeriod)
+			if t.ExpiresAt <= t.AddedAt || t.ExpiresAt-t.AddedAt > maxTrustPeriodSeconds {
+				m.t.Fatalf("%s is published from %d to %d, past the %ds bound", who, t.AddedAt, t.ExpiresAt, maxTrustPeriodSeconds)
 			}
 		}
 	}
@@ -318,7 +318,7 @@ func (m *model) importKey(t *rapid.T) {
 	}
 	// A lead the mount's jwks_max_age allows, and an overlap within the
 	// ring's bound, as an operator would choose them.
-	maxAge := int(defaultJWKSMaxAge)
+	maxAge := int(defaultJWKSMaxAgeSeconds)
 	if c, err := readConfig(context.Background(), &m.s.InmemStorage); err == nil {
 		maxAge = int(c.JWKSMaxAge)
 	}
@@ -380,7 +380,7 @@ func (m *model) importKey(t *rapid.T) {
 	// Point a role at the new ring, and sign: the imported key's tokens
 	// join the ledger whose overlap every later step checks.
 	if role != "" {
-		maxTTL := max(1, min(300, overlap-int(clockSkew)))
+		maxTTL := max(1, min(300, overlap-int(clockSkewSeconds)))
 		if _, out := m.do(m.a, logical.UpdateOperation, "roles/"+role, map[string]any{"key": ring, "audiences": []any{"api"}, "max_ttl": maxTTL, "ttl": maxTTL}); out == ok2xx {
 			if resp, out := m.do(m.a, logical.UpdateOperation, "sign/"+role, map[string]any{}); out == ok2xx {
 				if resp.Data["kid"] != want {
@@ -403,7 +403,7 @@ func (m *model) trustKey(t *rapid.T) {
 	seenIndex := rapid.IntRange(0, 63).Draw(t, "seen-index")
 	kid, kidSet := m.drawKID(t)
 	form := rapid.IntRange(0, 19).Draw(t, "form")
-	ttl := rapid.SampledFrom([]int64{-1, 30, 120, 600, 600, 3600, 3600, 86400, maxTrustPeriod, maxTrustPeriod + 1}).Draw(t, "ttl")
+	ttl := rapid.SampledFrom([]int64{-1, 30, 120, 600, 600, 3600, 3600, 86400, maxTrustPeriodSeconds, maxTrustPeriodSeconds + 1}).Draw(t, "ttl")
 	// Mostly a ring that exists: trust goes with an import.
 	ring := modelRings[ringIndex]
 	var existing []string
@@ -478,7 +478,7 @@ func (m *model) trustKey(t *rapid.T) {
 		return
 	}
 	modelAdoptStats.trustsOK.Add(1)
-	if withPrivate || ttl <= 0 || ttl > maxTrustPeriod || kid == "bad kid" {
+	if withPrivate || ttl <= 0 || ttl > maxTrustPeriodSeconds || kid == "bad kid" {
 		m.t.Fatalf("a trust that must be refused was accepted (private %v, ttl %d, kid %q)", withPrivate, ttl, kid)
 	}
 	// It is served now, rebuilt from the key: nothing private, its own kid.

@@ -53,7 +53,7 @@ func (m *model) signMustSucceed(n *modelNode, role string, data map[string]any) 
 		}
 	}
 	modelReachStats.mustSign.Add(1)
-	if n.b.clock.read().Held > 0 {
+	if n.b.clock.read().HeldSeconds > 0 {
 		modelReachStats.mustSignHeld.Add(1)
 	}
 	return fmt.Sprintf("role %s (ring %s, max_ttl %d, audiences %v), issuer set, an active key, request %v", role, r.Key, r.MaxTTL, r.Audiences, data)
@@ -105,7 +105,7 @@ func (m *model) checkRolePolicy(role string, claims jwt.Claims) {
 // to a request that names it.
 func (m *model) checkCaching(n *modelNode, path string, resp *logical.Response, body []byte, served []*ringEntry, removal, now int64) {
 	conf, _ := readConfig(context.Background(), &m.s.InmemStorage)
-	maxAge := defaultJWKSMaxAge
+	maxAge := defaultJWKSMaxAgeSeconds
 	if conf != nil {
 		maxAge = conf.JWKSMaxAge
 	}

@@ -207,7 +207,7 @@ func (m *model) wellBelowBounds(ring string) bool {
 			served++
 		}
 	}
-	schedule := (r.VerificationTTL+r.PublishLead)/r.RotationPeriod + 2 + 2*maintenanceTick/r.RotationPeriod
+	schedule := (r.VerificationTTL+r.PublishLead)/r.RotationPeriod + 2 + 2*maintenanceTickSeconds/r.RotationPeriod
 	return int64(served)+2*schedule+1 <= maxRingKeys/2
 }
 

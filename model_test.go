@@ -553,10 +553,10 @@ func (m *model) ringTweak(t *rapid.T) {
 		// The shortest overlap the roles allow, or a scaled one.
 		v := scale(r.VerificationTTL)
 		if shortest {
-			v = clockSkew + 1
+			v = clockSkewSeconds + 1
 			for _, role := range modelRoles {
 				if rr := m.role(role); rr != nil && rr.Key == name {
-					v = max(v, rr.MaxTTL+clockSkew)
+					v = max(v, rr.MaxTTL+clockSkewSeconds)
 				}
 			}
 		}
@@ -1022,7 +1022,7 @@ func (m *model) checkClock(n *modelNode) int64 {
 	}
 	n.last = r.Schedule
 	real := testStart.Unix() + int64(m.clock.Elapsed()/time.Second)
-	if r.Schedule > real+m.allowance+clockSkew {
+	if r.Schedule > real+m.allowance+clockSkewSeconds {
 		m.t.Fatalf("%s: the schedule is %ds ahead of real time; only %ds of clock steps were accepted", n.name, r.Schedule-real, m.allowance)
 	}
 	return r.Schedule
@@ -1232,13 +1232,13 @@ func (m *model) checkTokens(rings map[string]*ringEntry, now int64) {
 		// A restart that rewound the schedule may remove the key that much
 		// earlier (docs/invariants.md, time): never before the token's
 		// expiry less the rewind, plus the margin every token keeps.
-		if key == nil && tok.rewound > 0 && now >= tok.exp-tok.rewound+clockSkew {
+		if key == nil && tok.rewound > 0 && now >= tok.exp-tok.rewound+clockSkewSeconds {
 			continue
 		}
 		if key == nil {
 			m.t.Fatalf("the key %s of a token live until %d (now %d) is gone from ring %s", tok.kid, tok.exp, now, tok.ring)
 		}
-		if key.RemoveAt != 0 && tok.exp-tok.rewound > key.RemoveAt-clockSkew {
+		if key.RemoveAt != 0 && tok.exp-tok.rewound > key.RemoveAt-clockSkewSeconds {
 			m.t.Fatalf("a token of %s expires at %d, past its key's remove_at %d - 60 (restarts moved the schedule back %d s)", tok.kid, tok.exp, key.RemoveAt, tok.rewound)
 		}
 		if key.RetireAt != 0 && key.RetireAt < tok.signedAt-tok.rewound {

@@ -5,8 +5,9 @@ import (
 )
 
 // The lifecycle operations: rotate, revoke, rollback, the key a settings
-// change adds, and the keys an adopted issuer brings (import, trust). Each
-// is a pure function of a ring and a time that rewrites timestamps in place;
+// change adds and delete; the keys an adopted issuer brings are added by
+// importOp (import.go) and trustOp (trust.go) in the same way. Each is a
+// pure function of a ring and a time that rewrites timestamps in place;
 // keys it needs are appended as planned keys (no kid yet, see plan), made
 // only once every check has passed (materialize); key material that comes
 // from outside is passed in, already parsed. The handlers parse, call one
@@ -43,19 +44,6 @@ func plan(r *ringEntry, now, at int64) int {
 
 // planned reports whether k is a planned key not yet made.
 func (k *signingKey) planned() bool { return k.KID == "" }
-
-// planStock appends the pending keys maintenance must keep ahead at now
-// (none for a deleted ring).
-func planStock(r *ringEntry, now int64) int {
-	if r.DeletedAt != 0 {
-		return 0
-	}
-	slots := stockSlots(r.Keys, r.schedule(), now)
-	for _, at := range slots {
-		plan(r, now, at)
-	}
-	return len(slots)
-}
 
 // materialize makes the planned keys of r with keys and returns them, for
 // their private halves to be stored.
@@ -311,44 +299,4 @@ func deleteOp(r *ringEntry, now int64) {
 			k.RetireAt, k.RemoveAt = now, now+k.Overlap
 		}
 	}
-}
-
-// importOp makes key, made outside the plugin, the active key of the new
-// ring r from now. Its verifiers already trust it, so it signs without a
-// lead in this JWKS (Imported waives the lead, as Forced does); stocking
-// then plans its successor, published now and activating a full lead (and
-// at least a rotation_period) later; from there the key retires, and loses
-// its private half, on schedule.
-func importOp(r *ringEntry, now int64, key *generatedKey) opResult {
-	r.Keys = append(r.Keys, signingKey{
-		KID: key.KID, Thumbprint: key.Thumbprint, Alg: key.Alg, PublicJWK: key.PublicJWK,
-		PublishAt: now, ActivateAt: now, Lead: r.PublishLead, Overlap: r.VerificationTTL,
-		HasPrivate: true, Imported: true,
-	})
-	planStock(r, now)
-	settle(r, now)
-	res := opResult{PromotedKID: key.KID, ActivatesAt: now, Reason: "imported"}
-	if k := &r.Keys[0]; k.RetireAt != 0 {
-		res.warn("imported key %s signs from now and retires at %s, when its successor (in the JWKS from now) takes over; move verifiers that pinned %s to the JWKS before then. Its private half is deleted at that retirement, and its kid leaves the JWKS at %s", k.KID, fmtTime(k.RetireAt), k.KID, fmtTime(k.RemoveAt))
-	}
-	return res
-}
-
-// trustOp adds t, a verify-only public key of the issuer r adopts, to r's
-// JWKS from now until its expires_at, within maxTrustPeriod. It never signs.
-// keyField names the field that carried the key.
-func trustOp(r *ringEntry, now int64, t trustedKey, keyField string) (opResult, error) {
-	var res opResult
-	switch {
-	case t.ExpiresAt <= now:
-		return res, refuse("expires_at", "%s is not in the future; give when the last token of the old issuer signed with this key expires (Unix seconds)", fmtTime(t.ExpiresAt))
-	case t.ExpiresAt > now+maxTrustPeriod:
-		return res, refuse("expires_at", "%s is more than %d days away; a trusted key is published for at most %d days (until %s): give an earlier time, when the old issuer's tokens have expired", fmtTime(t.ExpiresAt), maxTrustPeriod/86400, maxTrustPeriod/86400, fmtTime(now+maxTrustPeriod))
-	case len(r.Trusted) >= maxTrustedKeys:
-		return res, refuse(keyField, "ring %q already trusts %d keys, the limit; revoke one that no token needs any more first", r.Name, maxTrustedKeys)
-	}
-	t.AddedAt = now
-	r.Trusted = append(r.Trusted, t)
-	res.warn("trusted key %s is in the JWKS until %s so that tokens already signed with it keep verifying; it never signs here", t.KID, fmtTime(t.ExpiresAt))
-	return res, nil
 }

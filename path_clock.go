@@ -3,6 +3,7 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -59,7 +60,7 @@ func clockData(r reading, since int64) map[string]any {
 	return map[string]any{
 		"wall_time":     r.Wall,
 		"schedule_time": r.Schedule,
-		"held_seconds":  r.Held,
+		"held_seconds":  r.HeldSeconds,
 		"held_since":    since,
 	}
 }
@@ -70,8 +71,8 @@ func (b *backend) pathClockRead(ctx context.Context, req *logical.Request, _ *fr
 		return nil, err
 	}
 	resp := &logical.Response{Data: clockData(clk, b.clock.heldSinceUnix())}
-	if clk.Held > 0 {
-		resp.AddWarning(fmt.Sprintf("the key schedule is held %ds behind the wall clock: if the wall clock is right, write %sclock/accept; if it is wrong, correct it and the hold ends by itself", clk.Held, req.MountPoint))
+	if clk.HeldSeconds > 0 {
+		resp.AddWarning(fmt.Sprintf("the key schedule is held %ds behind the wall clock: if the wall clock is right, write %sclock/accept; if it is wrong, correct it and the hold ends by itself", clk.HeldSeconds, req.MountPoint))
 	}
 	return resp, nil
 }
@@ -98,9 +99,9 @@ func (b *backend) pathClockAccept(ctx context.Context, req *logical.Request, _ *
 	return resp, nil
 }
 
-const pathClockHelpDesc = `
+var pathClockHelpDesc = fmt.Sprintf(`
 Key states follow the wall clock to the second. If the wall clock steps
-forward by more than 60s without that much real time passing (a bad NTP step,
+forward by more than %ds without that much real time passing (a bad NTP step,
 a clock set by hand, a suspended host), the schedule holds instead of leaping:
 it goes on at the pace of real time, behind the wall clock. Signing goes on
 with the active key, tokens' iat and exp follow the schedule, and the JWKS
@@ -112,4 +113,4 @@ step from an outage.
 
 clock reads the wall time, the schedule time and how far the schedule is
 held on this node.
-`
+`, int64(jumpTolerance/time.Second))

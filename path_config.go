@@ -3,9 +3,10 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -14,9 +15,9 @@ import (
 )
 
 const (
-	defaultJWKSMaxAge = int64(15 * 60)
-	minJWKSMaxAge     = int64(1)
-	maxJWKSMaxAge     = int64(24 * 3600)
+	defaultJWKSMaxAgeSeconds = int64(15 * 60)
+	minJWKSMaxAgeSeconds     = int64(1)
+	maxJWKSMaxAgeSeconds     = int64(24 * 3600)
 )
 
 func pathConfig(b *backend) *framework.Path {
@@ -32,7 +33,7 @@ func pathConfig(b *backend) *framework.Path {
 			},
 			"jwks_max_age": {
 				Type:        framework.TypeDurationSecond,
-				Default:     durationDefault(defaultJWKSMaxAge),
+				Default:     durationDefault(defaultJWKSMaxAgeSeconds),
 				Description: "Upper bound of the JWKS Cache-Control max-age, 1s to 24h. Every ring's publish_lead must be at least twice this.",
 			},
 			"verifiers": {
@@ -96,7 +97,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("jwks_max_age"); ok {
 		c.JWKSMaxAge = int64(v.(int))
 	}
-	if c.JWKSMaxAge < minJWKSMaxAge || c.JWKSMaxAge > maxJWKSMaxAge {
+	if c.JWKSMaxAge < minJWKSMaxAgeSeconds || c.JWKSMaxAge > maxJWKSMaxAgeSeconds {
 		return respond(refuse("jwks_max_age", "%ds is outside 1s to 24h; verifiers need a positive max-age and a day is the longest any ring's lead should wait on", c.JWKSMaxAge))
 	}
 	if v, ok := d.GetOk("verifiers"); ok {
@@ -120,7 +121,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	// A shorter max-age is always safe; a longer one must leave every ring's
 	// lead at least two max-ages, or verifiers could miss a new key.
 	var broken []string
-	for _, name := range sortedNames(snap.rings) {
+	for _, name := range slices.Sorted(maps.Keys(snap.rings)) {
 		r := snap.rings[name]
 		if r.DeletedAt == 0 && r.PublishLead < 2*c.JWKSMaxAge {
 			broken = append(broken, fmt.Sprintf("%s (publish_lead %ds)", name, r.PublishLead))
@@ -169,15 +170,6 @@ func dedupe(in []string) []string {
 		}
 	}
 	return out
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 const pathConfigHelpSyn = `Configure the issuer and JWKS caching of this mount.`

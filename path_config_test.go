@@ -11,7 +11,7 @@ func TestConfigReadsBackWhatWasWritten(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	got := e.read("config").Data
-	if got["issuer"] != "" || got["jwks_max_age"] != defaultJWKSMaxAge {
+	if got["issuer"] != "" || got["jwks_max_age"] != defaultJWKSMaxAgeSeconds {
 		t.Fatalf("defaults: %v", got)
 	}
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": "2m",

@@ -6,8 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -267,7 +269,7 @@ type discoveryBody struct {
 func render(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {
 	var rings []*ringEntry
 	if scope == allScope || scope == discoveryScope {
-		for _, n := range sortedNames(snap.rings) {
+		for _, n := range slices.Sorted(maps.Keys(snap.rings)) {
 			rings = append(rings, snap.rings[n])
 		}
 	} else {
@@ -348,7 +350,7 @@ func render(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {
 			SigningAlgs:     list,
 			ResponseTypes:   []string{"id_token"},
 			SubjectTypes:    []string{"public"},
-			ClaimsSupported: []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
+			ClaimsSupported: reservedClaims,
 		})
 		// The discovery document does not change with key states, only
 		// with which algorithms are published.

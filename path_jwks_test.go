@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -129,7 +130,7 @@ func TestJWKSScopesAndDiscovery(t *testing.T) {
 		t.Fatalf("all %v well-known %v a %v b %v", all, wk, ka, kb)
 	}
 	for _, k := range ka {
-		if has(kb, k) {
+		if slices.Contains(kb, k) {
 			t.Fatal("ring scopes overlap")
 		}
 	}
@@ -146,6 +147,10 @@ func TestJWKSScopesAndDiscovery(t *testing.T) {
 	}
 	if fmt.Sprint(doc["id_token_signing_alg_values_supported"]) != "[ES256 EdDSA RS256]" {
 		t.Fatalf("algs %v", doc["id_token_signing_alg_values_supported"])
+	}
+	// The claims every token carries, which no role or caller may set.
+	if fmt.Sprint(doc["claims_supported"]) != "[iss sub aud exp nbf iat jti]" {
+		t.Fatalf("claims_supported %v", doc["claims_supported"])
 	}
 	// Unauthenticated paths are exactly the documents.
 	if fmt.Sprint(e.b.SpecialPaths().Unauthenticated) != "[jwks jwks/* .well-known/*]" {

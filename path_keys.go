@@ -3,6 +3,8 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,22 +13,26 @@ import (
 )
 
 const (
-	defaultRotationPeriod  = int64(24 * 3600)
-	defaultVerificationTTL = int64(24 * 3600)
-	defaultRSABits         = 2048
-	minRotationPeriod      = int64(10)
-	// clockSkew is the margin between a token's expiry and its key's removal.
-	clockSkew = int64(60)
+	defaultRotationPeriodSeconds  = int64(24 * 3600)
+	defaultVerificationTTLSeconds = int64(24 * 3600)
+	defaultRSABits                = 2048
+	minRotationPeriodSeconds      = int64(10)
+	// clockSkewSeconds is the margin between a token's expiry and its key's
+	// removal.
+	clockSkewSeconds = int64(60)
 	// maxPeriodsPublished bounds (publish_lead + verification_ttl) / rotation_period.
 	maxPeriodsPublished = 10
 )
 
+// ringNameField is the name of the ring every keys/<name> path acts on.
+var ringNameField = &framework.FieldSchema{
+	Type:        framework.TypeLowerCaseString,
+	Description: "Name of the key ring.",
+	Required:    true,
+}
+
 func pathKeys(b *backend) []*framework.Path {
-	nameField := &framework.FieldSchema{
-		Type:        framework.TypeLowerCaseString,
-		Description: "Name of the key ring.",
-		Required:    true,
-	}
+	nameField := ringNameField
 	return append(pathKeyOps(b, nameField), []*framework.Path{
 		{
 			Pattern: "keys/?$",
@@ -84,13 +90,13 @@ func ringSettingFields() map[string]*framework.FieldSchema {
 		},
 		"rotation_period": {
 			Type:        framework.TypeDurationSecond,
-			Default:     durationDefault(defaultRotationPeriod),
+			Default:     durationDefault(defaultRotationPeriodSeconds),
 			Description: "How long each key signs before its successor takes over. At least 10s.",
 		},
 		"verification_ttl": {
 			Type:        framework.TypeDurationSecond,
-			Default:     durationDefault(defaultVerificationTTL),
-			Description: "How long a key stays in the JWKS after it stops signing. At least the longest max_ttl of the roles using the ring plus 60s.",
+			Default:     durationDefault(defaultVerificationTTLSeconds),
+			Description: fmt.Sprintf("How long a key stays in the JWKS after it stops signing. At least the longest max_ttl of the roles using the ring plus %ds.", clockSkewSeconds),
 		},
 		"publish_lead": {
 			Type:        framework.TypeDurationSecond,
@@ -150,7 +156,7 @@ func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, _ *fra
 		return nil, err
 	}
 	var names []string
-	for _, n := range sortedNames(snap.rings) {
+	for _, n := range slices.Sorted(maps.Keys(snap.rings)) {
 		if snap.rings[n].DeletedAt == 0 {
 			names = append(names, n)
 		}
@@ -319,7 +325,7 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 func newRing(name string, now int64) *ringEntry {
 	return &ringEntry{
 		Version: schemaVersion, Name: name, Algorithm: "RS256", RSABits: defaultRSABits,
-		RotationPeriod: defaultRotationPeriod, VerificationTTL: defaultVerificationTTL, CreatedAt: now,
+		RotationPeriod: defaultRotationPeriodSeconds, VerificationTTL: defaultVerificationTTLSeconds, CreatedAt: now,
 	}
 }
 
@@ -368,7 +374,7 @@ func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) error {
 	if !okBits {
 		return refuse("rsa_bits", "%d is not supported; use 2048, 3072 or 4096", r.RSABits)
 	}
-	if r.RotationPeriod < minRotationPeriod {
+	if r.RotationPeriod < minRotationPeriodSeconds {
 		return refuse("rotation_period", "%ds is below the 10s minimum; use at least 10s (periods under an hour are for tests and drills)", r.RotationPeriod)
 	}
 	if r.MinVerifierCoverage < 0 || r.MinVerifierCoverage > 1 {
@@ -384,19 +390,19 @@ func (b *backend) checkRingSettings(snap *snapshot, r *ringEntry) error {
 	if r.PublishLead < 2*maxAge {
 		return refuse("publish_lead", "%ds is below 2 x jwks_max_age (%ds), so a verifier honouring Cache-Control could miss the new key; set publish_lead to at least %ds, or lower config jwks_max_age to at most %ds first (a short rotation_period needs a short jwks_max_age)", r.PublishLead, maxAge, 2*maxAge, r.PublishLead/2)
 	}
-	minV := clockSkew + 1
+	minV := clockSkewSeconds + 1
 	var longest string
-	for _, rn := range sortedNames(snap.roles) {
+	for _, rn := range slices.Sorted(maps.Keys(snap.roles)) {
 		role := snap.roles[rn]
-		if role.Key == r.Name && role.MaxTTL+clockSkew > minV {
-			minV, longest = role.MaxTTL+clockSkew, rn
+		if role.Key == r.Name && role.MaxTTL+clockSkewSeconds > minV {
+			minV, longest = role.MaxTTL+clockSkewSeconds, rn
 		}
 	}
 	if r.VerificationTTL < minV {
 		if longest != "" {
-			return refuse("verification_ttl", "%ds is below role %q max_ttl plus 60s of clock skew (%ds), so its tokens could outlive their key in the JWKS; set verification_ttl to at least %ds or lower that role's max_ttl first", r.VerificationTTL, longest, minV, minV)
+			return refuse("verification_ttl", "%ds is below role %q max_ttl plus %ds of clock skew (%ds), so its tokens could outlive their key in the JWKS; set verification_ttl to at least %ds or lower that role's max_ttl first", r.VerificationTTL, longest, clockSkewSeconds, minV, minV)
 		}
-		return refuse("verification_ttl", "%ds is below the %ds minimum (60s of clock skew plus a token life of at least 1s); set at least %ds", r.VerificationTTL, minV, minV)
+		return refuse("verification_ttl", "%ds is below the %ds minimum (%ds of clock skew plus a token life of at least 1s); set at least %ds", r.VerificationTTL, minV, clockSkewSeconds, minV)
 	}
 	if r.PublishLead+r.VerificationTTL > maxPeriodsPublished*r.RotationPeriod {
 		return refuse("rotation_period", "(publish_lead %ds + verification_ttl %ds) / rotation_period %ds is above %d, which would publish too many keys at once; lengthen rotation_period to at least %ds or shorten publish_lead or verification_ttl",
@@ -430,7 +436,7 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 	var users []string
-	for _, rn := range sortedNames(snap.roles) {
+	for _, rn := range slices.Sorted(maps.Keys(snap.roles)) {
 		if snap.roles[rn].Key == name {
 			users = append(users, rn)
 		}

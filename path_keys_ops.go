@@ -84,29 +84,47 @@ func ringOpPath(nameField *framework.FieldSchema, op string, fields map[string]*
 }
 
 func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	revokeActive := d.Get("revoke_active").(bool)
-	return b.runOp(ctx, req, d, "rotate", !revokeActive, func(r *ringEntry, now int64) (opResult, error) {
-		return rotateOp(r, now, d.Get("force").(bool), revokeActive, d.Get("expected_active_kid").(string)), nil
+	return b.runOp(ctx, req, d.Get("name").(string), &ringRotate{
+		force:        d.Get("force").(bool),
+		revokeActive: d.Get("revoke_active").(bool),
+		expected:     d.Get("expected_active_kid").(string),
 	})
 }
 
 func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	return b.runOp(ctx, req, d, "revoke", false, func(r *ringEntry, now int64) (opResult, error) {
-		return revokeOp(r, now, d.Get("kid").(string))
-	})
+	return b.runOp(ctx, req, d.Get("name").(string), &ringRevoke{kid: d.Get("kid").(string)})
 }
 
 func (b *backend) pathRollback(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	return b.runOp(ctx, req, d, "rollback", true, func(r *ringEntry, now int64) (opResult, error) {
-		return rollbackOp(r, now)
-	})
+	return b.runOp(ctx, req, d.Get("name").(string), &ringRollback{})
 }
 
-// runOp runs one lifecycle operation on the named ring under the write
-// lock: load, operate, check the bounds (when the operation may be refused
-// for them; a revocation never is), commit, record, answer.
-func (b *backend) runOp(ctx context.Context, req *logical.Request, d *framework.FieldData, op string, bounded bool, do func(*ringEntry, int64) (opResult, error)) (*logical.Response, error) {
-	name := d.Get("name").(string)
+// ringOp is one operation on an existing ring: rotate, revoke and rollback
+// here, trust in path_trust.go. runOp runs every one of them the same way.
+type ringOp interface {
+	// missing is the refusal when the ring does not exist (or is deleted).
+	missing(name, mount string) error
+	// check refuses the operation against the mount before the ring
+	// changes (nil: nothing to check).
+	check(ctx context.Context, s logical.Storage, snap *snapshot) error
+	// apply is the pure operation on r, a copy of the stored ring, at now.
+	apply(r *ringEntry, now int64) (opResult, error)
+	// stocks reports whether the ring is stocked with pending keys after
+	// apply, before the bounds are checked.
+	stocks() bool
+	// boundsField is the field a refusal for the bounds names, or "" when
+	// the operation is never refused for them.
+	boundsField() string
+	// record logs and counts what a committed operation did.
+	record(b *backend, ring string, res opResult)
+	// answer is the response's data: the ring as the operation left it
+	// (unchanged when res.Noop).
+	answer(r *ringEntry, now int64, res opResult) map[string]any
+}
+
+// runOp runs op on the named ring under the write lock: load, check, operate
+// on a copy, stock and settle it, check the bounds, commit, record, answer.
+func (b *backend) runOp(ctx context.Context, req *logical.Request, name string, op ringOp) (*logical.Response, error) {
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
 	snap, clk, err := b.state(ctx, req.Storage)
@@ -116,10 +134,13 @@ func (b *backend) runOp(ctx context.Context, req *logical.Request, d *framework.
 	now := clk.Schedule
 	old := snap.rings[name]
 	if old == nil || old.DeletedAt != 0 {
-		return respond(refuse("name", "no key ring %q; create it with vault write %skeys/%s", name, req.MountPoint, name))
+		return respond(op.missing(name, req.MountPoint))
+	}
+	if err := op.check(ctx, req.Storage, snap); err != nil {
+		return respond(err)
 	}
 	r := old.clone()
-	res, err := do(r, now)
+	res, err := op.apply(r, now)
 	if err != nil {
 		return respond(err)
 	}
@@ -127,23 +148,15 @@ func (b *backend) runOp(ctx context.Context, req *logical.Request, d *framework.
 	for _, w := range res.Warnings {
 		resp.AddWarning(w)
 	}
-	a, p := activeAndPending(r.Keys, now)
 	if res.Noop {
-		resp.Data["active_kid"], resp.Data["pending_kid"] = kidAt(r, a), kidAt(r, p)
-		if op == "rotate" {
-			resp.Data["rotated"] = false
-		} else {
-			resp.Data["revoked"] = res.Revoked
-		}
+		resp.Data = op.answer(r, now, res)
 		return resp, nil
 	}
-	planStock(r, now)
+	if op.stocks() {
+		planStock(r, now)
+	}
 	settle(r, now)
-	if bounded {
-		field := "force"
-		if op == "rollback" {
-			field = "rollback"
-		}
+	if field := op.boundsField(); field != "" {
 		if err := checkBounds(snap, r, now, field); err != nil {
 			return respond(err)
 		}
@@ -158,23 +171,108 @@ func (b *backend) runOp(ctx context.Context, req *logical.Request, d *framework.
 	if res.PromotedKID == "" && res.ActivatesAt != 0 {
 		res.PromotedKID = kidActivatingAt(r, res.ActivatesAt)
 	}
-	b.recordOp(r.Name, op, res)
-
-	// The state right after the operation.
-	a, p = activeAndPending(r.Keys, now)
-	resp.Data["active_kid"], resp.Data["pending_kid"] = kidAt(r, a), kidAt(r, p)
-	switch op {
-	case "rotate":
-		resp.Data["rotated"] = true
-		resp.Data["previous_kid"] = res.PreviousKID
-		resp.Data["promoted_kid"] = res.PromotedKID
-		resp.Data["activates_at"] = res.ActivatesAt
-	case "revoke":
-		resp.Data["revoked"] = res.Revoked
-	case "rollback":
-		resp.Data["activates_at"] = res.ActivatesAt
-	}
+	op.record(b, r.Name, res)
+	resp.Data = op.answer(r, now, res)
 	return resp, nil
+}
+
+// lifecycleOp is what rotate, revoke and rollback share: a ring that does
+// not exist is created with keys/<name>, nothing is checked against the
+// mount first, and the ring is stocked after the operation.
+type lifecycleOp struct{}
+
+func (lifecycleOp) missing(name, mount string) error {
+	return refuse("name", "no key ring %q; create it with vault write %skeys/%s", name, mount, name)
+}
+
+func (lifecycleOp) check(context.Context, logical.Storage, *snapshot) error { return nil }
+
+func (lifecycleOp) stocks() bool { return true }
+
+// kidsAnswer is the start of every lifecycle answer: the active and the
+// pending kid of r at now.
+func kidsAnswer(r *ringEntry, now int64) map[string]any {
+	a, p := activeAndPending(r.Keys, now)
+	return map[string]any{"active_kid": kidAt(r, a), "pending_kid": kidAt(r, p)}
+}
+
+// ringRotate is keys/<name>/rotate.
+type ringRotate struct {
+	lifecycleOp
+	force, revokeActive bool
+	expected            string
+}
+
+func (o *ringRotate) apply(r *ringEntry, now int64) (opResult, error) {
+	return rotateOp(r, now, o.force, o.revokeActive, o.expected), nil
+}
+
+// boundsField: a rotation that revokes the outgoing key is never refused.
+func (o *ringRotate) boundsField() string {
+	if o.revokeActive {
+		return ""
+	}
+	return "force"
+}
+
+func (o *ringRotate) record(b *backend, ring string, res opResult) {
+	b.recordActivation(ring, res)
+	b.recordRevocation(ring, res.Revoked, "rotate with revoke_active")
+}
+
+func (o *ringRotate) answer(r *ringEntry, now int64, res opResult) map[string]any {
+	out := kidsAnswer(r, now)
+	out["rotated"] = !res.Noop
+	if !res.Noop {
+		out["previous_kid"] = res.PreviousKID
+		out["promoted_kid"] = res.PromotedKID
+		out["activates_at"] = res.ActivatesAt
+	}
+	return out
+}
+
+// ringRevoke is keys/<name>/revoke; a revocation is never refused for a
+// bound.
+type ringRevoke struct {
+	lifecycleOp
+	kid string
+}
+
+func (o *ringRevoke) apply(r *ringEntry, now int64) (opResult, error) {
+	return revokeOp(r, now, o.kid)
+}
+
+func (o *ringRevoke) boundsField() string { return "" }
+
+func (o *ringRevoke) record(b *backend, ring string, res opResult) {
+	b.recordActivation(ring, res)
+	b.recordRevocation(ring, res.Revoked, "manual")
+}
+
+func (o *ringRevoke) answer(r *ringEntry, now int64, res opResult) map[string]any {
+	out := kidsAnswer(r, now)
+	out["revoked"] = res.Revoked
+	return out
+}
+
+// ringRollback is keys/<name>/rollback.
+type ringRollback struct{ lifecycleOp }
+
+func (o *ringRollback) apply(r *ringEntry, now int64) (opResult, error) {
+	return rollbackOp(r, now)
+}
+
+func (o *ringRollback) boundsField() string { return "rollback" }
+
+func (o *ringRollback) record(b *backend, ring string, res opResult) {
+	b.log().Info("rollback", "ring", ring, "kid", res.PromotedKID, "replaced_kid", res.PreviousKID, "until", fmtTime(res.ActivatesAt), "reason", "manual")
+	b.metrics.rollbacks.WithLabelValues(ring).Inc()
+}
+
+func (o *ringRollback) answer(r *ringEntry, now int64, res opResult) map[string]any {
+	out := kidsAnswer(r, now)
+	out["activates_at"] = res.ActivatesAt
+	return out
 }
 
 // kidAt is the kid of r's key i, or "" for none.
@@ -203,25 +301,24 @@ func (b *backend) rotated(ring, kid, previous string, at int64, reason string) {
 	b.metrics.rotations.WithLabelValues(ring, reason).Inc()
 }
 
-// recordOp logs and counts what an operation did, in one place.
-func (b *backend) recordOp(ring, op string, res opResult) {
-	switch {
-	case op == "rollback":
-		b.log().Info("rollback", "ring", ring, "kid", res.PromotedKID, "replaced_kid", res.PreviousKID, "until", fmtTime(res.ActivatesAt), "reason", "manual")
-		b.metrics.rollbacks.WithLabelValues(ring).Inc()
-	case res.Reason != "":
-		b.rotated(ring, res.PromotedKID, res.PreviousKID, res.ActivatesAt, res.Reason)
-		// Maintenance must not count this activation again.
-		b.manualKIDs[res.PromotedKID] = true
+// recordActivation logs and counts the activation an operation made, if
+// any (res.Reason names it).
+func (b *backend) recordActivation(ring string, res opResult) {
+	if res.Reason == "" {
+		return
 	}
-	if res.Revoked != "" {
-		reason := "manual"
-		if op == "rotate" {
-			reason = "rotate with revoke_active"
-		}
-		b.log().Info("revocation", "ring", ring, "kid", res.Revoked, "reason", reason)
-		b.metrics.revocations.WithLabelValues(ring).Inc()
+	b.rotated(ring, res.PromotedKID, res.PreviousKID, res.ActivatesAt, res.Reason)
+	// Maintenance must not count this activation again.
+	b.manualKIDs[res.PromotedKID] = true
+}
+
+// recordRevocation logs and counts the revocation of kid ("": none).
+func (b *backend) recordRevocation(ring, kid, reason string) {
+	if kid == "" {
+		return
 	}
+	b.log().Info("revocation", "ring", ring, "kid", kid, "reason", reason)
+	b.metrics.revocations.WithLabelValues(ring).Inc()
 }
 
 const pathRotateHelpDesc = `

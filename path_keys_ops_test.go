@@ -2,6 +2,7 @@ package jwtrotor
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,12 +59,12 @@ func TestRotateScheduledForcedAndIdempotent(t *testing.T) {
 	// force: now, with a warning; the outgoing key stays published.
 	resp = e.mustWrite("keys/k/rotate", map[string]any{"force": true})
 	forced := resp.Data["active_kid"].(string)
-	if e.signKID() != forced || !has(e.jwksKIDs(), next) {
+	if e.signKID() != forced || !slices.Contains(e.jwksKIDs(), next) {
 		t.Fatal("force must promote now and keep the outgoing key published")
 	}
 	// revoke_active: the outgoing key leaves the JWKS at once.
 	resp = e.mustWrite("keys/k/rotate", map[string]any{"revoke_active": true})
-	if has(e.jwksKIDs(), forced) || e.signKID() == forced {
+	if slices.Contains(e.jwksKIDs(), forced) || e.signKID() == forced {
 		t.Fatal("revoke_active must take the outgoing key out at once")
 	}
 	if !strings.Contains(strings.Join(resp.Warnings, " "), "revoked") {
@@ -91,17 +92,17 @@ func TestRevoke(t *testing.T) {
 	ring = e.ring("k")
 	a = activeIndex(ring.Keys, now)
 	p := liveAfter(ring.Keys, a)
-	if has(e.jwksKIDs(), pending) || p < 0 || ring.Keys[p].ActivateAt < ring.Keys[p].PublishAt+600 {
+	if slices.Contains(e.jwksKIDs(), pending) || p < 0 || ring.Keys[p].ActivateAt < ring.Keys[p].PublishAt+600 {
 		t.Fatalf("after revoking the pending key: %+v", ring.Keys)
 	}
 	// Retiring: out at once.
 	e.mustWrite("keys/k/revoke", map[string]any{"kid": retiring})
-	if has(e.jwksKIDs(), retiring) {
+	if slices.Contains(e.jwksKIDs(), retiring) {
 		t.Fatal("a revoked retiring key is still published")
 	}
 	// Active: the pending key signs at once, with a warning.
 	resp := e.mustWrite("keys/k/revoke", map[string]any{"kid": active})
-	if e.signKID() == active || has(e.jwksKIDs(), active) || len(resp.Warnings) == 0 {
+	if e.signKID() == active || slices.Contains(e.jwksKIDs(), active) || len(resp.Warnings) == 0 {
 		t.Fatal("revoking the active key must promote the pending key at once")
 	}
 	// Revoked kids never return, and a revoked key cannot be rolled back to.
@@ -109,7 +110,7 @@ func TestRevoke(t *testing.T) {
 	expect400(t, r, err, "rollback", "revoked")
 	e.simulate(6*time.Hour, time.Minute, time.Minute, func(time.Time) {
 		for _, k := range []string{pending, retiring, active} {
-			if has(e.jwksKIDs(), k) {
+			if slices.Contains(e.jwksKIDs(), k) {
 				t.Fatalf("revoked %s came back", k)
 			}
 		}
@@ -143,7 +144,7 @@ func TestRollback(t *testing.T) {
 		if k.KID == prev.KID && k.RemoveAt > prev.RemoveAt+3600 {
 			t.Fatalf("rollback moved remove_at of %s by %ds, more than one period", k.KID, k.RemoveAt-prev.RemoveAt)
 		}
-		if k.KID == cur.KID && (k.state(now) != statePending || !has(e.jwksKIDs(), cur.KID)) {
+		if k.KID == cur.KID && (k.state(now) != statePending || !slices.Contains(e.jwksKIDs(), cur.KID)) {
 			t.Fatal("the newer key must return to pending and stay published")
 		}
 	}

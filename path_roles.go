@@ -3,6 +3,8 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -10,14 +12,14 @@ import (
 )
 
 const (
-	defaultRoleTTL         = int64(15 * 60)
-	defaultRoleMaxTTL      = int64(3600)
-	defaultSubjectTemplate = "{{identity.entity.id}}"
-	maxClaimNameLen        = 256
-	maxAudiences           = 32
-	maxAudienceLen         = 512
-	maxSubjectLen          = 1024
-	maxTemplateLen         = 1024
+	defaultRoleTTLSeconds    = int64(15 * 60)
+	defaultRoleMaxTTLSeconds = int64(3600)
+	defaultSubjectTemplate   = "{{identity.entity.id}}"
+	maxClaimNameLen          = 256
+	maxAudiences             = 32
+	maxAudienceLen           = 512
+	maxSubjectLen            = 1024
+	maxTemplateLen           = 1024
 )
 
 func pathRoles(b *backend) []*framework.Path {
@@ -54,13 +56,13 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"ttl": {
 					Type:        framework.TypeDurationSecond,
-					Default:     durationDefault(defaultRoleTTL),
+					Default:     durationDefault(defaultRoleTTLSeconds),
 					Description: "Token lifetime when the sign request gives none.",
 				},
 				"max_ttl": {
 					Type:        framework.TypeDurationSecond,
-					Default:     durationDefault(defaultRoleMaxTTL),
-					Description: "Longest token lifetime a sign request may ask for. max_ttl + 60s must not exceed the ring's verification_ttl.",
+					Default:     durationDefault(defaultRoleMaxTTLSeconds),
+					Description: fmt.Sprintf("Longest token lifetime a sign request may ask for. max_ttl + %ds must not exceed the ring's verification_ttl.", clockSkewSeconds),
 				},
 				"subject_template": {
 					Type:        framework.TypeString,
@@ -130,7 +132,7 @@ func (b *backend) pathRolesList(ctx context.Context, req *logical.Request, _ *fr
 	if err != nil {
 		return nil, err
 	}
-	return logical.ListResponse(sortedNames(snap.roles)), nil
+	return logical.ListResponse(slices.Sorted(maps.Keys(snap.roles))), nil
 }
 
 func roleData(r *roleEntry) map[string]any {
@@ -173,7 +175,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 	r := &roleEntry{
-		TTL: defaultRoleTTL, MaxTTL: defaultRoleMaxTTL, SubjectTemplate: defaultSubjectTemplate,
+		TTL: defaultRoleTTLSeconds, MaxTTL: defaultRoleMaxTTLSeconds, SubjectTemplate: defaultSubjectTemplate,
 		TokenType: "JWT", Audiences: []string{}, AllowedSubjects: []string{}, AllowedClaims: []string{},
 		Claims: map[string]any{},
 	}
@@ -257,9 +259,9 @@ func checkRole(snap *snapshot, r *roleEntry) error {
 	if r.TTL > r.MaxTTL {
 		return refuse("ttl", "%ds is above max_ttl (%ds); lower ttl or raise max_ttl", r.TTL, r.MaxTTL)
 	}
-	if r.MaxTTL+clockSkew > ring.VerificationTTL {
-		return refuse("max_ttl", "%ds plus 60s of clock skew is above ring %q verification_ttl (%ds), so a token could outlive its key in the JWKS; lower max_ttl to at most %ds, or raise the ring's verification_ttl first",
-			r.MaxTTL, r.Key, ring.VerificationTTL, ring.VerificationTTL-clockSkew)
+	if r.MaxTTL+clockSkewSeconds > ring.VerificationTTL {
+		return refuse("max_ttl", "%ds plus %ds of clock skew is above ring %q verification_ttl (%ds), so a token could outlive its key in the JWKS; lower max_ttl to at most %ds, or raise the ring's verification_ttl first",
+			r.MaxTTL, clockSkewSeconds, r.Key, ring.VerificationTTL, ring.VerificationTTL-clockSkewSeconds)
 	}
 	if err := checkSubjectTemplate(r.SubjectTemplate); err != nil {
 		return err
@@ -307,7 +309,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 
 const pathRolesHelpSyn = `Manage a role: which ring signs, for whom, with which claims.`
 
-const pathRolesHelpDesc = `
+var pathRolesHelpDesc = fmt.Sprintf(`
 A role is the policy of sign/<role> (and of token/<role> when
 allow_token_read is true): the key ring, the audiences a token may carry, the
 subject (from the caller's Vault entity by default), static claims, the claims
@@ -315,11 +317,11 @@ a caller may add, and token lifetimes. The claims iss, sub, aud,
 exp, nbf, iat and jti are always set by the plugin and can be neither static
 nor caller claims.
 
-max_ttl + 60s must not exceed the ring's verification_ttl, so every token
+max_ttl + %ds must not exceed the ring's verification_ttl, so every token
 expires at least a minute before its key leaves the JWKS.
 
 allow_token_read (default false) lets a read of token/<role> mint a token
 with the role's defaults, for Vault Agent templates and other readers. With it
 on, a policy granting read on token/<role> (or on a wildcard that covers it)
 lets its holder mint.
-`
+`, clockSkewSeconds)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -16,14 +17,6 @@ type limitCase struct {
 	name     string
 	at, past map[string]any
 	field    string
-}
-
-func repeatList(n int, f func(i int) string) []any {
-	out := make([]any, n)
-	for i := range out {
-		out[i] = f(i)
-	}
-	return out
 }
 
 // claimsOfSize returns claims whose JSON encoding is exactly n bytes.
@@ -60,8 +53,8 @@ func TestRoleLimitsAtTheBoundary(t *testing.T) {
 	}
 	cases := []limitCase{
 		{name: "audiences", field: "audiences",
-			at:   map[string]any{"audiences": repeatList(maxAudiences, func(i int) string { return fmt.Sprintf("a%d", i) })},
-			past: map[string]any{"audiences": repeatList(maxAudiences+1, func(i int) string { return fmt.Sprintf("a%d", i) })}},
+			at:   map[string]any{"audiences": slices.Repeat([]any{"aud"}, maxAudiences)},
+			past: map[string]any{"audiences": slices.Repeat([]any{"aud"}, maxAudiences+1)}},
 		{name: "audience length", field: "audiences",
 			at:   map[string]any{"audiences": []any{strings.Repeat("a", maxAudienceLen)}},
 			past: map[string]any{"audiences": []any{strings.Repeat("a", maxAudienceLen+1)}}},
@@ -75,8 +68,8 @@ func TestRoleLimitsAtTheBoundary(t *testing.T) {
 			at:   map[string]any{"ttl": 600, "max_ttl": 600},
 			past: map[string]any{"ttl": 601, "max_ttl": 600}},
 		{name: "max_ttl against the ring's overlap", field: "max_ttl",
-			at:   map[string]any{"ttl": 60, "max_ttl": 7200 - clockSkew},
-			past: map[string]any{"ttl": 60, "max_ttl": 7200 - clockSkew + 1}},
+			at:   map[string]any{"ttl": 60, "max_ttl": 7200 - clockSkewSeconds},
+			past: map[string]any{"ttl": 60, "max_ttl": 7200 - clockSkewSeconds + 1}},
 		{name: "subject_template length", field: "subject_template",
 			at:   map[string]any{"subject_template": strings.Repeat("s", maxTemplateLen)},
 			past: map[string]any{"subject_template": strings.Repeat("s", maxTemplateLen+1)}},
@@ -166,7 +159,7 @@ func TestRoleReadsBackWhatWasWritten(t *testing.T) {
 	expect400(t, r, err, "key", "no key ring")
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api,admin", "claims": map[string]any{"team": "x"}, "allowed_claims": "scope"})
 	want := map[string]any{
-		"key": "k", "audiences": []string{"api", "admin"}, "ttl": defaultRoleTTL, "max_ttl": defaultRoleMaxTTL,
+		"key": "k", "audiences": []string{"api", "admin"}, "ttl": defaultRoleTTLSeconds, "max_ttl": defaultRoleMaxTTLSeconds,
 		"subject_template": defaultSubjectTemplate, "allowed_subjects": []string{}, "claims": map[string]any{"team": "x"},
 		"allowed_claims": []string{"scope"}, "token_type": "JWT", "allow_token_read": false,
 	}

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -101,8 +103,13 @@ func (b *backend) pathSign(ctx context.Context, req *logical.Request, d *framewo
 		results := make([]map[string]any, len(items))
 		for i, it := range items {
 			sr, err := parseBatchItem(it)
+			var warnings []string
 			if err == nil {
-				results[i], err = s.sign(sr)
+				results[i], warnings, err = s.sign(sr)
+			}
+			if len(warnings) > 0 {
+				// A batch item carries its warnings in its own result.
+				results[i]["warning"] = strings.Join(warnings, "; ")
 			}
 			switch {
 			case isRefusal(err):
@@ -142,20 +149,19 @@ func (b *backend) newSigner(ctx context.Context, req *logical.Request, roleName 
 	if snap.config.Issuer == "" {
 		return nil, refuse("issuer", "not configured; set it first with vault write %sconfig issuer=<VAULT_ADDR>/v1/%s", req.MountPoint, strings.TrimSuffix(req.MountPoint, "/"))
 	}
-	return &signer{b: b, ctx: ctx, req: req, snap: snap, role: role}, nil
+	return &signer{b: b, ctx: ctx, req: req, snap: snap, role: role, roleName: roleName}, nil
 }
 
 // signOne signs a single token and answers it in the data envelope, with a
 // shortened ttl reported as a warning.
 func (s *signer) signOne(sr *signRequest) (*logical.Response, error) {
-	out, err := s.sign(sr)
+	out, warnings, err := s.sign(sr)
 	if err != nil {
 		return respond(err)
 	}
 	resp := &logical.Response{Data: out}
-	if w, ok := out["warning"].(string); ok {
-		delete(out, "warning")
-		resp.AddWarning(w)
+	if len(warnings) > 0 {
+		resp.AddWarning(strings.Join(warnings, "; "))
 	}
 	return resp, nil
 }
@@ -167,7 +173,7 @@ func parseBatchItem(it any) (*signRequest, error) {
 		return nil, refuse("batch_input item", "expected an object with claims, audience, subject or ttl")
 	}
 	sr := &signRequest{}
-	for _, k := range sortedNames(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		raw := m[k]
 		schema, ok := signFields[k]
 		if !ok {
@@ -207,6 +213,8 @@ type signer struct {
 	req  *logical.Request
 	snap *snapshot
 	role *roleEntry
+	// roleName is the role's name, from the request's role field.
+	roleName string
 	// entity subject, rendered once per request
 	subject    string
 	subjectErr error
@@ -218,12 +226,13 @@ type signer struct {
 const maxSignAttempts = 3
 
 // sign checks one token request against the role and signs it. It returns
-// the response fields, a refusal (a fieldError), or an internal error.
-func (s *signer) sign(sr *signRequest) (map[string]any, error) {
+// the response fields and the warnings to give with them, a refusal (a
+// fieldError), or an internal error.
+func (s *signer) sign(sr *signRequest) (map[string]any, []string, error) {
 	for attempt := 1; ; attempt++ {
-		out, err := s.signFrom(sr)
+		out, warnings, err := s.signFrom(sr)
 		if !errors.Is(err, errPrivateGone) || attempt == maxSignAttempts {
-			return out, err
+			return out, warnings, err
 		}
 		// A write retired or revoked the snapshot's active key and deleted
 		// its private half while this request was signing: sign from the
@@ -231,80 +240,141 @@ func (s *signer) sign(sr *signRequest) (map[string]any, error) {
 		// the current active key is an error.
 		snap, lerr := s.b.load(s.ctx, s.req.Storage)
 		if lerr != nil {
-			return nil, lerr
+			return nil, nil, lerr
 		}
 		if snap.gen == s.snap.gen {
-			return out, err
+			return out, warnings, err
 		}
 		s.snap = snap
 	}
 }
 
-// signFrom signs one token with the active key of the signer's snapshot.
-func (s *signer) signFrom(sr *signRequest) (map[string]any, error) {
-	role := s.role
-	ring := s.snap.rings[role.Key]
+// signFrom signs one token with the active key of the signer's snapshot:
+// the role's policy (checkClaims, checkAudience, chooseSubject), the key
+// and the lifetime (chooseTimes), the claims (tokenClaims), the signature
+// (signClaims).
+func (s *signer) signFrom(sr *signRequest) (map[string]any, []string, error) {
+	ring := s.snap.rings[s.role.Key]
 	if ring == nil || ring.DeletedAt != 0 {
-		return nil, refuse("key", "the role's key ring %q does not exist; point the role at an existing ring", role.Key)
+		return nil, nil, refuse("key", "the role's key ring %q does not exist; point the role at an existing ring", s.role.Key)
 	}
+	if err := s.checkClaims(sr.claims); err != nil {
+		return nil, nil, err
+	}
+	aud, err := s.checkAudience(sr.audience)
+	if err != nil {
+		return nil, nil, err
+	}
+	sub, err := s.chooseSubject(sr.subject)
+	if err != nil {
+		return nil, nil, err
+	}
+	tt, err := s.chooseTimes(ring, sr)
+	if err != nil {
+		return nil, nil, err
+	}
+	jti, err := randomID()
+	if err != nil {
+		return nil, nil, err
+	}
+	token, err := s.signClaims(ring.Name, tt.key, s.tokenClaims(sr.claims, aud, sub, tt, jti))
+	if err != nil {
+		return nil, nil, err
+	}
+	s.b.metrics.signedCounter(ring.Name, tt.key.KID).Inc()
+	out := map[string]any{
+		"token":      token,
+		"kid":        tt.key.KID,
+		"jti":        jti,
+		"issued_at":  tt.issued,
+		"expires_at": tt.exp,
+	}
+	return out, tt.warnings, nil
+}
 
-	// Claims the caller adds.
-	if err := checkClaimsObject("claims", sr.claims); err != nil {
-		return nil, err
+// checkClaims applies the role's policy to the claims a caller adds: no
+// reserved claim, no static claim of the role in any case, and only the
+// role's allowed_claims.
+func (s *signer) checkClaims(claims map[string]any) error {
+	role := s.role
+	if err := checkClaimsObject("claims", claims); err != nil {
+		return err
 	}
-	for name := range sr.claims {
+	for name := range claims {
 		if isReserved(name) {
-			return nil, refuse("claims", "%q is reserved and set by the plugin; remove it (use audience=, subject= and ttl= instead)", name)
+			return refuse("claims", "%q is reserved and set by the plugin; remove it (use audience=, subject= and ttl= instead)", name)
 		}
 		if static, ok := staticClaimNamed(role.Claims, name); ok {
-			return nil, refuse("claims", "%q is the static claim %q of role %q (names are compared in any case) and cannot be overridden; remove it", name, static, s.req.Path[strings.LastIndex(s.req.Path, "/")+1:])
+			return refuse("claims", "%q is the static claim %q of role %q (names are compared in any case) and cannot be overridden; remove it", name, static, s.roleName)
 		}
-		if !contains(role.AllowedClaims, name) {
+		if !slices.Contains(role.AllowedClaims, name) {
 			// Case variants of static claims are refused above; allowed
 			// names match exactly.
 			if len(role.AllowedClaims) == 0 {
-				return nil, refuse("claims", "%q is not allowed: the role's allowed_claims is empty, so callers may add no claims; remove it or add it to the role's allowed_claims", name)
+				return refuse("claims", "%q is not allowed: the role's allowed_claims is empty, so callers may add no claims; remove it or add it to the role's allowed_claims", name)
 			}
-			return nil, refuse("claims", "%q is not in the role's allowed_claims (%s); remove it or add it to the role", name, strings.Join(role.AllowedClaims, ", "))
+			return refuse("claims", "%q is not in the role's allowed_claims (%s); remove it or add it to the role", name, strings.Join(role.AllowedClaims, ", "))
 		}
 	}
+	return nil
+}
 
-	// Audience.
-	aud := role.Audiences
-	if len(sr.audience) > 0 {
-		for _, a := range sr.audience {
-			if !contains(role.Audiences, a) {
-				return nil, refuse("audience", "%q is not one of the role's audiences (%s); pick from those", a, strings.Join(role.Audiences, ", "))
-			}
-		}
-		aud = dedupe(sr.audience)
+// checkAudience returns the audience of the token: the caller's choice
+// among the role's audiences, or all of them.
+func (s *signer) checkAudience(asked []string) ([]string, error) {
+	role := s.role
+	if len(asked) == 0 {
+		return role.Audiences, nil
 	}
+	for _, a := range asked {
+		if !slices.Contains(role.Audiences, a) {
+			return nil, refuse("audience", "%q is not one of the role's audiences (%s); pick from those", a, strings.Join(role.Audiences, ", "))
+		}
+	}
+	return dedupe(asked), nil
+}
 
-	// Subject.
-	var sub string
-	if len(sr.subject) > maxSubjectLen {
-		return nil, refuse("subject", "%d bytes is longer than the %d-byte limit", len(sr.subject), maxSubjectLen)
+// chooseSubject returns the subject of the token: the caller's, if the
+// role's allowed_subjects let it choose, or the role's subject_template
+// rendered for the caller.
+func (s *signer) chooseSubject(asked string) (string, error) {
+	role := s.role
+	if len(asked) > maxSubjectLen {
+		return "", refuse("subject", "%d bytes is longer than the %d-byte limit", len(asked), maxSubjectLen)
 	}
-	if sr.subject != "" {
-		ok := false
-		for _, g := range role.AllowedSubjects {
-			ok = ok || globMatch(g, sr.subject)
-		}
-		if !ok {
-			if len(role.AllowedSubjects) == 0 {
-				return nil, refuse("subject", "this role does not let callers choose the subject (allowed_subjects is empty); remove subject")
-			}
-			return nil, refuse("subject", "%q matches none of the role's allowed_subjects (%s)", sr.subject, strings.Join(role.AllowedSubjects, ", "))
-		}
-		sub = sr.subject
-	} else {
-		sub = s.renderSubject()
+	if asked == "" {
+		sub := s.renderSubject()
 		if sub == "" {
-			return nil, s.subjectErr
+			return "", s.subjectErr
 		}
+		return sub, nil
 	}
+	ok := false
+	for _, g := range role.AllowedSubjects {
+		ok = ok || globMatch(g, asked)
+	}
+	if !ok {
+		if len(role.AllowedSubjects) == 0 {
+			return "", refuse("subject", "this role does not let callers choose the subject (allowed_subjects is empty); remove subject")
+		}
+		return "", refuse("subject", "%q matches none of the role's allowed_subjects (%s)", asked, strings.Join(role.AllowedSubjects, ", "))
+	}
+	return asked, nil
+}
 
-	// Lifetime.
+// tokenTimes is the key that signs a token, the token's times, and the
+// warnings about them.
+type tokenTimes struct {
+	key         *signingKey
+	issued, exp int64
+	warnings    []string
+}
+
+// chooseTimes picks the key that signs, ring's active key, and the token's
+// lifetime: the role's ttl or the caller's, at most max_ttl, and ending
+// clockSkewSeconds before the key leaves the JWKS.
+func (s *signer) chooseTimes(ring *ringEntry, sr *signRequest) (*tokenTimes, error) {
+	role := s.role
 	ttl := role.TTL
 	if sr.ttlSet {
 		ttl = sr.ttl
@@ -322,42 +392,45 @@ func (s *signer) signFrom(sr *signRequest) (map[string]any, error) {
 	now, issued := clk.Schedule, clk.Token
 	a := activeIndex(ring.Keys, now)
 	if a < 0 {
-		next := int64(0)
-		for i := range ring.Keys {
-			if ring.Keys[i].state(now) == statePending {
-				next = ring.Keys[i].ActivateAt
-				break
-			}
-		}
-		return nil, refuse("key", "ring %q has no active key yet; its first key signs from %s, once published for publish_lead (write keys/%s/rotate force=true to sign now)", ring.Name, fmtTime(next), ring.Name)
+		return nil, noActiveKey(ring, now)
 	}
 	key := &ring.Keys[a]
 	exp := issued + ttl
-	warning := ""
+	var warnings []string
 	// Overlap: no token outlives its key's publication.
-	if limit := key.removeAt() - clockSkew; key.RemoveAt != 0 && exp > limit {
+	if limit := key.removeAt() - clockSkewSeconds; key.RemoveAt != 0 && exp > limit {
 		exp = limit
-		warning = fmt.Sprintf("ttl shortened to %ds so the token expires 60s before its key leaves the JWKS", exp-issued)
+		warnings = append(warnings, fmt.Sprintf("ttl shortened to %ds so the token expires %ds before its key leaves the JWKS", exp-issued, clockSkewSeconds))
 	}
 	if exp <= issued {
 		return nil, fmt.Errorf("ring %q: active key %s leaves the JWKS too soon to sign", ring.Name, key.KID)
 	}
-	if clk.Held > 0 {
-		if warning != "" {
-			warning += "; "
-		}
-		warning += fmt.Sprintf("the key schedule is held %ds behind this node's wall clock after an unexplained forward step; iat and exp follow the schedule (see %sclock)", clk.Held, s.req.MountPoint)
+	if clk.HeldSeconds > 0 {
+		warnings = append(warnings, fmt.Sprintf("the key schedule is held %ds behind this node's wall clock after an unexplained forward step; iat and exp follow the schedule (see %sclock)", clk.HeldSeconds, s.req.MountPoint))
 	}
+	return &tokenTimes{key: key, issued: issued, exp: exp, warnings: warnings}, nil
+}
 
-	jti, err := randomID()
-	if err != nil {
-		return nil, err
+// noActiveKey is the refusal of a sign while ring has no active key yet.
+func noActiveKey(ring *ringEntry, now int64) error {
+	next := int64(0)
+	for i := range ring.Keys {
+		if ring.Keys[i].state(now) == statePending {
+			next = ring.Keys[i].ActivateAt
+			break
+		}
 	}
-	claims := make(map[string]any, len(role.Claims)+len(sr.claims)+7)
-	for k, v := range role.Claims {
+	return refuse("key", "ring %q has no active key yet; its first key signs from %s, once published for publish_lead (write keys/%s/rotate force=true to sign now)", ring.Name, fmtTime(next), ring.Name)
+}
+
+// tokenClaims are the claims of the token: the role's static claims, the
+// caller's, and the reserved claims the plugin sets.
+func (s *signer) tokenClaims(extra map[string]any, aud []string, sub string, tt *tokenTimes, jti string) map[string]any {
+	claims := make(map[string]any, len(s.role.Claims)+len(extra)+len(reservedClaims))
+	for k, v := range s.role.Claims {
 		claims[k] = v
 	}
-	for k, v := range sr.claims {
+	for k, v := range extra {
 		claims[k] = v
 	}
 	claims["iss"] = s.snap.config.Issuer
@@ -367,38 +440,33 @@ func (s *signer) signFrom(sr *signRequest) (map[string]any, error) {
 	} else {
 		claims["aud"] = aud
 	}
-	claims["iat"] = issued
-	claims["nbf"] = issued
-	claims["exp"] = exp
+	claims["iat"] = tt.issued
+	claims["nbf"] = tt.issued
+	claims["exp"] = tt.exp
 	claims["jti"] = jti
+	return claims
+}
+
+// signClaims signs claims with key of ring as the role's token type and
+// returns the compact token.
+func (s *signer) signClaims(ring string, key *signingKey, claims map[string]any) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
-		return nil, fmt.Errorf("encode claims: %w", err)
+		return "", fmt.Errorf("encode claims: %w", err)
 	}
-	js, err := s.b.joseSigner(s.ctx, s.req.Storage, ring.Name, key, role.TokenType)
+	js, err := s.b.joseSigner(s.ctx, s.req.Storage, ring, key, s.role.TokenType)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	obj, err := js.Sign(payload)
 	if err != nil {
-		return nil, fmt.Errorf("sign with %s: %w", key.KID, err)
+		return "", fmt.Errorf("sign with %s: %w", key.KID, err)
 	}
 	token, err := obj.CompactSerialize()
 	if err != nil {
-		return nil, fmt.Errorf("serialize token: %w", err)
+		return "", fmt.Errorf("serialize token: %w", err)
 	}
-	s.b.metrics.signedCounter(ring.Name, key.KID).Inc()
-	out := map[string]any{
-		"token":      token,
-		"kid":        key.KID,
-		"jti":        jti,
-		"issued_at":  issued,
-		"expires_at": exp,
-	}
-	if warning != "" {
-		out["warning"] = warning
-	}
-	return out, nil
+	return token, nil
 }
 
 // renderSubject renders the role's subject template for the caller's
@@ -439,15 +507,6 @@ func (s *signer) renderSubject() string {
 	}
 	s.subject = out
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 func randomID() (string, error) {

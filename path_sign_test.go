@@ -127,6 +127,10 @@ func TestSignClaimsAndPolicy(t *testing.T) {
 	if int64(claims["exp"].(float64))-now.Unix() != 300 {
 		t.Fatalf("default ttl: %v", claims)
 	}
+	// A claim that differs from a static claim only in case is refused,
+	// naming the role.
+	r, err := e.write("sign/r", map[string]any{"claims": map[string]any{"Tenant": "x"}})
+	expect400(t, r, err, "claims", `"Tenant" is the static claim "tenant" of role "r"`)
 	// jti is unique.
 	seen := map[string]bool{}
 	for i := 0; i < 50; i++ {
@@ -255,6 +259,16 @@ func TestSignNeverOutlivesKey(t *testing.T) {
 	resp := e.mustWrite("sign/r", nil)
 	if resp.Data["expires_at"].(int64) != r.Keys[a].RemoveAt-60 || len(resp.Warnings) == 0 {
 		t.Fatalf("expires_at %v, key leaves at %d; warnings %v", resp.Data["expires_at"], r.Keys[a].RemoveAt, resp.Warnings)
+	}
+	// The shortening is a warning of the response, not a field of its data;
+	// a batch item carries it in its own result.
+	if _, inData := resp.Data["warning"]; inData || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "expires 60s before its key leaves") {
+		t.Fatalf("data %v, warnings %v", resp.Data, resp.Warnings)
+	}
+	batch := e.mustWrite("sign/r", map[string]any{"batch_input": []any{map[string]any{}}})
+	item := batch.Data["batch_results"].([]map[string]any)[0]
+	if item["expires_at"] != resp.Data["expires_at"] || item["warning"] != resp.Warnings[0] || len(batch.Warnings) != 0 {
+		t.Fatalf("batch item %v, batch warnings %v", item, batch.Warnings)
 	}
 }
 

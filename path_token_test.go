@@ -3,8 +3,9 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,16 +47,6 @@ func (e *testEnv) signedCount(ring, kid string) float64 {
 	return 0
 }
 
-// sortedKeys lists a map's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // The read mints exactly what sign with no fields mints: the same response
 // fields in the data envelope, the same header, the same claims but for the
 // times and jti, the same kid, the same lifetime, one count in the same
@@ -74,7 +65,7 @@ func TestTokenReadMintsAsSign(t *testing.T) {
 	if err != nil || resp == nil || resp.IsError() {
 		t.Fatalf("read token/r: err=%v resp=%s", err, respErr(resp))
 	}
-	if got, want := sortedKeys(resp.Data), sortedKeys(signed.Data); !reflect.DeepEqual(got, want) {
+	if got, want := slices.Sorted(maps.Keys(resp.Data)), slices.Sorted(maps.Keys(signed.Data)); !reflect.DeepEqual(got, want) {
 		t.Fatalf("token/r answers fields %v, sign/r answers %v", got, want)
 	}
 	if len(resp.Warnings) != len(signed.Warnings) || resp.Secret != nil || resp.Auth != nil {

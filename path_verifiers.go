@@ -3,6 +3,8 @@ package jwtrotor
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,7 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-const defaultVerifierWindow = int64(3600)
+const defaultVerifierWindowSeconds = int64(3600)
 
 func pathVerifiers(b *backend) *framework.Path {
 	return &framework.Path{
@@ -22,7 +24,7 @@ func pathVerifiers(b *backend) *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"window": {
 				Type:        framework.TypeDurationSecond,
-				Default:     durationDefault(defaultVerifierWindow),
+				Default:     durationDefault(defaultVerifierWindowSeconds),
 				Description: "Declared verifiers not seen within this window count as stale.",
 				Query:       true,
 			},
@@ -46,7 +48,7 @@ func pathVerifiers(b *backend) *framework.Path {
 // being deleted, by name.
 func currentKids(snap *snapshot, now int64) []ringKids {
 	out := []ringKids{}
-	for _, n := range sortedNames(snap.rings) {
+	for _, n := range slices.Sorted(maps.Keys(snap.rings)) {
 		if r := snap.rings[n]; r.DeletedAt == 0 {
 			out = append(out, ringKidsOf(r, now))
 		}
@@ -61,7 +63,7 @@ func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d
 	}
 	window := int64(d.Get("window").(int))
 	if window <= 0 {
-		window = defaultVerifierWindow
+		window = defaultVerifierWindowSeconds
 	}
 	now := b.now()
 	views, evicted := b.tracker.snapshot(snap.declared)

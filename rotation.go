@@ -1,8 +1,10 @@
 package jwtrotor
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -21,10 +23,11 @@ const (
 	stateRevoked  = "revoked"
 )
 
-// maintenanceTick is how often Vault calls PeriodicFunc on the active node
-// (its rollback manager period). Pending keys are stocked two ticks beyond the
-// lead so a missed tick never leaves a slot without a published key.
-const maintenanceTick int64 = 60
+// maintenanceTickSeconds is how often Vault calls PeriodicFunc on the active
+// node (its rollback manager period). Pending keys are stocked two ticks
+// beyond the lead so a missed tick never leaves a slot without a published
+// key.
+const maintenanceTickSeconds int64 = 60
 
 // forever stands for "not scheduled": a key with no successor neither retires
 // nor leaves the JWKS.
@@ -207,7 +210,7 @@ func nextSlot(keys []signingKey, sched ringSchedule, now int64) int64 {
 // key that is already published. A key generated now for slot s is published
 // for s - now >= lead seconds before it signs.
 func stockSlots(keys []signingKey, sched ringSchedule, now int64) []int64 {
-	horizon := now + sched.PublishLead + 2*maintenanceTick
+	horizon := now + sched.PublishLead + 2*maintenanceTickSeconds
 	last := int64(math.MinInt64)
 	if i := lastLive(keys); i >= 0 {
 		last = keys[i].ActivateAt
@@ -423,7 +426,7 @@ func checkTrusted(keys []signingKey, trusted []trustedKey) error {
 		if err := claim(ids...); err != nil {
 			return err
 		}
-		if t.ExpiresAt <= t.AddedAt || t.ExpiresAt > t.AddedAt+maxTrustPeriod {
+		if t.ExpiresAt <= t.AddedAt || t.ExpiresAt > t.AddedAt+maxTrustPeriodSeconds {
 			return fmt.Errorf("trusted key %s is published from %d to %d, outside its bound", t.KID, t.AddedAt, t.ExpiresAt)
 		}
 	}
@@ -483,4 +486,114 @@ func checkRing(keys []signingKey, sched ringSchedule, now int64) error {
 		}
 	}
 	return nil
+}
+
+// What an operation's ring goes through before it is written: stocking
+// with the pending keys the schedule needs (planStock) and settling its
+// derived fields (settle, compact).
+
+// settle brings r's derived fields up to date at now, after an operation
+// rewrote timestamps: overlaps, the chain of retirements, and the removal of
+// keys that are gone (removed keys are forgotten; revoked keys become
+// tombstones). It returns the kids forgotten.
+func settle(r *ringEntry, now int64) []string {
+	if r.DeletedAt == 0 {
+		setOverlaps(r.Keys, r.schedule(), now)
+		chain(r.Keys, now)
+	} else {
+		sortKeys(r.Keys)
+	}
+	return compact(r, now)
+}
+
+// compact forgets removed keys and expired trusted keys, strips revoked keys
+// to tombstones (kid, algorithm, thumbprint, timestamps; no public key), and
+// forgets tombstones after a verification_ttl, or the oldest revocations
+// beyond maxTombstones (excessTombstones). The history records what it
+// forgets when the ring is written (recordDeparted).
+func compact(r *ringEntry, now int64) []string {
+	var forgotten []string
+	drop := excessTombstones(r.Keys, r.VerificationTTL, now)
+	kept := r.Keys[:0]
+	for _, k := range r.Keys {
+		switch k.state(now) {
+		case stateRemoved:
+			r.LastRemoval = max(r.LastRemoval, k.RemoveAt)
+			forgotten = append(forgotten, k.KID)
+			continue
+		case stateRevoked:
+			if now >= k.RevokedAt+r.VerificationTTL || drop[k.KID] {
+				r.LastRemoval = max(r.LastRemoval, k.RevokedAt)
+				forgotten = append(forgotten, k.KID)
+				continue
+			}
+			k.PublicJWK, k.GateNote = nil, ""
+		}
+		kept = append(kept, k)
+	}
+	r.Keys = kept
+	trusted := r.Trusted[:0]
+	for _, t := range r.Trusted {
+		if now >= t.ExpiresAt {
+			r.LastRemoval = max(r.LastRemoval, t.ExpiresAt)
+			forgotten = append(forgotten, t.KID)
+			continue
+		}
+		trusted = append(trusted, t)
+	}
+	r.Trusted = trusted
+	if len(r.Trusted) == 0 {
+		r.Trusted = nil
+	}
+	return forgotten
+}
+
+// excessTombstones picks the tombstones past maxTombstones that compact
+// forgets: the oldest revocations first, and at one time the tombstones of
+// earlier writes before the keys this write revoked (still holding their
+// public key). Those are never forgotten in the write that revoked them, so
+// a revocation never makes its own key vanish unrecorded: their tombstones
+// take the place of live keys, and the next write brings the count back to
+// maxTombstones.
+func excessTombstones(keys []signingKey, overlap, now int64) map[string]bool {
+	var held []int
+	for i := range keys {
+		if k := &keys[i]; k.revoked() && now < k.RevokedAt+overlap {
+			held = append(held, i)
+		}
+	}
+	fresh := func(i int) bool { return keys[i].PublicJWK != nil }
+	slices.SortStableFunc(held, func(a, b int) int {
+		if c := cmp.Compare(keys[a].RevokedAt, keys[b].RevokedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(b2i(fresh(a)), b2i(fresh(b)))
+	})
+	drop := map[string]bool{}
+	for _, i := range held[:max(0, len(held)-maxTombstones)] {
+		if !fresh(i) {
+			drop[keys[i].KID] = true
+		}
+	}
+	return drop
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// planStock appends the pending keys maintenance must keep ahead at now
+// (none for a deleted ring).
+func planStock(r *ringEntry, now int64) int {
+	if r.DeletedAt != 0 {
+		return 0
+	}
+	slots := stockSlots(r.Keys, r.schedule(), now)
+	for _, at := range slots {
+		plan(r, now, at)
+	}
+	return len(slots)
 }

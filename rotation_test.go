@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"go/parser"
 	"go/token"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -72,7 +73,7 @@ func TestKeyRevokedAsItActivatedNeverSigned(t *testing.T) {
 // keeps it so: those files may import only these packages.
 func TestLifecycleIsPure(t *testing.T) {
 	t.Parallel()
-	allowed := map[string]bool{"encoding/json": true, "fmt": true, "math": true, "sort": true}
+	allowed := map[string]bool{"cmp": true, "encoding/json": true, "fmt": true, "maps": true, "math": true, "slices": true, "sort": true}
 	for _, file := range []string{"rotation.go", "operations.go", "bounds.go"} {
 		f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ImportsOnly)
 		if err != nil {
@@ -87,5 +88,48 @@ func TestLifecycleIsPure(t *testing.T) {
 				t.Errorf("%s imports %s: the lifecycle must not depend on Vault, storage, clocks or randomness", file, path)
 			}
 		}
+	}
+}
+
+// A ring write forgets removed keys and keeps revoked keys as tombstones
+// (no public key), at most maxTombstones of them, the oldest forgotten
+// first; the mark of the latest removal never moves back.
+func TestCompactTombstones(t *testing.T) {
+	t.Parallel()
+	r := opRing()
+	now := int64(150)
+	// Tombstones of earlier writes, and one key revoked at the same time
+	// but in this write (it still holds its public key): it is kept.
+	first := len(r.Keys)
+	for i := 0; i < maxTombstones+5; i++ {
+		r.Keys = append(r.Keys, signingKey{KID: string(rune('a' + i)), Alg: "EdDSA",
+			ActivateAt: 1000 + int64(i), RevokedAt: 100, Overlap: 150})
+	}
+	r.Keys[first].PublicJWK = []byte("{}")
+	fresh := r.Keys[first].KID
+	forgotten := compact(r, now)
+	if slices.Contains(forgotten, fresh) {
+		t.Fatalf("forgot %s in the write that revoked it", fresh)
+	}
+	tombstones := 0
+	for _, k := range r.Keys {
+		if k.revoked() {
+			tombstones++
+			if k.PublicJWK != nil {
+				t.Fatalf("tombstone %s keeps its public key", k.KID)
+			}
+		}
+	}
+	if tombstones != maxTombstones || len(forgotten) != 5 {
+		t.Fatalf("%d tombstones kept and %d forgotten, want %d and 5", tombstones, len(forgotten), maxTombstones)
+	}
+	if forgotten[0] != "b" {
+		t.Fatalf("forgot %v first, want the oldest", forgotten)
+	}
+	// Later the retired keys A and B (removed at 250 and 350) are
+	// forgotten, and so are tombstones older than verification_ttl.
+	forgotten = compact(r, 400)
+	if r.LastRemoval != 350 || len(r.Keys) != 2 {
+		t.Fatalf("at 400: last removal %d, %d keys left (%v forgotten)", r.LastRemoval, len(r.Keys), forgotten)
 	}
 }

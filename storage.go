@@ -52,7 +52,7 @@ type configEntry struct {
 }
 
 func defaultConfig() *configEntry {
-	return &configEntry{Version: schemaVersion, JWKSMaxAge: defaultJWKSMaxAge, Verifiers: []string{}, VerifierCIDRs: []string{}}
+	return &configEntry{Version: schemaVersion, JWKSMaxAge: defaultJWKSMaxAgeSeconds, Verifiers: []string{}, VerifierCIDRs: []string{}}
 }
 
 type ringEntry struct {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,7 +189,7 @@ func readsAdoptedFixtures(t *testing.T, e *testEnv) {
 	if _, err := verifyJose(t, tok.Data["token"].(string), body, e.clock.Now()); err != nil || tok.Data["kid"] != "legacy-2024" {
 		t.Fatalf("the imported key signs %v: %v", tok.Data["kid"], err)
 	}
-	if kids := kidsOf(t, body); !has(kids, "legacy-2023") || has(kids, "legacy-2022") {
+	if kids := kidsOf(t, body); !slices.Contains(kids, "legacy-2023") || slices.Contains(kids, "legacy-2022") {
 		t.Fatalf("JWKS kids %v", kids)
 	}
 	resp, err := e.write("keys/legacy/trust", map[string]any{"jwk": publicJWKMap(t, newTestKey(t, "P-256").Public(), "legacy-2022", "ES256", nil), "expires_at": e.clock.Now().Unix() + 600})

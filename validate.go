@@ -33,9 +33,9 @@ func durationDefault(seconds int64) string {
 	return strconv.FormatInt(seconds, 10) + "s"
 }
 
-// maxDuration bounds every duration field: ten years is longer than any
+// maxDurationSeconds bounds every duration field: ten years is longer than any
 // sensible rotation, and keeps timestamp arithmetic far from overflow.
-const maxDuration = int64(10 * 365 * 24 * 3600)
+const maxDurationSeconds = int64(10 * 365 * 24 * 3600)
 
 // checkFields refuses unknown fields and values of the wrong type with a
 // message that names the field and says what to send instead. A JSON object
@@ -258,7 +258,7 @@ func parseDuration(raw any) (int64, error) {
 	if secs < 0 {
 		return 0, fmt.Errorf("negative duration")
 	}
-	if secs > maxDuration {
+	if secs > maxDurationSeconds {
 		return 0, fmt.Errorf("%d seconds is longer than the ten-year limit", secs)
 	}
 	return secs, nil

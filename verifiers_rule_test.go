@@ -70,34 +70,6 @@ func onlyGatewayFetches(t *testing.T) *testEnv {
 	return e
 }
 
-// The verifiers report reads well in vault read's table: coverage_summary
-// and verifier_summary say in one line per mount, ring and verifier what
-// summary, rings and declared say as nested objects.
-func TestVerifierSummaryLines(t *testing.T) {
-	t.Parallel()
-	e := onlyGatewayFetches(t)
-	e.fetch("jwks", "", "203.0.113.9:1", "curl/8", "")
-	rep := e.read("verifiers").Data
-	ring := e.ring("payments")
-	now := e.clock.Now().UTC().Format(time.RFC3339)
-	a, p := activeAndPending(ring.Keys, e.clock.Now().Unix())
-	want := []string{
-		"mount coverage=0.50 declared=2 fresh=1 stale=billing-api not_seen=billing-api tracked=2/10000 evicted=0 window=1h0m0s",
-		fmt.Sprintf("ring=payments active_kid=%s pending_kid=%s coverage=0.50 declared=2 fresh=1 stale=billing-api", ring.Keys[a].KID, ring.Keys[p].KID),
-	}
-	if got := rep["coverage_summary"].([]string); !slices.Equal(got, want) {
-		t.Errorf("coverage_summary\n got %q\nwant %q", got, want)
-	}
-	want = []string{
-		"verifier=payments-gateway addr=192.0.2.10:4000 last_seen=" + now + " fetches=1 has_active=true has_pending=true stale=false counted=true",
-		"verifier=billing-api last_seen=- stale=true counted=true",
-		"anonymous fetchers=1 (never counted)",
-	}
-	if got := rep["verifier_summary"].([]string); !slices.Equal(got, want) {
-		t.Errorf("verifier_summary\n got %q\nwant %q", got, want)
-	}
-}
-
 // TestStaleRuleAgreesEverywhere draws random tracker states (declared ids
 // and ranges, fetchers of every document, at every age, holding random
 // subsets of the keys) over random rings (pending only, active and

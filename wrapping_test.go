@@ -9,6 +9,9 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tink-crypto/tink-go/v2/kwp/subtle"
@@ -260,5 +263,39 @@ func TestKWPRoundTripAndTamper(t *testing.T) {
 		if ok := size == 16 || size == 32; ok != (err == nil) || (!ok && err != errKWPIntegrity) || (ok && !bytes.Equal(got, plain)) {
 			t.Fatalf("a %d-byte kek: unwrap gave %x, %v", size, got, err)
 		}
+	}
+}
+
+// With no wrapping key yet, nothing can have been wrapped for the mount;
+// the first read makes one key pair, stored seal-wrapped, and every later
+// read (also after a restart) gives the same key.
+func TestWrappingKeyMadeOnceAndSealWrapped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	made := 0
+	e.b.wrapKeys = func() (*rsa.PrivateKey, error) { made++; return testWrappingKey(0), nil }
+	resp, err := e.write("keys/n/import", map[string]any{"ciphertext": wrapForImport(t, &testWrappingKey(0).PublicKey, mustPKCS8(t, newTestKey(t, "P-256"))), "algorithm": "ES256"})
+	expect400(t, resp, err, "ciphertext:", "wrapping_key first")
+	if made != 0 {
+		t.Fatal("an import made the wrapping key")
+	}
+	first := e.read("wrapping_key").Data["public_key"]
+	second := e.read("wrapping_key").Data["public_key"]
+	again := e.restart()
+	again.b.wrapKeys = func() (*rsa.PrivateKey, error) { made++; return testWrappingKey(1), nil }
+	third := again.read("wrapping_key").Data["public_key"]
+	if made != 1 || first != second || first != third {
+		t.Fatalf("made %d wrapping keys; reads differ: %v", made, first != second || first != third)
+	}
+	stored := dump(t, e.storage)
+	if _, ok := stored[wrappingPath]; !ok {
+		t.Fatalf("no entry at %s", wrappingPath)
+	}
+	declared := e.b.SpecialPaths().SealWrapStorage
+	if !slices.Contains(declared, wrappingPrefix) || !slices.Contains(declared, privatePrefix) {
+		t.Fatalf("SealWrapStorage = %v lacks %s", declared, wrappingPrefix)
+	}
+	if strings.Contains(fmt.Sprint(first), "PRIVATE") {
+		t.Fatal("the wrapping key read shows a private key")
 	}
 }

@@ -26,6 +26,7 @@ SCOPES=(
 	"maintenance 80 maintenance.go"
 	"signing     80 path_sign.go path_roles.go claims.go"
 	"validation  80 validate.go"
+	"adoption    80 adopt.go import.go trust.go wrapping.go path_import.go path_trust.go"
 )
 
 only=${MUTATION_SCOPES:-}

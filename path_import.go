@@ -2,7 +2,6 @@ package jwtrotor
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -19,10 +18,9 @@ import (
 // sign, or verify, for the mount: both have their own policy
 // (policies/importer.hcl).
 
-func pathAdopt(b *backend) []*framework.Path {
-	name := &framework.FieldSchema{Type: framework.TypeLowerCaseString, Description: "Name of the key ring.", Required: true}
+func pathImport(b *backend) []*framework.Path {
 	importFields := withRingSettings(map[string]*framework.FieldSchema{
-		"name": name,
+		"name": ringNameField,
 		"ciphertext": {
 			Type:        framework.TypeString,
 			Description: "The private key (PKCS#8 DER; PKCS#1 and SEC 1 also taken) wrapped for this mount in the transit import format: base64 of the RSA-OAEP (SHA-256) encryption of an ephemeral AES-256 key to wrapping_key, followed by the key wrapped under it with KWP (RFC 5649). vault transit import makes it.",
@@ -64,46 +62,6 @@ func pathAdopt(b *backend) []*framework.Path {
 			},
 			HelpSynopsis:    "Create a ring from an existing issuer's signing key, keeping its kid.",
 			HelpDescription: pathImportHelpDesc,
-		},
-		{
-			Pattern:      "keys/" + framework.GenericNameRegex("name") + "/trust$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix},
-			Fields: map[string]*framework.FieldSchema{
-				"name": name,
-				"jwk": {
-					Type:        framework.TypeMap,
-					Description: "The public key as a JWK (an object, or a JSON object as a string): kty RSA, EC or OKP with its public parameters; kid and alg may be in it. Private members are refused.",
-				},
-				"pem": {
-					Type:        framework.TypeString,
-					Description: "The public key as PEM (PUBLIC KEY or RSA PUBLIC KEY), instead of jwk; kid and alg are then required.",
-				},
-				"kid": {
-					Type:        framework.TypeString,
-					Description: "The kid the old issuer's tokens carry (1 to 128 letters, digits and - _ . ~ : + / = @ #); required with pem, and must match the jwk's kid if both are given.",
-				},
-				"alg": {
-					Type:        framework.TypeString,
-					Description: "The alg the old issuer's tokens carry; required with pem, and must match the jwk's alg if both are given.",
-				},
-				"expires_at": {
-					Type:        framework.TypeInt,
-					Description: fmt.Sprintf("Required: when the key leaves the JWKS (Unix seconds), at most %d days from now: after the last token signed with it expires.", maxTrustPeriod/86400),
-					Required:    true,
-				},
-			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: writeOp(b.pathTrust, "trust", "key", "Publish an old public key of an adopted issuer until a given time; it never signs.", map[string]*framework.FieldSchema{
-					"kid":          {Type: framework.TypeString, Description: "The trusted kid.", Required: true},
-					"alg":          {Type: framework.TypeString, Description: "Its algorithm.", Required: true},
-					"thumbprint":   {Type: framework.TypeString, Description: "Its RFC 7638 thumbprint.", Required: true},
-					"added_at":     {Type: framework.TypeInt64, Description: "When it entered the JWKS (Unix seconds).", Required: true},
-					"expires_at":   {Type: framework.TypeInt64, Description: "When it leaves the JWKS (Unix seconds).", Required: true},
-					"trusted_keys": {Type: framework.TypeSlice, Description: "Every trusted key of the ring now.", Required: true},
-				}),
-			},
-			HelpSynopsis:    "Publish an old public key of an adopted issuer, for a bounded time.",
-			HelpDescription: pathTrustHelpDesc,
 		},
 	}
 }
@@ -203,113 +161,9 @@ func (b *backend) pathImport(ctx context.Context, req *logical.Request, d *frame
 	}
 	b.log().Info("key imported", "ring", name, "kid", key.KID, "alg", key.Alg, "thumbprint", key.storeID())
 	b.metrics.adopted.WithLabelValues(name, originImported).Inc()
-	b.recordOp(name, "import", res)
+	b.recordActivation(name, res)
 	resp := &logical.Response{Data: ringData(r, now)}
 	resp.Data["kid"] = key.KID
-	for _, w := range append(res.Warnings, warnings...) {
-		resp.AddWarning(w)
-	}
-	return resp, nil
-}
-
-func (b *backend) pathTrust(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	rawJWK, hasJWK := d.GetOk("jwk")
-	rawPEM, hasPEM := d.GetOk("pem")
-	if hasJWK == hasPEM {
-		return respond(refuse("jwk", "give the public key either as jwk (a JSON object) or as pem, one of the two"))
-	}
-	expires, ok := d.GetOk("expires_at")
-	if !ok {
-		return respond(refuse("expires_at", "required: when the key leaves the JWKS (Unix seconds), after the last token the old issuer signed with it expires; at most %d days from now", maxTrustPeriod/86400))
-	}
-	kid, _ := d.Get("kid").(string)
-	alg, _ := d.Get("alg").(string)
-	_, kidSet := d.GetOk("kid")
-	_, algSet := d.GetOk("alg")
-	keyField := "pem"
-	var pub any
-	if hasJWK {
-		keyField = "jwk"
-		p, jwkKID, jwkAlg, err := parseTrustedJWK(rawJWK.(map[string]any))
-		if err != nil {
-			return respond(err)
-		}
-		pub = p
-		switch {
-		case kidSet && jwkKID != "" && jwkKID != kid:
-			return respond(refuse("kid", "%q differs from the jwk's kid %q; give one of them, or the same", kid, jwkKID))
-		case !kidSet:
-			kid, kidSet = jwkKID, jwkKID != ""
-		}
-		switch {
-		case algSet && jwkAlg != "" && jwkAlg != alg:
-			return respond(refuse("alg", "%q differs from the jwk's alg %q; give one of them, or the same", alg, jwkAlg))
-		case !algSet:
-			alg, algSet = jwkAlg, jwkAlg != ""
-		}
-	} else {
-		p, err := parseTrustedPEM(rawPEM.(string))
-		if err != nil {
-			return respond(err)
-		}
-		pub = p
-	}
-	if !kidSet {
-		return respond(refuse("kid", "required: the kid the old issuer's tokens carry (in the jwk, or as kid)"))
-	}
-	if err := checkKID(kid); err != nil {
-		return respond(err)
-	}
-	if !algSet {
-		return respond(refuse("alg", "required: the alg the old issuer's tokens carry (in the jwk, or as alg), such as RS256"))
-	}
-	if err := checkKeyAlg(pub, alg, "alg", keyField); err != nil {
-		return respond(err)
-	}
-	tp, jwk, err := publicJWKAs(pub, alg, kid)
-	if err != nil {
-		return nil, err
-	}
-
-	b.writeLock.Lock()
-	defer b.writeLock.Unlock()
-	snap, clk, err := b.state(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
-	now := clk.Schedule
-	old := snap.rings[name]
-	if old == nil || old.DeletedAt != 0 {
-		return respond(refuse("name", "no key ring %q; trust old keys on the ring that took over the issuer (create it with vault write %skeys/%s/import)", name, req.MountPoint, name))
-	}
-	h, err := readHistory(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkIdentity(snap, h, identity{kid: kid, thumbprint: tp}, keyField); err != nil {
-		return respond(err)
-	}
-	r := old.clone()
-	t := trustedKey{KID: kid, Alg: alg, Thumbprint: tp, PublicJWK: jwk, ExpiresAt: int64(expires.(int))}
-	res, err := trustOp(r, now, t, keyField)
-	if err != nil {
-		return respond(err)
-	}
-	settle(r, now)
-	if err := checkBounds(snap, r, now, keyField); err != nil {
-		return respond(err)
-	}
-	warnings, _, err := b.commitRing(ctx, req.Storage, old, r, now)
-	if err != nil {
-		return nil, err
-	}
-	b.log().Info("key trusted", "ring", name, "kid", kid, "alg", alg, "thumbprint", tp, "expires_at", fmtTime(t.ExpiresAt))
-	b.metrics.adopted.WithLabelValues(name, originTrusted).Inc()
-	resp := &logical.Response{Data: map[string]any{
-		"kid": kid, "alg": alg, "thumbprint": tp, "added_at": now, "expires_at": t.ExpiresAt,
-		"trusted_keys": ringData(r, now)["trusted_keys"],
-	}}
 	for _, w := range append(res.Warnings, warnings...) {
 		resp.AddWarning(w)
 	}
@@ -343,13 +197,3 @@ JWKS verification_ttl later. Move verifiers that pinned it to the JWKS before
 it retires. A kid or key already in the mount, or removed or revoked from it
 before, is refused.
 `)
-
-var pathTrustHelpDesc = strings.TrimSpace(fmt.Sprintf(`
-Publishes an old public key of the issuer this ring adopted, so that tokens
-it signed before the import keep verifying, until expires_at (at most %d
-days ahead). Give the key as jwk (kty, kid, alg and its public parameters) or
-as pem with kid and alg; private members are refused and never repeated. The
-JWKS serves it rebuilt from the parsed key; it never signs, and counts
-against the ring's 40 keys and the mount's 50 KiB. At most %d per ring.
-keys/<name>/revoke removes one early, for good.
-`, maxTrustPeriod/86400, maxTrustedKeys))
