@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // TestSafetyCrash kills a Vault server with persistent integrated storage
@@ -40,33 +42,21 @@ func TestSafetyCrash(t *testing.T) {
 	)
 	crashPoints := []string{"after-private-put", "after-ring-put"}
 
-	pluginBin, err := safCrashhookPlugin()
+	crashBins, err := bins.WithCrashhook()
 	if err != nil {
 		t.Fatal(err)
 	}
-	vaultBin, _, err := repoBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	node, sha := newSafRaftNode(t, root, "crash-1", vaultBin, pluginBin)
-	node.writeConfig(t, nil)
-	t.Cleanup(func() {
-		node.stop()
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", node.logPath, node.logTail(60))
-			keep := safKeepDir(root)
-			t.Logf("node directory kept at %s", keep)
-		}
-	})
-	key, token := node.startFresh(t)
+	root := testserver.TempDir(t, "jwt-rotor-crash-")
+	node, sha := testserver.NewRaftNode(t, crashBins, root, "crash-1")
+	node.WriteConfig(t, nil)
+	key, token := node.StartFresh(t)
 
-	c := &safCrash{t: t, node: node, key: key, sha: sha, vc: newVaultClient(node.addr, token), mountPath: "jwt", seed: testSeed(t, "CRASH_SEED")}
+	c := &safCrash{t: t, node: node, key: key, sha: sha, vc: newVaultClient(node.Addr, token), mountPath: "jwt", seed: testSeed(t, "CRASH_SEED")}
 	c.rng = rand.New(rand.NewPCG(c.seed, 7))
-	c.issuer = node.addr + "/v1/jwt"
+	c.issuer = node.Addr + "/v1/jwt"
 	c.known = map[string]safKnownKey{}
 	c.fastKeys = map[string]signingKey{}
-	t.Logf("crash test: node %s, random seed %d (CRASH_SEED replays it)", node.addr, c.seed)
+	t.Logf("crash test: node %s, random seed %d (CRASH_SEED replays it)", node.Addr, c.seed)
 
 	safRegisterPlugin(t, c.vc, sha, nil)
 	safMountPlugin(t, c.vc, c.mountPath, c.issuer, maxAge)
@@ -121,19 +111,6 @@ func TestSafetyCrash(t *testing.T) {
 // safCrashRings are the rings every iteration signs on and checks.
 var safCrashRings = []string{"fast", "ops", "long"}
 
-// safKeepDir moves a failed run's directory out of t.TempDir's cleanup.
-func safKeepDir(dir string) string {
-	keep, err := os.MkdirTemp("", "jwt-rotor-crash-kept-")
-	if err != nil {
-		return dir
-	}
-	if err := os.Rename(dir, keep+"/node"); err != nil {
-		return dir
-	}
-	_ = os.Mkdir(dir, 0o755)
-	return keep + "/node"
-}
-
 // safKnownKey is what the test has seen of a kid before a crash.
 type safKnownKey struct {
 	ring     string
@@ -147,7 +124,7 @@ type safCrashToken struct {
 
 type safCrash struct {
 	t         *testing.T
-	node      *safRaftNode
+	node      *testserver.RaftNode
 	key, sha  string
 	vc        *vaultClient
 	mountPath string
@@ -266,7 +243,7 @@ func (c *safCrash) iteration(i int, kind string) {
 		}()
 		wait := time.Duration(c.rng.IntN(2500)) * time.Millisecond
 		time.Sleep(wait)
-		c.node.kill9()
+		c.node.Kill9()
 		cancel()
 		wg.Wait()
 		detail = fmt.Sprintf("SIGKILL %s into the workload", wait.Round(time.Millisecond))
@@ -313,18 +290,18 @@ func (c *safCrash) iteration(i int, kind string) {
 		}
 		// Later restarts run the plugin without the crash point.
 		safRegisterPlugin(t, c.vc, c.sha, nil)
-		c.node.kill9()
+		c.node.Kill9()
 		detail = fmt.Sprintf("plugin killed itself at %s during a forced rotation, then SIGKILL", kind)
 	}
 
 	crashAt := time.Now()
-	if err := c.node.start(); err != nil {
+	if err := c.node.Start(); err != nil {
 		t.Fatalf("iteration %d: restart: %v", i, err)
 	}
-	if err := safUnseal(c.node, c.key); err != nil {
+	if err := c.node.Unseal(c.key); err != nil {
 		t.Fatalf("iteration %d: %v", i, err)
 	}
-	if err := c.node.waitHealth(60*time.Second, http.StatusOK); err != nil {
+	if err := c.node.WaitHealth(60*time.Second, http.StatusOK); err != nil {
 		t.Fatalf("iteration %d: %v", i, err)
 	}
 	if err := safWaitMount(c.vc, c.mountPath+"/keys/fast", 60*time.Second); err != nil {
@@ -362,7 +339,7 @@ func (c *safCrash) iteration(i int, kind string) {
 
 // pluginKills counts the plugin deaths by SIGKILL in the node's log.
 func (c *safCrash) pluginKills() int {
-	raw, err := os.ReadFile(c.node.logPath)
+	raw, err := os.ReadFile(c.node.LogPath)
 	if err != nil {
 		return 0
 	}
@@ -374,7 +351,7 @@ func (c *safCrash) check(i int, before map[string]ring) string {
 	t := c.t
 	t.Helper()
 	now := time.Now()
-	jwks := safFetchJWKS(t, c.node.addr+"/v1/"+c.mountPath+"/jwks")
+	jwks := safFetchJWKS(t, c.node.Addr+"/v1/"+c.mountPath+"/jwks")
 	rings := map[string]ring{}
 	for _, name := range safCrashRings {
 		rings[name] = safReadRing(t, c.vc, c.mountPath, name)

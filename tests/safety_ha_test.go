@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // TestSafetyFailover runs a 3-node Vault cluster with integrated storage on
@@ -44,65 +46,50 @@ func TestSafetyFailover(t *testing.T) {
 		alg       = "ES256"
 		signEvery = 300 * time.Millisecond
 	)
-	vaultBin, pluginBin, err := repoBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	var nodes []*safRaftNode
+	root := testserver.TempDir(t, "jwt-rotor-failover-")
+	var nodes []*testserver.RaftNode
 	var sha string
 	for _, id := range []string{"ha-1", "ha-2", "ha-3"} {
-		n, sum := newSafRaftNode(t, root, id, vaultBin, pluginBin)
+		n, sum := testserver.NewRaftNode(t, bins, root, id)
 		nodes = append(nodes, n)
 		sha = sum
 	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			n.stop()
-		}
-		if t.Failed() {
-			for _, n := range nodes {
-				t.Logf("last lines of %s:\n%s", n.logPath, n.logTail(40))
-			}
-			t.Logf("node directories kept at %s", safKeepDir(root))
-		}
-	})
 	for _, n := range nodes {
 		// Raft's default timing: with the quickest (1) a leader loses its
 		// lease after 500ms without contact, which a loaded machine can
 		// cause without any failure.
-		n.perfMultiplier = 5
-		n.writeConfig(t, nodes)
+		n.PerfMultiplier = 5
+		n.WriteConfig(t, nodes)
 	}
 
 	clusterStart := time.Now()
-	if err := nodes[0].start(); err != nil {
+	if err := nodes[0].Start(); err != nil {
 		t.Fatal(err)
 	}
-	key, token, err := safVaultInit(nodes[0])
+	key, token, err := nodes[0].Init()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := safUnseal(nodes[0], key); err != nil {
+	if err := nodes[0].Unseal(key); err != nil {
 		t.Fatal(err)
 	}
-	if err := nodes[0].waitHealth(60*time.Second, http.StatusOK); err != nil {
+	if err := nodes[0].WaitHealth(60*time.Second, http.StatusOK); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodes[1:] {
-		if err := n.start(); err != nil {
+		if err := n.Start(); err != nil {
 			t.Fatal(err)
 		}
-		if err := safUnseal(n, key); err != nil {
+		if err := n.Unseal(key); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.waitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
+		if err := n.WaitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
 			t.Fatalf("%v (a standby answers 429)", err)
 		}
 	}
 	clients := make([]*vaultClient, len(nodes))
 	for i, n := range nodes {
-		clients[i] = newVaultClient(n.addr, token)
+		clients[i] = newVaultClient(n.Addr, token)
 	}
 	safWaitVoters(t, clients[0], 3, 60*time.Second)
 	t.Logf("3-node cluster up in %s", time.Since(clusterStart).Round(100*time.Millisecond))
@@ -113,14 +100,9 @@ func TestSafetyFailover(t *testing.T) {
 
 	// Register once through a standby: the write is forwarded and the
 	// catalog replicated; each node runs the binary from its own directory.
-	safMustWriteRetry(t, clients[1], "sys/plugins/catalog/secret/"+pluginName, map[string]any{
-		"sha256": sha, "command": pluginName, "version": pluginVersion,
-	})
-	safMustWriteRetry(t, clients[2], "sys/mounts/jwt", map[string]any{"type": pluginName, "config": map[string]any{"plugin_version": pluginVersion}})
-	safMustWriteRetry(t, clients[0], "sys/mounts/jwt/tune", map[string]any{
-		"allowed_response_headers":    []string{"ETag", "Last-Modified"},
-		"passthrough_request_headers": []string{"If-None-Match", "User-Agent"},
-	})
+	safMustWriteRetry(t, clients[1], "sys/plugins/catalog/secret/"+pluginName, testserver.CatalogEntry(sha, pluginVersion, nil))
+	safMustWriteRetry(t, clients[2], "sys/mounts/jwt", testserver.MountInput(pluginVersion))
+	safMustWriteRetry(t, clients[0], "sys/mounts/jwt/tune", testserver.TuneInput())
 	safMustWriteRetry(t, clients[0], "jwt/config", map[string]any{"issuer": issuer, "jwks_max_age": maxAge, "verifiers": safDeclaredNames()})
 	safMustWriteRetry(t, clients[0], "jwt/keys/ha", map[string]any{
 		"algorithm": alg, "rotation_period": period, "publish_lead": lead, "verification_ttl": verifyTTL,
@@ -146,11 +128,11 @@ func TestSafetyFailover(t *testing.T) {
 	for i := range nodes {
 		var urls []string
 		for j := range nodes {
-			urls = append(urls, nodes[(i+j)%len(nodes)].addr+"/v1/jwt/jwks")
+			urls = append(urls, nodes[(i+j)%len(nodes)].Addr+"/v1/jwt/jwks")
 		}
-		hc, _ := safCountingClient(nodes[i].id)
+		hc, _ := safCountingClient(nodes[i].ID)
 		c := base
-		c.name = "go-jose-" + nodes[i].id
+		c.name = "go-jose-" + nodes[i].ID
 		v := &safJoseVerifier{cache: newSafHeaderCache(hc, urls...), c: c}
 		if _, err := v.cache.keys(ctx); err != nil {
 			t.Fatal(err)
@@ -189,9 +171,9 @@ func TestSafetyFailover(t *testing.T) {
 	// The failover window opens when the kill is sent: a standby may
 	// already be redirecting a call to the dying node.
 	killSent := time.Now()
-	nodes[leader].kill9()
+	nodes[leader].Kill9()
 	killed := time.Now()
-	t.Logf("killed the active node %s at %s, %s before key %s activates", nodes[leader].id, killed.Format("15:04:05.000"), time.Unix(target.ActivateAt, 0).Sub(killed).Round(time.Millisecond), target.Kid)
+	t.Logf("killed the active node %s at %s, %s before key %s activates", nodes[leader].ID, killed.Format("15:04:05.000"), time.Unix(target.ActivateAt, 0).Sub(killed).Round(time.Millisecond), target.Kid)
 
 	newLeader := -1
 	for deadline := time.Now().Add(60 * time.Second); newLeader < 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -199,13 +181,13 @@ func TestSafetyFailover(t *testing.T) {
 			if i == leader {
 				continue
 			}
-			if code, err := n.health(); err == nil && code == http.StatusOK {
+			if code, err := n.Health(); err == nil && code == http.StatusOK {
 				newLeader = i
 			}
 		}
 	}
 	if newLeader < 0 {
-		t.Fatalf("no node became active within 60s of killing %s", nodes[leader].id)
+		t.Fatalf("no node became active within 60s of killing %s", nodes[leader].ID)
 	}
 	// The failover ends, for each surviving node, when it serves the mount
 	// again (a standby forwards to the new active node once it knows it).
@@ -220,7 +202,7 @@ func TestSafetyFailover(t *testing.T) {
 		servesAgain[i] = time.Now()
 	}
 	failover := time.Since(killed)
-	t.Logf("%s is active %s after the kill", nodes[newLeader].id, failover.Round(100*time.Millisecond))
+	t.Logf("%s is active %s after the kill", nodes[newLeader].ID, failover.Round(100*time.Millisecond))
 
 	// Two periods after the target activation the schedule must have run
 	// as stored.
@@ -243,13 +225,13 @@ func TestSafetyFailover(t *testing.T) {
 	}
 
 	// Restart the killed node: it rejoins as a standby.
-	if err := nodes[leader].start(); err != nil {
+	if err := nodes[leader].Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := safUnseal(nodes[leader], key); err != nil {
+	if err := nodes[leader].Unseal(key); err != nil {
 		t.Fatal(err)
 	}
-	if err := nodes[leader].waitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
+	if err := nodes[leader].WaitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
 		t.Fatalf("%v: the killed node did not rejoin as a standby", err)
 	}
 	safWaitVoters(t, clients[newLeader], 3, 60*time.Second)
@@ -271,7 +253,7 @@ func TestSafetyFailover(t *testing.T) {
 		}
 	}
 	if !stocked {
-		t.Errorf("the new active node %s generated no pending key within %s of taking over", nodes[newLeader].id, 80*time.Second)
+		t.Errorf("the new active node %s generated no pending key within %s of taking over", nodes[newLeader].ID, 80*time.Second)
 	}
 	maintained := time.Since(killed)
 
@@ -346,15 +328,15 @@ func TestSafetyFailover(t *testing.T) {
 			role = "standby, then active"
 		}
 		window := servesAgain[i].Sub(killed)
-		fmt.Fprintf(&perNode, "  %s (%s): %d tokens signed through it (%d by a read of token/ha), %d calls failed, window %s\n", n.id, role, sg.perNode[i], sg.readsPerNode[i], sg.errs[i], window.Round(100*time.Millisecond))
+		fmt.Fprintf(&perNode, "  %s (%s): %d tokens signed through it (%d by a read of token/ha), %d calls failed, window %s\n", n.ID, role, sg.perNode[i], sg.readsPerNode[i], sg.errs[i], window.Round(100*time.Millisecond))
 		if sg.readsPerNode[i] == 0 {
-			t.Errorf("no token was minted by a read through %s", n.id)
+			t.Errorf("no token was minted by a read through %s", n.ID)
 		}
 		if sg.perNode[i] == sg.readsPerNode[i] {
-			t.Errorf("no token was signed by sign/ha through %s", n.id)
+			t.Errorf("no token was signed by sign/ha through %s", n.ID)
 		}
 		if sg.perNode[i] == 0 {
-			t.Errorf("no token was signed through %s", n.id)
+			t.Errorf("no token was signed through %s", n.ID)
 		}
 	}
 	// A sign call fails only if it overlapped its node's window: a failure
@@ -366,7 +348,7 @@ func TestSafetyFailover(t *testing.T) {
 			outside++
 			if outside <= 5 {
 				t.Errorf("a sign call through %s failed outside its failover window (%s to %s): started %s, ended %s: %s",
-					nodes[f.node].id, killSent.Format("15:04:05.000"), servesAgain[f.node].Format("15:04:05.000"),
+					nodes[f.node].ID, killSent.Format("15:04:05.000"), servesAgain[f.node].Format("15:04:05.000"),
 					f.start.Format("15:04:05.000"), f.end.Format("15:04:05.000"), f.err)
 			}
 		}
@@ -393,7 +375,7 @@ func TestSafetyFailover(t *testing.T) {
 // safHASigner signs round-robin through the nodes.
 type safHASigner struct {
 	clients []*vaultClient
-	nodes   []*safRaftNode
+	nodes   []*testserver.RaftNode
 	pipe    *safPipeline
 
 	mu      sync.Mutex
@@ -460,11 +442,11 @@ func safTokenRead(ctx context.Context, c *vaultClient, path string) (safSigned, 
 }
 
 // safActiveIndex returns the node that answers /sys/health with 200.
-func safActiveIndex(t *testing.T, nodes []*safRaftNode) int {
+func safActiveIndex(t *testing.T, nodes []*testserver.RaftNode) int {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		for i, n := range nodes {
-			if code, err := n.health(); err == nil && code == http.StatusOK {
+			if code, err := n.Health(); err == nil && code == http.StatusOK {
 				return i
 			}
 		}
@@ -504,25 +486,25 @@ func safWaitVoters(t *testing.T, c *vaultClient, want int, timeout time.Duration
 // and ETag. A key set changes only when a key is generated or removed, so a
 // difference is retried a few times in case a boundary fell between the
 // fetches.
-func safSameJWKS(t *testing.T, when string, nodes []*safRaftNode) {
+func safSameJWKS(t *testing.T, when string, nodes []*testserver.RaftNode) {
 	t.Helper()
 	var diff string
 	for attempt := 0; attempt < 5; attempt++ {
 		var bodies [][]byte
 		var etags []string
 		for _, n := range nodes {
-			resp, body := rawGet(t, http.MethodGet, n.addr+"/v1/jwt/jwks", nil)
+			resp, body := rawGet(t, http.MethodGet, n.Addr+"/v1/jwt/jwks", nil)
 			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("%s: JWKS from %s: status %d: %s", when, n.id, resp.StatusCode, body)
+				t.Fatalf("%s: JWKS from %s: status %d: %s", when, n.ID, resp.StatusCode, body)
 			}
-			parseJWKS(t, n.id+" JWKS", resp, body)
+			parseJWKS(t, n.ID+" JWKS", resp, body)
 			bodies = append(bodies, body)
 			etags = append(etags, resp.Header.Get("ETag"))
 		}
 		diff = ""
 		for i := 1; i < len(nodes); i++ {
 			if !bytes.Equal(bodies[i], bodies[0]) || etags[i] != etags[0] || etags[0] == "" {
-				diff = fmt.Sprintf("%s: ETag %q, %d bytes; %s: ETag %q, %d bytes", nodes[0].id, etags[0], len(bodies[0]), nodes[i].id, etags[i], len(bodies[i]))
+				diff = fmt.Sprintf("%s: ETag %q, %d bytes; %s: ETag %q, %d bytes", nodes[0].ID, etags[0], len(bodies[0]), nodes[i].ID, etags[i], len(bodies[i]))
 			}
 		}
 		if diff == "" {
@@ -539,7 +521,7 @@ func safSameJWKS(t *testing.T, when string, nodes []*safRaftNode) {
 // does it serves its last 200 for that URL while the response's max-age
 // plus stale-if-error allows.
 type safLB struct {
-	nodes       []*safRaftNode
+	nodes       []*testserver.RaftNode
 	srv         *httptest.Server
 	url         string
 	hc          *http.Client
@@ -563,7 +545,7 @@ type safLBCopy struct {
 	staleUntil time.Time
 }
 
-func newSafLB(nodes []*safRaftNode) *safLB {
+func newSafLB(nodes []*testserver.RaftNode) *safLB {
 	lb := &safLB{nodes: nodes, hc: &http.Client{Timeout: 5 * time.Second}, stale: map[string]safLBCopy{}}
 	lb.srv = httptest.NewServer(lb)
 	lb.url = lb.srv.URL
@@ -577,7 +559,7 @@ func (lb *safLB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := int(lb.next.Add(1))
 	for i := range lb.nodes {
 		n := lb.nodes[(start+i)%len(lb.nodes)]
-		req, err := http.NewRequestWithContext(r.Context(), r.Method, n.addr+r.URL.RequestURI(), bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, n.Addr+r.URL.RequestURI(), bytes.NewReader(body))
 		if err != nil {
 			continue
 		}

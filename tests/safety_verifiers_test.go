@@ -29,6 +29,8 @@ import (
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // This file holds the independent verifiers the safety tests run against the
@@ -553,7 +555,7 @@ func safStartNodeJose(ctx context.Context, c safVerifierConfig) (safVerifier, er
 		"--prime",
 	)
 	cmd.Dir = dir
-	setChildAttrs(cmd)
+	testserver.SetChildAttrs(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,13 +10,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 const (
@@ -41,7 +49,7 @@ const (
 // that the rate-limit quotas of docs/operations.md make Vault answer 429
 // beyond their rate.
 func TestSecurityFlood(t *testing.T) {
-	sec := secStartServer(t, secServerOptions{logLevel: "warn"})
+	sec := startDedicated(t, testserver.DevOptions{LogLevel: "warn"})
 	m := sec.mount(t, "jwt-flood", map[string]any{"jwks_max_age": 60})
 	sec.ring(t, m, "f", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "verification_ttl": "2h", "publish_lead": "10m"})
 	sec.root.mustWrite(t, m.p("roles/f"), map[string]any{"key": "f", "audiences": "api"})
@@ -227,7 +235,7 @@ flood:
 // secQuotas applies the rate-limit quotas of docs/operations.md, with their rate
 // (20 per second), one at a time, and shows that each makes Vault answer 429
 // on its paths beyond the rate, and only there.
-func secQuotas(t *testing.T, sec *secServer, m *mount) {
+func secQuotas(t *testing.T, sec *dedicatedServer, m *mount) {
 	t.Helper()
 	burst := func(rel string) map[int]int {
 		t.Helper()
@@ -305,4 +313,73 @@ func secRandom(n int) string {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// pluginPID is the pid of the plugin process Vault started for this
+// server: a child of the Vault process running the plugin binary.
+func (sec *dedicatedServer) pluginPID(t *testing.T) int {
+	t.Helper()
+	vaultPID := sec.server.PID()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatalf("no /proc (the plugin's process is found and measured there, on Linux): %v", err)
+	}
+	var found []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+		fields := strings.Fields(rest)
+		if len(fields) < 2 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(fields[1]); ppid != vaultPID {
+			continue
+		}
+		exe, _ := os.Readlink("/proc/" + e.Name() + "/exe")
+		if filepath.Base(exe) == pluginName || strings.HasPrefix(filepath.Base(strings.TrimSuffix(exe, " (deleted)")), pluginName) {
+			found = append(found, pid)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want one plugin process under vault pid %d, found %v", vaultPID, found)
+	}
+	return found[0]
+}
+
+// secRSS returns a process's resident and peak resident memory in bytes.
+func secRSS(t *testing.T, pid int) (rss, hwm int64) {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("plugin process %d: %v", pid, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (name != "VmRSS" && name != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+		if err != nil {
+			t.Fatalf("%s: %q", name, value)
+		}
+		if name == "VmRSS" {
+			rss = kb << 10
+		} else {
+			hwm = kb << 10
+		}
+	}
+	if rss == 0 {
+		t.Fatalf("no VmRSS for pid %d", pid)
+	}
+	return rss, hwm
 }

@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // TestSecuritySecrecy runs a Vault server at trace log level with two file
@@ -54,9 +56,9 @@ import (
 // (responses and audit entries of sys/raw paths); a positive control shows
 // that both scans find each kind of leak they look for.
 func TestSecuritySecrecy(t *testing.T) {
-	sec := secStartServer(t, secServerOptions{logLevel: "trace", config: "raw_storage_endpoint = true\n"})
-	auditHMAC := filepath.Join(sec.srv.dir, "audit.log")
-	auditRaw := filepath.Join(sec.srv.dir, "audit-raw.log")
+	sec := startDedicated(t, testserver.DevOptions{LogLevel: "trace", Config: "raw_storage_endpoint = true\n"})
+	auditHMAC := filepath.Join(sec.server.Dir, "audit.log")
+	auditRaw := filepath.Join(sec.server.Dir, "audit-raw.log")
 	sec.root.mustDo(t, http.MethodPut, "sys/audit/file", map[string]any{"type": "file", "options": map[string]any{"file_path": auditHMAC}})
 	sec.root.mustDo(t, http.MethodPut, "sys/audit/raw", map[string]any{"type": "file", "options": map[string]any{"file_path": auditRaw, "log_raw": "true"}})
 
@@ -235,7 +237,7 @@ func TestSecuritySecrecy(t *testing.T) {
 	// keys on the fast ring, signing and harvesting meanwhile.
 	before := len(h.keys)
 	deadline = time.Now().Add(150 * time.Second)
-	for !secLogHas(t, sec.srv.logPath, "pending key generated", "ring=fast") {
+	for !secLogHas(t, sec.server.LogPath, "pending key generated", "ring=fast") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no maintenance pass generated a key on ring fast within 150s")
 		}
@@ -263,7 +265,7 @@ func TestSecuritySecrecy(t *testing.T) {
 	}
 	h.checkKinds(t)
 
-	sec.srv.stop()
+	sec.server.Stop()
 
 	sc := secNewScanner()
 	for kid, k := range h.keys {
@@ -288,7 +290,7 @@ func TestSecuritySecrecy(t *testing.T) {
 		respBytes += int64(len(r.data))
 		report(fmt.Sprintf("response to %s %s", r.method, r.path), r.data)
 	}
-	logData, err := os.ReadFile(sec.srv.logPath)
+	logData, err := os.ReadFile(sec.server.LogPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +333,7 @@ func TestSecuritySecrecy(t *testing.T) {
 	t.Logf("%d signed tokens, none in the Vault log or the HMAC audit log", len(tokens))
 	// The scan covered what it claims to: the log is at trace level and
 	// holds the plugin's lines; the raw audit log holds signed tokens.
-	if !bytes.Contains(logData, []byte("[TRACE]")) || !secLogHas(t, sec.srv.logPath, "rotation: ", "ring=rsa") {
+	if !bytes.Contains(logData, []byte("[TRACE]")) || !secLogHas(t, sec.server.LogPath, "rotation: ", "ring=rsa") {
 		t.Fatalf("the Vault log lacks trace lines or the plugin's rotation lines")
 	}
 	if !bytes.Contains(rawData, []byte(`"token":"eyJ`)) || !bytes.Contains(hmacData, []byte("hmac-sha256:")) {
@@ -351,7 +353,7 @@ func secWithout(list []string, s string) []string {
 
 // secRawFetch sends a request outside Vault's envelope handling, through the
 // recording client, with token when not empty.
-func secRawFetch(t *testing.T, sec *secServer, method, path, token string, header http.Header) (*http.Response, []byte) {
+func secRawFetch(t *testing.T, sec *dedicatedServer, method, path, token string, header http.Header) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, sec.root.url(path), nil)
 	if err != nil {
@@ -433,7 +435,7 @@ func secAuditWithoutRaw(t *testing.T, path string) ([]byte, int) {
 
 // secHarvest collects the plugin's private keys from storage via sys/raw.
 type secHarvest struct {
-	sec    *secServer
+	sec    *dedicatedServer
 	prefix string // sys/raw/logical/<mount uuid>/private/
 	keys   map[string]crypto.Signer
 	seen   map[string]bool
@@ -718,9 +720,9 @@ func (s *secScanner) positiveControl(t *testing.T, h *secHarvest) {
 // wrapping key, trusts two public keys, and sends the two refusals that
 // carry key material in the clear (to keys/refused-*). It returns the
 // imported rings.
-func secImport(t *testing.T, sec *secServer, m *mount, h *secHarvest, settings map[string]any) []string {
+func secImport(t *testing.T, sec *dedicatedServer, m *mount, h *secHarvest, settings map[string]any) []string {
 	t.Helper()
-	target, err := url.Parse(sec.srv.addr)
+	target, err := url.Parse(sec.server.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -794,10 +796,10 @@ func secImport(t *testing.T, sec *secServer, m *mount, h *secHarvest, settings m
 }
 
 // note records output that is not an HTTP response (a command's output).
-func (r *secRecorder) note(method, path string, data []byte) {
+func (r *recorder) note(method, path string, data []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.responses = append(r.responses, secRecorded{method: method, path: path, data: data})
+	r.responses = append(r.responses, recorded{method: method, path: path, data: data})
 }
 
 // secAuditSplitRefused takes out of an audit log the entries of the

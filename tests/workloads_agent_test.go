@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // agentTemplate is one Vault Agent template of the workload test and what
@@ -86,10 +88,6 @@ func TestWorkloadAgent(t *testing.T) {
 		// rotation period render about period/renderInterval times.
 		maxRenders = 40
 	)
-	vaultBin, _, err := repoBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := newMount(t, "agent", map[string]any{"jwks_max_age": maxAge})
 	createRing(t, m, "wl", map[string]any{"algorithm": alg, "rotation_period": period, "publish_lead": lead, "verification_ttl": verifyTTL})
 	// Two roles on one ring: Agent keys a read by its path without the
@@ -176,11 +174,11 @@ template_config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(vaultBin, "agent", "-config="+file("agent.hcl"), "-log-level=debug")
+	cmd := exec.Command(bins.Vault, "agent", "-config="+file("agent.hcl"), "-log-level=debug")
 	cmd.Dir = dir
-	cmd.Env = serverEnv(dir)
+	cmd.Env = testserver.Env(dir)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	setChildAttrs(cmd)
+	testserver.SetChildAttrs(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +189,7 @@ template_config {
 		close(exited)
 	}()
 	t.Cleanup(func() {
-		stopProcess(cmd, exited, os.Interrupt, 10*time.Second)
+		testserver.StopProcess(cmd, exited, os.Interrupt, 10*time.Second)
 		logFile.Close()
 		if t.Failed() {
 			tail, _ := os.ReadFile(logPath)
