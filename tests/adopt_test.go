@@ -115,7 +115,7 @@ func transitImport(t *testing.T, addr, path, file string, args ...string) (strin
 // fetching a JWKS: go-jose against a fixed key set.
 type pinnedVerifier struct {
 	set jose.JSONWebKeySet
-	c   safVerifierConfig
+	c   verifierConfig
 }
 
 func (p *pinnedVerifier) verify(token string) error {
@@ -183,9 +183,9 @@ func (a *adoptTally) String() string {
 
 // expectAll has every JWKS verifier check every token; each must be
 // accepted (want) or refused (!want), within a few refreshes.
-func expectAll(t *testing.T, ctx context.Context, vs map[string]safVerifier, tally *adoptTally, kind string, tokens []string, want bool, deadline time.Duration) {
+func expectAll(t *testing.T, ctx context.Context, vs map[string]jwksVerifier, tally *adoptTally, kind string, tokens []string, want bool, deadline time.Duration) {
 	t.Helper()
-	for _, name := range safKindNames() {
+	for _, name := range kindNames() {
 		v := vs[name]
 		for i, tok := range tokens {
 			var err error
@@ -228,7 +228,7 @@ func TestAdoptIssuer(t *testing.T) {
 	// already carry the mount's issuer.
 	legacy := &legacyIssuer{key: rsaKey, kid: "legacy-2024", alg: "RS256", iss: m.issuer, aud: "payments"}
 	retired := &legacyIssuer{key: oldKey, kid: "legacy-2023", alg: "RS256", iss: m.issuer, aud: "payments"}
-	pinned := &pinnedVerifier{set: legacy.publicJWKS(), c: safVerifierConfig{issuer: m.issuer, audience: "payments", alg: "RS256"}}
+	pinned := &pinnedVerifier{set: legacy.publicJWKS(), c: verifierConfig{issuer: m.issuer, audience: "payments", alg: "RS256"}}
 
 	// Before the import: the old issuer's tokens, some outliving the
 	// imported key's publication, and the pinned service accepts them.
@@ -278,8 +278,8 @@ func TestAdoptIssuer(t *testing.T) {
 	// Verifiers move to the plugin's JWKS (go-oidc through discovery from
 	// the same issuer URL).
 	jwks := m.issuer + "/jwks"
-	vc := safVerifierConfig{jwksURL: jwks, issuer: m.issuer, audience: "payments", alg: "RS256", interval: maxAge * time.Second}
-	vs := safStartVerifiers(t, ctx, vc, safJWKSURLFor(jwks))
+	vc := verifierConfig{jwksURL: jwks, issuer: m.issuer, audience: "payments", alg: "RS256", interval: maxAge * time.Second}
+	vs := startVerifiers(t, ctx, vc, jwksURLFor(jwks))
 	expectAll(t, ctx, vs, tally, "legacy", legacyTokens, true, 5*time.Second)
 	expectAll(t, ctx, vs, tally, "old-key-trusted", oldKeyTokens, true, 5*time.Second)
 
@@ -320,7 +320,7 @@ func TestAdoptIssuer(t *testing.T) {
 
 	// The trusted old key leaves at its expires_at.
 	time.Sleep(time.Until(time.Unix(expiresAt+maxAge+1, 0)))
-	safNudgeOIDC(t, ctx, vs, vc)
+	nudgeOIDC(t, ctx, vs, vc)
 	expectAll(t, ctx, vs, tally, "old-key-after-expires_at", oldKeyTokens, false, 10*time.Second)
 	if time.Now().Unix() >= imported.RemoveAt {
 		t.Fatal("the run is too slow to check the imported key before its remove_at")
@@ -329,7 +329,7 @@ func TestAdoptIssuer(t *testing.T) {
 
 	// And the imported key's own old tokens only after its remove_at.
 	time.Sleep(time.Until(time.Unix(imported.RemoveAt+maxAge+1, 0)))
-	safNudgeOIDC(t, ctx, vs, vc)
+	nudgeOIDC(t, ctx, vs, vc)
 	expectAll(t, ctx, vs, tally, "legacy-after-remove_at", legacyTokens, false, 10*time.Second)
 	_, body := env.root.raw(t, http.MethodGet, m.p("jwks"), nil)
 	if bytes.Contains(body, []byte("legacy-2024")) || bytes.Contains(body, []byte("legacy-2023")) {
@@ -338,12 +338,12 @@ func TestAdoptIssuer(t *testing.T) {
 	t.Logf("tokens accepted and refused, per verifier:%s", tally)
 }
 
-// safNudgeOIDC makes go-oidc, which refetches the JWKS only for a kid it
+// nudgeOIDC makes go-oidc, which refetches the JWKS only for a kid it
 // lacks, refetch now, as it would on the next unknown kid.
-func safNudgeOIDC(t *testing.T, ctx context.Context, vs map[string]safVerifier, c safVerifierConfig) {
+func nudgeOIDC(t *testing.T, ctx context.Context, vs map[string]jwksVerifier, c verifierConfig) {
 	t.Helper()
-	v := vs["go-oidc"].(*safOIDCVerifier)
-	tok, err := safThrowawayToken(c)
+	v := vs["go-oidc"].(*oidcVerifier)
+	tok, err := throwawayToken(c)
 	if err != nil {
 		t.Fatal(err)
 	}

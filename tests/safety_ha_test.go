@@ -91,38 +91,38 @@ func TestSafetyFailover(t *testing.T) {
 	for i, n := range nodes {
 		clients[i] = newVaultClient(n.Addr, token)
 	}
-	safWaitVoters(t, clients[0], 3, 60*time.Second)
+	waitVoters(t, clients[0], 3, 60*time.Second)
 	t.Logf("3-node cluster up in %s", time.Since(clusterStart).Round(100*time.Millisecond))
 
-	lb := newSafLB(nodes)
+	lb := newFailoverLB(nodes)
 	t.Cleanup(lb.close)
 	issuer := lb.url + "/v1/jwt"
 
 	// Register once through a standby: the write is forwarded and the
 	// catalog replicated; each node runs the binary from its own directory.
-	safMustWriteRetry(t, clients[1], "sys/plugins/catalog/secret/"+pluginName, testserver.CatalogEntry(sha, pluginVersion, nil))
-	safMustWriteRetry(t, clients[2], "sys/mounts/jwt", testserver.MountInput(pluginVersion))
-	safMustWriteRetry(t, clients[0], "sys/mounts/jwt/tune", testserver.TuneInput())
-	safMustWriteRetry(t, clients[0], "jwt/config", map[string]any{"issuer": issuer, "jwks_max_age": maxAge, "verifiers": safDeclaredNames()})
-	safMustWriteRetry(t, clients[0], "jwt/keys/ha", map[string]any{
+	mustWriteRetry(t, clients[1], "sys/plugins/catalog/secret/"+pluginName, testserver.CatalogEntry(sha, pluginVersion, nil))
+	mustWriteRetry(t, clients[2], "sys/mounts/jwt", testserver.MountInput(pluginVersion))
+	mustWriteRetry(t, clients[0], "sys/mounts/jwt/tune", testserver.TuneInput())
+	mustWriteRetry(t, clients[0], "jwt/config", map[string]any{"issuer": issuer, "jwks_max_age": maxAge, "verifiers": declaredNames()})
+	mustWriteRetry(t, clients[0], "jwt/keys/ha", map[string]any{
 		"algorithm": alg, "rotation_period": period, "publish_lead": lead, "verification_ttl": verifyTTL,
 	})
-	safMustWriteRetry(t, clients[1], "jwt/keys/ha/rotate", map[string]any{"force": true})
-	safMustWriteRetry(t, clients[2], "jwt/roles/ha", map[string]any{
+	mustWriteRetry(t, clients[1], "jwt/keys/ha/rotate", map[string]any{"force": true})
+	mustWriteRetry(t, clients[2], "jwt/roles/ha", map[string]any{
 		"key": "ha", "audiences": []string{apiAudience}, "subject_template": "saf-ha", "ttl": ttl, "max_ttl": ttl,
 		"allow_token_read": true,
 	})
 	for i := range clients {
-		if err := safWaitMount(clients[i], "jwt/keys/ha", 30*time.Second); err != nil {
+		if err := waitMount(clients[i], "jwt/keys/ha", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
-	safSameJWKS(t, "before the failover", nodes)
+	sameJWKS(t, "before the failover", nodes)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	base := safVerifierConfig{issuer: issuer, audience: apiAudience, alg: alg, interval: maxAge * time.Second}
-	vs := safStartVerifiers(t, ctx, base, safJWKSURLFor(lb.url+"/v1/jwt/jwks"))
+	base := verifierConfig{issuer: issuer, audience: apiAudience, alg: alg, interval: maxAge * time.Second}
+	vs := startVerifiers(t, ctx, base, jwksURLFor(lb.url+"/v1/jwt/jwks"))
 	// Three more caches, each starting at its own node and failing over
 	// to the others in order.
 	for i := range nodes {
@@ -130,20 +130,20 @@ func TestSafetyFailover(t *testing.T) {
 		for j := range nodes {
 			urls = append(urls, nodes[(i+j)%len(nodes)].Addr+"/v1/jwt/jwks")
 		}
-		hc, _ := safCountingClient(nodes[i].ID)
+		hc, _ := countingClient(nodes[i].ID)
 		c := base
 		c.name = "go-jose-" + nodes[i].ID
-		v := &safJoseVerifier{cache: newSafHeaderCache(hc, urls...), c: c}
+		v := &joseVerifier{cache: newHeaderCache(hc, urls...), c: c}
 		if _, err := v.cache.keys(ctx); err != nil {
 			t.Fatal(err)
 		}
 		vs[c.name] = v
 	}
-	pipe := newSafPipeline(ctx, vs, 8*time.Second)
+	pipe := newPipeline(ctx, vs, 8*time.Second)
 
 	// The signer goes round the nodes; a node that is down or between
 	// roles fails the call, which is counted, and the next node is tried.
-	sg := &safHASigner{clients: clients, nodes: nodes, pipe: pipe, perNode: make([]int, len(nodes)), readsPerNode: make([]int, len(nodes)), errs: make([]int, len(nodes))}
+	sg := &haSigner{clients: clients, nodes: nodes, pipe: pipe, perNode: make([]int, len(nodes)), readsPerNode: make([]int, len(nodes)), errs: make([]int, len(nodes))}
 	sigCtx, stopSigner := context.WithCancel(ctx)
 	var sigDone sync.WaitGroup
 	sigDone.Add(1)
@@ -154,8 +154,8 @@ func TestSafetyFailover(t *testing.T) {
 
 	// Choose the next activation at least 6s away and kill the active
 	// node 2s before it.
-	leader := safActiveIndex(t, nodes)
-	before := safReadRing(t, clients[0], "jwt", "ha")
+	leader := activeIndex(t, nodes)
+	before := readRingOneActive(t, clients[0], "jwt", "ha")
 	var target signingKey
 	for _, k := range before.inState("pending") {
 		if k.ActivateAt >= time.Now().Unix()+6 && (target.Kid == "" || k.ActivateAt < target.ActivateAt) {
@@ -167,7 +167,7 @@ func TestSafetyFailover(t *testing.T) {
 	}
 	killAt := time.Unix(target.ActivateAt, 0).Add(-2 * time.Second)
 	time.Sleep(time.Until(killAt))
-	before = safReadRing(t, clients[leader], "jwt", "ha")
+	before = readRingOneActive(t, clients[leader], "jwt", "ha")
 	// The failover window opens when the kill is sent: a standby may
 	// already be redirecting a call to the dying node.
 	killSent := time.Now()
@@ -196,7 +196,7 @@ func TestSafetyFailover(t *testing.T) {
 		if i == leader {
 			continue
 		}
-		if err := safWaitMount(clients[i], "jwt/keys/ha", 30*time.Second); err != nil {
+		if err := waitMount(clients[i], "jwt/keys/ha", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		servesAgain[i] = time.Now()
@@ -207,7 +207,7 @@ func TestSafetyFailover(t *testing.T) {
 	// Two periods after the target activation the schedule must have run
 	// as stored.
 	time.Sleep(time.Until(time.Unix(target.ActivateAt+2*period+1, 0)))
-	after := safReadRing(t, clients[newLeader], "jwt", "ha")
+	after := readRingOneActive(t, clients[newLeader], "jwt", "ha")
 	for _, old := range before.SigningKeys {
 		k, ok := after.byKid(old.Kid)
 		if !ok {
@@ -234,19 +234,19 @@ func TestSafetyFailover(t *testing.T) {
 	if err := nodes[leader].WaitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
 		t.Fatalf("%v: the killed node did not rejoin as a standby", err)
 	}
-	safWaitVoters(t, clients[newLeader], 3, 60*time.Second)
-	if err := safWaitMount(clients[leader], "jwt/keys/ha", 30*time.Second); err != nil {
+	waitVoters(t, clients[newLeader], 3, 60*time.Second)
+	if err := waitMount(clients[leader], "jwt/keys/ha", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	servesAgain[leader] = time.Now()
 	rejoined := time.Since(killed)
-	safSameJWKS(t, "after the rejoin", nodes)
+	sameJWKS(t, "after the rejoin", nodes)
 
 	// Maintenance runs on the active node only, about a minute after it
 	// took over: it must stock a new key.
 	stocked := false
 	for deadline := killed.Add(failover + 80*time.Second); !stocked && time.Now().Before(deadline); time.Sleep(time.Second) {
-		for _, k := range safReadRing(t, clients[newLeader], "jwt", "ha").SigningKeys {
+		for _, k := range readRingOneActive(t, clients[newLeader], "jwt", "ha").SigningKeys {
 			if k.PublishAt > killed.Unix() {
 				stocked = true
 			}
@@ -259,7 +259,7 @@ func TestSafetyFailover(t *testing.T) {
 
 	stopSigner()
 	sigDone.Wait()
-	final := safReadRing(t, clients[newLeader], "jwt", "ha")
+	final := readRingOneActive(t, clients[newLeader], "jwt", "ha")
 	pipe.finish()
 
 	// Every token was signed by the key whose stored window holds its
@@ -372,48 +372,48 @@ func TestSafetyFailover(t *testing.T) {
 		failover.Round(100*time.Millisecond), rejoined.Round(100*time.Millisecond), maintained.Round(time.Second), len(tokens), len(order)-1, order, lb.staleServed.Load(), perNode.String(), table)
 }
 
-// safHASigner signs round-robin through the nodes.
-type safHASigner struct {
+// haSigner signs round-robin through the nodes.
+type haSigner struct {
 	clients []*vaultClient
 	nodes   []*testserver.RaftNode
-	pipe    *safPipeline
+	pipe    *pipeline
 
 	mu      sync.Mutex
-	tokens  []safSigned
+	tokens  []signedToken
 	perNode []int
 	// readsPerNode counts the tokens of perNode minted by a read.
 	readsPerNode []int
 	errs         []int
-	failures     []safHAFailure
+	failures     []haFailure
 }
 
-// safHAFailure is one failed sign call: through which node, when it
+// haFailure is one failed sign call: through which node, when it
 // started and ended, and why.
-type safHAFailure struct {
+type haFailure struct {
 	node       int
 	start, end time.Time
 	err        error
 }
 
-func (s *safHASigner) run(ctx context.Context, every time.Duration) {
+func (s *haSigner) run(ctx context.Context, every time.Duration) {
 	seq := 0
 	for i := 0; ctx.Err() == nil; i++ {
 		tick := time.Now()
 		n := i % len(s.clients)
 		// Odd calls read: with three nodes every node gets both kinds.
 		read := i%2 == 1
-		var tok safSigned
+		var tok signedToken
 		var err error
 		if read {
-			tok, err = safTokenRead(ctx, s.clients[n], "jwt/token/ha")
+			tok, err = tokenRead(ctx, s.clients[n], "jwt/token/ha")
 		} else {
-			tok, err = safSignBody(ctx, s.clients[n], "jwt/sign/ha", map[string]any{})
+			tok, err = signBody(ctx, s.clients[n], "jwt/sign/ha", map[string]any{})
 		}
 		s.mu.Lock()
 		if err != nil {
 			if ctx.Err() == nil {
 				s.errs[n]++
-				s.failures = append(s.failures, safHAFailure{node: n, start: tick, end: time.Now(), err: err})
+				s.failures = append(s.failures, haFailure{node: n, start: tick, end: time.Now(), err: err})
 			}
 		} else {
 			seq++
@@ -435,14 +435,14 @@ func (s *safHASigner) run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// safTokenRead mints a token with a read of path, as safSignBody does with
+// tokenRead mints a token with a read of path, as signBody does with
 // a write.
-func safTokenRead(ctx context.Context, c *vaultClient, path string) (safSigned, error) {
-	return safMint(ctx, c, http.MethodGet, path, nil)
+func tokenRead(ctx context.Context, c *vaultClient, path string) (signedToken, error) {
+	return mint(ctx, c, http.MethodGet, path, nil)
 }
 
-// safActiveIndex returns the node that answers /sys/health with 200.
-func safActiveIndex(t *testing.T, nodes []*testserver.RaftNode) int {
+// activeIndex returns the node that answers /sys/health with 200.
+func activeIndex(t *testing.T, nodes []*testserver.RaftNode) int {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		for i, n := range nodes {
@@ -455,8 +455,8 @@ func safActiveIndex(t *testing.T, nodes []*testserver.RaftNode) int {
 	return -1
 }
 
-// safWaitVoters waits until the Raft configuration lists want voters.
-func safWaitVoters(t *testing.T, c *vaultClient, want int, timeout time.Duration) {
+// waitVoters waits until the Raft configuration lists want voters.
+func waitVoters(t *testing.T, c *vaultClient, want int, timeout time.Duration) {
 	t.Helper()
 	var last string
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
@@ -482,11 +482,11 @@ func safWaitVoters(t *testing.T, c *vaultClient, want int, timeout time.Duration
 	t.Fatalf("Raft configuration does not list %d voters after %s: %s", want, timeout, last)
 }
 
-// safSameJWKS fetches the JWKS from every node and requires the same body
+// sameJWKS fetches the JWKS from every node and requires the same body
 // and ETag. A key set changes only when a key is generated or removed, so a
 // difference is retried a few times in case a boundary fell between the
 // fetches.
-func safSameJWKS(t *testing.T, when string, nodes []*testserver.RaftNode) {
+func sameJWKS(t *testing.T, when string, nodes []*testserver.RaftNode) {
 	t.Helper()
 	var diff string
 	for attempt := 0; attempt < 5; attempt++ {
@@ -515,12 +515,12 @@ func safSameJWKS(t *testing.T, when string, nodes []*testserver.RaftNode) {
 	t.Errorf("%s: the nodes serve different JWKS: %s", when, diff)
 }
 
-// safLB is a small caching reverse proxy in front of the nodes, as an
+// failoverLB is a small caching reverse proxy in front of the nodes, as an
 // operator puts a load balancer or CDN in front of Vault: it sends each
 // request to the nodes in turn until one answers below 500, and when none
 // does it serves its last 200 for that URL while the response's max-age
 // plus stale-if-error allows.
-type safLB struct {
+type failoverLB struct {
 	nodes       []*testserver.RaftNode
 	srv         *httptest.Server
 	url         string
@@ -529,32 +529,32 @@ type safLB struct {
 	staleServed atomic.Int64
 
 	mu     sync.Mutex
-	stale  map[string]safLBCopy
+	stale  map[string]lbCopy
 	staled []time.Time // when each stale copy was served
 }
 
-func (lb *safLB) staleTimes() []time.Time {
+func (lb *failoverLB) staleTimes() []time.Time {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
 	return slices.Clone(lb.staled)
 }
 
-type safLBCopy struct {
+type lbCopy struct {
 	header     http.Header
 	body       []byte
 	staleUntil time.Time
 }
 
-func newSafLB(nodes []*testserver.RaftNode) *safLB {
-	lb := &safLB{nodes: nodes, hc: &http.Client{Timeout: 5 * time.Second}, stale: map[string]safLBCopy{}}
+func newFailoverLB(nodes []*testserver.RaftNode) *failoverLB {
+	lb := &failoverLB{nodes: nodes, hc: &http.Client{Timeout: 5 * time.Second}, stale: map[string]lbCopy{}}
 	lb.srv = httptest.NewServer(lb)
 	lb.url = lb.srv.URL
 	return lb
 }
 
-func (lb *safLB) close() { lb.srv.Close() }
+func (lb *failoverLB) close() { lb.srv.Close() }
 
-func (lb *safLB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (lb *failoverLB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	start := int(lb.next.Add(1))
 	for i := range lb.nodes {
@@ -582,7 +582,7 @@ func (lb *safLB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			maxAge, _ := cc.seconds("max-age")
 			sie, _ := cc.seconds("stale-if-error")
 			lb.mu.Lock()
-			lb.stale[r.URL.RequestURI()] = safLBCopy{header: resp.Header.Clone(), body: rb, staleUntil: time.Now().Add(time.Duration(maxAge+sie) * time.Second)}
+			lb.stale[r.URL.RequestURI()] = lbCopy{header: resp.Header.Clone(), body: rb, staleUntil: time.Now().Add(time.Duration(maxAge+sie) * time.Second)}
 			lb.mu.Unlock()
 		}
 		for k, vs := range resp.Header {

@@ -49,8 +49,8 @@ func TestSafetyRandomOperations(t *testing.T) {
 		rng: rand.New(rand.NewPCG(seed, 3)), ops: map[string]int{}, revoked: map[string]bool{},
 	}
 	t.Logf("random operations: seed %d (RANDOM_SEED replays the order), %s, Vault at %s", seed, duration, node.Addr)
-	safRegisterPlugin(t, r.vc, sha, nil)
-	safMountPlugin(t, r.vc, "jwt", node.Addr+"/v1/jwt", 2)
+	registerPlugin(t, r.vc, sha, nil)
+	mountPlugin(t, r.vc, "jwt", node.Addr+"/v1/jwt", 2)
 	for name, ring := range randRings {
 		r.vc.mustWrite(t, "jwt/keys/"+name, ring.settings)
 		r.vc.mustWrite(t, "jwt/keys/"+name+"/rotate", map[string]any{"force": true})
@@ -305,7 +305,7 @@ func (r *randRun) fetch() (jose.JSONWebKeySet, bool) {
 func (r *randRun) issued(ring string, data map[string]any) {
 	tok, _ := data["token"].(string)
 	kid, _ := data["kid"].(string)
-	exp, err := safNum(data["expires_at"])
+	exp, err := jsonInt(data["expires_at"])
 	if tok == "" || kid == "" || err != nil {
 		r.failures = append(r.failures, fmt.Sprintf("incomplete sign answer: %v", data))
 		return
@@ -397,7 +397,7 @@ func (r *randRun) crash() {
 	if err := r.node.WaitHealth(60*time.Second, http.StatusOK); err != nil {
 		t.Fatal(err)
 	}
-	if err := safWaitMount(r.vc, "jwt/keys/r10", 60*time.Second); err != nil {
+	if err := waitMount(r.vc, "jwt/keys/r10", 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -26,16 +26,16 @@ import (
 )
 
 const (
-	secFloodRequests = 20000
-	secFloodWorkers  = 8
-	// secFloodRate paces the flood to about 20s on a fast machine: long
+	floodRequests = 20000
+	floodWorkers  = 8
+	// floodRate paces the flood to about 20s on a fast machine: long
 	// enough to be a sustained load. A slower machine takes longer; the
 	// flood is bounded by its count, never cut short by a clock.
-	secFloodRate = 1000 // requests per second
-	// secFloodMinSigns signatures complete while the flood runs: its last
+	floodRate = 1000 // requests per second
+	// floodMinSigns signatures complete while the flood runs: its last
 	// request waits for them, so the floor holds however fast the flood is.
-	secFloodMinSigns = 10
-	secMiB           = 1 << 20
+	floodMinSigns = 10
+	mib           = 1 << 20
 )
 
 // TestSecurityFlood hammers the unauthenticated JWKS on loopback with
@@ -44,7 +44,7 @@ const (
 // every request is a fetcher the plugin has never seen. It shows that the
 // plugin's memory stays bounded (its verifier tracker evicts instead of
 // growing, and the plugin process's resident memory levels off), that
-// signing keeps working during the flood (at least secFloodMinSigns
+// signing keeps working during the flood (at least floodMinSigns
 // signatures begin after its first request and end before its last), and
 // that the rate-limit quotas of docs/operations.md make Vault answer 429
 // beyond their rate.
@@ -55,15 +55,15 @@ func TestSecurityFlood(t *testing.T) {
 	sec.root.mustWrite(t, m.p("roles/f"), map[string]any{"key": "f", "audiences": "api"})
 	pid := sec.pluginPID(t)
 
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * secFloodWorkers}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * floodWorkers}}
 	paths := []string{"jwks", "jwks", "jwks", "jwks", "jwks", "jwks", "jwks/f", ".well-known/jwks.json"}
 	fetch := func(i int) (int, error) {
-		req, err := http.NewRequest(http.MethodGet, sec.root.url(m.p(paths[i%len(paths)]))+"?verifier="+secRandom(8), nil)
+		req, err := http.NewRequest(http.MethodGet, sec.root.url(m.p(paths[i%len(paths)]))+"?verifier="+randomString(8), nil)
 		if err != nil {
 			return 0, err
 		}
-		req.Header.Set("If-None-Match", `"`+secRandom(18)+`"`)
-		req.Header.Set("User-Agent", "flood/"+secRandom(12))
+		req.Header.Set("If-None-Match", `"`+randomString(18)+`"`)
+		req.Header.Set("User-Agent", "flood/"+randomString(12))
 		resp, err := hc.Do(req)
 		if err != nil {
 			return 0, err
@@ -79,7 +79,7 @@ func TestSecurityFlood(t *testing.T) {
 			t.Fatalf("warm-up fetch %d: status %d, %v", i, code, err)
 		}
 	}
-	baseRSS, _ := secRSS(t, pid)
+	baseRSS, _ := processRSS(t, pid)
 
 	var (
 		next        atomic.Int64
@@ -95,26 +95,26 @@ func TestSecurityFlood(t *testing.T) {
 	peakRSS.Store(baseRSS)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for w := 0; w < secFloodWorkers; w++ {
+	for w := 0; w < floodWorkers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1))
-				if i > secFloodRequests {
+				if i > floodRequests {
 					return
 				}
-				if i == secFloodRequests {
+				if i == floodRequests {
 					// The flood ends only once signing has been shown to
 					// work during it (or failed, which fails the test); the
 					// guard only keeps a hung signer from hanging the test.
-					for guard := time.Now().Add(2 * time.Minute); signsDuring.Load() < secFloodMinSigns && !signFailed.Load() && time.Now().Before(guard); {
+					for guard := time.Now().Add(2 * time.Minute); signsDuring.Load() < floodMinSigns && !signFailed.Load() && time.Now().Before(guard); {
 						time.Sleep(50 * time.Millisecond)
 					}
 					lastSent.Store(true)
 				}
 				// Request i goes out no earlier than i/rate after the start.
-				if wait := time.Until(start.Add(time.Duration(i) * time.Second / secFloodRate)); wait > 0 {
+				if wait := time.Until(start.Add(time.Duration(i) * time.Second / floodRate)); wait > 0 {
 					time.Sleep(wait)
 				}
 				code, err := fetch(i)
@@ -125,8 +125,8 @@ func TestSecurityFlood(t *testing.T) {
 					statuses[code]++
 				}
 				mu.Unlock()
-				if i == secFloodRequests/2 {
-					rss, _ := secRSS(t, pid)
+				if i == floodRequests/2 {
+					rss, _ := processRSS(t, pid)
 					midRSS.Store(rss)
 				}
 			}
@@ -149,7 +149,7 @@ flood:
 		case <-floodDone:
 			break flood
 		case <-tick.C:
-			if rss, _ := secRSS(t, pid); rss > peakRSS.Load() {
+			if rss, _ := processRSS(t, pid); rss > peakRSS.Load() {
 				peakRSS.Store(rss)
 			}
 			began := next.Load() > 0
@@ -167,27 +167,27 @@ flood:
 		}
 	}
 	elapsed := time.Since(start)
-	endRSS, hwm := secRSS(t, pid)
+	endRSS, hwm := processRSS(t, pid)
 	sent := 0
 	for _, n := range statuses {
 		sent += n
 	}
 	sent += len(errs)
 	t.Logf("flood: %d requests in %s by %d workers (%v; %d transport errors); %d signatures during it, %d failed",
-		sent, elapsed.Round(time.Millisecond), secFloodWorkers, statuses, len(errs), signsDuring.Load(), signFailures)
+		sent, elapsed.Round(time.Millisecond), floodWorkers, statuses, len(errs), signsDuring.Load(), signFailures)
 	t.Logf("plugin pid %d resident memory: %.1f MiB before, %.1f MiB at the midpoint, %.1f MiB after, %.1f MiB peak sampled, %.1f MiB high-water mark",
-		pid, float64(baseRSS)/secMiB, float64(midRSS.Load())/secMiB, float64(endRSS)/secMiB, float64(peakRSS.Load())/secMiB, float64(hwm)/secMiB)
+		pid, float64(baseRSS)/mib, float64(midRSS.Load())/mib, float64(endRSS)/mib, float64(peakRSS.Load())/mib, float64(hwm)/mib)
 	if len(errs) > 0 {
 		t.Fatalf("%d transport errors, first: %v", len(errs), errs[0])
 	}
 	if statuses[http.StatusOK] != sent {
 		t.Fatalf("statuses %v: every fetch should be a 200 (no quota yet, and no random ETag matches)", statuses)
 	}
-	if sent != secFloodRequests {
-		t.Fatalf("%d requests sent, want %d", sent, secFloodRequests)
+	if sent != floodRequests {
+		t.Fatalf("%d requests sent, want %d", sent, floodRequests)
 	}
-	if n := signsDuring.Load(); n < secFloodMinSigns || signFailures > 0 {
-		t.Fatalf("%d signatures completed while the flood ran (want at least %d), %d failed", n, secFloodMinSigns, signFailures)
+	if n := signsDuring.Load(); n < floodMinSigns || signFailures > 0 {
+		t.Fatalf("%d signatures completed while the flood ran (want at least %d), %d failed", n, floodMinSigns, signFailures)
 	}
 
 	// The tokens signed during the flood verify against the JWKS.
@@ -220,22 +220,22 @@ flood:
 		t.Fatalf("the flood did not reach its midpoint")
 	} else {
 		first, second := mid-baseRSS, endRSS-mid
-		if limit := max(6*secMiB, first*2/5); second > limit {
+		if limit := max(6*mib, first*2/5); second > limit {
 			t.Fatalf("resident memory grew %.1f MiB in the first half of the flood and %.1f MiB in the second (limit %.1f MiB)",
-				float64(first)/secMiB, float64(second)/secMiB, float64(limit)/secMiB)
+				float64(first)/mib, float64(second)/mib, float64(limit)/mib)
 		}
 	}
-	if grown := hwm - baseRSS; grown > 128*secMiB {
-		t.Fatalf("resident memory peaked %.1f MiB above the baseline", float64(grown)/secMiB)
+	if grown := hwm - baseRSS; grown > 128*mib {
+		t.Fatalf("resident memory peaked %.1f MiB above the baseline", float64(grown)/mib)
 	}
 
-	secQuotas(t, sec, m)
+	setQuotas(t, sec, m)
 }
 
-// secQuotas applies the rate-limit quotas of docs/operations.md, with their rate
+// setQuotas applies the rate-limit quotas of docs/operations.md, with their rate
 // (20 per second), one at a time, and shows that each makes Vault answer 429
 // on its paths beyond the rate, and only there.
-func secQuotas(t *testing.T, sec *dedicatedServer, m *mount) {
+func setQuotas(t *testing.T, sec *dedicatedServer, m *mount) {
 	t.Helper()
 	burst := func(rel string) map[int]int {
 		t.Helper()
@@ -274,7 +274,7 @@ func secQuotas(t *testing.T, sec *dedicatedServer, m *mount) {
 			time.Sleep(1100 * time.Millisecond)
 			counts := burst(rel)
 			lines = append(lines, fmt.Sprintf("quota %s (path=%s): GET %s -> %v", q.name, q.path, rel, counts))
-			if counts[http.StatusTooManyRequests] == 0 || counts[http.StatusOK] == 0 || counts[http.StatusOK]+counts[http.StatusTooManyRequests] != secSum(counts) {
+			if counts[http.StatusTooManyRequests] == 0 || counts[http.StatusOK] == 0 || counts[http.StatusOK]+counts[http.StatusTooManyRequests] != sumValues(counts) {
 				t.Fatalf("quota %s: a burst on %s got %v, want 200s up to the rate and then 429s", q.name, rel, counts)
 			}
 			total429 += counts[http.StatusTooManyRequests]
@@ -299,7 +299,7 @@ func secQuotas(t *testing.T, sec *dedicatedServer, m *mount) {
 	t.Logf("429 answers seen: %d", total429)
 }
 
-func secSum(m map[int]int) int {
+func sumValues(m map[int]int) int {
 	n := 0
 	for _, v := range m {
 		n += v
@@ -307,7 +307,7 @@ func secSum(m map[int]int) int {
 	return n
 }
 
-func secRandom(n int) string {
+func randomString(n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		panic(err)
@@ -354,8 +354,8 @@ func (sec *dedicatedServer) pluginPID(t *testing.T) int {
 	return found[0]
 }
 
-// secRSS returns a process's resident and peak resident memory in bytes.
-func secRSS(t *testing.T, pid int) (rss, hwm int64) {
+// processRSS returns a process's resident and peak resident memory in bytes.
+func processRSS(t *testing.T, pid int) (rss, hwm int64) {
 	t.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

@@ -202,7 +202,7 @@ template_config {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	node, err := safStartNodeJose(ctx, safVerifierConfig{
+	node, err := startNodeJose(ctx, verifierConfig{
 		jwksURL: env.root.url(m.p("jwks")), issuer: m.issuer, audience: apiAudience, alg: alg, interval: maxAge * time.Second,
 	})
 	if err != nil {
@@ -258,7 +258,7 @@ template_config {
 				if entity == "" {
 					entity = agentEntity(t, file("agent-token"))
 				}
-				r := agentRender{token: tok, seen: now, kid: safTokenKid(tok)}
+				r := agentRender{token: tok, seen: now, kid: tokenKid(tok)}
 				jwks := fetchJWKS(t, m, "jwks")
 				_, claims, err := verifyWithJose(tok, jwks.Set, alg)
 				joseChecks++
@@ -266,9 +266,9 @@ template_config {
 					fail("%s: render %d: go-jose: %v (file holds %.80q)", w.tmpl.name, n+1, err, tok)
 					continue
 				}
-				r.iat, _ = safNum(claims["iat"])
-				r.exp, _ = safNum(claims["exp"])
-				nbf, _ := safNum(claims["nbf"])
+				r.iat, _ = jsonInt(claims["iat"])
+				r.exp, _ = jsonInt(claims["exp"])
+				nbf, _ := jsonInt(claims["nbf"])
 				switch {
 				case claims["iss"] != m.issuer:
 					fail("%s: iss %v", w.tmpl.name, claims["iss"])

@@ -15,26 +15,26 @@ import (
 // plugin registered and mounted through a node's root client, writes that
 // ride out a leadership change, and reads that wait for a mount's plugin.
 
-// safRegisterPlugin registers the plugin by checksum and version with the
+// registerPlugin registers the plugin by checksum and version with the
 // given environment for its process, and mounts nothing.
-func safRegisterPlugin(t testing.TB, c *vaultClient, sha string, pluginEnv []string) {
+func registerPlugin(t testing.TB, c *vaultClient, sha string, pluginEnv []string) {
 	t.Helper()
 	c.mustDo(t, http.MethodPut, "sys/plugins/catalog/secret/"+pluginName, testserver.CatalogEntry(sha, pluginVersion, pluginEnv))
 }
 
-// safMountPlugin enables the plugin at path, tunes the mount for the JWKS
+// mountPlugin enables the plugin at path, tunes the mount for the JWKS
 // headers, and writes its config.
-func safMountPlugin(t testing.TB, c *vaultClient, path, issuer string, maxAge int) {
+func mountPlugin(t testing.TB, c *vaultClient, path, issuer string, maxAge int) {
 	t.Helper()
 	c.mustWrite(t, "sys/mounts/"+path, testserver.MountInput(pluginVersion))
 	c.mustWrite(t, "sys/mounts/"+path+"/tune", testserver.TuneInput())
 	c.mustWrite(t, path+"/config", map[string]any{"issuer": issuer, "jwks_max_age": maxAge})
 }
 
-// safMustWriteRetry writes and requires a 2xx, retrying a transport error
+// mustWriteRetry writes and requires a 2xx, retrying a transport error
 // or a 5xx for up to 30s (a cluster that has just formed may still move its
 // leadership).
-func safMustWriteRetry(t testing.TB, c *vaultClient, path string, body any) *apiResponse {
+func mustWriteRetry(t testing.TB, c *vaultClient, path string, body any) *apiResponse {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for retried := false; ; retried = true {
@@ -61,9 +61,9 @@ func safMustWriteRetry(t testing.TB, c *vaultClient, path string, body any) *api
 	}
 }
 
-// safReadRing reads keys/<name> through any client and requires exactly one
+// readRingOneActive reads keys/<name> through any client and requires exactly one
 // active key.
-func safReadRing(t testing.TB, c *vaultClient, mountPath, name string) ring {
+func readRingOneActive(t testing.TB, c *vaultClient, mountPath, name string) ring {
 	t.Helper()
 	resp := c.mustRead(t, mountPath+"/keys/"+name)
 	r := ringFromData(t, name, resp.Data)
@@ -73,9 +73,9 @@ func safReadRing(t testing.TB, c *vaultClient, mountPath, name string) ring {
 	return r
 }
 
-// safWaitMount retries a read until the mount answers (its plugin may still
+// waitMount retries a read until the mount answers (its plugin may still
 // be starting after an unseal or a failover).
-func safWaitMount(c *vaultClient, path string, timeout time.Duration) error {
+func waitMount(c *vaultClient, path string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
