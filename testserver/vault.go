@@ -51,26 +51,36 @@ type Client struct {
 	Token string
 }
 
-// Call sends one request with a JSON body (none when nil) and returns the
-// status and the response body.
-func (c Client) Call(ctx context.Context, method, path string, body any) (int, []byte, error) {
+// NewRequest builds a request to Vault's HTTP API at addr: path under /v1/,
+// body (when not nil) as JSON, token (when not empty) in X-Vault-Token.
+func NewRequest(ctx context.Context, method, addr, token, path string, body any) (*http.Request, error) {
 	var reader io.Reader
 	if body != nil {
 		buf, err := json.Marshal(body)
 		if err != nil {
-			return 0, nil, err
+			return nil, fmt.Errorf("encode %s %s: %w", method, path, err)
 		}
 		reader = bytes.NewReader(buf)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.Addr+"/v1/"+strings.TrimPrefix(path, "/"), reader)
+	req, err := http.NewRequestWithContext(ctx, method, addr+"/v1/"+strings.TrimPrefix(path, "/"), reader)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.Token != "" {
-		req.Header.Set("X-Vault-Token", c.Token)
+	if token != "" {
+		req.Header.Set("X-Vault-Token", token)
+	}
+	return req, nil
+}
+
+// Call sends one request with a JSON body (none when nil) and returns the
+// status and the response body.
+func (c Client) Call(ctx context.Context, method, path string, body any) (int, []byte, error) {
+	req, err := NewRequest(ctx, method, c.Addr, c.Token, path, body)
+	if err != nil {
+		return 0, nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
