@@ -65,7 +65,9 @@ SOAK         ?= 30m
 
 UNIT_CMD  := $(GO) test -count=1 -skip '^TestModel$$' $(UNIT_FLAGS) ./...
 
-ACC_CMD  := cd tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
+# The acceptance tests start Vault through testserver/, a module of its own
+# that the provider's tests use too; its own tests run first.
+ACC_CMD  := cd testserver && $(GO) test -count=1 ./... && cd ../tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
 .PHONY: all vault plugin release reprocheck docs-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
 .PHONY: fuzz modverify vulncheck provider testprovider provider-docs mutation model-check
@@ -199,6 +201,7 @@ fmt:
 
 vet:
 	$(GO) vet ./...
+	cd testserver && $(GO) vet ./...
 	cd tests && $(GO) vet ./...
 	cd $(PROVIDER_DIR) && $(GO) vet ./...
 
@@ -210,6 +213,7 @@ lint: vet
 	@mkdir -p bin
 	$(GO) -C tools/lint build -o ../../bin/staticcheck honnef.co/go/tools/cmd/staticcheck
 	bin/staticcheck ./...
+	cd testserver && ../bin/staticcheck ./...
 	cd tests && ../bin/staticcheck ./...
 	cd $(PROVIDER_DIR) && ../bin/staticcheck ./...
 
@@ -236,6 +240,7 @@ fuzz:
 # Every module's dependencies match their go.sum hashes.
 modverify:
 	$(GO) mod verify
+	cd testserver && $(GO) mod verify
 	cd tests && $(GO) mod verify
 	cd $(PROVIDER_DIR) && $(GO) mod verify
 	cd tools/vault && $(GO) mod verify
@@ -244,8 +249,8 @@ modverify:
 	cd tools/docs && $(GO) mod verify
 	cd tools/mutation && $(GO) mod verify
 
-# Offline govulncheck of the plugin, the acceptance tests and the Terraform
-# provider (scripts/govulncheck.sh).
+# Offline govulncheck of the plugin, the test-server harness, the acceptance
+# tests and the Terraform provider (scripts/govulncheck.sh).
 vulncheck:
 	GO=$(GO) scripts/govulncheck.sh
 

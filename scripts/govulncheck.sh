@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs govulncheck on the plugin module, the acceptance-test module and the
-# Terraform provider module against a vulnerability database built locally,
-# without network access to the online database.
+# Runs govulncheck on the plugin module, the test-server harness module
+# (testserver/), the acceptance-test module and the Terraform provider
+# module against a vulnerability database built locally, without network
+# access to the online database.
 #
 # Both tools and the data are pinned in tools/vuln/go.mod:
 #   - golang.org/x/vuln provides govulncheck;
@@ -78,7 +79,7 @@ print("\n".join(sorted(ids)))
 ACCEPTED=$(grep -o '^GO-[0-9]*-[0-9]*' "$TOOLS/accepted.txt" || true)
 
 status=0
-for module in . tests terraform-provider-jwtrotor; do
+for module in . testserver tests terraform-provider-jwtrotor; do
 	say "govulncheck -test ./... in $module"
 	if (cd "$ROOT/$module" && "$BIN/govulncheck" -db "file://$DB" -test ./...); then
 		continue

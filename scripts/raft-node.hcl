@@ -1,7 +1,7 @@
 # One Vault server with integrated storage (Raft) on loopback addresses: the
 # topology of the drill scripts (scripts/raft-single.sh,
 # scripts/raft-cluster.sh, through scripts/raft-lib.sh) and of the
-# acceptance tests' crash and failover scenarios (tests/safety_raft_test.go),
+# acceptance tests' crash and failover scenarios (testserver/raft.go),
 # which both fill in the @...@ fields. Loopback only, so no TLS: in
 # production, terminate TLS on the listener (docs/operations.md).
 storage "raft" {

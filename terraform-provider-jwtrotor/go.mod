@@ -73,3 +73,7 @@ require (
 	google.golang.org/grpc v1.83.2 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect
 )
+
+require github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver v0.0.0
+
+replace github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver => ../testserver

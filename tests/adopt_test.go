@@ -29,6 +29,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // Adopting an existing issuer without a trust cutover, on a real Vault, with
@@ -95,13 +97,9 @@ func keyFile(t *testing.T, key crypto.Signer) string {
 // exit code.
 func transitImport(t *testing.T, addr, path, file string, args ...string) (string, int) {
 	t.Helper()
-	vaultBin, _, err := repoBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(vaultBin, append([]string{"transit", "import", path, "@" + file}, args...)...)
+	cmd := exec.Command(bins.Vault, append([]string{"transit", "import", path, "@" + file}, args...)...)
 	home := t.TempDir()
-	cmd.Env = append(serverEnv(home), "VAULT_ADDR="+addr, "VAULT_TOKEN="+rootToken)
+	cmd.Env = append(testserver.Env(home), "VAULT_ADDR="+addr, "VAULT_TOKEN="+rootToken)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	var exit *exec.ExitError
@@ -117,7 +115,7 @@ func transitImport(t *testing.T, addr, path, file string, args ...string) (strin
 // fetching a JWKS: go-jose against a fixed key set.
 type pinnedVerifier struct {
 	set jose.JSONWebKeySet
-	c   safVerifierConfig
+	c   verifierConfig
 }
 
 func (p *pinnedVerifier) verify(token string) error {
@@ -185,9 +183,9 @@ func (a *adoptTally) String() string {
 
 // expectAll has every JWKS verifier check every token; each must be
 // accepted (want) or refused (!want), within a few refreshes.
-func expectAll(t *testing.T, ctx context.Context, vs map[string]safVerifier, tally *adoptTally, kind string, tokens []string, want bool, deadline time.Duration) {
+func expectAll(t *testing.T, ctx context.Context, vs map[string]jwksVerifier, tally *adoptTally, kind string, tokens []string, want bool, deadline time.Duration) {
 	t.Helper()
-	for _, name := range safKindNames() {
+	for _, name := range kindNames() {
 		v := vs[name]
 		for i, tok := range tokens {
 			var err error
@@ -230,7 +228,7 @@ func TestAdoptIssuer(t *testing.T) {
 	// already carry the mount's issuer.
 	legacy := &legacyIssuer{key: rsaKey, kid: "legacy-2024", alg: "RS256", iss: m.issuer, aud: "payments"}
 	retired := &legacyIssuer{key: oldKey, kid: "legacy-2023", alg: "RS256", iss: m.issuer, aud: "payments"}
-	pinned := &pinnedVerifier{set: legacy.publicJWKS(), c: safVerifierConfig{issuer: m.issuer, audience: "payments", alg: "RS256"}}
+	pinned := &pinnedVerifier{set: legacy.publicJWKS(), c: verifierConfig{issuer: m.issuer, audience: "payments", alg: "RS256"}}
 
 	// Before the import: the old issuer's tokens, some outliving the
 	// imported key's publication, and the pinned service accepts them.
@@ -250,7 +248,7 @@ func TestAdoptIssuer(t *testing.T) {
 
 	// The import, by the stock CLI: the wrapping key is read and the key
 	// wrapped by the command itself.
-	out, code := transitImport(t, env.server.addr, m.p("keys/legacy"), keyFile(t, rsaKey),
+	out, code := transitImport(t, env.server.Addr, m.p("keys/legacy"), keyFile(t, rsaKey),
 		"algorithm=RS256", "kid=legacy-2024", "rotation_period=20s", "publish_lead=10s", "verification_ttl=70s")
 	if code != 0 || !strings.Contains(out, "Success!") {
 		t.Fatalf("vault transit import exited %d:\n%s", code, out)
@@ -280,8 +278,8 @@ func TestAdoptIssuer(t *testing.T) {
 	// Verifiers move to the plugin's JWKS (go-oidc through discovery from
 	// the same issuer URL).
 	jwks := m.issuer + "/jwks"
-	vc := safVerifierConfig{jwksURL: jwks, issuer: m.issuer, audience: "payments", alg: "RS256", interval: maxAge * time.Second}
-	vs := safStartVerifiers(t, ctx, vc, safJWKSURLFor(jwks))
+	vc := verifierConfig{jwksURL: jwks, issuer: m.issuer, audience: "payments", alg: "RS256", interval: maxAge * time.Second}
+	vs := startVerifiers(t, ctx, vc, jwksURLFor(jwks))
 	expectAll(t, ctx, vs, tally, "legacy", legacyTokens, true, 5*time.Second)
 	expectAll(t, ctx, vs, tally, "old-key-trusted", oldKeyTokens, true, 5*time.Second)
 
@@ -322,7 +320,7 @@ func TestAdoptIssuer(t *testing.T) {
 
 	// The trusted old key leaves at its expires_at.
 	time.Sleep(time.Until(time.Unix(expiresAt+maxAge+1, 0)))
-	safNudgeOIDC(t, ctx, vs, vc)
+	nudgeOIDC(t, ctx, vs, vc)
 	expectAll(t, ctx, vs, tally, "old-key-after-expires_at", oldKeyTokens, false, 10*time.Second)
 	if time.Now().Unix() >= imported.RemoveAt {
 		t.Fatal("the run is too slow to check the imported key before its remove_at")
@@ -331,7 +329,7 @@ func TestAdoptIssuer(t *testing.T) {
 
 	// And the imported key's own old tokens only after its remove_at.
 	time.Sleep(time.Until(time.Unix(imported.RemoveAt+maxAge+1, 0)))
-	safNudgeOIDC(t, ctx, vs, vc)
+	nudgeOIDC(t, ctx, vs, vc)
 	expectAll(t, ctx, vs, tally, "legacy-after-remove_at", legacyTokens, false, 10*time.Second)
 	_, body := env.root.raw(t, http.MethodGet, m.p("jwks"), nil)
 	if bytes.Contains(body, []byte("legacy-2024")) || bytes.Contains(body, []byte("legacy-2023")) {
@@ -340,12 +338,12 @@ func TestAdoptIssuer(t *testing.T) {
 	t.Logf("tokens accepted and refused, per verifier:%s", tally)
 }
 
-// safNudgeOIDC makes go-oidc, which refetches the JWKS only for a kid it
+// nudgeOIDC makes go-oidc, which refetches the JWKS only for a kid it
 // lacks, refetch now, as it would on the next unknown kid.
-func safNudgeOIDC(t *testing.T, ctx context.Context, vs map[string]safVerifier, c safVerifierConfig) {
+func nudgeOIDC(t *testing.T, ctx context.Context, vs map[string]jwksVerifier, c verifierConfig) {
 	t.Helper()
-	v := vs["go-oidc"].(*safOIDCVerifier)
-	tok, err := safThrowawayToken(c)
+	v := vs["go-oidc"].(*oidcVerifier)
+	tok, err := throwawayToken(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +360,7 @@ type importProxy struct {
 
 func newImportProxy(t *testing.T) *importProxy {
 	t.Helper()
-	target, err := url.Parse(env.server.addr)
+	target, err := url.Parse(env.server.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +399,7 @@ func TestAdoptRefusals(t *testing.T) {
 	env.root.mustRead(t, other.p("wrapping_key"))
 	settings := []string{"rotation_period=1h", "publish_lead=10m", "verification_ttl=2h"}
 	good, _ := rsa.GenerateKey(rand.Reader, 2048)
-	out, code := transitImport(t, env.server.addr, m.p("keys/legacy"), keyFile(t, good), append([]string{"algorithm=RS256", "kid=legacy-1"}, settings...)...)
+	out, code := transitImport(t, env.server.Addr, m.p("keys/legacy"), keyFile(t, good), append([]string{"algorithm=RS256", "kid=legacy-1"}, settings...)...)
 	if code != 0 {
 		t.Fatalf("the good import failed (%d):\n%s", code, out)
 	}
@@ -436,15 +434,15 @@ func TestAdoptRefusals(t *testing.T) {
 		after     func()
 		fragments []string
 	}{
-		{"wrong algorithm", env.server.addr, "keys/n1", ec, []string{"algorithm=RS256"}, nil, nil, []string{"algorithm:", "EC P-256", "ES256"}},
-		{"small RSA", env.server.addr, "keys/n2", small, []string{"algorithm=RS256"}, nil, nil, []string{"ciphertext:", "1024 bits"}},
+		{"wrong algorithm", env.server.Addr, "keys/n1", ec, []string{"algorithm=RS256"}, nil, nil, []string{"algorithm:", "EC P-256", "ES256"}},
+		{"small RSA", env.server.Addr, "keys/n2", small, []string{"algorithm=RS256"}, nil, nil, []string{"ciphertext:", "1024 bits"}},
 		{"corrupted ciphertext", proxy.srv.URL, "keys/n3", fresh, []string{"algorithm=RS256"}, func() { proxy.alterCiphertext = true }, func() { proxy.alterCiphertext = false }, []string{"ciphertext:", "integrity"}},
 		{"wrapped for another mount's key", proxy.srv.URL, "keys/n4", fresh, []string{"algorithm=RS256"}, func() { proxy.wrappingFrom = other.path }, func() { proxy.wrappingFrom = "" }, []string{"ciphertext:", "another mount"}},
-		{"existing ring", env.server.addr, "keys/legacy", fresh, []string{"algorithm=RS256"}, nil, nil, []string{"name:", "exists"}},
-		{"duplicate kid", env.server.addr, "keys/n5", fresh, []string{"algorithm=RS256", "kid=legacy-1"}, nil, nil, []string{"kid:", "legacy-1", "unique"}},
-		{"previously revoked kid", env.server.addr, "keys/n6", fresh, []string{"algorithm=RS256", "kid=" + pending.Kid}, nil, nil, []string{"kid:", "revoked", "never used again"}},
-		{"the same key under another kid", env.server.addr, "keys/n7", good, []string{"algorithm=RS256", "kid=legacy-2"}, nil, nil, []string{"ciphertext:", "already key legacy-1"}},
-		{"transit's type field", env.server.addr, "keys/n8", fresh, []string{"type=rsa-2048"}, nil, nil, []string{"type:", "unknown field"}},
+		{"existing ring", env.server.Addr, "keys/legacy", fresh, []string{"algorithm=RS256"}, nil, nil, []string{"name:", "exists"}},
+		{"duplicate kid", env.server.Addr, "keys/n5", fresh, []string{"algorithm=RS256", "kid=legacy-1"}, nil, nil, []string{"kid:", "legacy-1", "unique"}},
+		{"previously revoked kid", env.server.Addr, "keys/n6", fresh, []string{"algorithm=RS256", "kid=" + pending.Kid}, nil, nil, []string{"kid:", "revoked", "never used again"}},
+		{"the same key under another kid", env.server.Addr, "keys/n7", good, []string{"algorithm=RS256", "kid=legacy-2"}, nil, nil, []string{"ciphertext:", "already key legacy-1"}},
+		{"transit's type field", env.server.Addr, "keys/n8", fresh, []string{"type=rsa-2048"}, nil, nil, []string{"type:", "unknown field"}},
 	}
 	for _, c := range cli {
 		before := snapshot()

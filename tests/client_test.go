@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // vaultClient speaks Vault's HTTP API directly. The tests use plain HTTP
@@ -55,23 +57,9 @@ func (c *vaultClient) url(path string) string {
 
 // call sends one request and decodes Vault's envelope when there is one.
 func (c *vaultClient) call(ctx context.Context, method, path string, body any) (*apiResponse, error) {
-	var reader io.Reader
-	if body != nil {
-		buf, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("encode %s %s: %w", method, path, err)
-		}
-		reader = bytes.NewReader(buf)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.url(path), reader)
+	req, err := testserver.NewRequest(ctx, method, c.addr, c.token, path, body)
 	if err != nil {
 		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("X-Vault-Token", c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // Docs that run: every shell block of README.md and docs/*.md that a reader
@@ -82,7 +84,7 @@ func TestDocsRun(t *testing.T) {
 // runDoc starts a `make dev` server, then runs the blocks' scripts in one
 // shell in a copy of the repository root's layout and checks each block.
 func runDoc(t *testing.T, root string, blocks []*docBlock) {
-	port, err := freePortPair()
+	port, err := testserver.FreePortPair()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,3 +39,7 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+require github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver v0.0.0
+
+replace github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver => ../testserver

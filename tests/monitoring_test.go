@@ -21,6 +21,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // TestMonitoringStaleVerifiersGateAndMetrics runs real verifier processes
@@ -892,7 +894,7 @@ func monStartPoller(t *testing.T, bin, url, name, verifier, ua string, interval 
 	}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stderr = os.Stderr
-	setChildAttrs(p.cmd)
+	testserver.SetChildAttrs(p.cmd)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start poller %s: %v", name, err)
 	}
@@ -906,7 +908,7 @@ func monStartPoller(t *testing.T, bin, url, name, verifier, ua string, interval 
 
 // stop asks the poller to finish its fetch in flight and exit.
 func (p *monPoller) stop(t testing.TB) {
-	if !stopProcess(p.cmd, p.exited, syscall.SIGTERM, 30*time.Second) {
+	if !testserver.StopProcess(p.cmd, p.exited, syscall.SIGTERM, 30*time.Second) {
 		t.Errorf("poller %s did not stop on SIGTERM", p.name)
 	}
 }

@@ -34,14 +34,14 @@ func TestSafetyConvergence(t *testing.T) {
 		// Re-verify this long before exp.
 		lateMargin = 8 * time.Second
 	)
-	m := newMount(t, "saf-conv", map[string]any{"jwks_max_age": maxAge, "verifiers": safDeclaredNames()})
+	m := newMount(t, "saf-conv", map[string]any{"jwks_max_age": maxAge, "verifiers": declaredNames()})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
 	// Every verifier holds the mount's empty key set from here on.
-	vs := safStartVerifiers(t, ctx, safVerifierConfig{
+	vs := startVerifiers(t, ctx, verifierConfig{
 		issuer: m.issuer, audience: apiAudience, alg: alg, interval: maxAge * time.Second,
-	}, safJWKSURLFor(env.root.url(m.p("jwks"))))
+	}, jwksURLFor(env.root.url(m.p("jwks"))))
 
 	// No force: the first key signs after its lead, as in production.
 	env.root.mustWrite(t, m.p("keys/conv"), map[string]any{
@@ -60,14 +60,14 @@ func TestSafetyConvergence(t *testing.T) {
 	firstAt := time.Unix(first.ActivateAt, 0)
 	t.Logf("ring created; first key %s signs at %s (in %s)", first.Kid, firstAt.Format(time.TimeOnly), time.Until(firstAt).Round(time.Second))
 
-	pipe := newSafPipeline(ctx, vs, lateMargin)
+	pipe := newPipeline(ctx, vs, lateMargin)
 
 	// The signer: continuous tokens from the first activation on.
 	// Vault's clock has one-second resolution: start a second late rather
 	// than count a too-early call as a failure.
 	time.Sleep(time.Until(firstAt.Add(time.Second)))
 	var (
-		tokens    []safSigned
+		tokens    []signedToken
 		kidOrder  []string
 		signFails []string
 	)
@@ -75,7 +75,7 @@ func TestSafetyConvergence(t *testing.T) {
 	minEnd := firstAt.Add(time.Duration(wantRotations)*period*time.Second + 3*time.Second)
 	for seq := 1; time.Now().Before(deadline); seq++ {
 		tick := time.Now()
-		s, err := safSign(ctx, env.signer, m, "conv")
+		s, err := signRole(ctx, env.signer, m, "conv")
 		if err != nil {
 			signFails = append(signFails, err.Error())
 			if len(signFails) > 20 {
@@ -128,7 +128,7 @@ func TestSafetyConvergence(t *testing.T) {
 	}
 
 	table := pipe.judge(t, func(name string) int64 { return reported[name] })
-	for _, name := range safKindNames() {
+	for _, name := range kindNames() {
 		fetches := vs[name].fetches()
 		if fetches < 0 {
 			fetches = reported[name]
@@ -138,15 +138,15 @@ func TestSafetyConvergence(t *testing.T) {
 		if fetches < 2 {
 			t.Errorf("%s fetched the JWKS %d times, want at least 2 (one before the ring existed, then refreshes)", name, fetches)
 		}
-		if k := safKind(name); k.declared && reported[name] < 2 {
+		if k := kindNamed(name); k.declared && reported[name] < 2 {
 			t.Errorf("the verifiers report counts %d fetches for %s, want at least 2: %s", reported[name], name, report.Body)
 		}
 	}
 	t.Logf("convergence: %d tokens signed over %s, %d rotations (kids in order: %v)\n%s", len(tokens), signedFor, rotations, kidOrder, table)
 }
 
-// safSigned is one token the signer received.
-type safSigned struct {
+// signedToken is one token the signer received.
+type signedToken struct {
 	seq   int
 	token string
 	kid   string
@@ -154,19 +154,19 @@ type safSigned struct {
 	exp   int64
 }
 
-// safSign signs on a role through any client; errors are returned, not
+// signRole signs on a role through any client; errors are returned, not
 // fatal, so it can run in loops and goroutines.
-func safSign(ctx context.Context, c *vaultClient, m *mount, role string) (safSigned, error) {
-	return safSignBody(ctx, c, m.p("sign/"+role), map[string]any{})
+func signRole(ctx context.Context, c *vaultClient, m *mount, role string) (signedToken, error) {
+	return signBody(ctx, c, m.p("sign/"+role), map[string]any{})
 }
 
-func safSignBody(ctx context.Context, c *vaultClient, path string, body map[string]any) (safSigned, error) {
-	return safMint(ctx, c, http.MethodPost, path, body)
+func signBody(ctx context.Context, c *vaultClient, path string, body map[string]any) (signedToken, error) {
+	return mint(ctx, c, http.MethodPost, path, body)
 }
 
-// safMint asks for one token with method (a write of sign/<role> or a read
+// mint asks for one token with method (a write of sign/<role> or a read
 // of token/<role>) and returns it with its kid, iat and exp from the answer.
-func safMint(ctx context.Context, c *vaultClient, method, path string, body map[string]any) (safSigned, error) {
+func mint(ctx context.Context, c *vaultClient, method, path string, body map[string]any) (signedToken, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	var sent any
@@ -175,24 +175,24 @@ func safMint(ctx context.Context, c *vaultClient, method, path string, body map[
 	}
 	resp, err := c.call(ctx, method, path, sent)
 	if err != nil {
-		return safSigned{}, err
+		return signedToken{}, err
 	}
 	if resp.Status != http.StatusOK {
-		return safSigned{}, fmt.Errorf("%s %s: status %d: %s", method, path, resp.Status, resp.Body)
+		return signedToken{}, fmt.Errorf("%s %s: status %d: %s", method, path, resp.Status, resp.Body)
 	}
-	s := safSigned{}
+	s := signedToken{}
 	s.token, _ = resp.Data["token"].(string)
 	s.kid, _ = resp.Data["kid"].(string)
-	iat, err1 := safNum(resp.Data["issued_at"])
-	exp, err2 := safNum(resp.Data["expires_at"])
+	iat, err1 := jsonInt(resp.Data["issued_at"])
+	exp, err2 := jsonInt(resp.Data["expires_at"])
 	if s.token == "" || s.kid == "" || err1 != nil || err2 != nil {
-		return safSigned{}, fmt.Errorf("%s %s: incomplete response: %s", method, path, resp.Body)
+		return signedToken{}, fmt.Errorf("%s %s: incomplete response: %s", method, path, resp.Body)
 	}
 	s.iat, s.exp = iat, exp
 	return s, nil
 }
 
-func safNum(v any) (int64, error) {
+func jsonInt(v any) (int64, error) {
 	switch n := v.(type) {
 	case interface{ Int64() (int64, error) }:
 		return n.Int64()

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // TestSafetyCrash kills a Vault server with persistent integrated storage
@@ -40,36 +42,24 @@ func TestSafetyCrash(t *testing.T) {
 	)
 	crashPoints := []string{"after-private-put", "after-ring-put"}
 
-	pluginBin, err := safCrashhookPlugin()
+	crashBins, err := bins.WithCrashhook()
 	if err != nil {
 		t.Fatal(err)
 	}
-	vaultBin, _, err := repoBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	node, sha := newSafRaftNode(t, root, "crash-1", vaultBin, pluginBin)
-	node.writeConfig(t, nil)
-	t.Cleanup(func() {
-		node.stop()
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", node.logPath, node.logTail(60))
-			keep := safKeepDir(root)
-			t.Logf("node directory kept at %s", keep)
-		}
-	})
-	key, token := node.startFresh(t)
+	root := testserver.TempDir(t, "jwt-rotor-crash-")
+	node, sha := testserver.NewRaftNode(t, crashBins, root, "crash-1")
+	node.WriteConfig(t, nil)
+	key, token := node.StartFresh(t)
 
-	c := &safCrash{t: t, node: node, key: key, sha: sha, vc: newVaultClient(node.addr, token), mountPath: "jwt", seed: testSeed(t, "CRASH_SEED")}
+	c := &crashRun{t: t, node: node, key: key, sha: sha, vc: newVaultClient(node.Addr, token), mountPath: "jwt", seed: testSeed(t, "CRASH_SEED")}
 	c.rng = rand.New(rand.NewPCG(c.seed, 7))
-	c.issuer = node.addr + "/v1/jwt"
-	c.known = map[string]safKnownKey{}
+	c.issuer = node.Addr + "/v1/jwt"
+	c.known = map[string]knownKey{}
 	c.fastKeys = map[string]signingKey{}
-	t.Logf("crash test: node %s, random seed %d (CRASH_SEED replays it)", node.addr, c.seed)
+	t.Logf("crash test: node %s, random seed %d (CRASH_SEED replays it)", node.Addr, c.seed)
 
-	safRegisterPlugin(t, c.vc, sha, nil)
-	safMountPlugin(t, c.vc, c.mountPath, c.issuer, maxAge)
+	registerPlugin(t, c.vc, sha, nil)
+	mountPlugin(t, c.vc, c.mountPath, c.issuer, maxAge)
 	// fast rotates on its own every 10s; ops is rotated by hand (forced)
 	// by the workload.
 	c.vc.mustWrite(t, "jwt/keys/fast", map[string]any{
@@ -118,36 +108,23 @@ func TestSafetyCrash(t *testing.T) {
 	}
 }
 
-// safCrashRings are the rings every iteration signs on and checks.
-var safCrashRings = []string{"fast", "ops", "long"}
+// crashRings are the rings every iteration signs on and checks.
+var crashRings = []string{"fast", "ops", "long"}
 
-// safKeepDir moves a failed run's directory out of t.TempDir's cleanup.
-func safKeepDir(dir string) string {
-	keep, err := os.MkdirTemp("", "jwt-rotor-crash-kept-")
-	if err != nil {
-		return dir
-	}
-	if err := os.Rename(dir, keep+"/node"); err != nil {
-		return dir
-	}
-	_ = os.Mkdir(dir, 0o755)
-	return keep + "/node"
-}
-
-// safKnownKey is what the test has seen of a kid before a crash.
-type safKnownKey struct {
+// knownKey is what the test has seen of a kid before a crash.
+type knownKey struct {
 	ring     string
 	removeAt int64 // last seen; 0 = not scheduled
 }
 
-type safCrashToken struct {
-	safSigned
+type crashToken struct {
+	signedToken
 	ring string
 }
 
-type safCrash struct {
+type crashRun struct {
 	t         *testing.T
-	node      *safRaftNode
+	node      *testserver.RaftNode
 	key, sha  string
 	vc        *vaultClient
 	mountPath string
@@ -157,34 +134,34 @@ type safCrash struct {
 	start     time.Time
 
 	mu        sync.Mutex
-	tokens    []safCrashToken
-	known     map[string]safKnownKey
+	tokens    []crashToken
+	known     map[string]knownKey
 	rotations int
 	fastKeys  map[string]signingKey
 	fastOrder []string
 	report    []string
 }
 
-func (c *safCrash) noteRing(name string, r ring) {
+func (c *crashRun) noteRing(name string, r ring) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, k := range r.SigningKeys {
 		if k.State == "removed" || k.State == "revoked" {
 			continue
 		}
-		c.known[k.Kid] = safKnownKey{ring: name, removeAt: k.RemoveAt}
+		c.known[k.Kid] = knownKey{ring: name, removeAt: k.RemoveAt}
 		if name == "fast" {
 			c.fastKeys[k.Kid] = k
 		}
 	}
 }
 
-func (c *safCrash) noteToken(ring string, s safSigned) {
+func (c *crashRun) noteToken(ring string, s signedToken) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.tokens = append(c.tokens, safCrashToken{safSigned: s, ring: ring})
+	c.tokens = append(c.tokens, crashToken{signedToken: s, ring: ring})
 	if _, ok := c.known[s.kid]; !ok {
-		c.known[s.kid] = safKnownKey{ring: ring}
+		c.known[s.kid] = knownKey{ring: ring}
 	}
 	if ring == "fast" {
 		if n := len(c.fastOrder); n == 0 || c.fastOrder[n-1] != s.kid {
@@ -196,8 +173,8 @@ func (c *safCrash) noteToken(ring string, s safSigned) {
 	}
 }
 
-func (c *safCrash) sign(ctx context.Context, ring string) (safSigned, error) {
-	s, err := safSignBody(ctx, c.vc, c.mountPath+"/sign/"+ring, map[string]any{})
+func (c *crashRun) sign(ctx context.Context, ring string) (signedToken, error) {
+	s, err := signBody(ctx, c.vc, c.mountPath+"/sign/"+ring, map[string]any{})
 	if err == nil {
 		c.noteToken(ring, s)
 	}
@@ -206,7 +183,7 @@ func (c *safCrash) sign(ctx context.Context, ring string) (safSigned, error) {
 
 // workload forces rotations of ops and signs on both rings until ctx ends,
 // noting everything Vault acknowledged.
-func (c *safCrash) workload(ctx context.Context, seed uint64) {
+func (c *crashRun) workload(ctx context.Context, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 11))
 	for ctx.Err() == nil {
 		switch rng.IntN(3) {
@@ -218,7 +195,7 @@ func (c *safCrash) workload(ctx context.Context, seed uint64) {
 				for _, f := range []string{"previous_kid", "active_kid", "pending_kid"} {
 					if kid, _ := resp.Data[f].(string); kid != "" {
 						if _, ok := c.known[kid]; !ok {
-							c.known[kid] = safKnownKey{ring: "ops"}
+							c.known[kid] = knownKey{ring: "ops"}
 						}
 					}
 				}
@@ -237,12 +214,12 @@ func (c *safCrash) workload(ctx context.Context, seed uint64) {
 }
 
 // iteration runs one crash and the checks after it.
-func (c *safCrash) iteration(i int, kind string) {
+func (c *crashRun) iteration(i int, kind string) {
 	t := c.t
 	t.Helper()
 	before := map[string]ring{}
-	for _, name := range safCrashRings {
-		before[name] = safReadRing(t, c.vc, c.mountPath, name)
+	for _, name := range crashRings {
+		before[name] = readRingOneActive(t, c.vc, c.mountPath, name)
 		c.noteRing(name, before[name])
 		for range 2 {
 			if _, err := c.sign(context.Background(), name); err != nil {
@@ -250,7 +227,7 @@ func (c *safCrash) iteration(i int, kind string) {
 			}
 		}
 	}
-	opsBefore := safReadRing(t, c.vc, c.mountPath, "ops")
+	opsBefore := readRingOneActive(t, c.vc, c.mountPath, "ops")
 	activeBefore := opsBefore.inState("active")[0]
 	pendingBefore, _ := opsBefore.nextPending()
 
@@ -266,16 +243,16 @@ func (c *safCrash) iteration(i int, kind string) {
 		}()
 		wait := time.Duration(c.rng.IntN(2500)) * time.Millisecond
 		time.Sleep(wait)
-		c.node.kill9()
+		c.node.Kill9()
 		cancel()
 		wg.Wait()
 		detail = fmt.Sprintf("SIGKILL %s into the workload", wait.Round(time.Millisecond))
 	default:
 		// The plugin kills itself at the named point of the next ring
 		// write, which a forced rotation of ops makes.
-		safRegisterPlugin(t, c.vc, c.sha, []string{"JWT_ROTOR_CRASH_AT=" + kind})
+		registerPlugin(t, c.vc, c.sha, []string{"JWT_ROTOR_CRASH_AT=" + kind})
 		c.vc.mustWrite(t, "sys/plugins/reload/backend", map[string]any{"plugin": pluginName})
-		if err := safWaitMount(c.vc, c.mountPath+"/keys/ops", 30*time.Second); err != nil {
+		if err := waitMount(c.vc, c.mountPath+"/keys/ops", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		// The workload's forced rotations may have filled the ring to its
@@ -286,14 +263,14 @@ func (c *safCrash) iteration(i int, kind string) {
 		var err error
 		var killsBefore int
 		for attempt := 1; ; attempt++ {
-			opsBefore = safReadRing(t, c.vc, c.mountPath, "ops")
+			opsBefore = readRingOneActive(t, c.vc, c.mountPath, "ops")
 			activeBefore = opsBefore.inState("active")[0]
 			pendingBefore, _ = opsBefore.nextPending()
 			killsBefore = c.pluginKills()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			resp, err = c.vc.call(ctx, http.MethodPost, c.mountPath+"/keys/ops/rotate", map[string]any{"force": true})
 			cancel()
-			until, full := safBoundRetryAt(err, resp)
+			until, full := boundRetryAt(err, resp)
 			if !full {
 				break
 			}
@@ -312,28 +289,28 @@ func (c *safCrash) iteration(i int, kind string) {
 			}
 		}
 		// Later restarts run the plugin without the crash point.
-		safRegisterPlugin(t, c.vc, c.sha, nil)
-		c.node.kill9()
+		registerPlugin(t, c.vc, c.sha, nil)
+		c.node.Kill9()
 		detail = fmt.Sprintf("plugin killed itself at %s during a forced rotation, then SIGKILL", kind)
 	}
 
 	crashAt := time.Now()
-	if err := c.node.start(); err != nil {
+	if err := c.node.Start(); err != nil {
 		t.Fatalf("iteration %d: restart: %v", i, err)
 	}
-	if err := safUnseal(c.node, c.key); err != nil {
+	if err := c.node.Unseal(c.key); err != nil {
 		t.Fatalf("iteration %d: %v", i, err)
 	}
-	if err := c.node.waitHealth(60*time.Second, http.StatusOK); err != nil {
+	if err := c.node.WaitHealth(60*time.Second, http.StatusOK); err != nil {
 		t.Fatalf("iteration %d: %v", i, err)
 	}
-	if err := safWaitMount(c.vc, c.mountPath+"/keys/fast", 60*time.Second); err != nil {
+	if err := waitMount(c.vc, c.mountPath+"/keys/fast", 60*time.Second); err != nil {
 		t.Fatalf("iteration %d: %v", i, err)
 	}
 	back := time.Since(crashAt)
 
 	checked := c.check(i, before)
-	opsAfter := safReadRing(t, c.vc, c.mountPath, "ops")
+	opsAfter := readRingOneActive(t, c.vc, c.mountPath, "ops")
 	activeAfter := opsAfter.inState("active")[0]
 	switch kind {
 	case "after-private-put":
@@ -361,8 +338,8 @@ func (c *safCrash) iteration(i int, kind string) {
 }
 
 // pluginKills counts the plugin deaths by SIGKILL in the node's log.
-func (c *safCrash) pluginKills() int {
-	raw, err := os.ReadFile(c.node.logPath)
+func (c *crashRun) pluginKills() int {
+	raw, err := os.ReadFile(c.node.LogPath)
 	if err != nil {
 		return 0
 	}
@@ -370,20 +347,20 @@ func (c *safCrash) pluginKills() int {
 }
 
 // check runs the checks every crash must pass and says what it checked.
-func (c *safCrash) check(i int, before map[string]ring) string {
+func (c *crashRun) check(i int, before map[string]ring) string {
 	t := c.t
 	t.Helper()
 	now := time.Now()
-	jwks := safFetchJWKS(t, c.node.addr+"/v1/"+c.mountPath+"/jwks")
+	jwks := fetchJWKSURL(t, c.node.Addr+"/v1/"+c.mountPath+"/jwks")
 	rings := map[string]ring{}
-	for _, name := range safCrashRings {
-		rings[name] = safReadRing(t, c.vc, c.mountPath, name)
+	for _, name := range crashRings {
+		rings[name] = readRingOneActive(t, c.vc, c.mountPath, name)
 	}
 
 	// No key lost: every kid seen before the crash whose removal is not
 	// due is still in its ring, neither removed nor revoked, and published.
 	c.mu.Lock()
-	known := map[string]safKnownKey{}
+	known := map[string]knownKey{}
 	for k, v := range c.known {
 		known[k] = v
 	}
@@ -407,8 +384,8 @@ func (c *safCrash) check(i int, before map[string]ring) string {
 		}
 	}
 
-	// Exactly one active key per ring (safReadRing), and it signs.
-	for _, name := range safCrashRings {
+	// Exactly one active key per ring (readRingOneActive), and it signs.
+	for _, name := range crashRings {
 		r := rings[name]
 		s, err := c.sign(context.Background(), name)
 		if err != nil {
@@ -466,7 +443,7 @@ func (c *safCrash) check(i int, before map[string]ring) string {
 
 // finalPhase keeps Vault up until maintenance has run, then checks that
 // fast was restocked and signed on schedule throughout.
-func (c *safCrash) finalPhase() {
+func (c *crashRun) finalPhase() {
 	t := c.t
 	t.Helper()
 	upSince := time.Now()
@@ -476,7 +453,7 @@ func (c *safCrash) finalPhase() {
 		if _, err := c.sign(context.Background(), "fast"); err != nil {
 			t.Fatalf("final phase: sign on fast: %v", err)
 		}
-		r := safReadRing(t, c.vc, c.mountPath, "fast")
+		r := readRingOneActive(t, c.vc, c.mountPath, "fast")
 		c.noteRing("fast", r)
 		for _, k := range r.SigningKeys {
 			if k.PublishAt >= upSince.Unix() {
@@ -528,8 +505,8 @@ func (c *safCrash) finalPhase() {
 		time.Since(upSince).Round(time.Second), len(c.fastOrder), elapsed.Round(time.Second)))
 }
 
-// safFetchJWKS fetches a JWKS URL with no token.
-func safFetchJWKS(t testing.TB, url string) fetchedJWKS {
+// fetchJWKSURL fetches a JWKS URL with no token.
+func fetchJWKSURL(t testing.TB, url string) fetchedJWKS {
 	t.Helper()
 	resp, body := rawGet(t, http.MethodGet, url, nil)
 	if resp.StatusCode != http.StatusOK {
@@ -538,9 +515,9 @@ func safFetchJWKS(t testing.TB, url string) fetchedJWKS {
 	return parseJWKS(t, url, resp, body)
 }
 
-// safBoundRetryAt reports whether a rotation was refused because the ring
+// boundRetryAt reports whether a rotation was refused because the ring
 // is at its key bound, and the time the plugin names for a retry.
-func safBoundRetryAt(err error, resp *apiResponse) (time.Time, bool) {
+func boundRetryAt(err error, resp *apiResponse) (time.Time, bool) {
 	if err != nil || resp == nil || resp.Status != http.StatusBadRequest || !strings.Contains(string(resp.Body), "above the limit of") {
 		return time.Time{}, false
 	}

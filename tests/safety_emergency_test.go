@@ -30,20 +30,20 @@ import (
 func TestSafetyEmergencyOperations(t *testing.T) {
 	t.Parallel()
 	const maxAge = 4
-	m := newMount(t, "saf-emerg", map[string]any{"jwks_max_age": maxAge, "verifiers": safDeclaredNames()})
+	m := newMount(t, "saf-emerg", map[string]any{"jwks_max_age": maxAge, "verifiers": declaredNames()})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	vs := safStartVerifiers(t, ctx, safVerifierConfig{
+	vs := startVerifiers(t, ctx, verifierConfig{
 		issuer: m.issuer, audience: apiAudience, alg: "ES256", interval: maxAge * time.Second,
-	}, safJWKSURLFor(env.root.url(m.p("jwks"))))
-	e := &safEmergency{m: m, vs: vs, maxAge: maxAge * time.Second, watch: newSafJWKSWatch(m)}
+	}, jwksURLFor(env.root.url(m.p("jwks"))))
+	e := &emergency{m: m, vs: vs, maxAge: maxAge * time.Second, watch: newJWKSWatch(m)}
 	go e.watch.run(ctx, 500*time.Millisecond)
 
 	// Rings created now are in every verifier's cache before the cases run.
 	// Their cases assume no scheduled rotation since their creation: a
 	// rotation_period longer than the test, however slow the set-up.
 	standard := map[string]any{
-		"algorithm": "ES256", "rotation_period": safLongLead, "publish_lead": 10, "verification_ttl": 120,
+		"algorithm": "ES256", "rotation_period": longLead, "publish_lead": 10, "verification_ttl": 120,
 	}
 	for _, name := range []string{"revoke-active", "revoke-pending", "revoke-retiring", "rollback-revoked"} {
 		e.ring(t, name, standard)
@@ -53,7 +53,7 @@ func TestSafetyEmergencyOperations(t *testing.T) {
 	// really cuts it short (Vault's "forced" warning says it did).
 	for _, name := range []string{"revoke-active-rotate", "force"} {
 		e.ring(t, name, map[string]any{
-			"algorithm": "ES256", "rotation_period": safLongLead, "publish_lead": safLongLead, "verification_ttl": 120,
+			"algorithm": "ES256", "rotation_period": longLead, "publish_lead": longLead, "verification_ttl": 120,
 		})
 	}
 	e.ring(t, "rollback", map[string]any{
@@ -135,17 +135,17 @@ func TestSafetyEmergencyOperations(t *testing.T) {
 	}
 }
 
-type safEmergency struct {
+type emergency struct {
 	m      *mount
-	vs     map[string]safVerifier
+	vs     map[string]jwksVerifier
 	maxAge time.Duration
-	watch  *safJWKSWatch
+	watch  *jwksWatch
 
 	mu         sync.Mutex
 	rejections []string
 }
 
-func (e *safEmergency) ring(t *testing.T, name string, settings map[string]any) string {
+func (e *emergency) ring(t *testing.T, name string, settings map[string]any) string {
 	t.Helper()
 	kid := createRing(t, e.m, name, settings)
 	vttl := settings["verification_ttl"].(int)
@@ -158,9 +158,9 @@ func (e *safEmergency) ring(t *testing.T, name string, settings map[string]any) 
 }
 
 // sign signs on the ring's role and checks the kid.
-func (e *safEmergency) sign(t *testing.T, ring, wantKid string) safSigned {
+func (e *emergency) sign(t *testing.T, ring, wantKid string) signedToken {
 	t.Helper()
-	s, err := safSign(context.Background(), env.signer, e.m, ring)
+	s, err := signRole(context.Background(), env.signer, e.m, ring)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,15 +171,15 @@ func (e *safEmergency) sign(t *testing.T, ring, wantKid string) safSigned {
 }
 
 // op writes keys/<ring>/<op> and requires a 200.
-func (e *safEmergency) op(t *testing.T, ring, op string, body map[string]any) *apiResponse {
+func (e *emergency) op(t *testing.T, ring, op string, body map[string]any) *apiResponse {
 	t.Helper()
 	return env.root.mustWrite(t, e.m.p("keys/"+ring+"/"+op), body)
 }
 
 // allAccept requires every verifier to accept the token now.
-func (e *safEmergency) allAccept(t *testing.T, what string, s safSigned) {
+func (e *emergency) allAccept(t *testing.T, what string, s signedToken) {
 	t.Helper()
-	for _, name := range safKindNames() {
+	for _, name := range kindNames() {
 		kid, err := e.vs[name].verify(context.Background(), s.token)
 		if err != nil {
 			t.Errorf("%s: %s (kid %s) rejected: %v", name, what, s.kid, err)
@@ -193,7 +193,7 @@ func (e *safEmergency) allAccept(t *testing.T, what string, s safSigned) {
 // cache, to hold (or lack) kids, and to let caches keep them no longer than
 // jwks_max_age: that bound, not a stopwatch, is what makes every verifier
 // that follows max-age refetch (awaitRejection checks what it does then).
-func (e *safEmergency) published(t *testing.T, ring string, in, out []string) {
+func (e *emergency) published(t *testing.T, ring string, in, out []string) {
 	t.Helper()
 	for _, rel := range []string{"jwks", "jwks/" + ring} {
 		f := fetchJWKS(t, e.m, rel)
@@ -214,15 +214,15 @@ func (e *safEmergency) published(t *testing.T, ring string, in, out []string) {
 	}
 }
 
-// safLongLead is the publish_lead (and rotation_period) of the rings whose
+// longLead is the publish_lead (and rotation_period) of the rings whose
 // pending key a case forces: longer than the whole test, so the key is
 // always still serving its lead when the case runs.
-const safLongLead = 900
+const longLead = 900
 
 // fetches is how many JWKS requests verifier name has started: counted by
 // its HTTP client, or, for the Node verifier, by the plugin's verifiers
 // report under its declared id.
-func (e *safEmergency) fetches(t *testing.T, name string) int64 {
+func (e *emergency) fetches(t *testing.T, name string) int64 {
 	t.Helper()
 	if n := e.vs[name].fetches(); n >= 0 {
 		return n
@@ -238,29 +238,29 @@ func (e *safEmergency) fetches(t *testing.T, name string) int64 {
 	return n
 }
 
-// safStallGuard only keeps a stalled verifier from hanging the test: every
+// stallGuard only keeps a stalled verifier from hanging the test: every
 // wait below ends on an event (a verifier's fetch, a rejection, Vault's
 // clock passing a timestamp) long before it on any machine that works.
-const safStallGuard = 3 * time.Minute
+const stallGuard = 3 * time.Minute
 
 // awaitRefresh waits until every verifier that refreshes on a timer has
 // started two JWKS fetches since it was called: the first of them began
 // after the call, and the second began after the first ended, so each holds
 // a key set fetched after the call. It verifies tok with each meanwhile:
 // the caches that follow max-age refresh on use, not on their own.
-func (e *safEmergency) awaitRefresh(t *testing.T, what string, tok safSigned) {
+func (e *emergency) awaitRefresh(t *testing.T, what string, tok signedToken) {
 	t.Helper()
 	since := map[string]int64{}
-	for _, k := range safVerifierKinds {
+	for _, k := range verifierKinds {
 		if k.staleness(e.maxAge) > 0 {
 			since[k.name] = e.fetches(t, k.name)
 		}
 	}
-	deadline := time.Now().Add(safStallGuard)
+	deadline := time.Now().Add(stallGuard)
 	for name, n := range since {
 		for e.fetches(t, name) < n+2 {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: verifier %s made %d JWKS fetches in %s, want 2", what, name, e.fetches(t, name)-n, safStallGuard)
+				t.Fatalf("%s: verifier %s made %d JWKS fetches in %s, want 2", what, name, e.fetches(t, name)-n, stallGuard)
 			}
 			_, _ = e.vs[name].verify(context.Background(), tok.token)
 			time.Sleep(200 * time.Millisecond)
@@ -275,10 +275,10 @@ func (e *safEmergency) awaitRefresh(t *testing.T, what string, tok safSigned) {
 // then), never once a fetch that started after the revocation has ended.
 // The bound is the verifier's own fetches, not a number of seconds. A
 // verifier that refreshes only on an unknown kid is reported, not judged.
-func (e *safEmergency) awaitRejection(t *testing.T, what string, s safSigned, revokedAt time.Time) {
+func (e *emergency) awaitRejection(t *testing.T, what string, s signedToken, revokedAt time.Time) {
 	t.Helper()
 	var wg sync.WaitGroup
-	for _, k := range safVerifierKinds {
+	for _, k := range verifierKinds {
 		if k.staleness(e.maxAge) == 0 {
 			continue
 		}
@@ -286,10 +286,10 @@ func (e *safEmergency) awaitRejection(t *testing.T, what string, s safSigned, re
 		// started after it.
 		before := e.fetches(t, k.name)
 		wg.Add(1)
-		go func(k safVerifierKind) {
+		go func(k verifierKind) {
 			defer wg.Done()
 			v := e.vs[k.name]
-			deadline := time.Now().Add(safStallGuard)
+			deadline := time.Now().Add(stallGuard)
 			for {
 				// Counted before verifying: a second fetch begun by then
 				// means the first, begun after the revocation, had ended.
@@ -312,7 +312,7 @@ func (e *safEmergency) awaitRejection(t *testing.T, what string, s safSigned, re
 					return
 				}
 				if time.Now().After(deadline) {
-					t.Errorf("%s still accepts the %s token and made %d JWKS fetches in %s after the revocation: it stopped refreshing", k.name, what, after, safStallGuard)
+					t.Errorf("%s still accepts the %s token and made %d JWKS fetches in %s after the revocation: it stopped refreshing", k.name, what, after, stallGuard)
 					return
 				}
 				time.Sleep(200 * time.Millisecond)
@@ -322,7 +322,7 @@ func (e *safEmergency) awaitRejection(t *testing.T, what string, s safSigned, re
 	wg.Wait()
 	// The others have all refreshed since the revocation; one that waits
 	// for an unknown kid has not, and says so.
-	for _, k := range safVerifierKinds {
+	for _, k := range verifierKinds {
 		if k.staleness(e.maxAge) != 0 {
 			continue
 		}
@@ -334,13 +334,13 @@ func (e *safEmergency) awaitRejection(t *testing.T, what string, s safSigned, re
 	}
 }
 
-func (e *safEmergency) logRejection(line string) {
+func (e *emergency) logRejection(line string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.rejections = append(e.rejections, line)
 }
 
-func (e *safEmergency) rejectionLog() []string {
+func (e *emergency) rejectionLog() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := slices.Clone(e.rejections)
@@ -349,7 +349,7 @@ func (e *safEmergency) rejectionLog() []string {
 }
 
 // state reads a ring and returns one key.
-func (e *safEmergency) key(t *testing.T, ring, kid string) signingKey {
+func (e *emergency) key(t *testing.T, ring, kid string) signingKey {
 	t.Helper()
 	k, ok := readRing(t, e.m, ring).byKid(kid)
 	if !ok {
@@ -362,7 +362,7 @@ func (e *safEmergency) key(t *testing.T, ring, kid string) signingKey {
 // lead (so that force has something to cut short), judged by Vault's own
 // timestamps: the key is pending and its activation, as Vault scheduled it,
 // is no sooner than its publication plus the lead.
-func (e *safEmergency) youngerThanLead(t *testing.T, p signingKey, lead int64) {
+func (e *emergency) youngerThanLead(t *testing.T, p signingKey, lead int64) {
 	t.Helper()
 	if p.State != "pending" || p.ActivateAt < p.PublishAt+lead {
 		t.Fatalf("pending key %s (published %d, activates %d, %s) has served its lead (%ds) already; the case needs one that has not", p.Kid, p.PublishAt, p.ActivateAt, p.State, lead)
@@ -378,7 +378,7 @@ func warningsMention(resp *apiResponse, word string) bool {
 	return false
 }
 
-func (e *safEmergency) activeAndNext(t *testing.T, ring string) (signingKey, signingKey) {
+func (e *emergency) activeAndNext(t *testing.T, ring string) (signingKey, signingKey) {
 	t.Helper()
 	r := readRing(t, e.m, ring)
 	active := r.inState("active")
@@ -389,10 +389,10 @@ func (e *safEmergency) activeAndNext(t *testing.T, ring string) (signingKey, sig
 	return active[0], next
 }
 
-func (e *safEmergency) caseRotateRevokeActive(t *testing.T) {
+func (e *emergency) caseRotateRevokeActive(t *testing.T) {
 	const ring = "revoke-active-rotate"
 	a, p := e.activeAndNext(t, ring)
-	e.youngerThanLead(t, p, safLongLead)
+	e.youngerThanLead(t, p, longLead)
 	tokA := e.sign(t, ring, a.Kid)
 	e.allAccept(t, "active key's token before the rotation", tokA)
 
@@ -415,10 +415,10 @@ func (e *safEmergency) caseRotateRevokeActive(t *testing.T) {
 	e.awaitRejection(t, "revoke_active", tokA, at)
 }
 
-func (e *safEmergency) caseRotateForce(t *testing.T) {
+func (e *emergency) caseRotateForce(t *testing.T) {
 	const ring = "force"
 	a, p := e.activeAndNext(t, ring)
-	e.youngerThanLead(t, p, safLongLead)
+	e.youngerThanLead(t, p, longLead)
 	tokA := e.sign(t, ring, a.Kid)
 
 	before := time.Now().Unix()
@@ -444,7 +444,7 @@ func (e *safEmergency) caseRotateForce(t *testing.T) {
 	e.published(t, ring, []string{a.Kid, p.Kid}, nil)
 }
 
-func (e *safEmergency) caseRotateScheduled(t *testing.T) {
+func (e *emergency) caseRotateScheduled(t *testing.T) {
 	const lead = 20
 	// A ring of its own, created now, so its pending key is younger than
 	// the lead. Vault's answer says whether it still was at the rotation;
@@ -452,7 +452,7 @@ func (e *safEmergency) caseRotateScheduled(t *testing.T) {
 	// number of seconds, bounds the tries).
 	var ring, a string
 	var p signingKey
-	var tokA safSigned
+	var tokA signedToken
 	var resp *apiResponse
 	for try := 1; ; try++ {
 		ring = fmt.Sprintf("scheduled-%d", try)
@@ -494,7 +494,7 @@ func (e *safEmergency) caseRotateScheduled(t *testing.T) {
 	// At activates_at the promoted key takes over, to the second: sign
 	// until Vault's clock (the token's iat) passes it; the old key signing
 	// after it ends the case.
-	var first safSigned
+	var first signedToken
 	for first.kid == "" {
 		s := e.sign(t, ring, "")
 		switch {
@@ -515,7 +515,7 @@ func (e *safEmergency) caseRotateScheduled(t *testing.T) {
 	e.allAccept(t, "previous key's token", tokA)
 }
 
-func (e *safEmergency) caseRevokeActive(t *testing.T) {
+func (e *emergency) caseRevokeActive(t *testing.T) {
 	const ring = "revoke-active"
 	a, p := e.activeAndNext(t, ring)
 	tokA := e.sign(t, ring, a.Kid)
@@ -543,7 +543,7 @@ func (e *safEmergency) caseRevokeActive(t *testing.T) {
 	e.awaitRejection(t, "revoke active", tokA, at)
 }
 
-func (e *safEmergency) caseRevokePending(t *testing.T) {
+func (e *emergency) caseRevokePending(t *testing.T) {
 	const ring = "revoke-pending"
 	a, p := e.activeAndNext(t, ring)
 	tokA := e.sign(t, ring, a.Kid)
@@ -584,7 +584,7 @@ func (e *safEmergency) caseRevokePending(t *testing.T) {
 	e.allAccept(t, "active key's token", tokA)
 }
 
-func (e *safEmergency) caseRevokeRetiring(t *testing.T) {
+func (e *emergency) caseRevokeRetiring(t *testing.T) {
 	const ring = "revoke-retiring"
 	a, p := e.activeAndNext(t, ring)
 	tokA := e.sign(t, ring, a.Kid)
@@ -608,7 +608,7 @@ func (e *safEmergency) caseRevokeRetiring(t *testing.T) {
 	e.awaitRejection(t, "revoke retiring", tokA, at)
 }
 
-func (e *safEmergency) caseRollback(t *testing.T) {
+func (e *emergency) caseRollback(t *testing.T) {
 	const ring = "rollback"
 	const period = 20
 	a, p := e.activeAndNext(t, ring)
@@ -691,7 +691,7 @@ func (e *safEmergency) caseRollback(t *testing.T) {
 
 // refuse asserts a rollback is a 400 with a message that says why, and that
 // the refusal changed nothing.
-func (e *safEmergency) refuse(t *testing.T, ring string, why ...string) {
+func (e *emergency) refuse(t *testing.T, ring string, why ...string) {
 	t.Helper()
 	before := readRing(t, e.m, ring)
 	resp := env.root.write(t, e.m.p("keys/"+ring+"/rollback"), map[string]any{})
@@ -711,7 +711,7 @@ func (e *safEmergency) refuse(t *testing.T, ring string, why ...string) {
 	}
 }
 
-func (e *safEmergency) caseRollbackRevoked(t *testing.T) {
+func (e *emergency) caseRollbackRevoked(t *testing.T) {
 	const ring = "rollback-revoked"
 	a, p := e.activeAndNext(t, ring)
 	e.op(t, ring, "rotate", map[string]any{"force": true})
@@ -722,7 +722,7 @@ func (e *safEmergency) caseRollbackRevoked(t *testing.T) {
 	e.published(t, ring, []string{p.Kid}, []string{a.Kid})
 }
 
-func (e *safEmergency) caseRollbackRemoved(t *testing.T) {
+func (e *emergency) caseRollbackRemoved(t *testing.T) {
 	const ring = "rollback-removed"
 	a, _ := e.activeAndNext(t, ring)
 	e.op(t, ring, "rotate", map[string]any{"force": true})
@@ -742,13 +742,13 @@ func (e *safEmergency) caseRollbackRemoved(t *testing.T) {
 	e.refuse(t, ring, "left the JWKS", "removed")
 }
 
-// safJWKSWatch fetches the mount's JWKS on a timer and remembers which kids
+// jwksWatch fetches the mount's JWKS on a timer and remembers which kids
 // were revoked or removed and when; a kid seen in a fetch that started after
 // its ban is an error, and so is a fetch that fails (an error, a status
 // other than 200, a body that is not a key set): a failed fetch is a check
 // that did not happen. It records when each successful fetch started, so the
 // test can require fetches after every ban.
-type safJWKSWatch struct {
+type jwksWatch struct {
 	m      *mount
 	mu     sync.Mutex
 	banned map[string]time.Time
@@ -757,11 +757,11 @@ type safJWKSWatch struct {
 	done   chan struct{}
 }
 
-func newSafJWKSWatch(m *mount) *safJWKSWatch {
-	return &safJWKSWatch{m: m, banned: map[string]time.Time{}, done: make(chan struct{})}
+func newJWKSWatch(m *mount) *jwksWatch {
+	return &jwksWatch{m: m, banned: map[string]time.Time{}, done: make(chan struct{})}
 }
 
-func (w *safJWKSWatch) ban(kid string, at time.Time) {
+func (w *jwksWatch) ban(kid string, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, ok := w.banned[kid]; !ok {
@@ -769,13 +769,13 @@ func (w *safJWKSWatch) ban(kid string, at time.Time) {
 	}
 }
 
-func (w *safJWKSWatch) fail(format string, args ...any) {
+func (w *jwksWatch) fail(format string, args ...any) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.errs = append(w.errs, fmt.Sprintf(format, args...))
 }
 
-func (w *safJWKSWatch) run(ctx context.Context, every time.Duration) {
+func (w *jwksWatch) run(ctx context.Context, every time.Duration) {
 	defer close(w.done)
 	// A generous timeout: a slow answer is not a failure, a lost one is.
 	hc := &http.Client{Timeout: 30 * time.Second}
@@ -789,7 +789,7 @@ func (w *safJWKSWatch) run(ctx context.Context, every time.Duration) {
 	}
 }
 
-func (w *safJWKSWatch) fetch(ctx context.Context, hc *http.Client, start time.Time) {
+func (w *jwksWatch) fetch(ctx context.Context, hc *http.Client, start time.Time) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, env.root.url(w.m.p("jwks")), nil)
 	if err != nil {
 		w.fail("watcher: %v", err)
@@ -829,22 +829,22 @@ func (w *safJWKSWatch) fetch(ctx context.Context, hc *http.Client, start time.Ti
 	}
 }
 
-func (w *safJWKSWatch) wait() { <-w.done }
+func (w *jwksWatch) wait() { <-w.done }
 
 // awaitFetchAfter waits for a successful fetch that started after at, or
 // for a failed one (which the test reports).
-func (w *safJWKSWatch) awaitFetchAfter(t *testing.T, at time.Time) {
+func (w *jwksWatch) awaitFetchAfter(t *testing.T, at time.Time) {
 	t.Helper()
-	deadline := time.Now().Add(safStallGuard)
+	deadline := time.Now().Add(stallGuard)
 	for w.fetchesAfter(at) == 0 && len(w.errors()) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the JWKS watcher made no successful fetch in %s after %s (errors: %q)", safStallGuard, at.Format("15:04:05.000"), w.errors())
+			t.Fatalf("the JWKS watcher made no successful fetch in %s after %s (errors: %q)", stallGuard, at.Format("15:04:05.000"), w.errors())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-func (w *safJWKSWatch) bannedSince() map[string]time.Time {
+func (w *jwksWatch) bannedSince() map[string]time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := map[string]time.Time{}
@@ -855,7 +855,7 @@ func (w *safJWKSWatch) bannedSince() map[string]time.Time {
 }
 
 // firstBan is the earliest ban (the zero time if none).
-func (w *safJWKSWatch) firstBan() time.Time {
+func (w *jwksWatch) firstBan() time.Time {
 	var first time.Time
 	for _, at := range w.bannedSince() {
 		if first.IsZero() || at.Before(first) {
@@ -865,20 +865,20 @@ func (w *safJWKSWatch) firstBan() time.Time {
 	return first
 }
 
-func (w *safJWKSWatch) errors() []string {
+func (w *jwksWatch) errors() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.errs)
 }
 
-func (w *safJWKSWatch) fetchCount() int {
+func (w *jwksWatch) fetchCount() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.starts)
 }
 
 // fetchesAfter counts the successful fetches that started after at.
-func (w *safJWKSWatch) fetchesAfter(at time.Time) int {
+func (w *jwksWatch) fetchesAfter(at time.Time) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0

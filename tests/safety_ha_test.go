@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // TestSafetyFailover runs a 3-node Vault cluster with integrated storage on
@@ -44,124 +46,104 @@ func TestSafetyFailover(t *testing.T) {
 		alg       = "ES256"
 		signEvery = 300 * time.Millisecond
 	)
-	vaultBin, pluginBin, err := repoBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	var nodes []*safRaftNode
+	root := testserver.TempDir(t, "jwt-rotor-failover-")
+	var nodes []*testserver.RaftNode
 	var sha string
 	for _, id := range []string{"ha-1", "ha-2", "ha-3"} {
-		n, sum := newSafRaftNode(t, root, id, vaultBin, pluginBin)
+		n, sum := testserver.NewRaftNode(t, bins, root, id)
 		nodes = append(nodes, n)
 		sha = sum
 	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			n.stop()
-		}
-		if t.Failed() {
-			for _, n := range nodes {
-				t.Logf("last lines of %s:\n%s", n.logPath, n.logTail(40))
-			}
-			t.Logf("node directories kept at %s", safKeepDir(root))
-		}
-	})
 	for _, n := range nodes {
 		// Raft's default timing: with the quickest (1) a leader loses its
 		// lease after 500ms without contact, which a loaded machine can
 		// cause without any failure.
-		n.perfMultiplier = 5
-		n.writeConfig(t, nodes)
+		n.PerfMultiplier = 5
+		n.WriteConfig(t, nodes)
 	}
 
 	clusterStart := time.Now()
-	if err := nodes[0].start(); err != nil {
+	if err := nodes[0].Start(); err != nil {
 		t.Fatal(err)
 	}
-	key, token, err := safVaultInit(nodes[0])
+	key, token, err := nodes[0].Init()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := safUnseal(nodes[0], key); err != nil {
+	if err := nodes[0].Unseal(key); err != nil {
 		t.Fatal(err)
 	}
-	if err := nodes[0].waitHealth(60*time.Second, http.StatusOK); err != nil {
+	if err := nodes[0].WaitHealth(60*time.Second, http.StatusOK); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodes[1:] {
-		if err := n.start(); err != nil {
+		if err := n.Start(); err != nil {
 			t.Fatal(err)
 		}
-		if err := safUnseal(n, key); err != nil {
+		if err := n.Unseal(key); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.waitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
+		if err := n.WaitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
 			t.Fatalf("%v (a standby answers 429)", err)
 		}
 	}
 	clients := make([]*vaultClient, len(nodes))
 	for i, n := range nodes {
-		clients[i] = newVaultClient(n.addr, token)
+		clients[i] = newVaultClient(n.Addr, token)
 	}
-	safWaitVoters(t, clients[0], 3, 60*time.Second)
+	waitVoters(t, clients[0], 3, 60*time.Second)
 	t.Logf("3-node cluster up in %s", time.Since(clusterStart).Round(100*time.Millisecond))
 
-	lb := newSafLB(nodes)
+	lb := newFailoverLB(nodes)
 	t.Cleanup(lb.close)
 	issuer := lb.url + "/v1/jwt"
 
 	// Register once through a standby: the write is forwarded and the
 	// catalog replicated; each node runs the binary from its own directory.
-	safMustWriteRetry(t, clients[1], "sys/plugins/catalog/secret/"+pluginName, map[string]any{
-		"sha256": sha, "command": pluginName, "version": pluginVersion,
-	})
-	safMustWriteRetry(t, clients[2], "sys/mounts/jwt", map[string]any{"type": pluginName, "config": map[string]any{"plugin_version": pluginVersion}})
-	safMustWriteRetry(t, clients[0], "sys/mounts/jwt/tune", map[string]any{
-		"allowed_response_headers":    []string{"ETag", "Last-Modified"},
-		"passthrough_request_headers": []string{"If-None-Match", "User-Agent"},
-	})
-	safMustWriteRetry(t, clients[0], "jwt/config", map[string]any{"issuer": issuer, "jwks_max_age": maxAge, "verifiers": safDeclaredNames()})
-	safMustWriteRetry(t, clients[0], "jwt/keys/ha", map[string]any{
+	mustWriteRetry(t, clients[1], "sys/plugins/catalog/secret/"+pluginName, testserver.CatalogEntry(sha, pluginVersion, nil))
+	mustWriteRetry(t, clients[2], "sys/mounts/jwt", testserver.MountInput(pluginVersion))
+	mustWriteRetry(t, clients[0], "sys/mounts/jwt/tune", testserver.TuneInput())
+	mustWriteRetry(t, clients[0], "jwt/config", map[string]any{"issuer": issuer, "jwks_max_age": maxAge, "verifiers": declaredNames()})
+	mustWriteRetry(t, clients[0], "jwt/keys/ha", map[string]any{
 		"algorithm": alg, "rotation_period": period, "publish_lead": lead, "verification_ttl": verifyTTL,
 	})
-	safMustWriteRetry(t, clients[1], "jwt/keys/ha/rotate", map[string]any{"force": true})
-	safMustWriteRetry(t, clients[2], "jwt/roles/ha", map[string]any{
+	mustWriteRetry(t, clients[1], "jwt/keys/ha/rotate", map[string]any{"force": true})
+	mustWriteRetry(t, clients[2], "jwt/roles/ha", map[string]any{
 		"key": "ha", "audiences": []string{apiAudience}, "subject_template": "saf-ha", "ttl": ttl, "max_ttl": ttl,
 		"allow_token_read": true,
 	})
 	for i := range clients {
-		if err := safWaitMount(clients[i], "jwt/keys/ha", 30*time.Second); err != nil {
+		if err := waitMount(clients[i], "jwt/keys/ha", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
-	safSameJWKS(t, "before the failover", nodes)
+	sameJWKS(t, "before the failover", nodes)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	base := safVerifierConfig{issuer: issuer, audience: apiAudience, alg: alg, interval: maxAge * time.Second}
-	vs := safStartVerifiers(t, ctx, base, safJWKSURLFor(lb.url+"/v1/jwt/jwks"))
+	base := verifierConfig{issuer: issuer, audience: apiAudience, alg: alg, interval: maxAge * time.Second}
+	vs := startVerifiers(t, ctx, base, jwksURLFor(lb.url+"/v1/jwt/jwks"))
 	// Three more caches, each starting at its own node and failing over
 	// to the others in order.
 	for i := range nodes {
 		var urls []string
 		for j := range nodes {
-			urls = append(urls, nodes[(i+j)%len(nodes)].addr+"/v1/jwt/jwks")
+			urls = append(urls, nodes[(i+j)%len(nodes)].Addr+"/v1/jwt/jwks")
 		}
-		hc, _ := safCountingClient(nodes[i].id)
+		hc, _ := countingClient(nodes[i].ID)
 		c := base
-		c.name = "go-jose-" + nodes[i].id
-		v := &safJoseVerifier{cache: newSafHeaderCache(hc, urls...), c: c}
+		c.name = "go-jose-" + nodes[i].ID
+		v := &joseVerifier{cache: newHeaderCache(hc, urls...), c: c}
 		if _, err := v.cache.keys(ctx); err != nil {
 			t.Fatal(err)
 		}
 		vs[c.name] = v
 	}
-	pipe := newSafPipeline(ctx, vs, 8*time.Second)
+	pipe := newPipeline(ctx, vs, 8*time.Second)
 
 	// The signer goes round the nodes; a node that is down or between
 	// roles fails the call, which is counted, and the next node is tried.
-	sg := &safHASigner{clients: clients, nodes: nodes, pipe: pipe, perNode: make([]int, len(nodes)), readsPerNode: make([]int, len(nodes)), errs: make([]int, len(nodes))}
+	sg := &haSigner{clients: clients, nodes: nodes, pipe: pipe, perNode: make([]int, len(nodes)), readsPerNode: make([]int, len(nodes)), errs: make([]int, len(nodes))}
 	sigCtx, stopSigner := context.WithCancel(ctx)
 	var sigDone sync.WaitGroup
 	sigDone.Add(1)
@@ -172,8 +154,8 @@ func TestSafetyFailover(t *testing.T) {
 
 	// Choose the next activation at least 6s away and kill the active
 	// node 2s before it.
-	leader := safActiveIndex(t, nodes)
-	before := safReadRing(t, clients[0], "jwt", "ha")
+	leader := activeIndex(t, nodes)
+	before := readRingOneActive(t, clients[0], "jwt", "ha")
 	var target signingKey
 	for _, k := range before.inState("pending") {
 		if k.ActivateAt >= time.Now().Unix()+6 && (target.Kid == "" || k.ActivateAt < target.ActivateAt) {
@@ -185,13 +167,13 @@ func TestSafetyFailover(t *testing.T) {
 	}
 	killAt := time.Unix(target.ActivateAt, 0).Add(-2 * time.Second)
 	time.Sleep(time.Until(killAt))
-	before = safReadRing(t, clients[leader], "jwt", "ha")
+	before = readRingOneActive(t, clients[leader], "jwt", "ha")
 	// The failover window opens when the kill is sent: a standby may
 	// already be redirecting a call to the dying node.
 	killSent := time.Now()
-	nodes[leader].kill9()
+	nodes[leader].Kill9()
 	killed := time.Now()
-	t.Logf("killed the active node %s at %s, %s before key %s activates", nodes[leader].id, killed.Format("15:04:05.000"), time.Unix(target.ActivateAt, 0).Sub(killed).Round(time.Millisecond), target.Kid)
+	t.Logf("killed the active node %s at %s, %s before key %s activates", nodes[leader].ID, killed.Format("15:04:05.000"), time.Unix(target.ActivateAt, 0).Sub(killed).Round(time.Millisecond), target.Kid)
 
 	newLeader := -1
 	for deadline := time.Now().Add(60 * time.Second); newLeader < 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -199,13 +181,13 @@ func TestSafetyFailover(t *testing.T) {
 			if i == leader {
 				continue
 			}
-			if code, err := n.health(); err == nil && code == http.StatusOK {
+			if code, err := n.Health(); err == nil && code == http.StatusOK {
 				newLeader = i
 			}
 		}
 	}
 	if newLeader < 0 {
-		t.Fatalf("no node became active within 60s of killing %s", nodes[leader].id)
+		t.Fatalf("no node became active within 60s of killing %s", nodes[leader].ID)
 	}
 	// The failover ends, for each surviving node, when it serves the mount
 	// again (a standby forwards to the new active node once it knows it).
@@ -214,18 +196,18 @@ func TestSafetyFailover(t *testing.T) {
 		if i == leader {
 			continue
 		}
-		if err := safWaitMount(clients[i], "jwt/keys/ha", 30*time.Second); err != nil {
+		if err := waitMount(clients[i], "jwt/keys/ha", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		servesAgain[i] = time.Now()
 	}
 	failover := time.Since(killed)
-	t.Logf("%s is active %s after the kill", nodes[newLeader].id, failover.Round(100*time.Millisecond))
+	t.Logf("%s is active %s after the kill", nodes[newLeader].ID, failover.Round(100*time.Millisecond))
 
 	// Two periods after the target activation the schedule must have run
 	// as stored.
 	time.Sleep(time.Until(time.Unix(target.ActivateAt+2*period+1, 0)))
-	after := safReadRing(t, clients[newLeader], "jwt", "ha")
+	after := readRingOneActive(t, clients[newLeader], "jwt", "ha")
 	for _, old := range before.SigningKeys {
 		k, ok := after.byKid(old.Kid)
 		if !ok {
@@ -243,41 +225,41 @@ func TestSafetyFailover(t *testing.T) {
 	}
 
 	// Restart the killed node: it rejoins as a standby.
-	if err := nodes[leader].start(); err != nil {
+	if err := nodes[leader].Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := safUnseal(nodes[leader], key); err != nil {
+	if err := nodes[leader].Unseal(key); err != nil {
 		t.Fatal(err)
 	}
-	if err := nodes[leader].waitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
+	if err := nodes[leader].WaitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
 		t.Fatalf("%v: the killed node did not rejoin as a standby", err)
 	}
-	safWaitVoters(t, clients[newLeader], 3, 60*time.Second)
-	if err := safWaitMount(clients[leader], "jwt/keys/ha", 30*time.Second); err != nil {
+	waitVoters(t, clients[newLeader], 3, 60*time.Second)
+	if err := waitMount(clients[leader], "jwt/keys/ha", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	servesAgain[leader] = time.Now()
 	rejoined := time.Since(killed)
-	safSameJWKS(t, "after the rejoin", nodes)
+	sameJWKS(t, "after the rejoin", nodes)
 
 	// Maintenance runs on the active node only, about a minute after it
 	// took over: it must stock a new key.
 	stocked := false
 	for deadline := killed.Add(failover + 80*time.Second); !stocked && time.Now().Before(deadline); time.Sleep(time.Second) {
-		for _, k := range safReadRing(t, clients[newLeader], "jwt", "ha").SigningKeys {
+		for _, k := range readRingOneActive(t, clients[newLeader], "jwt", "ha").SigningKeys {
 			if k.PublishAt > killed.Unix() {
 				stocked = true
 			}
 		}
 	}
 	if !stocked {
-		t.Errorf("the new active node %s generated no pending key within %s of taking over", nodes[newLeader].id, 80*time.Second)
+		t.Errorf("the new active node %s generated no pending key within %s of taking over", nodes[newLeader].ID, 80*time.Second)
 	}
 	maintained := time.Since(killed)
 
 	stopSigner()
 	sigDone.Wait()
-	final := safReadRing(t, clients[newLeader], "jwt", "ha")
+	final := readRingOneActive(t, clients[newLeader], "jwt", "ha")
 	pipe.finish()
 
 	// Every token was signed by the key whose stored window holds its
@@ -346,15 +328,15 @@ func TestSafetyFailover(t *testing.T) {
 			role = "standby, then active"
 		}
 		window := servesAgain[i].Sub(killed)
-		fmt.Fprintf(&perNode, "  %s (%s): %d tokens signed through it (%d by a read of token/ha), %d calls failed, window %s\n", n.id, role, sg.perNode[i], sg.readsPerNode[i], sg.errs[i], window.Round(100*time.Millisecond))
+		fmt.Fprintf(&perNode, "  %s (%s): %d tokens signed through it (%d by a read of token/ha), %d calls failed, window %s\n", n.ID, role, sg.perNode[i], sg.readsPerNode[i], sg.errs[i], window.Round(100*time.Millisecond))
 		if sg.readsPerNode[i] == 0 {
-			t.Errorf("no token was minted by a read through %s", n.id)
+			t.Errorf("no token was minted by a read through %s", n.ID)
 		}
 		if sg.perNode[i] == sg.readsPerNode[i] {
-			t.Errorf("no token was signed by sign/ha through %s", n.id)
+			t.Errorf("no token was signed by sign/ha through %s", n.ID)
 		}
 		if sg.perNode[i] == 0 {
-			t.Errorf("no token was signed through %s", n.id)
+			t.Errorf("no token was signed through %s", n.ID)
 		}
 	}
 	// A sign call fails only if it overlapped its node's window: a failure
@@ -366,7 +348,7 @@ func TestSafetyFailover(t *testing.T) {
 			outside++
 			if outside <= 5 {
 				t.Errorf("a sign call through %s failed outside its failover window (%s to %s): started %s, ended %s: %s",
-					nodes[f.node].id, killSent.Format("15:04:05.000"), servesAgain[f.node].Format("15:04:05.000"),
+					nodes[f.node].ID, killSent.Format("15:04:05.000"), servesAgain[f.node].Format("15:04:05.000"),
 					f.start.Format("15:04:05.000"), f.end.Format("15:04:05.000"), f.err)
 			}
 		}
@@ -390,48 +372,48 @@ func TestSafetyFailover(t *testing.T) {
 		failover.Round(100*time.Millisecond), rejoined.Round(100*time.Millisecond), maintained.Round(time.Second), len(tokens), len(order)-1, order, lb.staleServed.Load(), perNode.String(), table)
 }
 
-// safHASigner signs round-robin through the nodes.
-type safHASigner struct {
+// haSigner signs round-robin through the nodes.
+type haSigner struct {
 	clients []*vaultClient
-	nodes   []*safRaftNode
-	pipe    *safPipeline
+	nodes   []*testserver.RaftNode
+	pipe    *pipeline
 
 	mu      sync.Mutex
-	tokens  []safSigned
+	tokens  []signedToken
 	perNode []int
 	// readsPerNode counts the tokens of perNode minted by a read.
 	readsPerNode []int
 	errs         []int
-	failures     []safHAFailure
+	failures     []haFailure
 }
 
-// safHAFailure is one failed sign call: through which node, when it
+// haFailure is one failed sign call: through which node, when it
 // started and ended, and why.
-type safHAFailure struct {
+type haFailure struct {
 	node       int
 	start, end time.Time
 	err        error
 }
 
-func (s *safHASigner) run(ctx context.Context, every time.Duration) {
+func (s *haSigner) run(ctx context.Context, every time.Duration) {
 	seq := 0
 	for i := 0; ctx.Err() == nil; i++ {
 		tick := time.Now()
 		n := i % len(s.clients)
 		// Odd calls read: with three nodes every node gets both kinds.
 		read := i%2 == 1
-		var tok safSigned
+		var tok signedToken
 		var err error
 		if read {
-			tok, err = safTokenRead(ctx, s.clients[n], "jwt/token/ha")
+			tok, err = tokenRead(ctx, s.clients[n], "jwt/token/ha")
 		} else {
-			tok, err = safSignBody(ctx, s.clients[n], "jwt/sign/ha", map[string]any{})
+			tok, err = signBody(ctx, s.clients[n], "jwt/sign/ha", map[string]any{})
 		}
 		s.mu.Lock()
 		if err != nil {
 			if ctx.Err() == nil {
 				s.errs[n]++
-				s.failures = append(s.failures, safHAFailure{node: n, start: tick, end: time.Now(), err: err})
+				s.failures = append(s.failures, haFailure{node: n, start: tick, end: time.Now(), err: err})
 			}
 		} else {
 			seq++
@@ -453,18 +435,18 @@ func (s *safHASigner) run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// safTokenRead mints a token with a read of path, as safSignBody does with
+// tokenRead mints a token with a read of path, as signBody does with
 // a write.
-func safTokenRead(ctx context.Context, c *vaultClient, path string) (safSigned, error) {
-	return safMint(ctx, c, http.MethodGet, path, nil)
+func tokenRead(ctx context.Context, c *vaultClient, path string) (signedToken, error) {
+	return mint(ctx, c, http.MethodGet, path, nil)
 }
 
-// safActiveIndex returns the node that answers /sys/health with 200.
-func safActiveIndex(t *testing.T, nodes []*safRaftNode) int {
+// activeIndex returns the node that answers /sys/health with 200.
+func activeIndex(t *testing.T, nodes []*testserver.RaftNode) int {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		for i, n := range nodes {
-			if code, err := n.health(); err == nil && code == http.StatusOK {
+			if code, err := n.Health(); err == nil && code == http.StatusOK {
 				return i
 			}
 		}
@@ -473,8 +455,8 @@ func safActiveIndex(t *testing.T, nodes []*safRaftNode) int {
 	return -1
 }
 
-// safWaitVoters waits until the Raft configuration lists want voters.
-func safWaitVoters(t *testing.T, c *vaultClient, want int, timeout time.Duration) {
+// waitVoters waits until the Raft configuration lists want voters.
+func waitVoters(t *testing.T, c *vaultClient, want int, timeout time.Duration) {
 	t.Helper()
 	var last string
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
@@ -500,29 +482,29 @@ func safWaitVoters(t *testing.T, c *vaultClient, want int, timeout time.Duration
 	t.Fatalf("Raft configuration does not list %d voters after %s: %s", want, timeout, last)
 }
 
-// safSameJWKS fetches the JWKS from every node and requires the same body
+// sameJWKS fetches the JWKS from every node and requires the same body
 // and ETag. A key set changes only when a key is generated or removed, so a
 // difference is retried a few times in case a boundary fell between the
 // fetches.
-func safSameJWKS(t *testing.T, when string, nodes []*safRaftNode) {
+func sameJWKS(t *testing.T, when string, nodes []*testserver.RaftNode) {
 	t.Helper()
 	var diff string
 	for attempt := 0; attempt < 5; attempt++ {
 		var bodies [][]byte
 		var etags []string
 		for _, n := range nodes {
-			resp, body := rawGet(t, http.MethodGet, n.addr+"/v1/jwt/jwks", nil)
+			resp, body := rawGet(t, http.MethodGet, n.Addr+"/v1/jwt/jwks", nil)
 			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("%s: JWKS from %s: status %d: %s", when, n.id, resp.StatusCode, body)
+				t.Fatalf("%s: JWKS from %s: status %d: %s", when, n.ID, resp.StatusCode, body)
 			}
-			parseJWKS(t, n.id+" JWKS", resp, body)
+			parseJWKS(t, n.ID+" JWKS", resp, body)
 			bodies = append(bodies, body)
 			etags = append(etags, resp.Header.Get("ETag"))
 		}
 		diff = ""
 		for i := 1; i < len(nodes); i++ {
 			if !bytes.Equal(bodies[i], bodies[0]) || etags[i] != etags[0] || etags[0] == "" {
-				diff = fmt.Sprintf("%s: ETag %q, %d bytes; %s: ETag %q, %d bytes", nodes[0].id, etags[0], len(bodies[0]), nodes[i].id, etags[i], len(bodies[i]))
+				diff = fmt.Sprintf("%s: ETag %q, %d bytes; %s: ETag %q, %d bytes", nodes[0].ID, etags[0], len(bodies[0]), nodes[i].ID, etags[i], len(bodies[i]))
 			}
 		}
 		if diff == "" {
@@ -533,13 +515,13 @@ func safSameJWKS(t *testing.T, when string, nodes []*safRaftNode) {
 	t.Errorf("%s: the nodes serve different JWKS: %s", when, diff)
 }
 
-// safLB is a small caching reverse proxy in front of the nodes, as an
+// failoverLB is a small caching reverse proxy in front of the nodes, as an
 // operator puts a load balancer or CDN in front of Vault: it sends each
 // request to the nodes in turn until one answers below 500, and when none
 // does it serves its last 200 for that URL while the response's max-age
 // plus stale-if-error allows.
-type safLB struct {
-	nodes       []*safRaftNode
+type failoverLB struct {
+	nodes       []*testserver.RaftNode
 	srv         *httptest.Server
 	url         string
 	hc          *http.Client
@@ -547,37 +529,37 @@ type safLB struct {
 	staleServed atomic.Int64
 
 	mu     sync.Mutex
-	stale  map[string]safLBCopy
+	stale  map[string]lbCopy
 	staled []time.Time // when each stale copy was served
 }
 
-func (lb *safLB) staleTimes() []time.Time {
+func (lb *failoverLB) staleTimes() []time.Time {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
 	return slices.Clone(lb.staled)
 }
 
-type safLBCopy struct {
+type lbCopy struct {
 	header     http.Header
 	body       []byte
 	staleUntil time.Time
 }
 
-func newSafLB(nodes []*safRaftNode) *safLB {
-	lb := &safLB{nodes: nodes, hc: &http.Client{Timeout: 5 * time.Second}, stale: map[string]safLBCopy{}}
+func newFailoverLB(nodes []*testserver.RaftNode) *failoverLB {
+	lb := &failoverLB{nodes: nodes, hc: &http.Client{Timeout: 5 * time.Second}, stale: map[string]lbCopy{}}
 	lb.srv = httptest.NewServer(lb)
 	lb.url = lb.srv.URL
 	return lb
 }
 
-func (lb *safLB) close() { lb.srv.Close() }
+func (lb *failoverLB) close() { lb.srv.Close() }
 
-func (lb *safLB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (lb *failoverLB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	start := int(lb.next.Add(1))
 	for i := range lb.nodes {
 		n := lb.nodes[(start+i)%len(lb.nodes)]
-		req, err := http.NewRequestWithContext(r.Context(), r.Method, n.addr+r.URL.RequestURI(), bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, n.Addr+r.URL.RequestURI(), bytes.NewReader(body))
 		if err != nil {
 			continue
 		}
@@ -600,7 +582,7 @@ func (lb *safLB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			maxAge, _ := cc.seconds("max-age")
 			sie, _ := cc.seconds("stale-if-error")
 			lb.mu.Lock()
-			lb.stale[r.URL.RequestURI()] = safLBCopy{header: resp.Header.Clone(), body: rb, staleUntil: time.Now().Add(time.Duration(maxAge+sie) * time.Second)}
+			lb.stale[r.URL.RequestURI()] = lbCopy{header: resp.Header.Clone(), body: rb, staleUntil: time.Now().Add(time.Duration(maxAge+sie) * time.Second)}
 			lb.mu.Unlock()
 		}
 		for k, vs := range resp.Header {

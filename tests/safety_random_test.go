@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // TestSafetyRandomOperations runs random operations over HTTP against a
@@ -37,29 +39,18 @@ func TestSafetyRandomOperations(t *testing.T) {
 		}
 		duration = d
 	}
-	vaultBin, pluginBin, err := repoBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	node, sha := newSafRaftNode(t, root, "random-1", vaultBin, pluginBin)
-	node.writeConfig(t, nil)
-	t.Cleanup(func() {
-		node.stop()
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", node.logPath, node.logTail(60))
-			t.Logf("node directory kept at %s", safKeepDir(root))
-		}
-	})
-	key, token := node.startFresh(t)
+	root := testserver.TempDir(t, "jwt-rotor-random-")
+	node, sha := testserver.NewRaftNode(t, bins, root, "random-1")
+	node.WriteConfig(t, nil)
+	key, token := node.StartFresh(t)
 	seed := testSeed(t, "RANDOM_SEED")
 	r := &randRun{
-		t: t, node: node, key: key, vc: newVaultClient(node.addr, token),
+		t: t, node: node, key: key, vc: newVaultClient(node.Addr, token),
 		rng: rand.New(rand.NewPCG(seed, 3)), ops: map[string]int{}, revoked: map[string]bool{},
 	}
-	t.Logf("random operations: seed %d (RANDOM_SEED replays the order), %s, Vault at %s", seed, duration, node.addr)
-	safRegisterPlugin(t, r.vc, sha, nil)
-	safMountPlugin(t, r.vc, "jwt", node.addr+"/v1/jwt", 2)
+	t.Logf("random operations: seed %d (RANDOM_SEED replays the order), %s, Vault at %s", seed, duration, node.Addr)
+	registerPlugin(t, r.vc, sha, nil)
+	mountPlugin(t, r.vc, "jwt", node.Addr+"/v1/jwt", 2)
 	for name, ring := range randRings {
 		r.vc.mustWrite(t, "jwt/keys/"+name, ring.settings)
 		r.vc.mustWrite(t, "jwt/keys/"+name+"/rotate", map[string]any{"force": true})
@@ -158,7 +149,7 @@ type randToken struct {
 
 type randRun struct {
 	t            *testing.T
-	node         *safRaftNode
+	node         *testserver.RaftNode
 	key          string
 	vc           *vaultClient
 	rng          *rand.Rand
@@ -298,7 +289,7 @@ func (r *randRun) readRing(name string) (ring, bool) {
 // fetch GETs the mount's JWKS with no token.
 func (r *randRun) fetch() (jose.JSONWebKeySet, bool) {
 	var set jose.JSONWebKeySet
-	resp, err := http.Get(r.node.addr + "/v1/jwt/jwks")
+	resp, err := http.Get(r.node.Addr + "/v1/jwt/jwks")
 	if err != nil {
 		return set, false
 	}
@@ -314,7 +305,7 @@ func (r *randRun) fetch() (jose.JSONWebKeySet, bool) {
 func (r *randRun) issued(ring string, data map[string]any) {
 	tok, _ := data["token"].(string)
 	kid, _ := data["kid"].(string)
-	exp, err := safNum(data["expires_at"])
+	exp, err := jsonInt(data["expires_at"])
 	if tok == "" || kid == "" || err != nil {
 		r.failures = append(r.failures, fmt.Sprintf("incomplete sign answer: %v", data))
 		return
@@ -396,17 +387,17 @@ func (r *randRun) crash() {
 	t := r.t
 	r.kills++
 	r.ops["SIGKILL and restart"]++
-	r.node.kill9()
-	if err := r.node.start(); err != nil {
+	r.node.Kill9()
+	if err := r.node.Start(); err != nil {
 		t.Fatalf("restart: %v", err)
 	}
-	if err := safUnseal(r.node, r.key); err != nil {
+	if err := r.node.Unseal(r.key); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.node.waitHealth(60*time.Second, http.StatusOK); err != nil {
+	if err := r.node.WaitHealth(60*time.Second, http.StatusOK); err != nil {
 		t.Fatal(err)
 	}
-	if err := safWaitMount(r.vc, "jwt/keys/r10", 60*time.Second); err != nil {
+	if err := waitMount(r.vc, "jwt/keys/r10", 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
 }

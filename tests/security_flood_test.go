@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,26 +10,32 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 const (
-	secFloodRequests = 20000
-	secFloodWorkers  = 8
-	// secFloodRate paces the flood to about 20s on a fast machine: long
+	floodRequests = 20000
+	floodWorkers  = 8
+	// floodRate paces the flood to about 20s on a fast machine: long
 	// enough to be a sustained load. A slower machine takes longer; the
 	// flood is bounded by its count, never cut short by a clock.
-	secFloodRate = 1000 // requests per second
-	// secFloodMinSigns signatures complete while the flood runs: its last
+	floodRate = 1000 // requests per second
+	// floodMinSigns signatures complete while the flood runs: its last
 	// request waits for them, so the floor holds however fast the flood is.
-	secFloodMinSigns = 10
-	secMiB           = 1 << 20
+	floodMinSigns = 10
+	mib           = 1 << 20
 )
 
 // TestSecurityFlood hammers the unauthenticated JWKS on loopback with
@@ -36,26 +44,26 @@ const (
 // every request is a fetcher the plugin has never seen. It shows that the
 // plugin's memory stays bounded (its verifier tracker evicts instead of
 // growing, and the plugin process's resident memory levels off), that
-// signing keeps working during the flood (at least secFloodMinSigns
+// signing keeps working during the flood (at least floodMinSigns
 // signatures begin after its first request and end before its last), and
 // that the rate-limit quotas of docs/operations.md make Vault answer 429
 // beyond their rate.
 func TestSecurityFlood(t *testing.T) {
-	sec := secStartServer(t, secServerOptions{logLevel: "warn"})
+	sec := startDedicated(t, testserver.DevOptions{LogLevel: "warn"})
 	m := sec.mount(t, "jwt-flood", map[string]any{"jwks_max_age": 60})
 	sec.ring(t, m, "f", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "verification_ttl": "2h", "publish_lead": "10m"})
 	sec.root.mustWrite(t, m.p("roles/f"), map[string]any{"key": "f", "audiences": "api"})
 	pid := sec.pluginPID(t)
 
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * secFloodWorkers}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * floodWorkers}}
 	paths := []string{"jwks", "jwks", "jwks", "jwks", "jwks", "jwks", "jwks/f", ".well-known/jwks.json"}
 	fetch := func(i int) (int, error) {
-		req, err := http.NewRequest(http.MethodGet, sec.root.url(m.p(paths[i%len(paths)]))+"?verifier="+secRandom(8), nil)
+		req, err := http.NewRequest(http.MethodGet, sec.root.url(m.p(paths[i%len(paths)]))+"?verifier="+randomString(8), nil)
 		if err != nil {
 			return 0, err
 		}
-		req.Header.Set("If-None-Match", `"`+secRandom(18)+`"`)
-		req.Header.Set("User-Agent", "flood/"+secRandom(12))
+		req.Header.Set("If-None-Match", `"`+randomString(18)+`"`)
+		req.Header.Set("User-Agent", "flood/"+randomString(12))
 		resp, err := hc.Do(req)
 		if err != nil {
 			return 0, err
@@ -71,7 +79,7 @@ func TestSecurityFlood(t *testing.T) {
 			t.Fatalf("warm-up fetch %d: status %d, %v", i, code, err)
 		}
 	}
-	baseRSS, _ := secRSS(t, pid)
+	baseRSS, _ := processRSS(t, pid)
 
 	var (
 		next        atomic.Int64
@@ -87,26 +95,26 @@ func TestSecurityFlood(t *testing.T) {
 	peakRSS.Store(baseRSS)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for w := 0; w < secFloodWorkers; w++ {
+	for w := 0; w < floodWorkers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1))
-				if i > secFloodRequests {
+				if i > floodRequests {
 					return
 				}
-				if i == secFloodRequests {
+				if i == floodRequests {
 					// The flood ends only once signing has been shown to
 					// work during it (or failed, which fails the test); the
 					// guard only keeps a hung signer from hanging the test.
-					for guard := time.Now().Add(2 * time.Minute); signsDuring.Load() < secFloodMinSigns && !signFailed.Load() && time.Now().Before(guard); {
+					for guard := time.Now().Add(2 * time.Minute); signsDuring.Load() < floodMinSigns && !signFailed.Load() && time.Now().Before(guard); {
 						time.Sleep(50 * time.Millisecond)
 					}
 					lastSent.Store(true)
 				}
 				// Request i goes out no earlier than i/rate after the start.
-				if wait := time.Until(start.Add(time.Duration(i) * time.Second / secFloodRate)); wait > 0 {
+				if wait := time.Until(start.Add(time.Duration(i) * time.Second / floodRate)); wait > 0 {
 					time.Sleep(wait)
 				}
 				code, err := fetch(i)
@@ -117,8 +125,8 @@ func TestSecurityFlood(t *testing.T) {
 					statuses[code]++
 				}
 				mu.Unlock()
-				if i == secFloodRequests/2 {
-					rss, _ := secRSS(t, pid)
+				if i == floodRequests/2 {
+					rss, _ := processRSS(t, pid)
 					midRSS.Store(rss)
 				}
 			}
@@ -141,7 +149,7 @@ flood:
 		case <-floodDone:
 			break flood
 		case <-tick.C:
-			if rss, _ := secRSS(t, pid); rss > peakRSS.Load() {
+			if rss, _ := processRSS(t, pid); rss > peakRSS.Load() {
 				peakRSS.Store(rss)
 			}
 			began := next.Load() > 0
@@ -159,27 +167,27 @@ flood:
 		}
 	}
 	elapsed := time.Since(start)
-	endRSS, hwm := secRSS(t, pid)
+	endRSS, hwm := processRSS(t, pid)
 	sent := 0
 	for _, n := range statuses {
 		sent += n
 	}
 	sent += len(errs)
 	t.Logf("flood: %d requests in %s by %d workers (%v; %d transport errors); %d signatures during it, %d failed",
-		sent, elapsed.Round(time.Millisecond), secFloodWorkers, statuses, len(errs), signsDuring.Load(), signFailures)
+		sent, elapsed.Round(time.Millisecond), floodWorkers, statuses, len(errs), signsDuring.Load(), signFailures)
 	t.Logf("plugin pid %d resident memory: %.1f MiB before, %.1f MiB at the midpoint, %.1f MiB after, %.1f MiB peak sampled, %.1f MiB high-water mark",
-		pid, float64(baseRSS)/secMiB, float64(midRSS.Load())/secMiB, float64(endRSS)/secMiB, float64(peakRSS.Load())/secMiB, float64(hwm)/secMiB)
+		pid, float64(baseRSS)/mib, float64(midRSS.Load())/mib, float64(endRSS)/mib, float64(peakRSS.Load())/mib, float64(hwm)/mib)
 	if len(errs) > 0 {
 		t.Fatalf("%d transport errors, first: %v", len(errs), errs[0])
 	}
 	if statuses[http.StatusOK] != sent {
 		t.Fatalf("statuses %v: every fetch should be a 200 (no quota yet, and no random ETag matches)", statuses)
 	}
-	if sent != secFloodRequests {
-		t.Fatalf("%d requests sent, want %d", sent, secFloodRequests)
+	if sent != floodRequests {
+		t.Fatalf("%d requests sent, want %d", sent, floodRequests)
 	}
-	if n := signsDuring.Load(); n < secFloodMinSigns || signFailures > 0 {
-		t.Fatalf("%d signatures completed while the flood ran (want at least %d), %d failed", n, secFloodMinSigns, signFailures)
+	if n := signsDuring.Load(); n < floodMinSigns || signFailures > 0 {
+		t.Fatalf("%d signatures completed while the flood ran (want at least %d), %d failed", n, floodMinSigns, signFailures)
 	}
 
 	// The tokens signed during the flood verify against the JWKS.
@@ -212,22 +220,22 @@ flood:
 		t.Fatalf("the flood did not reach its midpoint")
 	} else {
 		first, second := mid-baseRSS, endRSS-mid
-		if limit := max(6*secMiB, first*2/5); second > limit {
+		if limit := max(6*mib, first*2/5); second > limit {
 			t.Fatalf("resident memory grew %.1f MiB in the first half of the flood and %.1f MiB in the second (limit %.1f MiB)",
-				float64(first)/secMiB, float64(second)/secMiB, float64(limit)/secMiB)
+				float64(first)/mib, float64(second)/mib, float64(limit)/mib)
 		}
 	}
-	if grown := hwm - baseRSS; grown > 128*secMiB {
-		t.Fatalf("resident memory peaked %.1f MiB above the baseline", float64(grown)/secMiB)
+	if grown := hwm - baseRSS; grown > 128*mib {
+		t.Fatalf("resident memory peaked %.1f MiB above the baseline", float64(grown)/mib)
 	}
 
-	secQuotas(t, sec, m)
+	setQuotas(t, sec, m)
 }
 
-// secQuotas applies the rate-limit quotas of docs/operations.md, with their rate
+// setQuotas applies the rate-limit quotas of docs/operations.md, with their rate
 // (20 per second), one at a time, and shows that each makes Vault answer 429
 // on its paths beyond the rate, and only there.
-func secQuotas(t *testing.T, sec *secServer, m *mount) {
+func setQuotas(t *testing.T, sec *dedicatedServer, m *mount) {
 	t.Helper()
 	burst := func(rel string) map[int]int {
 		t.Helper()
@@ -266,7 +274,7 @@ func secQuotas(t *testing.T, sec *secServer, m *mount) {
 			time.Sleep(1100 * time.Millisecond)
 			counts := burst(rel)
 			lines = append(lines, fmt.Sprintf("quota %s (path=%s): GET %s -> %v", q.name, q.path, rel, counts))
-			if counts[http.StatusTooManyRequests] == 0 || counts[http.StatusOK] == 0 || counts[http.StatusOK]+counts[http.StatusTooManyRequests] != secSum(counts) {
+			if counts[http.StatusTooManyRequests] == 0 || counts[http.StatusOK] == 0 || counts[http.StatusOK]+counts[http.StatusTooManyRequests] != sumValues(counts) {
 				t.Fatalf("quota %s: a burst on %s got %v, want 200s up to the rate and then 429s", q.name, rel, counts)
 			}
 			total429 += counts[http.StatusTooManyRequests]
@@ -291,7 +299,7 @@ func secQuotas(t *testing.T, sec *secServer, m *mount) {
 	t.Logf("429 answers seen: %d", total429)
 }
 
-func secSum(m map[int]int) int {
+func sumValues(m map[int]int) int {
 	n := 0
 	for _, v := range m {
 		n += v
@@ -299,10 +307,79 @@ func secSum(m map[int]int) int {
 	return n
 }
 
-func secRandom(n int) string {
+func randomString(n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// pluginPID is the pid of the plugin process Vault started for this
+// server: a child of the Vault process running the plugin binary.
+func (sec *dedicatedServer) pluginPID(t *testing.T) int {
+	t.Helper()
+	vaultPID := sec.server.PID()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatalf("no /proc (the plugin's process is found and measured there, on Linux): %v", err)
+	}
+	var found []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+		fields := strings.Fields(rest)
+		if len(fields) < 2 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(fields[1]); ppid != vaultPID {
+			continue
+		}
+		exe, _ := os.Readlink("/proc/" + e.Name() + "/exe")
+		if filepath.Base(exe) == pluginName || strings.HasPrefix(filepath.Base(strings.TrimSuffix(exe, " (deleted)")), pluginName) {
+			found = append(found, pid)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want one plugin process under vault pid %d, found %v", vaultPID, found)
+	}
+	return found[0]
+}
+
+// processRSS returns a process's resident and peak resident memory in bytes.
+func processRSS(t *testing.T, pid int) (rss, hwm int64) {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("plugin process %d: %v", pid, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (name != "VmRSS" && name != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+		if err != nil {
+			t.Fatalf("%s: %q", name, value)
+		}
+		if name == "VmRSS" {
+			rss = kb << 10
+		} else {
+			hwm = kb << 10
+		}
+	}
+	if rss == 0 {
+		t.Fatalf("no VmRSS for pid %d", pid)
+	}
+	return rss, hwm
 }

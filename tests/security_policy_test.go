@@ -28,11 +28,11 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	createRole(t, m, "demo", map[string]any{"key": "demo", "audiences": []string{"api"}, "allow_token_read": true})
 	createRole(t, m, "other", map[string]any{"key": "other", "audiences": []string{"api"}, "allow_token_read": true})
 
-	signer := secLogin(t, m, "signer-demo")
-	admin := secLogin(t, m, "rotation-admin")
-	auditor := secLogin(t, m, "auditor")
-	workload := secLogin(t, m, "workload-demo")
-	importer := secLogin(t, m, "importer")
+	signer := loginAs(t, m, "signer-demo")
+	admin := loginAs(t, m, "rotation-admin")
+	auditor := loginAs(t, m, "auditor")
+	workload := loginAs(t, m, "workload-demo")
+	importer := loginAs(t, m, "importer")
 	trustedKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -161,10 +161,10 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	t.Logf("least privilege: %d policies (signer-demo, rotation-admin, auditor, importer, workload-demo) and no token, %d requests checked", len(shipped), checks)
 }
 
-// secLogin writes policies/<name>.hcl for mount m (jwt/ becomes m's path,
+// loginAs writes policies/<name>.hcl for mount m (jwt/ becomes m's path,
 // and the signer's role is demo as in the file), creates a userpass user
 // holding it, and returns a client with that user's token.
-func secLogin(t *testing.T, m *mount, name string) *vaultClient {
+func loginAs(t *testing.T, m *mount, name string) *vaultClient {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("..", "policies", name+".hcl"))
 	if err != nil {

@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // TestSecuritySecrecy runs a Vault server at trace log level with two file
@@ -54,9 +56,9 @@ import (
 // (responses and audit entries of sys/raw paths); a positive control shows
 // that both scans find each kind of leak they look for.
 func TestSecuritySecrecy(t *testing.T) {
-	sec := secStartServer(t, secServerOptions{logLevel: "trace", config: "raw_storage_endpoint = true\n"})
-	auditHMAC := filepath.Join(sec.srv.dir, "audit.log")
-	auditRaw := filepath.Join(sec.srv.dir, "audit-raw.log")
+	sec := startDedicated(t, testserver.DevOptions{LogLevel: "trace", Config: "raw_storage_endpoint = true\n"})
+	auditHMAC := filepath.Join(sec.server.Dir, "audit.log")
+	auditRaw := filepath.Join(sec.server.Dir, "audit-raw.log")
 	sec.root.mustDo(t, http.MethodPut, "sys/audit/file", map[string]any{"type": "file", "options": map[string]any{"file_path": auditHMAC}})
 	sec.root.mustDo(t, http.MethodPut, "sys/audit/raw", map[string]any{"type": "file", "options": map[string]any{"file_path": auditRaw, "log_raw": "true"}})
 
@@ -67,7 +69,7 @@ func TestSecuritySecrecy(t *testing.T) {
 	if uuid == "" {
 		t.Fatalf("no uuid for mount %s: %v", m.path, mountInfo)
 	}
-	h := &secHarvest{sec: sec, prefix: "sys/raw/logical/" + uuid + "/private/", keys: map[string]crypto.Signer{}, seen: map[string]bool{}}
+	h := &harvest{sec: sec, prefix: "sys/raw/logical/" + uuid + "/private/", keys: map[string]crypto.Signer{}, seen: map[string]bool{}}
 	anon := &vaultClient{addr: sec.root.addr, hc: sec.root.hc}
 	root, signer := sec.root, sec.signer
 	p := m.p
@@ -121,7 +123,7 @@ func TestSecuritySecrecy(t *testing.T) {
 	// Imported keys, by the stock CLI through a proxy that records every
 	// response: they sign, retire and are scanned for like the generated
 	// ones, as is the mount's wrapping key; trusted keys are published.
-	imported := secImport(t, sec, m, h, short)
+	imported := importRecorded(t, sec, m, h, short)
 	for _, name := range imported {
 		ok(root.write(t, p("roles/"+name), map[string]any{
 			"key": name, "audiences": "api,other", "ttl": "5m", "max_ttl": "1h",
@@ -149,21 +151,21 @@ func TestSecuritySecrecy(t *testing.T) {
 		ok(root.read(t, p("config")))
 		for _, name := range append(append([]string{}, names...), "fast") {
 			ok(root.read(t, p("keys/"+name)))
-			secRawFetch(t, sec, http.MethodGet, p("jwks/"+name), "", nil)
+			rawFetch(t, sec, http.MethodGet, p("jwks/"+name), "", nil)
 		}
 		for _, role := range allRoles {
 			ok(root.read(t, p("roles/"+role)))
 		}
 		for _, v := range []string{"alpha", "beta", "anonymous-" + round} {
-			resp, _ := secRawFetch(t, sec, http.MethodGet, p("jwks?verifier="+v), "", http.Header{"User-Agent": {"verifier/" + v}})
-			secRawFetch(t, sec, http.MethodGet, p("jwks?verifier="+v), "", http.Header{"If-None-Match": {resp.Header.Get("ETag")}})
+			resp, _ := rawFetch(t, sec, http.MethodGet, p("jwks?verifier="+v), "", http.Header{"User-Agent": {"verifier/" + v}})
+			rawFetch(t, sec, http.MethodGet, p("jwks?verifier="+v), "", http.Header{"If-None-Match": {resp.Header.Get("ETag")}})
 		}
-		secRawFetch(t, sec, http.MethodHead, p("jwks"), "", nil)
-		secRawFetch(t, sec, http.MethodGet, p(".well-known/jwks.json"), "", nil)
-		secRawFetch(t, sec, http.MethodGet, p(".well-known/openid-configuration"), "", nil)
+		rawFetch(t, sec, http.MethodHead, p("jwks"), "", nil)
+		rawFetch(t, sec, http.MethodGet, p(".well-known/jwks.json"), "", nil)
+		rawFetch(t, sec, http.MethodGet, p(".well-known/openid-configuration"), "", nil)
 		ok(root.read(t, p("verifiers")))
 		ok(root.read(t, p("metrics")))
-		if resp, body := secRawFetch(t, sec, http.MethodGet, p("metrics?format=prometheus"), rootToken, nil); resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("jwt_rotor_")) {
+		if resp, body := rawFetch(t, sec, http.MethodGet, p("metrics?format=prometheus"), rootToken, nil); resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("jwt_rotor_")) {
 			t.Fatalf("metrics?format=prometheus: status %d: %.200s", resp.StatusCode, body)
 		}
 		for _, help := range []string{"config", "keys/rsa", "keys/rsa/rotate", "roles/rsa", "sign/rsa", "jwks", "verifiers", "metrics"} {
@@ -226,36 +228,36 @@ func TestSecuritySecrecy(t *testing.T) {
 	ok(root.do(t, http.MethodDelete, p("roles/ec521"), nil))
 	ok(root.do(t, http.MethodDelete, p("keys/ec521"), nil))
 	h.collect(t)
-	allRoles = secWithout(allRoles, "ec521")
-	names = secWithout(names, "ec521")
+	allRoles = without(allRoles, "ec521")
+	names = without(names, "ec521")
 	ok(root.do(t, http.MethodDelete, p("roles/templ"), nil))
-	allRoles = secWithout(allRoles, "templ")
+	allRoles = without(allRoles, "templ")
 
 	// Wait for maintenance (Vault calls it about once a minute) to generate
 	// keys on the fast ring, signing and harvesting meanwhile.
 	before := len(h.keys)
 	deadline = time.Now().Add(150 * time.Second)
-	for !secLogHas(t, sec.srv.logPath, "pending key generated", "ring=fast") {
+	for !logHas(t, sec.server.LogPath, "pending key generated", "ring=fast") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no maintenance pass generated a key on ring fast within 150s")
 		}
 		ok(signer.write(t, p("sign/fast"), nil))
-		secRawFetch(t, sec, http.MethodGet, p("jwks"), "", nil)
+		rawFetch(t, sec, http.MethodGet, p("jwks"), "", nil)
 		h.collect(t)
 		time.Sleep(2 * time.Second)
 	}
 	h.collect(t)
 	ok(root.do(t, http.MethodDelete, p("roles/pss"), nil))
 	ok(root.do(t, http.MethodDelete, p("keys/pss?force=true"), nil))
-	allRoles = secWithout(allRoles, "pss")
-	names = secWithout(names, "pss")
+	allRoles = without(allRoles, "pss")
+	names = without(names, "pss")
 	exercise("four")
 	h.collect(t)
 	t.Logf("harvested %d private keys through sys/raw (%d after maintenance began)", len(h.keys), len(h.keys)-before)
 
 	// Every kid any read or JWKS showed was harvested: the oracle saw every key.
 	for _, r := range sec.rec.all() {
-		for _, kid := range secKidPattern.FindAllSubmatch(r.data, -1) {
+		for _, kid := range kidPattern.FindAllSubmatch(r.data, -1) {
 			if !h.seen[string(kid[1])] {
 				t.Errorf("kid %s appeared in %s %s but its private half was never harvested", kid[1], r.method, r.path)
 			}
@@ -263,9 +265,9 @@ func TestSecuritySecrecy(t *testing.T) {
 	}
 	h.checkKinds(t)
 
-	sec.srv.stop()
+	sec.server.Stop()
 
-	sc := secNewScanner()
+	sc := newScanner()
 	for kid, k := range h.keys {
 		sc.addKey(t, kid, k)
 	}
@@ -288,19 +290,19 @@ func TestSecuritySecrecy(t *testing.T) {
 		respBytes += int64(len(r.data))
 		report(fmt.Sprintf("response to %s %s", r.method, r.path), r.data)
 	}
-	logData, err := os.ReadFile(sec.srv.logPath)
+	logData, err := os.ReadFile(sec.server.LogPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	report("the Vault log", logData)
-	hmacData, hmacSkipped := secAuditWithoutRaw(t, auditHMAC)
+	hmacData, hmacSkipped := auditWithoutRaw(t, auditHMAC)
 	report("the HMAC audit log", hmacData)
-	rawData, rawSkipped := secAuditWithoutRaw(t, auditRaw)
+	rawData, rawSkipped := auditWithoutRaw(t, auditRaw)
 	// The refused requests that carried key material in the clear (a plain
 	// key to import, a private JWK to trust) are in the raw audit log by
 	// design (log_raw); their answers are scanned, and the requests must be
 	// there, so the scan saw what it claims to.
-	rawData, refusedAnswers, nRefused := secAuditSplitRefused(t, rawData)
+	rawData, refusedAnswers, nRefused := auditSplitRefused(t, rawData)
 	if nRefused != 4 { // request and response entries of each
 		t.Fatalf("%d raw audit entries of the refused key material requests, want 4", nRefused)
 	}
@@ -315,7 +317,7 @@ func TestSecuritySecrecy(t *testing.T) {
 	// raw audit log, never the Vault log or the HMAC audit log.
 	tokens := map[string]bool{}
 	for _, r := range recs {
-		for _, m := range secTokenPattern.FindAllSubmatch(r.data, -1) {
+		for _, m := range tokenPattern.FindAllSubmatch(r.data, -1) {
 			tokens[string(m[1])] = true
 		}
 	}
@@ -331,7 +333,7 @@ func TestSecuritySecrecy(t *testing.T) {
 	t.Logf("%d signed tokens, none in the Vault log or the HMAC audit log", len(tokens))
 	// The scan covered what it claims to: the log is at trace level and
 	// holds the plugin's lines; the raw audit log holds signed tokens.
-	if !bytes.Contains(logData, []byte("[TRACE]")) || !secLogHas(t, sec.srv.logPath, "rotation: ", "ring=rsa") {
+	if !bytes.Contains(logData, []byte("[TRACE]")) || !logHas(t, sec.server.LogPath, "rotation: ", "ring=rsa") {
 		t.Fatalf("the Vault log lacks trace lines or the plugin's rotation lines")
 	}
 	if !bytes.Contains(rawData, []byte(`"token":"eyJ`)) || !bytes.Contains(hmacData, []byte("hmac-sha256:")) {
@@ -339,7 +341,7 @@ func TestSecuritySecrecy(t *testing.T) {
 	}
 }
 
-func secWithout(list []string, s string) []string {
+func without(list []string, s string) []string {
 	var out []string
 	for _, e := range list {
 		if e != s {
@@ -349,9 +351,9 @@ func secWithout(list []string, s string) []string {
 	return out
 }
 
-// secRawFetch sends a request outside Vault's envelope handling, through the
+// rawFetch sends a request outside Vault's envelope handling, through the
 // recording client, with token when not empty.
-func secRawFetch(t *testing.T, sec *secServer, method, path, token string, header http.Header) (*http.Response, []byte) {
+func rawFetch(t *testing.T, sec *dedicatedServer, method, path, token string, header http.Header) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, sec.root.url(path), nil)
 	if err != nil {
@@ -381,12 +383,12 @@ func secRawFetch(t *testing.T, sec *secServer, method, path, token string, heade
 }
 
 var (
-	secKidPattern   = regexp.MustCompile(`"kid":"([A-Za-z0-9_-]{43})"`)
-	secTokenPattern = regexp.MustCompile(`"token":"(eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{40,})"`)
+	kidPattern   = regexp.MustCompile(`"kid":"([A-Za-z0-9_-]{43})"`)
+	tokenPattern = regexp.MustCompile(`"token":"(eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{40,})"`)
 )
 
-// secLogHas reports whether one line of the log holds every fragment.
-func secLogHas(t *testing.T, path string, fragments ...string) bool {
+// logHas reports whether one line of the log holds every fragment.
+func logHas(t *testing.T, path string, fragments ...string) bool {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -408,9 +410,9 @@ func secLogHas(t *testing.T, path string, fragments ...string) bool {
 	return false
 }
 
-// secAuditWithoutRaw returns an audit log without the entries of sys/raw
+// auditWithoutRaw returns an audit log without the entries of sys/raw
 // requests (the test's own reads of storage), and how many it left out.
-func secAuditWithoutRaw(t *testing.T, path string) ([]byte, int) {
+func auditWithoutRaw(t *testing.T, path string) ([]byte, int) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -418,7 +420,7 @@ func secAuditWithoutRaw(t *testing.T, path string) ([]byte, int) {
 	}
 	var out bytes.Buffer
 	skipped := 0
-	for _, e := range secAuditEntries(t, path, data) {
+	for _, e := range auditEntries(t, path, data) {
 		if strings.HasPrefix(e.Request.Path, "sys/raw/") {
 			skipped++
 			continue
@@ -431,15 +433,15 @@ func secAuditWithoutRaw(t *testing.T, path string) ([]byte, int) {
 	return out.Bytes(), skipped
 }
 
-// secHarvest collects the plugin's private keys from storage via sys/raw.
-type secHarvest struct {
-	sec    *secServer
+// harvest collects the plugin's private keys from storage via sys/raw.
+type harvest struct {
+	sec    *dedicatedServer
 	prefix string // sys/raw/logical/<mount uuid>/private/
 	keys   map[string]crypto.Signer
 	seen   map[string]bool
 }
 
-func (h *secHarvest) list(t *testing.T, path string) []string {
+func (h *harvest) list(t *testing.T, path string) []string {
 	t.Helper()
 	resp := h.sec.root.do(t, "LIST", path, nil)
 	switch resp.Status {
@@ -452,7 +454,7 @@ func (h *secHarvest) list(t *testing.T, path string) []string {
 	return nil
 }
 
-func (h *secHarvest) collect(t *testing.T) {
+func (h *harvest) collect(t *testing.T) {
 	t.Helper()
 	for _, ring := range h.list(t, h.prefix) {
 		for _, kid := range h.list(t, h.prefix+ring) {
@@ -484,7 +486,7 @@ func (h *secHarvest) collect(t *testing.T) {
 }
 
 // checkKinds requires keys of every kind the test meant to create.
-func (h *secHarvest) checkKinds(t *testing.T) {
+func (h *harvest) checkKinds(t *testing.T) {
 	t.Helper()
 	kinds := map[string]int{}
 	for _, k := range h.keys {
@@ -505,41 +507,41 @@ func (h *secHarvest) checkKinds(t *testing.T) {
 	t.Logf("private keys harvested by kind: %v", kinds)
 }
 
-// secScanner finds private key material: known keys in many encodings, and
+// scanner finds private key material: known keys in many encodings, and
 // any private key parseable from the data.
-type secScanner struct {
-	byAnchor map[string][]secPattern
+type scanner struct {
+	byAnchor map[string][]pattern
 	patterns int
 }
 
-type secPattern struct {
+type pattern struct {
 	data []byte
 	what string
 }
 
-const secAnchor = 16
+const anchor = 16
 
-func secNewScanner() *secScanner { return &secScanner{byAnchor: map[string][]secPattern{}} }
+func newScanner() *scanner { return &scanner{byAnchor: map[string][]pattern{}} }
 
-func (s *secScanner) add(what string, p []byte) {
-	if len(p) < secAnchor {
+func (s *scanner) add(what string, p []byte) {
+	if len(p) < anchor {
 		panic("pattern shorter than the anchor: " + what)
 	}
-	a := string(p[:secAnchor])
-	s.byAnchor[a] = append(s.byAnchor[a], secPattern{data: p, what: what})
+	a := string(p[:anchor])
+	s.byAnchor[a] = append(s.byAnchor[a], pattern{data: p, what: what})
 	s.patterns++
 }
 
 // addText adds a text encoding whole and as 32-character windows every 48
 // characters, so a partial or line-wrapped copy is found too.
-func (s *secScanner) addText(what, text string) {
+func (s *scanner) addText(what, text string) {
 	s.add(what, []byte(text))
 	for i := 0; i+32 <= len(text); i += 48 {
 		s.add(fmt.Sprintf("%s[%d:%d]", what, i, i+32), []byte(text[i:i+32]))
 	}
 }
 
-func (s *secScanner) addScalar(what string, b []byte) {
+func (s *scanner) addScalar(what string, b []byte) {
 	s.addText(what+" base64url", base64.RawURLEncoding.EncodeToString(b))
 	s.addText(what+" base64", base64.StdEncoding.EncodeToString(b))
 	s.addText(what+" hex", hex.EncodeToString(b))
@@ -548,7 +550,7 @@ func (s *secScanner) addScalar(what string, b []byte) {
 	s.add(what+" raw bytes", b)
 }
 
-func (s *secScanner) addKey(t *testing.T, kid string, k crypto.Signer) {
+func (s *scanner) addKey(t *testing.T, kid string, k crypto.Signer) {
 	t.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(k)
 	if err != nil {
@@ -578,35 +580,35 @@ func (s *secScanner) addKey(t *testing.T, kid string, k crypto.Signer) {
 
 var (
 	// A JWK private member with a value, also JSON-escaped inside a string.
-	secJWKPrivate = regexp.MustCompile(`\\*"(d|p|q|dp|dq|qi)\\*"\s*:\s*\\*"[A-Za-z0-9_\-+/=]{16,}`)
-	secBase64Run  = regexp.MustCompile(`[A-Za-z0-9+/_-]{60,}={0,2}`)
-	secHexRun     = regexp.MustCompile(`[0-9a-fA-F]{96,}`)
+	jwkPrivate = regexp.MustCompile(`\\*"(d|p|q|dp|dq|qi)\\*"\s*:\s*\\*"[A-Za-z0-9_\-+/=]{16,}`)
+	base64Run  = regexp.MustCompile(`[A-Za-z0-9+/_-]{60,}={0,2}`)
+	hexRun     = regexp.MustCompile(`[0-9a-fA-F]{96,}`)
 )
 
 // scan returns a description of every finding in data.
-func (s *secScanner) scan(data []byte) []string {
+func (s *scanner) scan(data []byte) []string {
 	var out []string
-	for i := 0; i+secAnchor <= len(data); i++ {
-		for _, p := range s.byAnchor[string(data[i:i+secAnchor])] {
+	for i := 0; i+anchor <= len(data); i++ {
+		for _, p := range s.byAnchor[string(data[i:i+anchor])] {
 			if bytes.HasPrefix(data[i:], p.data) {
 				out = append(out, fmt.Sprintf("%s at byte %d", p.what, i))
 			}
 		}
 	}
-	for _, m := range secJWKPrivate.FindAllIndex(data, -1) {
+	for _, m := range jwkPrivate.FindAllIndex(data, -1) {
 		out = append(out, fmt.Sprintf("JWK private member %.40s at byte %d", data[m[0]:m[1]], m[0]))
 	}
 	if i := bytes.Index(data, []byte("PRIVATE KEY")); i >= 0 {
 		out = append(out, fmt.Sprintf("PEM private key marker at byte %d", i))
 	}
-	for _, m := range secBase64Run.FindAllIndex(data, -1) {
-		if what := secParsesAsPrivate(secDecodeBase64(data[m[0]:m[1]])); what != "" {
+	for _, m := range base64Run.FindAllIndex(data, -1) {
+		if what := parsesAsPrivate(decodeBase64(data[m[0]:m[1]])); what != "" {
 			out = append(out, fmt.Sprintf("base64 that parses as a %s private key at byte %d", what, m[0]))
 		}
 	}
-	for _, m := range secHexRun.FindAllIndex(data, -1) {
+	for _, m := range hexRun.FindAllIndex(data, -1) {
 		if b, err := hex.DecodeString(string(data[m[0] : m[1]-(m[1]-m[0])%2])); err == nil {
-			if what := secParsesAsPrivate([][]byte{b}); what != "" {
+			if what := parsesAsPrivate([][]byte{b}); what != "" {
 				out = append(out, fmt.Sprintf("hex that parses as a %s private key at byte %d", what, m[0]))
 			}
 		}
@@ -615,7 +617,7 @@ func (s *secScanner) scan(data []byte) []string {
 	return out
 }
 
-func secDecodeBase64(run []byte) [][]byte {
+func decodeBase64(run []byte) [][]byte {
 	s := strings.TrimRight(string(run), "=")
 	var out [][]byte
 	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
@@ -626,7 +628,7 @@ func secDecodeBase64(run []byte) [][]byte {
 	return out
 }
 
-func secParsesAsPrivate(candidates [][]byte) string {
+func parsesAsPrivate(candidates [][]byte) string {
 	for _, b := range candidates {
 		if _, err := x509.ParsePKCS8PrivateKey(b); err == nil {
 			return "PKCS#8"
@@ -644,7 +646,7 @@ func secParsesAsPrivate(candidates [][]byte) string {
 // positiveControl shows that the scans find each kind of leak: a harvested
 // key of each type written as PEM, as a private JWK, as base64 DER inside
 // JSON, and as bare scalars, each found on its own.
-func (s *secScanner) positiveControl(t *testing.T, h *secHarvest) {
+func (s *scanner) positiveControl(t *testing.T, h *harvest) {
 	t.Helper()
 	byType := map[string]crypto.Signer{}
 	for _, k := range h.keys {
@@ -653,7 +655,7 @@ func (s *secScanner) positiveControl(t *testing.T, h *secHarvest) {
 	if len(byType) != 3 {
 		t.Fatalf("positive control: key types %v", byType)
 	}
-	fresh := secNewScanner() // knows no key: only the generic scans
+	fresh := newScanner() // knows no key: only the generic scans
 	for typ, k := range byType {
 		der, err := x509.MarshalPKCS8PrivateKey(k)
 		if err != nil {
@@ -712,15 +714,15 @@ func (s *secScanner) positiveControl(t *testing.T, h *secHarvest) {
 	}
 }
 
-// secImport imports a key of each type with the stock vault transit import
+// importRecorded imports a key of each type with the stock vault transit import
 // command, through a proxy whose responses the recorder keeps (the
 // command's output too), harvests their private halves and the mount's
 // wrapping key, trusts two public keys, and sends the two refusals that
 // carry key material in the clear (to keys/refused-*). It returns the
 // imported rings.
-func secImport(t *testing.T, sec *secServer, m *mount, h *secHarvest, settings map[string]any) []string {
+func importRecorded(t *testing.T, sec *dedicatedServer, m *mount, h *harvest, settings map[string]any) []string {
 	t.Helper()
-	target, err := url.Parse(sec.srv.addr)
+	target, err := url.Parse(sec.server.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -794,19 +796,19 @@ func secImport(t *testing.T, sec *secServer, m *mount, h *secHarvest, settings m
 }
 
 // note records output that is not an HTTP response (a command's output).
-func (r *secRecorder) note(method, path string, data []byte) {
+func (r *recorder) note(method, path string, data []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.responses = append(r.responses, secRecorded{method: method, path: path, data: data})
+	r.responses = append(r.responses, recorded{method: method, path: path, data: data})
 }
 
-// secAuditSplitRefused takes out of an audit log the entries of the
+// auditSplitRefused takes out of an audit log the entries of the
 // refused requests that carried key material (paths keys/refused-*), and
 // returns the rest, the answers of those entries alone, and how many.
-func secAuditSplitRefused(t *testing.T, data []byte) (rest, answers []byte, n int) {
+func auditSplitRefused(t *testing.T, data []byte) (rest, answers []byte, n int) {
 	t.Helper()
 	var out, ans bytes.Buffer
-	for _, e := range secAuditEntries(t, "the audit log", data) {
+	for _, e := range auditEntries(t, "the audit log", data) {
 		if strings.Contains(e.Request.Path, "/keys/refused-") {
 			n++
 			ans.Write(e.Response)
@@ -818,9 +820,9 @@ func secAuditSplitRefused(t *testing.T, data []byte) (rest, answers []byte, n in
 	return out.Bytes(), ans.Bytes(), n
 }
 
-// secAuditEntry is one line of a file audit log: the fields the scans look
+// auditEntry is one line of a file audit log: the fields the scans look
 // at, and the line as written.
-type secAuditEntry struct {
+type auditEntry struct {
 	Request struct {
 		Path string `json:"path"`
 	} `json:"request"`
@@ -829,16 +831,16 @@ type secAuditEntry struct {
 	line     []byte
 }
 
-// secAuditEntries parses every non-empty line of an audit log (named by
+// auditEntries parses every non-empty line of an audit log (named by
 // name in failures); a line that is not JSON fails the test.
-func secAuditEntries(t *testing.T, name string, data []byte) []secAuditEntry {
+func auditEntries(t *testing.T, name string, data []byte) []auditEntry {
 	t.Helper()
-	var entries []secAuditEntry
+	var entries []auditEntry
 	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		var e secAuditEntry
+		var e auditEntry
 		if err := json.Unmarshal(line, &e); err != nil {
 			t.Fatalf("%s: a line is not JSON: %v: %.200s", name, err, line)
 		}

@@ -30,7 +30,7 @@ func TestUpgradeDowngrade(t *testing.T) {
 	}
 	const v2 = "v99.0.0-upgrade"
 	file2 := pluginName + "_" + v2
-	bin2 := filepath.Join(env.server.dir, "plugins", file2)
+	bin2 := filepath.Join(env.server.Dir, "plugins", file2)
 	build := exec.Command("go", "build", "-ldflags", "-X github.com/jwt-rotor/vault-plugin-jwt-rotor.Version="+v2,
 		"-o", bin2, "./cmd/"+pluginName)
 	build.Dir = root

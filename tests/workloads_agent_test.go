@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // agentTemplate is one Vault Agent template of the workload test and what
@@ -86,10 +88,6 @@ func TestWorkloadAgent(t *testing.T) {
 		// rotation period render about period/renderInterval times.
 		maxRenders = 40
 	)
-	vaultBin, _, err := repoBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := newMount(t, "agent", map[string]any{"jwks_max_age": maxAge})
 	createRing(t, m, "wl", map[string]any{"algorithm": alg, "rotation_period": period, "publish_lead": lead, "verification_ttl": verifyTTL})
 	// Two roles on one ring: Agent keys a read by its path without the
@@ -176,11 +174,11 @@ template_config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(vaultBin, "agent", "-config="+file("agent.hcl"), "-log-level=debug")
+	cmd := exec.Command(bins.Vault, "agent", "-config="+file("agent.hcl"), "-log-level=debug")
 	cmd.Dir = dir
-	cmd.Env = serverEnv(dir)
+	cmd.Env = testserver.Env(dir)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	setChildAttrs(cmd)
+	testserver.SetChildAttrs(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +189,7 @@ template_config {
 		close(exited)
 	}()
 	t.Cleanup(func() {
-		stopProcess(cmd, exited, os.Interrupt, 10*time.Second)
+		testserver.StopProcess(cmd, exited, os.Interrupt, 10*time.Second)
 		logFile.Close()
 		if t.Failed() {
 			tail, _ := os.ReadFile(logPath)
@@ -204,7 +202,7 @@ template_config {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	node, err := safStartNodeJose(ctx, safVerifierConfig{
+	node, err := startNodeJose(ctx, verifierConfig{
 		jwksURL: env.root.url(m.p("jwks")), issuer: m.issuer, audience: apiAudience, alg: alg, interval: maxAge * time.Second,
 	})
 	if err != nil {
@@ -260,7 +258,7 @@ template_config {
 				if entity == "" {
 					entity = agentEntity(t, file("agent-token"))
 				}
-				r := agentRender{token: tok, seen: now, kid: safTokenKid(tok)}
+				r := agentRender{token: tok, seen: now, kid: tokenKid(tok)}
 				jwks := fetchJWKS(t, m, "jwks")
 				_, claims, err := verifyWithJose(tok, jwks.Set, alg)
 				joseChecks++
@@ -268,9 +266,9 @@ template_config {
 					fail("%s: render %d: go-jose: %v (file holds %.80q)", w.tmpl.name, n+1, err, tok)
 					continue
 				}
-				r.iat, _ = safNum(claims["iat"])
-				r.exp, _ = safNum(claims["exp"])
-				nbf, _ := safNum(claims["nbf"])
+				r.iat, _ = jsonInt(claims["iat"])
+				r.exp, _ = jsonInt(claims["exp"])
+				nbf, _ := jsonInt(claims["nbf"])
 				switch {
 				case claims["iss"] != m.issuer:
 					fail("%s: iss %v", w.tmpl.name, claims["iss"])

@@ -29,25 +29,27 @@ import (
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
-// This file holds the independent verifiers the safety tests run against the
-// plugin: each is a real verifier library with its own JWKS cache,
-// configured the way an operator would for short rotation periods. None of
-// them shares code with the plugin.
+// This file holds the independent verifiers the safety, adoption and
+// workload tests run against the plugin: each is a real verifier library
+// with its own JWKS cache, configured the way an operator would for short
+// rotation periods. None of them shares code with the plugin.
 
-// safVerifier checks one token the way a service that trusts the issuer
+// jwksVerifier checks one token the way a service that trusts the issuer
 // would: signature by a key from its cached JWKS, algorithm, issuer,
 // audience and expiry (at the current time).
-type safVerifier interface {
+type jwksVerifier interface {
 	verify(ctx context.Context, token string) (kid string, err error)
 	// fetches counts the JWKS requests the library has made (-1: unknown).
 	fetches() int64
 	close()
 }
 
-// safVerifierConfig is what an operator tells a verifier.
-type safVerifierConfig struct {
+// verifierConfig is what an operator tells a verifier.
+type verifierConfig struct {
 	name     string
 	jwksURL  string // where the verifier fetches the JWKS
 	issuer   string // iss to require; go-oidc discovers the JWKS from it
@@ -59,8 +61,8 @@ type safVerifierConfig struct {
 	interval time.Duration
 }
 
-// safVerifierKind describes one verifier library.
-type safVerifierKind struct {
+// verifierKind describes one verifier library.
+type verifierKind struct {
 	name string
 	// honoursHeaders: the library refreshes when Cache-Control max-age says
 	// so.
@@ -73,42 +75,42 @@ type safVerifierKind struct {
 	// interval on top of max-age. Zero: the library never refreshes on a
 	// timer (it refetches only for an unknown kid).
 	staleness func(interval time.Duration) time.Duration
-	start     func(ctx context.Context, c safVerifierConfig) (safVerifier, error)
+	start     func(ctx context.Context, c verifierConfig) (jwksVerifier, error)
 }
 
-// safVerifierKinds lists the libraries; build-tagged files may add to it.
-var safVerifierKinds = []safVerifierKind{
+// verifierKinds lists the libraries; build-tagged files may add to it.
+var verifierKinds = []verifierKind{
 	{
 		name: "go-jose-cache", honoursHeaders: true, declared: true,
 		// The cache refetches on the first use after max-age.
 		staleness: func(d time.Duration) time.Duration { return d },
-		start:     safStartJoseCache,
+		start:     startJoseCache,
 	},
 	{
 		name: "keyfunc", declared: true,
 		// RefreshInterval = jwks_max_age.
 		staleness: func(d time.Duration) time.Duration { return d },
-		start:     safStartKeyfunc,
+		start:     startKeyfunc,
 	},
 	{
 		name:      "go-oidc",
 		staleness: func(time.Duration) time.Duration { return 0 },
-		start:     safStartOIDC,
+		start:     startOIDC,
 	},
 	{
 		name: "node-jose", declared: true,
 		// cacheMaxAge = jwks_max_age; a stale cache reloads on next use.
 		staleness: func(d time.Duration) time.Duration { return d },
-		start:     safStartNodeJose,
+		start:     startNodeJose,
 	},
 }
 
-// safStartVerifiers starts one verifier of every kind against a mount. URL
+// startVerifiers starts one verifier of every kind against a mount. URL
 // builds the JWKS address a verifier of that name should use.
-func safStartVerifiers(t *testing.T, ctx context.Context, base safVerifierConfig, url func(kind safVerifierKind) string) map[string]safVerifier {
+func startVerifiers(t *testing.T, ctx context.Context, base verifierConfig, url func(kind verifierKind) string) map[string]jwksVerifier {
 	t.Helper()
-	out := map[string]safVerifier{}
-	for _, k := range safVerifierKinds {
+	out := map[string]jwksVerifier{}
+	for _, k := range verifierKinds {
 		c := base
 		c.name = k.name
 		c.jwksURL = url(k)
@@ -129,8 +131,8 @@ func safStartVerifiers(t *testing.T, ctx context.Context, base safVerifierConfig
 	return out
 }
 
-func safKind(name string) safVerifierKind {
-	for _, k := range safVerifierKinds {
+func kindNamed(name string) verifierKind {
+	for _, k := range verifierKinds {
 		if k.name == name {
 			return k
 		}
@@ -138,19 +140,19 @@ func safKind(name string) safVerifierKind {
 	panic("no verifier kind " + name)
 }
 
-func safKindNames() []string {
+func kindNames() []string {
 	var names []string
-	for _, k := range safVerifierKinds {
+	for _, k := range verifierKinds {
 		names = append(names, k.name)
 	}
 	slices.Sort(names)
 	return names
 }
 
-// safDeclaredNames are the verifier ids to declare in the mount's config.
-func safDeclaredNames() []string {
+// declaredNames are the verifier ids to declare in the mount's config.
+func declaredNames() []string {
 	var names []string
-	for _, k := range safVerifierKinds {
+	for _, k := range verifierKinds {
 		if k.declared {
 			names = append(names, k.name)
 		}
@@ -159,10 +161,10 @@ func safDeclaredNames() []string {
 	return names
 }
 
-// safJWKSURLFor gives declared verifiers the mount's JWKS with their id and
+// jwksURLFor gives declared verifiers the mount's JWKS with their id and
 // the others the plain address.
-func safJWKSURLFor(jwks string) func(k safVerifierKind) string {
-	return func(k safVerifierKind) string {
+func jwksURLFor(jwks string) func(k verifierKind) string {
+	return func(k verifierKind) string {
 		if k.declared {
 			return jwks + "?verifier=" + k.name
 		}
@@ -170,9 +172,9 @@ func safJWKSURLFor(jwks string) func(k safVerifierKind) string {
 	}
 }
 
-// safTokenKid reads the kid from a token's protected header without
+// tokenKid reads the kid from a token's protected header without
 // verifying anything.
-func safTokenKid(token string) string {
+func tokenKid(token string) string {
 	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{
 		jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
 		jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
@@ -183,14 +185,14 @@ func safTokenKid(token string) string {
 	return jws.Signatures[0].Protected.KeyID
 }
 
-// safCountingTransport counts JWKS requests (paths ending in /jwks).
-type safCountingTransport struct {
+// countingTransport counts JWKS requests (paths ending in /jwks).
+type countingTransport struct {
 	base http.RoundTripper
 	n    atomic.Int64
 	ua   string
 }
 
-func (c *safCountingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if strings.HasSuffix(req.URL.Path, "/jwks") || strings.HasSuffix(req.URL.Path, "/jwks.json") {
 		c.n.Add(1)
 	}
@@ -201,20 +203,20 @@ func (c *safCountingTransport) RoundTrip(req *http.Request) (*http.Response, err
 	return c.base.RoundTrip(req)
 }
 
-func safCountingClient(name string) (*http.Client, *safCountingTransport) {
-	tr := &safCountingTransport{base: http.DefaultTransport, ua: "jwt-rotor-acceptance " + name}
+func countingClient(name string) (*http.Client, *countingTransport) {
+	tr := &countingTransport{base: http.DefaultTransport, ua: "jwt-rotor-acceptance " + name}
 	return &http.Client{Transport: tr, Timeout: 5 * time.Second}, tr
 }
 
 // --- go-jose v4 behind a cache that follows Cache-Control and ETag ---
 
-// safHeaderCache is a JWKS cache of the kind a careful service writes around
+// headerCache is a JWKS cache of the kind a careful service writes around
 // go-jose: it keeps the key set for the response's max-age, revalidates with
 // If-None-Match (a 304 renews the copy), serves the old copy for
 // stale-if-error while every source fails, and never refetches on an
 // unknown kid (so it depends on the issuer publishing keys ahead). With
 // several URLs it tries them in order, like a client-side load balancer.
-type safHeaderCache struct {
+type headerCache struct {
 	urls []string
 	hc   *http.Client
 
@@ -228,12 +230,12 @@ type safHeaderCache struct {
 	requests, notModified, failures atomic.Int64
 }
 
-func newSafHeaderCache(hc *http.Client, urls ...string) *safHeaderCache {
-	return &safHeaderCache{urls: urls, hc: hc}
+func newHeaderCache(hc *http.Client, urls ...string) *headerCache {
+	return &headerCache{urls: urls, hc: hc}
 }
 
 // keys returns the cached set, refreshing it first when max-age has passed.
-func (c *safHeaderCache) keys(ctx context.Context) (jose.JSONWebKeySet, error) {
+func (c *headerCache) keys(ctx context.Context) (jose.JSONWebKeySet, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
@@ -251,7 +253,7 @@ func (c *safHeaderCache) keys(ctx context.Context) (jose.JSONWebKeySet, error) {
 	return c.set, nil
 }
 
-func (c *safHeaderCache) refresh(ctx context.Context) error {
+func (c *headerCache) refresh(ctx context.Context) error {
 	var errs []error
 	for _, u := range c.urls {
 		err := c.fetch(ctx, u)
@@ -263,7 +265,7 @@ func (c *safHeaderCache) refresh(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (c *safHeaderCache) fetch(ctx context.Context, u string) error {
+func (c *headerCache) fetch(ctx context.Context, u string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -311,26 +313,26 @@ func (c *safHeaderCache) fetch(ctx context.Context, u string) error {
 	return nil
 }
 
-type safJoseVerifier struct {
-	cache *safHeaderCache
-	c     safVerifierConfig
+type joseVerifier struct {
+	cache *headerCache
+	c     verifierConfig
 }
 
-func safStartJoseCache(ctx context.Context, c safVerifierConfig) (safVerifier, error) {
-	hc, _ := safCountingClient(c.name)
-	v := &safJoseVerifier{cache: newSafHeaderCache(hc, c.jwksURL), c: c}
+func startJoseCache(ctx context.Context, c verifierConfig) (jwksVerifier, error) {
+	hc, _ := countingClient(c.name)
+	v := &joseVerifier{cache: newHeaderCache(hc, c.jwksURL), c: c}
 	if _, err := v.cache.keys(ctx); err != nil {
 		return nil, err
 	}
 	return v, nil
 }
 
-func (v *safJoseVerifier) verify(ctx context.Context, token string) (string, error) {
-	return safVerifyJose(ctx, v.cache, v.c, token)
+func (v *joseVerifier) verify(ctx context.Context, token string) (string, error) {
+	return verifyJose(ctx, v.cache, v.c, token)
 }
 
-// safVerifyJose checks a token with go-jose against a header cache.
-func safVerifyJose(ctx context.Context, cache *safHeaderCache, c safVerifierConfig, token string) (string, error) {
+// verifyJose checks a token with go-jose against a header cache.
+func verifyJose(ctx context.Context, cache *headerCache, c verifierConfig, token string) (string, error) {
 	tok, err := josejwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(c.alg)})
 	if err != nil {
 		return "", err
@@ -368,24 +370,24 @@ func safVerifyJose(ctx context.Context, cache *safHeaderCache, c safVerifierConf
 	return kid, nil
 }
 
-func (v *safJoseVerifier) fetches() int64 { return v.cache.requests.Load() }
-func (v *safJoseVerifier) close()         {}
+func (v *joseVerifier) fetches() int64 { return v.cache.requests.Load() }
+func (v *joseVerifier) close()         {}
 
 // --- keyfunc v3 (jwkset storage) with golang-jwt v5 ---
 
-type safKeyfuncVerifier struct {
+type keyfuncVerifier struct {
 	kf     keyfunc.Keyfunc
 	cancel context.CancelFunc
-	tr     *safCountingTransport
-	c      safVerifierConfig
+	tr     *countingTransport
+	c      verifierConfig
 }
 
-func safStartKeyfunc(ctx context.Context, c safVerifierConfig) (safVerifier, error) {
-	return safStartKeyfuncURLs(ctx, c, []string{c.jwksURL})
+func startKeyfunc(ctx context.Context, c verifierConfig) (jwksVerifier, error) {
+	return startKeyfuncURLs(ctx, c, []string{c.jwksURL})
 }
 
-func safStartKeyfuncURLs(ctx context.Context, c safVerifierConfig, urls []string) (safVerifier, error) {
-	hc, tr := safCountingClient(c.name)
+func startKeyfuncURLs(ctx context.Context, c verifierConfig, urls []string) (jwksVerifier, error) {
+	hc, tr := countingClient(c.name)
 	ctx, cancel := context.WithCancel(ctx)
 	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, urls, keyfunc.Override{
 		Client:          hc,
@@ -403,10 +405,10 @@ func safStartKeyfuncURLs(ctx context.Context, c safVerifierConfig, urls []string
 		cancel()
 		return nil, err
 	}
-	return &safKeyfuncVerifier{kf: kf, cancel: cancel, tr: tr, c: c}, nil
+	return &keyfuncVerifier{kf: kf, cancel: cancel, tr: tr, c: c}, nil
 }
 
-func (v *safKeyfuncVerifier) verify(_ context.Context, token string) (string, error) {
+func (v *keyfuncVerifier) verify(_ context.Context, token string) (string, error) {
 	kid := ""
 	_, err := jwt.NewParser(
 		jwt.WithValidMethods([]string{v.c.alg}),
@@ -421,19 +423,19 @@ func (v *safKeyfuncVerifier) verify(_ context.Context, token string) (string, er
 	return kid, err
 }
 
-func (v *safKeyfuncVerifier) fetches() int64 { return v.tr.n.Load() }
-func (v *safKeyfuncVerifier) close()         { v.cancel() }
+func (v *keyfuncVerifier) fetches() int64 { return v.tr.n.Load() }
+func (v *keyfuncVerifier) close()         { v.cancel() }
 
 // --- go-oidc v3 through the discovery document ---
 
-type safOIDCVerifier struct {
+type oidcVerifier struct {
 	v      *oidc.IDTokenVerifier
-	tr     *safCountingTransport
+	tr     *countingTransport
 	cancel context.CancelFunc
 }
 
-func safStartOIDC(ctx context.Context, c safVerifierConfig) (safVerifier, error) {
-	hc, tr := safCountingClient(c.name)
+func startOIDC(ctx context.Context, c verifierConfig) (jwksVerifier, error) {
+	hc, tr := countingClient(c.name)
 	ctx, cancel := context.WithCancel(ctx)
 	pctx := oidc.ClientContext(ctx, hc)
 	provider, err := oidc.NewProvider(pctx, c.issuer)
@@ -448,7 +450,7 @@ func safStartOIDC(ctx context.Context, c safVerifierConfig) (safVerifier, error)
 	// go-oidc fetches the JWKS only when a token names a kid it lacks. A
 	// token signed by a throwaway key makes it fetch now, so that, like the
 	// other verifiers, it holds the key set as it is before the test starts.
-	prime, err := safThrowawayToken(c)
+	prime, err := throwawayToken(c)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -457,12 +459,12 @@ func safStartOIDC(ctx context.Context, c safVerifierConfig) (safVerifier, error)
 		cancel()
 		return nil, errors.New("go-oidc accepted a token signed by a key the issuer never published")
 	}
-	return &safOIDCVerifier{v: v, tr: tr, cancel: cancel}, nil
+	return &oidcVerifier{v: v, tr: tr, cancel: cancel}, nil
 }
 
-// safThrowawayToken signs a token with the right claims by a key that is in
+// throwawayToken signs a token with the right claims by a key that is in
 // no JWKS.
-func safThrowawayToken(c safVerifierConfig) (string, error) {
+func throwawayToken(c verifierConfig) (string, error) {
 	var key any
 	var err error
 	switch c.alg {
@@ -491,28 +493,28 @@ func safThrowawayToken(c safVerifierConfig) (string, error) {
 	}).Serialize()
 }
 
-func (v *safOIDCVerifier) verify(ctx context.Context, token string) (string, error) {
-	kid := safTokenKid(token)
+func (v *oidcVerifier) verify(ctx context.Context, token string) (string, error) {
+	kid := tokenKid(token)
 	_, err := v.v.Verify(ctx, token)
 	return kid, err
 }
 
-func (v *safOIDCVerifier) fetches() int64 { return v.tr.n.Load() }
-func (v *safOIDCVerifier) close()         { v.cancel() }
+func (v *oidcVerifier) fetches() int64 { return v.tr.n.Load() }
+func (v *oidcVerifier) close()         { v.cancel() }
 
 // --- Node's jose (createRemoteJWKSet + jwtVerify) in a child process ---
 
-type safNodeVerifier struct {
+type nodeVerifier struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	mu     sync.Mutex // guards stdin writes and waiters
 	nextID int64
-	wait   map[string]chan safNodeResult
+	wait   map[string]chan nodeResult
 	done   chan struct{}
-	stderr *safTail
+	stderr *tailBuffer
 }
 
-type safNodeResult struct {
+type nodeResult struct {
 	ID    string `json:"id"`
 	OK    bool   `json:"ok"`
 	Kid   string `json:"kid"`
@@ -521,8 +523,8 @@ type safNodeResult struct {
 	Ready bool   `json:"ready"`
 }
 
-// safNodeDir is tests/node, where `make test` runs `npm ci`.
-func safNodeDir() (string, error) {
+// nodeDir is tests/node, where `make test` runs `npm ci`.
+func nodeDir() (string, error) {
 	dir, err := filepath.Abs("node")
 	if err != nil {
 		return "", err
@@ -533,8 +535,8 @@ func safNodeDir() (string, error) {
 	return dir, nil
 }
 
-func safStartNodeJose(ctx context.Context, c safVerifierConfig) (safVerifier, error) {
-	dir, err := safNodeDir()
+func startNodeJose(ctx context.Context, c verifierConfig) (jwksVerifier, error) {
+	dir, err := nodeDir()
 	if err != nil {
 		return nil, err
 	}
@@ -553,7 +555,7 @@ func safStartNodeJose(ctx context.Context, c safVerifierConfig) (safVerifier, er
 		"--prime",
 	)
 	cmd.Dir = dir
-	setChildAttrs(cmd)
+	testserver.SetChildAttrs(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -562,7 +564,7 @@ func safStartNodeJose(ctx context.Context, c safVerifierConfig) (safVerifier, er
 	if err != nil {
 		return nil, err
 	}
-	v := &safNodeVerifier{cmd: cmd, stdin: stdin, wait: map[string]chan safNodeResult{}, done: make(chan struct{}), stderr: &safTail{}}
+	v := &nodeVerifier{cmd: cmd, stdin: stdin, wait: map[string]chan nodeResult{}, done: make(chan struct{}), stderr: &tailBuffer{}}
 	cmd.Stderr = v.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -574,7 +576,7 @@ func safStartNodeJose(ctx context.Context, c safVerifierConfig) (safVerifier, er
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
 		readyOnce := sync.OnceFunc(func() { close(ready) })
 		for sc.Scan() {
-			var r safNodeResult
+			var r nodeResult
 			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 				continue
 			}
@@ -606,8 +608,8 @@ func safStartNodeJose(ctx context.Context, c safVerifierConfig) (safVerifier, er
 	}
 }
 
-func (v *safNodeVerifier) verify(ctx context.Context, token string) (string, error) {
-	ch := make(chan safNodeResult, 1)
+func (v *nodeVerifier) verify(ctx context.Context, token string) (string, error) {
+	ch := make(chan nodeResult, 1)
 	v.mu.Lock()
 	v.nextID++
 	id := strconv.FormatInt(v.nextID, 10)
@@ -615,7 +617,7 @@ func (v *safNodeVerifier) verify(ctx context.Context, token string) (string, err
 	_, err := io.WriteString(v.stdin, id+" "+token+"\n")
 	v.mu.Unlock()
 	if err != nil {
-		return safTokenKid(token), fmt.Errorf("node verifier: %w (stderr: %s)", err, v.stderr.String())
+		return tokenKid(token), fmt.Errorf("node verifier: %w (stderr: %s)", err, v.stderr.String())
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -626,20 +628,20 @@ func (v *safNodeVerifier) verify(ctx context.Context, token string) (string, err
 		}
 		return r.Kid, nil
 	case <-v.done:
-		return safTokenKid(token), fmt.Errorf("node verifier exited: %s", v.stderr.String())
+		return tokenKid(token), fmt.Errorf("node verifier exited: %s", v.stderr.String())
 	case <-ctx.Done():
 		v.mu.Lock()
 		delete(v.wait, id)
 		v.mu.Unlock()
-		return safTokenKid(token), fmt.Errorf("node verifier: no answer: %w", ctx.Err())
+		return tokenKid(token), fmt.Errorf("node verifier: no answer: %w", ctx.Err())
 	}
 }
 
 // fetches is unknown from the outside; the plugin's verifiers report counts
 // the node verifier's fetches by its id.
-func (v *safNodeVerifier) fetches() int64 { return -1 }
+func (v *nodeVerifier) fetches() int64 { return -1 }
 
-func (v *safNodeVerifier) close() {
+func (v *nodeVerifier) close() {
 	v.mu.Lock()
 	if v.stdin != nil {
 		v.stdin.Close()
@@ -656,13 +658,13 @@ func (v *safNodeVerifier) close() {
 	}
 }
 
-// safTail keeps the last few KiB written to it.
-type safTail struct {
+// tailBuffer keeps the last few KiB written to it.
+type tailBuffer struct {
 	mu  sync.Mutex
 	buf []byte
 }
 
-func (s *safTail) Write(p []byte) (int, error) {
+func (s *tailBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.buf = append(s.buf, p...)
@@ -672,7 +674,7 @@ func (s *safTail) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *safTail) String() string {
+func (s *tailBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return strings.TrimSpace(string(s.buf))
@@ -680,8 +682,8 @@ func (s *safTail) String() string {
 
 // --- tallies ---
 
-// safTally counts one verifier's outcomes.
-type safTally struct {
+// verdictTally counts one verifier's outcomes.
+type verdictTally struct {
 	mu          sync.Mutex
 	ok          int
 	okLate      int
@@ -689,19 +691,19 @@ type safTally struct {
 	failures    []string
 }
 
-func (s *safTally) skip() {
+func (s *verdictTally) skip() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lateSkipped++
 }
 
-func (s *safTally) skipped() int {
+func (s *verdictTally) skipped() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lateSkipped
 }
 
-func (s *safTally) record(late bool, what string, err error) {
+func (s *verdictTally) record(late bool, what string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -714,39 +716,39 @@ func (s *safTally) record(late bool, what string, err error) {
 	}
 }
 
-func (s *safTally) counts() (ok, okLate int, failures []string) {
+func (s *verdictTally) counts() (ok, okLate int, failures []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ok, s.okLate, slices.Clone(s.failures)
 }
 
-// safPipeline hands every token to every verifier twice: at once, and again
+// pipeline hands every token to every verifier twice: at once, and again
 // lateMargin before it expires. One worker per verifier keeps each library
 // seeing tokens in order and at its own pace.
-type safPipeline struct {
+type pipeline struct {
 	ctx        context.Context
-	vs         map[string]safVerifier
+	vs         map[string]jwksVerifier
 	lateMargin time.Duration
-	tallies    map[string]*safTally
-	queues     map[string]chan safJob
+	tallies    map[string]*verdictTally
+	queues     map[string]chan job
 	workers    sync.WaitGroup
 	late       sync.WaitGroup
 	tokens     atomic.Int64
 }
 
-type safJob struct {
-	tok  safSigned
+type job struct {
+	tok  signedToken
 	late bool
 }
 
-func newSafPipeline(ctx context.Context, vs map[string]safVerifier, lateMargin time.Duration) *safPipeline {
-	p := &safPipeline{ctx: ctx, vs: vs, lateMargin: lateMargin, tallies: map[string]*safTally{}, queues: map[string]chan safJob{}}
+func newPipeline(ctx context.Context, vs map[string]jwksVerifier, lateMargin time.Duration) *pipeline {
+	p := &pipeline{ctx: ctx, vs: vs, lateMargin: lateMargin, tallies: map[string]*verdictTally{}, queues: map[string]chan job{}}
 	for name, v := range vs {
-		p.tallies[name] = &safTally{}
-		q := make(chan safJob, 8192)
+		p.tallies[name] = &verdictTally{}
+		q := make(chan job, 8192)
 		p.queues[name] = q
 		p.workers.Add(1)
-		go func(name string, v safVerifier) {
+		go func(name string, v jwksVerifier) {
 			defer p.workers.Done()
 			for j := range q {
 				// A late check that starts within a second of exp, because
@@ -771,22 +773,22 @@ func newSafPipeline(ctx context.Context, vs map[string]safVerifier, lateMargin t
 	return p
 }
 
-func (p *safPipeline) dispatch(s safSigned) {
+func (p *pipeline) dispatch(s signedToken) {
 	p.tokens.Add(1)
 	for _, q := range p.queues {
-		q <- safJob{tok: s}
+		q <- job{tok: s}
 	}
 	p.late.Add(1)
 	time.AfterFunc(time.Until(time.Unix(s.exp, 0).Add(-p.lateMargin)), func() {
 		defer p.late.Done()
 		for _, q := range p.queues {
-			q <- safJob{tok: s, late: true}
+			q <- job{tok: s, late: true}
 		}
 	})
 }
 
 // finish waits for the late checks and the workers.
-func (p *safPipeline) finish() {
+func (p *pipeline) finish() {
 	p.late.Wait()
 	for _, q := range p.queues {
 		close(q)
@@ -797,7 +799,7 @@ func (p *safPipeline) finish() {
 // judge requires every verifier to have verified every token twice with no
 // failure, and returns a table of the numbers. fetches gives a verifier's
 // JWKS fetch count where the library cannot count it.
-func (p *safPipeline) judge(t *testing.T, fetches func(name string) int64) string {
+func (p *pipeline) judge(t *testing.T, fetches func(name string) int64) string {
 	t.Helper()
 	n := int(p.tokens.Load())
 	var names []string

@@ -14,24 +14,24 @@ import (
 // maximum interval (15 minutes and 30 days by default); an operator running
 // short periods lowers both so that max-age governs.
 func init() {
-	safVerifierKinds = append(safVerifierKinds, safVerifierKind{
+	verifierKinds = append(verifierKinds, verifierKind{
 		name: "jwx", honoursHeaders: true, declared: true,
 		// max-age, plus up to a second of the cache's refresh tick.
 		staleness: func(d time.Duration) time.Duration { return d + time.Second },
-		start:     safStartJwx,
+		start:     startJwx,
 	})
 }
 
-type safJwxVerifier struct {
+type jwxVerifier struct {
 	cache  *jwk.Cache
 	set    jwk.Set
-	tr     *safCountingTransport
+	tr     *countingTransport
 	cancel context.CancelFunc
-	c      safVerifierConfig
+	c      verifierConfig
 }
 
-func safStartJwx(ctx context.Context, c safVerifierConfig) (safVerifier, error) {
-	hc, tr := safCountingClient(c.name)
+func startJwx(ctx context.Context, c verifierConfig) (jwksVerifier, error) {
+	hc, tr := countingClient(c.name)
 	ctx, cancel := context.WithCancel(ctx)
 	cache, err := jwk.NewCache(ctx, httprc.NewClient())
 	if err != nil {
@@ -55,11 +55,11 @@ func safStartJwx(ctx context.Context, c safVerifierConfig) (safVerifier, error) 
 		cancel()
 		return nil, err
 	}
-	return &safJwxVerifier{cache: cache, set: set, tr: tr, cancel: cancel, c: c}, nil
+	return &jwxVerifier{cache: cache, set: set, tr: tr, cancel: cancel, c: c}, nil
 }
 
-func (v *safJwxVerifier) verify(_ context.Context, token string) (string, error) {
-	kid := safTokenKid(token)
+func (v *jwxVerifier) verify(_ context.Context, token string) (string, error) {
+	kid := tokenKid(token)
 	_, err := jwt.Parse([]byte(token),
 		jwt.WithKeySet(v.set, jws.WithRequireKid(true)),
 		jwt.WithValidate(true),
@@ -70,5 +70,5 @@ func (v *safJwxVerifier) verify(_ context.Context, token string) (string, error)
 	return kid, err
 }
 
-func (v *safJwxVerifier) fetches() int64 { return v.tr.n.Load() }
-func (v *safJwxVerifier) close()         { v.cancel() }
+func (v *jwxVerifier) fetches() int64 { return v.tr.n.Load() }
+func (v *jwxVerifier) close()         { v.cancel() }
