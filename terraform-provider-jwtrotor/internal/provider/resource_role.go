@@ -108,6 +108,12 @@ func (r *roleResource) ValidateConfig(ctx context.Context, req resource.Validate
 	}
 }
 
+// ReservedClaims is a copy of the claims the plugin sets itself, which a
+// role may not: the provider refuses them at plan time. The plugin serves
+// its own list as the discovery document's claims_supported; an acceptance
+// test holds this copy to it.
+func ReservedClaims() []string { return append([]string(nil), reservedClaims...) }
+
 func isReservedClaim(name string) bool {
 	for _, r := range reservedClaims {
 		if strings.EqualFold(r, name) {
