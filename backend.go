@@ -51,8 +51,11 @@ type backend struct {
 	declared declaredSet
 	rings    map[string]*ringEntry
 	roles    map[string]*roleEntry
-	signers  map[string]*cachedSigner
-	jwks     map[string]*renderedJWKS
+	// publishers are the mount's publishers (publishers.go), credentials
+	// included: never put into a response or a log line.
+	publishers map[string]*publisherEntry
+	signers    map[string]*cachedSigner
+	jwks       map[string]*renderedJWKS
 	// wrapping is the parsed import wrapping key (wrapping.go), once read.
 	wrapping *rsa.PrivateKey
 	// gen counts changes of the state documents are rendered from; a
@@ -114,6 +117,7 @@ func newBackend(src clockSource) *backend {
 			SealWrapStorage: []string{
 				privatePrefix,
 				wrappingPrefix,
+				publisherPrefix,
 			},
 		},
 		Paths: framework.PathAppend(
@@ -122,6 +126,7 @@ func newBackend(src clockSource) *backend {
 			pathImport(b),
 			[]*framework.Path{pathTrust(b)},
 			pathRoles(b),
+			pathPublishers(b),
 			[]*framework.Path{pathToken(b)},
 			[]*framework.Path{pathSign(b), pathVerifiers(b), pathMetrics(b)},
 			pathClock(b),
@@ -254,6 +259,7 @@ func (b *backend) resetCache() {
 	b.config = nil
 	b.rings = map[string]*ringEntry{}
 	b.roles = map[string]*roleEntry{}
+	b.publishers = map[string]*publisherEntry{}
 	b.signers = map[string]*cachedSigner{}
 	b.jwks = map[string]*renderedJWKS{}
 	b.wrapping = nil
@@ -272,6 +278,9 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.dirty[key] = true
 		b.jwks = map[string]*renderedJWKS{}
 		b.gen++
+	case strings.HasPrefix(key, publisherPrefix):
+		// No document is rendered from a publisher: the JWKS cache stays.
+		b.dirty[key] = true
 	case strings.HasPrefix(key, privatePrefix):
 		id := key[strings.LastIndex(key, "/")+1:]
 		delete(b.signers, id)
@@ -287,7 +296,9 @@ type snapshot struct {
 	declared declaredSet
 	rings    map[string]*ringEntry
 	roles    map[string]*roleEntry
-	gen      uint64
+	// publishers hold credentials: handlers answer with publisherData.
+	publishers map[string]*publisherEntry
+	gen        uint64
 }
 
 // state loads the snapshot, then reads the clock: in that order, so the
@@ -305,7 +316,7 @@ func (b *backend) state(ctx context.Context, s logical.Storage) (*snapshot, read
 func (b *backend) load(ctx context.Context, s logical.Storage) (*snapshot, error) {
 	b.mu.RLock()
 	if b.loaded && len(b.dirty) == 0 {
-		snap := &snapshot{config: b.config, declared: b.declared, rings: b.rings, roles: b.roles, gen: b.gen}
+		snap := &snapshot{config: b.config, declared: b.declared, rings: b.rings, roles: b.roles, publishers: b.publishers, gen: b.gen}
 		b.mu.RUnlock()
 		return snap, nil
 	}
@@ -323,6 +334,7 @@ func (b *backend) load(ctx context.Context, s logical.Storage) (*snapshot, error
 	if len(b.dirty) > 0 {
 		rings := copyMap(b.rings)
 		roles := copyMap(b.roles)
+		publishers := copyMap(b.publishers)
 		for key := range b.dirty {
 			switch {
 			case key == configPath:
@@ -349,12 +361,19 @@ func (b *backend) load(ctx context.Context, s logical.Storage) (*snapshot, error
 					return nil, err
 				}
 				setOrDelete(roles, name, r)
+			case strings.HasPrefix(key, publisherPrefix):
+				name := strings.TrimPrefix(key, publisherPrefix)
+				p, err := readPublisher(ctx, s, name)
+				if err != nil {
+					return nil, err
+				}
+				setOrDelete(publishers, name, p)
 			}
 		}
-		b.rings, b.roles = rings, roles
+		b.rings, b.roles, b.publishers = rings, roles, publishers
 		b.dirty = map[string]bool{}
 	}
-	return &snapshot{config: b.config, declared: b.declared, rings: b.rings, roles: b.roles, gen: b.gen}, nil
+	return &snapshot{config: b.config, declared: b.declared, rings: b.rings, roles: b.roles, publishers: b.publishers, gen: b.gen}, nil
 }
 
 func (b *backend) loadAll(ctx context.Context, s logical.Storage) error {
@@ -396,7 +415,21 @@ func (b *backend) loadAll(ctx context.Context, s logical.Storage) error {
 			roles[n] = r
 		}
 	}
-	b.config, b.declared, b.rings, b.roles = c, declaredBy(c), rings, roles
+	publishers := map[string]*publisherEntry{}
+	names, err = s.List(ctx, publisherPrefix)
+	if err != nil {
+		return fmt.Errorf("list publishers: %w", err)
+	}
+	for _, n := range names {
+		p, err := readPublisher(ctx, s, n)
+		if err != nil {
+			return err
+		}
+		if p != nil {
+			publishers[n] = p
+		}
+	}
+	b.config, b.declared, b.rings, b.roles, b.publishers = c, declaredBy(c), rings, roles, publishers
 	return nil
 }
 
@@ -445,6 +478,14 @@ func (b *backend) cacheRole(name string, r *roleEntry) {
 	b.roles = roles
 }
 
+func (b *backend) cachePublisher(name string, p *publisherEntry) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	publishers := copyMap(b.publishers)
+	setOrDelete(publishers, name, p)
+	b.publishers = publishers
+}
+
 const backendHelp = `
 The jwt-rotor secrets engine signs JWTs for workloads with keys that never
 leave Vault, and rotates those keys on a schedule.
@@ -458,6 +499,10 @@ token/<role> for roles with allow_token_read=true. The JWKS (jwks,
 .well-known/jwks.json) and the OpenID discovery document
 (.well-known/openid-configuration) are served without a token, with
 Cache-Control and ETag that follow the rotation schedule.
+
+Publishers (publishers/<name>) name S3 buckets and WebDAV servers that are
+to hold copies of the JWKS and discovery document for verifiers that cannot
+reach Vault; this version stores and checks them, and does not upload yet.
 
 Set config issuer first: signing is refused until it is set.
 `

@@ -34,6 +34,9 @@ const (
 	// enough for the tokens a legacy issuer gave out (a month's lifetime
 	// and then some), short enough that a forgotten one goes by itself.
 	maxTrustPeriodSeconds = int64(90 * 24 * 3600)
+	// maxPublishers bounds the publishers of a mount: each is written to on
+	// every change of the key set it publishes.
+	maxPublishers = 16
 )
 
 // keyBytes is what key k adds to a JWKS: its JWK and a separator.

@@ -41,6 +41,8 @@ var hostileWritablePaths = []string{
 	"roles/new", // a new role (create)
 	"sign/r",
 	"clock/accept",
+	"publishers/p",   // an existing s3 publisher (update)
+	"publishers/new", // a new publisher (create)
 }
 
 // hostileQueryPaths are the reads whose query parameters the plugin checks
@@ -564,6 +566,130 @@ func hostileSemanticCases() []hostileCase {
 		v := map[string]any{"claims": map[string]any{}, "audience": "api", "subject": "svc-a", "ttl": 60}[f]
 		add(hostileCase{name: "sign " + f + " beside batch_input", path: "sign/r", data: map[string]any{"batch_input": hostileItems(1), f: v}, field: f, also: []string{"inside each batch_input item"}})
 	}
+	cs = append(cs, hostilePublisherCases(big)...)
+	return cs
+}
+
+// hostilePublisherCases are the values publishers/<name> and the config's
+// publishers_allow_ambient_credentials must refuse: a missing or unknown
+// type, a missing bucket or url, outbound URLs that are not https off
+// loopback or that reach link-local and metadata addresses, user info,
+// queries and fragments, object paths that escape their base, credentials
+// that cannot be what was issued, and ambient credentials the mount does
+// not allow.
+func hostilePublisherCases(big string) []hostileCase {
+	var cs []hostileCase
+	add := func(c ...hostileCase) { cs = append(cs, c...) }
+	newS3 := func(extra map[string]any) map[string]any { return s3Publisher(extra) }
+	newDAV := func(extra map[string]any) map[string]any { return davPublisher(extra) }
+	allowAmbient := func(e *testEnv) { e.mustWrite("config", map[string]any{"publishers_allow_ambient_credentials": true}) }
+
+	// type
+	for _, typ := range []string{"gcs", "S3", "WebDAV", "s3 ", "", big} {
+		add(hostileCase{name: fmt.Sprintf("publishers new type %.12q", typ), path: "publishers/new", data: newS3(map[string]any{"type": typ}), field: "type"})
+	}
+	add(
+		hostileCase{name: "publishers new without type", path: "publishers/new", data: map[string]any{"bucket": "b-keys", "region": "us-east-1"}, field: "type", also: []string{"required"}},
+		hostileCase{name: "publishers existing type changed", path: "publishers/p", data: map[string]any{"type": "webdav"}, field: "type", also: []string{"cannot change"}},
+		hostileCase{name: "publishers new one past the limit", path: "publishers/new", data: newDAV(nil), field: "name", also: []string{"limit"},
+			setup: func(e *testEnv) {
+				for i := len(e.b.publishers); i < maxPublishers; i++ {
+					e.mustWrite(fmt.Sprintf("publishers/extra%d", i), davPublisher(nil))
+				}
+			}},
+	)
+	// Fields of the other type.
+	for _, f := range []string{"bucket", "region", "endpoint", "path_style", "access_key_id", "secret_access_key", "session_token"} {
+		v := any("x")
+		if f == "path_style" {
+			v = true
+		}
+		add(hostileCase{name: "publishers webdav given " + f, path: "publishers/w", data: map[string]any{f: v}, field: f, also: []string{"type=s3 publishers only"}})
+	}
+	for _, f := range []string{"url", "username", "password"} {
+		add(hostileCase{name: "publishers s3 given " + f, path: "publishers/p", data: map[string]any{f: "x"}, field: f, also: []string{"type=webdav publishers only"}})
+	}
+	// bucket and region
+	add(
+		hostileCase{name: "publishers new s3 without bucket", path: "publishers/new", data: newS3(map[string]any{"bucket": ""}), field: "bucket", also: []string{"required"}},
+		hostileCase{name: "publishers new s3 without region", path: "publishers/new", data: newS3(map[string]any{"region": ""}), field: "region", also: []string{"required"}},
+	)
+	for _, b := range []string{"ab", "Keys", "a..b", "a/b", "-ab", "10.0.0.1", "a b", strings.Repeat("b", 64), big} {
+		add(hostileCase{name: fmt.Sprintf("publishers bucket %.16q", b), path: "publishers/p", data: map[string]any{"bucket": b}, field: "bucket"})
+	}
+	for _, r := range []string{"EU-WEST-1", "eu west 1", "eu_west_1", strings.Repeat("r", 65)} {
+		add(hostileCase{name: fmt.Sprintf("publishers region %.16q", r), path: "publishers/p", data: map[string]any{"region": r}, field: "region"})
+	}
+	// Outbound URLs: endpoint (s3), url (webdav), public_url (both).
+	outbound := []string{
+		"http://s3.example.com/", "http://10.0.0.1:9000/", "ftp://s3.example.com/", "s3.example.com/",
+		"https://user:pw@s3.example.com/", "https://s3.example.com/?x=1", "https://s3.example.com/#f",
+		"https://169.254.169.254/", "http://169.254.169.254/", "https://[fe80::1]/", "https://[fe80::1%25eth0]/",
+		"https://[::ffff:169.254.169.254]/", "https://[64:ff9b::a9fe:a9fe]/", "https://[fd00:ec2::254]/", "https://100.100.100.200/",
+		"https://0.0.0.0/", "https://[::]/", "https://224.0.0.1/", "https://2852039166/", "https://0xa9fea9fe/", "https://169.254.169.254./",
+		"https://s3 .example.com/", "https://" + big + "/",
+	}
+	for _, u := range outbound {
+		add(
+			hostileCase{name: fmt.Sprintf("publishers endpoint %.40q", u), path: "publishers/p", data: map[string]any{"endpoint": u}, field: "endpoint"},
+			hostileCase{name: fmt.Sprintf("publishers url %.40q", u), path: "publishers/w", data: map[string]any{"url": u}, field: "url"},
+			hostileCase{name: fmt.Sprintf("publishers public_url %.40q", u), path: "publishers/p", data: map[string]any{"public_url": u}, field: "public_url"},
+		)
+	}
+	add(
+		hostileCase{name: "publishers new webdav without url", path: "publishers/new", data: newDAV(map[string]any{"url": ""}), field: "url", also: []string{"required"}},
+		hostileCase{name: "publishers url without a trailing slash", path: "publishers/w", data: map[string]any{"url": "https://keys.example.com/dav"}, field: "url", also: []string{"slash"}},
+		hostileCase{name: "publishers public_url without a trailing slash", path: "publishers/p", data: map[string]any{"public_url": "https://keys.example.com/jwt"}, field: "public_url", also: []string{"slash"}},
+		hostileCase{name: "publishers public_url with an empty query", path: "publishers/p", data: map[string]any{"public_url": "https://keys.example.com/?"}, field: "public_url", also: []string{"query"}},
+	)
+	// prefix and jwks_path
+	for _, v := range []string{"tenant-a", "/tenant-a/", "a//", "../", "a/../b/", "a b/", "a?b/", "a%2f/", big} {
+		add(hostileCase{name: fmt.Sprintf("publishers prefix %.16q", v), path: "publishers/p", data: map[string]any{"prefix": v}, field: "prefix"})
+	}
+	for _, v := range []string{"", "/jwks.json", "keys/", "../jwks.json", ".well-known/openid-configuration", "a#b", big} {
+		add(hostileCase{name: fmt.Sprintf("publishers jwks_path %.16q", v), path: "publishers/p", data: map[string]any{"jwks_path": v}, field: "jwks_path"})
+	}
+	// ring
+	add(
+		hostileCase{name: "publishers ring missing", path: "publishers/p", data: map[string]any{"ring": "nope"}, field: "ring", also: []string{"nope"}},
+		hostileCase{name: "publishers ring in upper case", path: "publishers/p", data: map[string]any{"ring": "K"}, field: "ring", also: []string{"ring=k"}},
+		hostileCase{name: "publishers ring deleted", path: "publishers/p", data: map[string]any{"ring": "d"}, field: "ring", setup: func(e *testEnv) {
+			hostileRingD(e)
+			if _, err := e.do(logical.DeleteOperation, "keys/d", nil); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		hostileCase{name: "publishers ring of 1 MiB", path: "publishers/p", data: map[string]any{"ring": big}, field: "ring"},
+	)
+	// Credentials: pairs, shapes, and ambient credentials the mount does
+	// not allow.
+	add(
+		hostileCase{name: "publishers new s3 without credentials", path: "publishers/new", data: map[string]any{"type": "s3", "bucket": "b-keys", "region": "us-east-1"}, field: "access_key_id", also: []string{"publishers_allow_ambient_credentials=true"}},
+		hostileCase{name: "publishers new webdav without credentials", path: "publishers/new", data: map[string]any{"type": "webdav", "url": "https://keys.example.com/"}, field: "username", also: []string{"publishers_allow_ambient_credentials=true"}},
+		hostileCase{name: "publishers existing s3 credentials cleared", path: "publishers/p", data: map[string]any{"access_key_id": "", "secret_access_key": ""}, field: "access_key_id", also: []string{"ambient"}},
+		hostileCase{name: "publishers existing webdav credentials cleared", path: "publishers/w", data: map[string]any{"username": "", "password": ""}, field: "username", also: []string{"ambient"}},
+		hostileCase{name: "publishers access_key_id without secret", path: "publishers/new", data: newS3(map[string]any{"secret_access_key": ""}), field: "secret_access_key", also: []string{"go together"}},
+		hostileCase{name: "publishers secret without access_key_id", path: "publishers/p", data: map[string]any{"access_key_id": ""}, field: "access_key_id", also: []string{"go together"}},
+		hostileCase{name: "publishers session_token without keys", path: "publishers/new", data: newS3(map[string]any{"access_key_id": "", "secret_access_key": "", "session_token": "t"}), field: "session_token",
+			setup: allowAmbient},
+		hostileCase{name: "publishers session_token of 4097 bytes", path: "publishers/p", data: map[string]any{"session_token": strings.Repeat("t", maxStringLen+1)}, field: "session_token"},
+		hostileCase{name: "publishers username without password", path: "publishers/w", data: map[string]any{"password": ""}, field: "password", also: []string{"go together"}},
+		hostileCase{name: "publishers password without username", path: "publishers/w", data: map[string]any{"username": ""}, field: "username", also: []string{"go together"}},
+		hostileCase{name: "publishers username with a colon", path: "publishers/w", data: map[string]any{"username": "a:b"}, field: "username", also: []string{"colon"}},
+		hostileCase{name: "publishers config ambient withdrawn while relied on", path: "config", data: map[string]any{"publishers_allow_ambient_credentials": false}, field: "publishers_allow_ambient_credentials", also: []string{"amb"},
+			setup: func(e *testEnv) {
+				allowAmbient(e)
+				e.mustWrite("publishers/amb", map[string]any{"type": "webdav", "url": "https://keys.example.com/"})
+			}},
+	)
+	for field, max := range map[string]int{"access_key_id": maxAccessKeyIDLen, "secret_access_key": maxSecretKeyLen} {
+		for label, v := range map[string]string{"with a space": "AK ID", "with a newline": "AKID\n", "non-ASCII": "AKIDé", "too long": strings.Repeat("k", max+1)} {
+			add(hostileCase{name: "publishers " + field + " " + label, path: "publishers/p", data: map[string]any{field: v}, field: field})
+		}
+	}
+	for label, v := range map[string]string{"with a tab": "pw\t1", "non-ASCII": "pässword", "too long": strings.Repeat("p", maxPasswordLen+1)} {
+		add(hostileCase{name: "publishers password " + label, path: "publishers/w", data: map[string]any{"password": v}, field: "password"})
+	}
 	return cs
 }
 
@@ -590,7 +716,8 @@ func hostileItems(n int) []any {
 
 // hostileSetup is the mount every case starts from: an issuer, a signing
 // ES256 ring k and a role r with a static claim, allowed claims and subjects,
-// which also mints on a read of token/r.
+// which also mints on a read of token/r; an s3 publisher p of ring k and a
+// webdav publisher w, both with credentials.
 func hostileSetup(t *testing.T) *testEnv {
 	t.Helper()
 	e := newEnv(t)
@@ -600,6 +727,8 @@ func hostileSetup(t *testing.T) *testEnv {
 		"allowed_claims": "scope,n", "allowed_subjects": "svc-*", "ttl": "15m", "max_ttl": "1h",
 		"allow_token_read": true,
 	})
+	e.mustWrite("publishers/p", s3Publisher(map[string]any{"ring": "k"}))
+	e.mustWrite("publishers/w", davPublisher(nil))
 	return e
 }
 
@@ -608,7 +737,7 @@ func hostileSetup(t *testing.T) *testEnv {
 func hostileReads(e *testEnv) string {
 	e.t.Helper()
 	var parts []string
-	for _, p := range []string{"config", "keys/k", "roles/r", "keys/d", "roles/n"} {
+	for _, p := range []string{"config", "keys/k", "roles/r", "keys/d", "roles/n", "publishers/p", "publishers/w", "publishers/new"} {
 		resp := e.read(p)
 		if resp == nil {
 			parts = append(parts, p+": <none>")
@@ -824,6 +953,7 @@ func TestHostileMatrixCoversEveryPath(t *testing.T) {
 		"roles/ name":             "a role's name is the request path, which wins over a name in the body (TestHostilePathParametersWin); every name the path admits is valid",
 		"roles/ allow_token_read": "a boolean (its wrong types and null are generated): either value is a valid role; what false refuses is tested on token/<role>",
 		"keys/ revoke_active":     "a boolean (its wrong types are generated): a rotation that revokes is never refused for the bounds, since it only takes a key out of the JWKS",
+		"publishers/ required":    "a boolean (its wrong types and null are generated): either value is a valid publisher",
 	}
 	covered := map[string]bool{}
 	for _, tc := range hostileSemanticCases() {

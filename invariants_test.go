@@ -346,6 +346,10 @@ func TestInvariantSecrecy(t *testing.T) {
 	collect(e.read(".well-known/jwks.json"))
 	collect(e.read(".well-known/openid-configuration"))
 	collect(e.read("config"))
+	e.mustWrite("publishers/aws", s3Publisher(map[string]any{"session_token": testSessionToken}))
+	e.mustWrite("publishers/dav", davPublisher(nil))
+	collect(e.read("publishers/aws"))
+	collect(e.read("publishers/dav"))
 	_ = e.maintain()
 	out = append(out, e.logs.String())
 
@@ -372,6 +376,7 @@ func TestInvariantSecrecy(t *testing.T) {
 	if len(secrets) < 8 {
 		t.Fatalf("found only %d secrets to look for", len(secrets))
 	}
+	secrets = append(secrets, testCredentials...)
 	all := strings.Join(out, "\n")
 	for _, s := range secrets {
 		if strings.Contains(all, s) {
@@ -383,10 +388,11 @@ func TestInvariantSecrecy(t *testing.T) {
 			t.Fatalf("%s appears in a response or log", marker)
 		}
 	}
-	// Private halves and the import wrapping key are declared for seal
-	// wrapping, and are stored nowhere else.
+	// Private halves, the import wrapping key and publishers (with their
+	// credentials) are declared for seal wrapping, and are stored nowhere
+	// else.
 	declared := e.b.SpecialPaths().SealWrapStorage
-	if len(declared) != 2 || declared[0] != privatePrefix || declared[1] != wrappingPrefix {
+	if len(declared) != 3 || declared[0] != privatePrefix || declared[1] != wrappingPrefix || declared[2] != publisherPrefix {
 		t.Fatalf("SealWrapStorage = %v", declared)
 	}
 	e.read("wrapping_key")
@@ -394,6 +400,9 @@ func TestInvariantSecrecy(t *testing.T) {
 		sealed := strings.HasPrefix(path, privatePrefix) || strings.HasPrefix(path, wrappingPrefix)
 		if strings.Contains(v, `"pkcs8"`) != sealed {
 			t.Fatalf("key material stored outside the seal-wrapped prefixes: %s", path)
+		}
+		if strings.Contains(v, testSecretKey) != (path == publisherPrefix+"aws") || strings.Contains(v, testDAVPassword) != (path == publisherPrefix+"dav") {
+			t.Fatalf("a publisher credential is stored outside its publisher's entry: %s", path)
 		}
 	}
 }

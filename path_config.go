@@ -44,13 +44,19 @@ func pathConfig(b *backend) *framework.Path {
 				Type:        framework.TypeCommaStringSlice,
 				Description: "Address ranges (CIDR) whose JWKS fetchers count as declared verifiers.",
 			},
+			"publishers_allow_ambient_credentials": {
+				Type:        framework.TypeBool,
+				Default:     false,
+				Description: "Whether publishers without credentials of their own may act with the plugin process's (its environment, the instance's cloud role), which are Vault's. Off by default; only a writer of config can turn it on.",
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: op(b.pathConfigRead, "read", "configuration", "Read the mount's issuer, JWKS caching and declared verifiers.", map[string]*framework.FieldSchema{
-				"issuer":         {Type: framework.TypeString, Description: "The iss of every token (\"\" until set).", Required: true},
-				"jwks_max_age":   {Type: framework.TypeDurationSecond, Description: "Upper bound of the JWKS max-age (seconds).", Required: true},
-				"verifiers":      {Type: framework.TypeCommaStringSlice, Description: "Ids of the declared verifiers.", Required: true},
-				"verifier_cidrs": {Type: framework.TypeCommaStringSlice, Description: "Address ranges of declared verifiers.", Required: true},
+				"issuer":                               {Type: framework.TypeString, Description: "The iss of every token (\"\" until set).", Required: true},
+				"jwks_max_age":                         {Type: framework.TypeDurationSecond, Description: "Upper bound of the JWKS max-age (seconds).", Required: true},
+				"verifiers":                            {Type: framework.TypeCommaStringSlice, Description: "Ids of the declared verifiers.", Required: true},
+				"verifier_cidrs":                       {Type: framework.TypeCommaStringSlice, Description: "Address ranges of declared verifiers.", Required: true},
+				"publishers_allow_ambient_credentials": {Type: framework.TypeBool, Description: "Whether publishers may act with the plugin process's credentials.", Required: true},
 			}),
 			logical.UpdateOperation: writeOp(b.pathConfigWrite, "configure", "", "Set the issuer, JWKS caching and declared verifiers.", nil),
 		},
@@ -67,6 +73,8 @@ func configData(c *configEntry) map[string]any {
 		"jwks_max_age":   c.JWKSMaxAge,
 		"verifiers":      c.Verifiers,
 		"verifier_cidrs": c.VerifierCIDRs,
+
+		"publishers_allow_ambient_credentials": c.PublishersAllowAmbientCredentials,
 	}
 }
 
@@ -117,6 +125,20 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			}
 		}
 		c.VerifierCIDRs = cidrs
+	}
+	if v, ok := d.GetOk("publishers_allow_ambient_credentials"); ok {
+		c.PublishersAllowAmbientCredentials = v.(bool)
+	}
+	if !c.PublishersAllowAmbientCredentials {
+		var ambient []string
+		for _, name := range slices.Sorted(maps.Keys(snap.publishers)) {
+			if snap.publishers[name].ambient() {
+				ambient = append(ambient, name)
+			}
+		}
+		if len(ambient) > 0 {
+			return respond(refuse("publishers_allow_ambient_credentials", "publisher(s) %s have no credentials of their own and rely on it; give them credentials (or delete them) first", strings.Join(ambient, ", ")))
+		}
 	}
 	// A shorter max-age is always safe; a longer one must leave every ring's
 	// lead at least two max-ages, or verifiers could miss a new key.
@@ -185,4 +207,10 @@ always holds a new key before it signs.
 
 verifiers and verifier_cidrs declare which JWKS fetchers are verifiers that
 matter, for the stale-verifier report.
+
+publishers_allow_ambient_credentials (default false) lets publishers without
+credentials of their own act with the plugin process's: its environment and
+the instance's cloud role, which are Vault's. Whoever may write
+publishers/<name> could otherwise borrow Vault's identity, so only a writer
+of config can allow it; it cannot be turned off while a publisher relies on it.
 `

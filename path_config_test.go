@@ -18,7 +18,8 @@ func TestConfigReadsBackWhatWasWritten(t *testing.T) {
 		"verifiers": "gateway,billing,gateway", "verifier_cidrs": []any{"10.0.0.0/8"}})
 	got = e.read("config").Data
 	want := map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": int64(120),
-		"verifiers": []string{"gateway", "billing"}, "verifier_cidrs": []string{"10.0.0.0/8"}}
+		"verifiers": []string{"gateway", "billing"}, "verifier_cidrs": []string{"10.0.0.0/8"},
+		"publishers_allow_ambient_credentials": false}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("read %v, want %v", got, want)
 	}

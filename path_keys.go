@@ -444,6 +444,15 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	if len(users) > 0 {
 		return respond(refuse("name", "ring %q is used by role(s) %s; delete those roles or point them at another ring first", name, strings.Join(users, ", ")))
 	}
+	var publishers []string
+	for _, pn := range slices.Sorted(maps.Keys(snap.publishers)) {
+		if snap.publishers[pn].Ring == name {
+			publishers = append(publishers, pn)
+		}
+	}
+	if len(publishers) > 0 {
+		return respond(refuse("name", "ring %q is published by publisher(s) %s; delete those publishers or point them at another ring first", name, strings.Join(publishers, ", ")))
+	}
 	old := snap.rings[name]
 	if old == nil {
 		return nil, nil

@@ -25,6 +25,9 @@ const (
 	// seal-wrapped, like private/).
 	wrappingPrefix = "wrapping/"
 	wrappingPath   = wrappingPrefix + "key"
+	// publisherPrefix holds the mount's publishers (publishers.go), their
+	// write-only credentials included (declared seal-wrapped).
+	publisherPrefix = "publishers/"
 )
 
 // schemaVersion is written into every entry. Readers accept every version up
@@ -41,7 +44,15 @@ const (
 // plugin would serve a ring without its trusted keys and fail to sign with
 // an imported key, so it must refuse these entries: hence the new version.
 // Version 1 and 2 entries read as before (no imported or trusted keys).
-const schemaVersion = 3
+//
+// Version 4 adds publishers (publishers/<name>) and the config's
+// publishers_allow_ambient_credentials. A version 3 plugin would not see the
+// publishers: it would stop keeping their copies current, so a revoked key
+// could stay in a copy verifiers read, and it would not hold a key's
+// activation for a required one. It must refuse these entries: hence the new
+// version. Version 1 to 3 entries read as before (no publishers, ambient
+// credentials not allowed).
+const schemaVersion = 4
 
 type configEntry struct {
 	Version       int      `json:"version"`
@@ -49,6 +60,10 @@ type configEntry struct {
 	JWKSMaxAge    int64    `json:"jwks_max_age"`
 	Verifiers     []string `json:"verifiers"`
 	VerifierCIDRs []string `json:"verifier_cidrs"`
+	// PublishersAllowAmbientCredentials lets publishers without credentials
+	// of their own act with the plugin process's (version 4 on; absent
+	// before, which is false).
+	PublishersAllowAmbientCredentials bool `json:"publishers_allow_ambient_credentials"`
 }
 
 func defaultConfig() *configEntry {
@@ -220,6 +235,18 @@ func readRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, 
 		return nil, err
 	}
 	return r, nil
+}
+
+func readPublisher(ctx context.Context, s logical.Storage, name string) (*publisherEntry, error) {
+	p := &publisherEntry{}
+	ok, err := getJSON(ctx, s, publisherPrefix+name, p)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if err := checkVersion(publisherPrefix+name, p.Version); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 func readPrivate(ctx context.Context, s logical.Storage, ring, id string) (*privateEntry, error) {

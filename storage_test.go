@@ -110,12 +110,14 @@ func readsFixtures(t *testing.T, v int) {
 }
 
 // TestEveryEntryCarriesSchemaVersion: every kind of storage entry (config,
-// clock, rings, roles, private halves) records the schema version.
+// clock, rings, roles, private halves, history, wrapping key, publishers)
+// records the schema version.
 func TestEveryEntryCarriesSchemaVersion(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	e.mustWrite("publishers/p", s3Publisher(nil))
 	e.read("wrapping_key")
 	e.setupRing("gone", "EdDSA", nil)
 	if _, err := e.do(logical.DeleteOperation, "keys/gone", map[string]any{"force": true}); err != nil {
@@ -126,7 +128,7 @@ func TestEveryEntryCarriesSchemaVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	stored := dump(t, e.storage)
-	for _, prefix := range []string{configPath, clockPath, ringPrefix, rolePrefix, privatePrefix, historyPath, wrappingPrefix} {
+	for _, prefix := range []string{configPath, clockPath, ringPrefix, rolePrefix, privatePrefix, historyPath, wrappingPrefix, publisherPrefix} {
 		found := false
 		for path, v := range stored {
 			if !strings.HasPrefix(path, prefix) {
