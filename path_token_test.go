@@ -330,12 +330,15 @@ func TestTokenReadRefusesAsSign(t *testing.T) {
 	})
 }
 
-// A role written by the fixtures of every schema version (before
-// allow_token_read existed) reads back with it false and does not mint on a
-// read until it is set.
+// A role written by the fixtures of every schema version before
+// allow_token_read existed (1 to 3: the field came without a schema change)
+// reads back with it false and does not mint on a read until it is set.
 func TestTokenReadFromOlderFixtures(t *testing.T) {
 	t.Parallel()
 	for _, v := range fixtureVersions {
+		if v > 3 {
+			continue // written with allow_token_read
+		}
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { tokenReadFromFixtures(t, v) })
 	}
 }

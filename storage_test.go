@@ -2,6 +2,7 @@ package jwtrotor
 
 import (
 	"context"
+	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
@@ -25,7 +26,7 @@ var updateFixtures = flag.Bool("update-fixtures", false, "rewrite testdata/stora
 func fixtureDir(v int) string { return fmt.Sprintf("testdata/storage-v%d", v) }
 
 // fixtureVersions are the schema versions with checked-in fixtures.
-var fixtureVersions = []int{1, 2, 3}
+var fixtureVersions = []int{1, 2, 3, 4}
 
 // fixtureTime is the clock of the checked-in fixtures.
 var fixtureTime = time.Date(2026, 1, 15, 9, 0, 0, 0, time.UTC)
@@ -37,6 +38,17 @@ var fixtureTime = time.Date(2026, 1, 15, 9, 0, 0, 0, time.UTC)
 func writeFixtures(t *testing.T) {
 	dir := fixtureDir(schemaVersion)
 	e := newEnvOn(t, &logical.InmemStorage{}, &fakeClock{now: fixtureTime})
+	// The fixtures' keys are made afresh, not drawn from the test key pool:
+	// a test that reads them draws from the pool, and a key it made could
+	// otherwise be one the fixtures already hold.
+	e.b.keys = generateKey
+	fresh := func(alg string, bits int) crypto.Signer {
+		g, err := generateKey(alg, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.Private
+	}
 	e.mustWrite("config", map[string]any{"issuer": "https://vault.example.com/v1/jwt", "jwks_max_age": 300, "verifiers": "gateway"})
 	e.mustWrite("keys/payments", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "publish_lead": "20m", "verification_ttl": "2h"})
 	e.mustWrite("keys/payments/rotate", map[string]any{"force": true})
@@ -45,12 +57,19 @@ func writeFixtures(t *testing.T) {
 	e.mustWrite("roles/api", map[string]any{"key": "payments", "audiences": "https://api.example.com", "claims": map[string]any{"tier": "gold"}, "allowed_claims": "scope"})
 	// An adopted issuer (version 3 on): the wrapping key, an imported key
 	// under its own kid, a trusted key, and a revoked one in the history.
-	e.mustWrite("keys/legacy/import", e.importData(newTestKey(t, "RSA-2048"), map[string]any{"algorithm": "RS256", "kid": "legacy-2024", "rotation_period": "24h", "publish_lead": "20m", "verification_ttl": "2h"}))
+	e.mustWrite("keys/legacy/import", e.importData(fresh("RS256", 2048), map[string]any{"algorithm": "RS256", "kid": "legacy-2024", "rotation_period": "24h", "publish_lead": "20m", "verification_ttl": "2h"}))
 	for _, kid := range []string{"legacy-2023", "legacy-2022"} {
-		e.mustWrite("keys/legacy/trust", map[string]any{"jwk": publicJWKMap(t, newTestKey(t, "P-256").Public(), kid, "ES256", nil), "expires_at": fixtureTime.Add(3 * time.Hour).Unix()})
+		e.mustWrite("keys/legacy/trust", map[string]any{"jwk": publicJWKMap(t, fresh("ES256", 0).Public(), kid, "ES256", nil), "expires_at": fixtureTime.Add(3 * time.Hour).Unix()})
 	}
 	e.mustWrite("keys/legacy/revoke", map[string]any{"kid": "legacy-2022"})
 	e.mustWrite("roles/legacy", map[string]any{"key": "legacy", "audiences": "https://legacy.example.com"})
+	// Publishers (version 4 on): one with credentials of its own, one with
+	// the ambient credentials config allows.
+	e.mustWrite("config", map[string]any{"publishers_allow_ambient_credentials": true})
+	e.mustWrite("publishers/aws", map[string]any{"type": "s3", "bucket": "issuer-keys", "region": "eu-west-1",
+		"access_key_id": "fixture-access-key-id", "secret_access_key": "fixture-secret-access-key", "session_token": "fixture-session-token",
+		"ring": "payments", "prefix": "payments/", "public_url": "https://keys.example.com/payments/", "required": true})
+	e.mustWrite("publishers/dav", map[string]any{"type": "webdav", "url": "http://127.0.0.1:8080/dav/", "jwks_path": "jwks.json"})
 	e.clock.Advance(90 * time.Minute)
 	if err := e.maintain(); err != nil {
 		t.Fatal(err)
@@ -103,6 +122,7 @@ func readsFixtures(t *testing.T, v int) {
 	if v >= 3 {
 		readsAdoptedFixtures(t, e)
 	}
+	readsPublisherFixtures(t, e, v)
 	// And the schedule goes on from the old entries.
 	e.simulate(6*time.Hour, time.Minute, time.Minute, func(now time.Time) {
 		e.mustWrite("sign/api", nil)
@@ -206,6 +226,39 @@ func readsAdoptedFixtures(t *testing.T, e *testEnv) {
 	}
 	if !e.wrappingPub().Equal(k.(*rsa.PrivateKey).Public()) {
 		t.Fatal("wrapping_key does not answer with the stored key")
+	}
+}
+
+// readsPublisherFixtures checks what version 4 added: the publishers, their
+// credentials still stored and still unread, and the config's permission for
+// ambient credentials; before version 4 there are none, and the permission is
+// off.
+func readsPublisherFixtures(t *testing.T, e *testEnv, v int) {
+	list, err := e.do(logical.ListOperation, "publishers/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ambient := e.read("config").Data["publishers_allow_ambient_credentials"]
+	if v < 4 {
+		if list.Data["keys"] != nil || ambient != false {
+			t.Fatalf("a version %d store has publishers %v, ambient credentials %v", v, list.Data["keys"], ambient)
+		}
+		return
+	}
+	if fmt.Sprint(list.Data["keys"]) != "[aws dav]" || ambient != true {
+		t.Fatalf("publishers %v, ambient credentials %v", list.Data["keys"], ambient)
+	}
+	aws := e.read("publishers/aws").Data
+	if aws["bucket"] != "issuer-keys" || aws["ring"] != "payments" || aws["required"] != true || aws["secret_access_key_set"] != true || aws["session_token_set"] != true {
+		t.Fatalf("publishers/aws %v", aws)
+	}
+	dav := e.read("publishers/dav").Data
+	if dav["url"] != "http://127.0.0.1:8080/dav/" || dav["jwks_path"] != "jwks.json" || dav["ambient_credentials"] != true || dav["required"] != false {
+		t.Fatalf("publishers/dav %v", dav)
+	}
+	stored := &publisherEntry{}
+	if ok, err := getJSON(context.Background(), e.storage, publisherPrefix+"aws", stored); !ok || err != nil || stored.SecretAccessKey != "fixture-secret-access-key" {
+		t.Fatalf("publishers/aws as stored: %v %v", ok, err)
 	}
 }
 
