@@ -33,6 +33,7 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	auditor := loginAs(t, m, "auditor")
 	workload := loginAs(t, m, "workload-demo")
 	importer := loginAs(t, m, "importer")
+	publisherAdmin := loginAs(t, m, "publisher-admin")
 	trustedKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -89,22 +90,29 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 		// A valid request but for the key material: a 400 once allowed.
 		"import": post("keys/imported/import", map[string]any{"ciphertext": "AAAA", "algorithm": "RS256"}),
 		"trust":  post("keys/other/trust", map[string]any{"jwk": string(trustedJWK), "expires_at": time.Now().Unix() + 3600}),
+		// Publishers; allowing them ambient credentials is a config write.
+		"list publishers":  list("publishers"),
+		"read publisher":   get("publishers/site"),
+		"write publisher":  post("publishers/site", map[string]any{"type": "webdav", "url": "http://127.0.0.1:9/keys/", "username": "u", "password": "policy-pw"}),
+		"delete publisher": del("publishers/no-such-publisher"),
+		"allow ambient":    post("config", map[string]any{"publishers_allow_ambient_credentials": true}),
 	}
 	public := []string{"read jwks", "read ring jwks", "read well-known", "read discovery"}
 	allowed := map[string][]string{
-		"signer-demo":    append([]string{"sign demo", "sign demo batch"}, public...),
-		"rotation-admin": append([]string{"list keys", "read key", "update key", "create key", "rotate", "revoke", "rollback", "delete key", "read config", "read verifiers", "read clock", "accept clock"}, public...),
-		"auditor":        append([]string{"read config", "list keys", "read key", "list roles", "read role", "read verifiers", "read metrics", "read clock"}, public...),
-		"importer":       append([]string{"read wrapping key", "import", "trust", "list keys", "read key"}, public...),
-		"workload-demo":  append([]string{"token demo", "token demo query"}, public...),
-		"no token":       public,
+		"signer-demo":     append([]string{"sign demo", "sign demo batch"}, public...),
+		"rotation-admin":  append([]string{"list keys", "read key", "update key", "create key", "rotate", "revoke", "rollback", "delete key", "read config", "read verifiers", "read clock", "accept clock"}, public...),
+		"auditor":         append([]string{"read config", "list keys", "read key", "list roles", "read role", "read verifiers", "read metrics", "read clock"}, public...),
+		"importer":        append([]string{"read wrapping key", "import", "trust", "list keys", "read key"}, public...),
+		"workload-demo":   append([]string{"token demo", "token demo query"}, public...),
+		"publisher-admin": append([]string{"list publishers", "read publisher", "write publisher", "delete publisher", "read config", "list keys"}, public...),
+		"no token":        public,
 	}
 	// Requests Vault hands to the plugin without any token check, because
 	// their paths match its unauthenticated patterns, but that it does not
 	// serve: they must be refused (400, 404 or 405), with or without a token.
 	unservedPublic := map[string]bool{"write jwks": true, "read unknown known": true}
 
-	clients := map[string]*vaultClient{"signer-demo": signer, "rotation-admin": admin, "auditor": auditor, "workload-demo": workload, "importer": importer, "no token": anon}
+	clients := map[string]*vaultClient{"signer-demo": signer, "rotation-admin": admin, "auditor": auditor, "workload-demo": workload, "importer": importer, "publisher-admin": publisherAdmin, "no token": anon}
 	// Every shipped policy is checked here.
 	shipped, err := filepath.Glob(filepath.Join("..", "policies", "*.hcl"))
 	if err != nil || len(shipped) == 0 {
@@ -158,7 +166,11 @@ func TestSecurityLeastPrivilege(t *testing.T) {
 	if tk, _ := env.root.mustRead(t, m.p("keys/other")).Data["trusted_keys"].([]any); len(tk) != 1 {
 		t.Errorf("ring other trusts %d keys, want the importer's one", len(tk))
 	}
-	t.Logf("least privilege: %d policies (signer-demo, rotation-admin, auditor, importer, workload-demo) and no token, %d requests checked", len(shipped), checks)
+	// No one but root allowed ambient credentials.
+	if got, _ := env.root.mustRead(t, m.p("config")).Data["publishers_allow_ambient_credentials"].(bool); got {
+		t.Errorf("publishers_allow_ambient_credentials was turned on by a caller not allowed to write config")
+	}
+	t.Logf("least privilege: %d policies (signer-demo, rotation-admin, auditor, importer, workload-demo, publisher-admin) and no token, %d requests checked", len(shipped), checks)
 }
 
 // loginAs writes policies/<name>.hcl for mount m (jwt/ becomes m's path,
