@@ -8,8 +8,10 @@ import (
 	"context"
 	"crypto/rsa"
 	"fmt"
+	"maps"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -345,29 +347,22 @@ func (b *backend) load(ctx context.Context, s logical.Storage) (*snapshot, error
 				b.config, b.declared = c, declaredBy(c)
 			case strings.HasPrefix(key, ringPrefix):
 				name := strings.TrimPrefix(key, ringPrefix)
-				r, err := readRing(ctx, s, name)
+				r, err := reread(ctx, s, rings, name, readRing)
 				if err != nil {
 					return nil, err
 				}
-				setOrDelete(rings, name, r)
 				if r != nil {
 					b.observe(r.HighWater)
 				}
 				b.metrics.syncRing(name, r)
 			case strings.HasPrefix(key, rolePrefix):
-				name := strings.TrimPrefix(key, rolePrefix)
-				r, err := readRole(ctx, s, name)
-				if err != nil {
+				if _, err := reread(ctx, s, roles, strings.TrimPrefix(key, rolePrefix), readRole); err != nil {
 					return nil, err
 				}
-				setOrDelete(roles, name, r)
 			case strings.HasPrefix(key, publisherPrefix):
-				name := strings.TrimPrefix(key, publisherPrefix)
-				p, err := readPublisher(ctx, s, name)
-				if err != nil {
+				if _, err := reread(ctx, s, publishers, strings.TrimPrefix(key, publisherPrefix), readPublisher); err != nil {
 					return nil, err
 				}
-				setOrDelete(publishers, name, p)
 			}
 		}
 		b.rings, b.roles, b.publishers = rings, roles, publishers
@@ -386,51 +381,119 @@ func (b *backend) loadAll(ctx context.Context, s logical.Storage) error {
 		return err
 	}
 	b.observe(clock.HighWater)
-	rings := map[string]*ringEntry{}
-	names, err := s.List(ctx, ringPrefix)
+	rings, err := readAll(ctx, s, ringPrefix, "rings", readRing)
 	if err != nil {
-		return fmt.Errorf("list rings: %w", err)
+		return err
 	}
-	for _, n := range names {
-		r, err := readRing(ctx, s, n)
-		if err != nil {
-			return err
-		}
-		if r != nil {
-			rings[n] = r
-			b.observe(r.HighWater)
-		}
+	for _, r := range rings {
+		b.observe(r.HighWater)
 	}
-	roles := map[string]*roleEntry{}
-	names, err = s.List(ctx, rolePrefix)
+	roles, err := readAll(ctx, s, rolePrefix, "roles", readRole)
 	if err != nil {
-		return fmt.Errorf("list roles: %w", err)
+		return err
 	}
-	for _, n := range names {
-		r, err := readRole(ctx, s, n)
-		if err != nil {
-			return err
-		}
-		if r != nil {
-			roles[n] = r
-		}
-	}
-	publishers := map[string]*publisherEntry{}
-	names, err = s.List(ctx, publisherPrefix)
+	publishers, err := readAll(ctx, s, publisherPrefix, "publishers", readPublisher)
 	if err != nil {
-		return fmt.Errorf("list publishers: %w", err)
-	}
-	for _, n := range names {
-		p, err := readPublisher(ctx, s, n)
-		if err != nil {
-			return err
-		}
-		if p != nil {
-			publishers[n] = p
-		}
+		return err
 	}
 	b.config, b.declared, b.rings, b.roles, b.publishers = c, declaredBy(c), rings, roles, publishers
 	return nil
+}
+
+// reread reads the entry name from storage into m, or drops it from m when
+// it is gone.
+func reread[V any](ctx context.Context, s logical.Storage, m map[string]*V, name string, read func(context.Context, logical.Storage, string) (*V, error)) (*V, error) {
+	v, err := read(ctx, s, name)
+	if err != nil {
+		return nil, err
+	}
+	setOrDelete(m, name, v)
+	return v, nil
+}
+
+// readAll reads every entry under prefix, by its name there.
+func readAll[V any](ctx context.Context, s logical.Storage, prefix, what string, read func(context.Context, logical.Storage, string) (*V, error)) (map[string]*V, error) {
+	names, err := s.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", what, err)
+	}
+	out := map[string]*V{}
+	for _, n := range names {
+		v, err := read(ctx, s, n)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil {
+			out[n] = v
+		}
+	}
+	return out, nil
+}
+
+// namesWhere returns the names in m whose value keep accepts, sorted (nil
+// when none is).
+func namesWhere[V any](m map[string]V, keep func(V) bool) []string {
+	var out []string
+	for _, n := range slices.Sorted(maps.Keys(m)) {
+		if keep(m[n]) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// objectExists is the existence check of <family>/<name>, whose objects
+// of the snapshot are objects(snap).
+func objectExists[V any](b *backend, objects func(*snapshot) map[string]*V) framework.ExistenceFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+		snap, err := b.load(ctx, req.Storage)
+		if err != nil {
+			return false, err
+		}
+		return objects(snap)[d.Get("name").(string)] != nil, nil
+	}
+}
+
+// objectRead reads <family>/<name> as data answers it (a 404 when there
+// is no such object).
+func objectRead[V any](b *backend, objects func(*snapshot) map[string]*V, data func(*V) map[string]any) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		snap, err := b.load(ctx, req.Storage)
+		if err != nil {
+			return nil, err
+		}
+		v := objects(snap)[d.Get("name").(string)]
+		if v == nil {
+			return nil, nil
+		}
+		return &logical.Response{Data: data(v)}, nil
+	}
+}
+
+// listPath declares <family>/, which lists the names of the family's
+// objects (plural) that names returns.
+func (b *backend) listPath(family, plural, entries string, names func(*snapshot) []string) *framework.Path {
+	list := func(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+		snap, err := b.load(ctx, req.Storage)
+		if err != nil {
+			return nil, err
+		}
+		return logical.ListResponse(names(snap)), nil
+	}
+	return &framework.Path{
+		Pattern: family + "/?$",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationSuffix: family,
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ListOperation: op(list, "list", family, "List the "+plural+" of this mount.", map[string]*framework.FieldSchema{
+				"keys": {Type: framework.TypeStringSlice, Description: entries},
+			}),
+		},
+		HelpSynopsis:    "List " + plural + ".",
+		HelpDescription: "Lists the names of the " + plural + " of this mount.",
+	}
 }
 
 func copyMap[V any](m map[string]V) map[string]V {
@@ -449,6 +512,14 @@ func setOrDelete[V any](m map[string]*V, k string, v *V) {
 	m[k] = v
 }
 
+// replaced returns a copy of m with name set to v, or without name when v
+// is nil: maps a snapshot holds are never changed in place.
+func replaced[V any](m map[string]*V, name string, v *V) map[string]*V {
+	c := copyMap(m)
+	setOrDelete(c, name, v)
+	return c
+}
+
 // The setters below run after a successful storage write, under writeLock.
 
 func (b *backend) cacheConfig(c *configEntry) {
@@ -462,9 +533,7 @@ func (b *backend) cacheConfig(c *configEntry) {
 func (b *backend) cacheRing(name string, r *ringEntry) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	rings := copyMap(b.rings)
-	setOrDelete(rings, name, r)
-	b.rings = rings
+	b.rings = replaced(b.rings, name, r)
 	b.jwks = map[string]*renderedJWKS{}
 	b.gen++
 	b.metrics.syncRing(name, r)
@@ -473,17 +542,13 @@ func (b *backend) cacheRing(name string, r *ringEntry) {
 func (b *backend) cacheRole(name string, r *roleEntry) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	roles := copyMap(b.roles)
-	setOrDelete(roles, name, r)
-	b.roles = roles
+	b.roles = replaced(b.roles, name, r)
 }
 
 func (b *backend) cachePublisher(name string, p *publisherEntry) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	publishers := copyMap(b.publishers)
-	setOrDelete(publishers, name, p)
-	b.publishers = publishers
+	b.publishers = replaced(b.publishers, name, p)
 }
 
 const backendHelp = `

@@ -130,13 +130,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		c.PublishersAllowAmbientCredentials = v.(bool)
 	}
 	if !c.PublishersAllowAmbientCredentials {
-		var ambient []string
-		for _, name := range slices.Sorted(maps.Keys(snap.publishers)) {
-			if snap.publishers[name].ambient() {
-				ambient = append(ambient, name)
-			}
-		}
-		if len(ambient) > 0 {
+		if ambient := namesWhere(snap.publishers, (*publisherEntry).ambient); len(ambient) > 0 {
 			return respond(refuse("publishers_allow_ambient_credentials", "publisher(s) %s have no credentials of their own and rely on it; give them credentials (or delete them) first", strings.Join(ambient, ", ")))
 		}
 	}

@@ -435,22 +435,10 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	var users []string
-	for _, rn := range slices.Sorted(maps.Keys(snap.roles)) {
-		if snap.roles[rn].Key == name {
-			users = append(users, rn)
-		}
-	}
-	if len(users) > 0 {
+	if users := namesWhere(snap.roles, func(r *roleEntry) bool { return r.Key == name }); len(users) > 0 {
 		return respond(refuse("name", "ring %q is used by role(s) %s; delete those roles or point them at another ring first", name, strings.Join(users, ", ")))
 	}
-	var publishers []string
-	for _, pn := range slices.Sorted(maps.Keys(snap.publishers)) {
-		if snap.publishers[pn].Ring == name {
-			publishers = append(publishers, pn)
-		}
-	}
-	if len(publishers) > 0 {
+	if publishers := namesWhere(snap.publishers, func(p *publisherEntry) bool { return p.Ring == name }); len(publishers) > 0 {
 		return respond(refuse("name", "ring %q is published by publisher(s) %s; delete those publishers or point them at another ring first", name, strings.Join(publishers, ", ")))
 	}
 	old := snap.rings[name]

@@ -14,20 +14,7 @@ import (
 func pathPublishers(b *backend) []*framework.Path {
 	secret := &framework.DisplayAttributes{Sensitive: true}
 	return []*framework.Path{
-		{
-			Pattern: "publishers/?$",
-			DisplayAttrs: &framework.DisplayAttributes{
-				OperationPrefix: operationPrefix,
-				OperationSuffix: "publishers",
-			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: op(b.pathPublishersList, "list", "publishers", "List the publishers of this mount.", map[string]*framework.FieldSchema{
-					"keys": {Type: framework.TypeStringSlice, Description: "Publisher names."},
-				}),
-			},
-			HelpSynopsis:    "List publishers.",
-			HelpDescription: "Lists the names of the publishers of this mount.",
-		},
+		b.listPath("publishers", "publishers", "Publisher names.", func(snap *snapshot) []string { return slices.Sorted(maps.Keys(snap.publishers)) }),
 		{
 			Pattern: "publishers/" + framework.GenericNameRegex("name") + "$",
 			DisplayAttrs: &framework.DisplayAttributes{
@@ -109,9 +96,9 @@ func pathPublishers(b *backend) []*framework.Path {
 					Description: "Whether a key's activation is to wait for this publisher's copy to hold it.",
 				},
 			},
-			ExistenceCheck: b.publisherExists,
+			ExistenceCheck: objectExists(b, publishersOf),
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation:   op(b.pathPublisherRead, "read", "publisher", "Read a publisher (its credentials are never returned).", publisherAnswer),
+				logical.ReadOperation:   op(objectRead(b, publishersOf, publisherData), "read", "publisher", "Read a publisher (its credentials are never returned).", publisherAnswer),
 				logical.CreateOperation: writeOp(b.pathPublisherWrite, "write", "publisher", "Create a publisher, or change it.", nil),
 				logical.UpdateOperation: writeOp(b.pathPublisherWrite, "write", "publisher", "Create a publisher, or change it.", nil),
 				logical.DeleteOperation: writeOp(b.pathPublisherDelete, "delete", "publisher", "Delete a publisher.", nil),
@@ -170,33 +157,7 @@ func publisherData(p *publisherEntry) map[string]any {
 	return d
 }
 
-func (b *backend) publisherExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-	snap, err := b.load(ctx, req.Storage)
-	if err != nil {
-		return false, err
-	}
-	return snap.publishers[d.Get("name").(string)] != nil, nil
-}
-
-func (b *backend) pathPublishersList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	snap, err := b.load(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
-	return logical.ListResponse(slices.Sorted(maps.Keys(snap.publishers))), nil
-}
-
-func (b *backend) pathPublisherRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	snap, err := b.load(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
-	p := snap.publishers[d.Get("name").(string)]
-	if p == nil {
-		return nil, nil
-	}
-	return &logical.Response{Data: publisherData(p)}, nil
-}
+func publishersOf(snap *snapshot) map[string]*publisherEntry { return snap.publishers }
 
 func (b *backend) pathPublisherWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)

@@ -24,20 +24,7 @@ const (
 
 func pathRoles(b *backend) []*framework.Path {
 	return []*framework.Path{
-		{
-			Pattern: "roles/?$",
-			DisplayAttrs: &framework.DisplayAttributes{
-				OperationPrefix: operationPrefix,
-				OperationSuffix: "roles",
-			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: op(b.pathRolesList, "list", "roles", "List the roles of this mount.", map[string]*framework.FieldSchema{
-					"keys": {Type: framework.TypeStringSlice, Description: "Role names."},
-				}),
-			},
-			HelpSynopsis:    "List roles.",
-			HelpDescription: "Lists the names of the roles of this mount.",
-		},
+		b.listPath("roles", "roles", "Role names.", func(snap *snapshot) []string { return slices.Sorted(maps.Keys(snap.roles)) }),
 		{
 			Pattern: "roles/" + framework.GenericNameRegex("name") + "$",
 			DisplayAttrs: &framework.DisplayAttributes{
@@ -92,9 +79,9 @@ func pathRoles(b *backend) []*framework.Path {
 					Description: "Whether a read of token/<role> mints a token with the role's defaults (as sign/<role> with no fields does). Off by default: with it on, read capability on token/<role> means may mint.",
 				},
 			},
-			ExistenceCheck: b.roleExists,
+			ExistenceCheck: objectExists(b, rolesOf),
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation:   op(b.pathRoleRead, "read", "role", "Read a role.", roleAnswer),
+				logical.ReadOperation:   op(objectRead(b, rolesOf, roleData), "read", "role", "Read a role.", roleAnswer),
 				logical.CreateOperation: writeOp(b.pathRoleWrite, "write", "role", "Create a role, or change it.", nil),
 				logical.UpdateOperation: writeOp(b.pathRoleWrite, "write", "role", "Create a role, or change it.", nil),
 				logical.DeleteOperation: writeOp(b.pathRoleDelete, "delete", "role", "Delete a role.", nil),
@@ -119,21 +106,7 @@ var roleAnswer = map[string]*framework.FieldSchema{
 	"allow_token_read": {Type: framework.TypeBool, Description: "Whether a read of token/<role> mints.", Required: true},
 }
 
-func (b *backend) roleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-	snap, err := b.load(ctx, req.Storage)
-	if err != nil {
-		return false, err
-	}
-	return snap.roles[d.Get("name").(string)] != nil, nil
-}
-
-func (b *backend) pathRolesList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	snap, err := b.load(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
-	return logical.ListResponse(slices.Sorted(maps.Keys(snap.roles))), nil
-}
+func rolesOf(snap *snapshot) map[string]*roleEntry { return snap.roles }
 
 func roleData(r *roleEntry) map[string]any {
 	claims := r.Claims
@@ -152,18 +125,6 @@ func roleData(r *roleEntry) map[string]any {
 		"token_type":       r.TokenType,
 		"allow_token_read": r.AllowTokenRead,
 	}
-}
-
-func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	snap, err := b.load(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
-	r := snap.roles[d.Get("name").(string)]
-	if r == nil {
-		return nil, nil
-	}
-	return &logical.Response{Data: roleData(r)}, nil
 }
 
 func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

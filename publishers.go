@@ -192,12 +192,8 @@ func checkS3(p *publisherEntry) error {
 	if err := checkCredential("session_token", p.SessionToken, maxStringLen, false); err != nil {
 		return err
 	}
-	if (p.AccessKeyID == "") != (p.SecretAccessKey == "") {
-		missing := "secret_access_key"
-		if p.AccessKeyID == "" {
-			missing = "access_key_id"
-		}
-		return refuse(missing, "access_key_id and secret_access_key go together; give both, or clear both (\"\") to use ambient credentials")
+	if err := checkPaired("access_key_id", p.AccessKeyID, "secret_access_key", p.SecretAccessKey); err != nil {
+		return err
 	}
 	if p.SessionToken != "" && p.AccessKeyID == "" {
 		return refuse("session_token", "a session token goes with the access_key_id and secret_access_key it was issued with; give those too, or clear session_token (\"\")")
@@ -218,14 +214,23 @@ func checkWebDAV(p *publisherEntry) error {
 	if err := checkCredential("password", p.Password, maxPasswordLen, false); err != nil {
 		return err
 	}
-	if (p.Username == "") != (p.Password == "") {
-		missing := "password"
-		if p.Username == "" {
-			missing = "username"
-		}
-		return refuse(missing, "username and password go together (HTTP Basic authentication); give both, or clear both (\"\")")
+	if err := checkPaired("username", p.Username, "password", p.Password); err != nil {
+		return err
 	}
 	return nil
+}
+
+// checkPaired refuses one credential of a pair without the other, naming
+// the one missing.
+func checkPaired(first, firstV, second, secondV string) error {
+	if (firstV == "") == (secondV == "") {
+		return nil
+	}
+	missing := second
+	if firstV == "" {
+		missing = first
+	}
+	return refuse(missing, "%s and %s go together; give both, or clear both (\"\") for a publisher without credentials of its own", first, second)
 }
 
 // checkBucket holds a bucket name to S3's naming rules, so it is one path

@@ -225,40 +225,37 @@ func readRing(ctx context.Context, s logical.Storage, name string) (*ringEntry, 
 	return r, nil
 }
 
-func readRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
-	r := &roleEntry{}
-	ok, err := getJSON(ctx, s, rolePrefix+name, r)
+// versioned is a stored entry that records its schema version.
+type versioned interface{ schema() int }
+
+func (r *roleEntry) schema() int      { return r.Version }
+func (p *publisherEntry) schema() int { return p.Version }
+func (p *privateEntry) schema() int   { return p.Version }
+
+// readEntry reads path into e and checks its schema version; it returns
+// the zero value (nil) when the entry is absent.
+func readEntry[E versioned](ctx context.Context, s logical.Storage, path string, e E) (E, error) {
+	var none E
+	ok, err := getJSON(ctx, s, path, e)
 	if err != nil || !ok {
-		return nil, err
+		return none, err
 	}
-	if err := checkVersion(rolePrefix+name, r.Version); err != nil {
-		return nil, err
+	if err := checkVersion(path, e.schema()); err != nil {
+		return none, err
 	}
-	return r, nil
+	return e, nil
+}
+
+func readRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
+	return readEntry(ctx, s, rolePrefix+name, &roleEntry{})
 }
 
 func readPublisher(ctx context.Context, s logical.Storage, name string) (*publisherEntry, error) {
-	p := &publisherEntry{}
-	ok, err := getJSON(ctx, s, publisherPrefix+name, p)
-	if err != nil || !ok {
-		return nil, err
-	}
-	if err := checkVersion(publisherPrefix+name, p.Version); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return readEntry(ctx, s, publisherPrefix+name, &publisherEntry{})
 }
 
 func readPrivate(ctx context.Context, s logical.Storage, ring, id string) (*privateEntry, error) {
-	p := &privateEntry{}
-	ok, err := getJSON(ctx, s, privatePath(ring, id), p)
-	if err != nil || !ok {
-		return nil, err
-	}
-	if err := checkVersion(privatePath(ring, id), p.Version); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return readEntry(ctx, s, privatePath(ring, id), &privateEntry{})
 }
 
 // signingKey is one key of a ring. Its four timestamps are the whole of its
