@@ -8,7 +8,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -465,6 +467,71 @@ func FuzzImportUnwrap(f *testing.F) {
 		}
 		if der != nil || err.Error() != refErr.Error() {
 			t.Fatalf("%d bytes of KWP (raw=%v, altered=%v): %x, %v; want the one integrity refusal %q", len(w), raw, altered, der, err, refErr)
+		}
+	})
+}
+
+// FuzzOutboundURL: what checkOutboundURL accepts agrees with a reference
+// built on net/url and the net package's address parser (not netip, which
+// the check uses): an absolute URL without user info, query or fragment,
+// https or else http to localhost or a loopback address, ending with a
+// slash; a host net.ParseIP reads as an address is not link-local,
+// multicast, unspecified or a metadata service; a host it does not read is
+// no number a resolver could take for an address. It round-trips: the
+// parsed URL written out again is accepted too.
+func FuzzOutboundURL(f *testing.F) {
+	for _, s := range []string{
+		"https://s3.example.com/", "http://127.0.0.1:9000/", "http://[::1]/dav/", "http://localhost/", "https://10.0.0.5/",
+		"http://s3.example.com/", "https://user:pw@s3.example.com/", "https://s3.example.com/?", "https://s3.example.com/#",
+		"https://169.254.169.254/", "https://[fe80::1%25eth0]/", "https://[::ffff:169.254.169.254]/", "https://[64:ff9b::a9fe:a9fe]/",
+		"https://[fd00:ec2::254]/", "https://100.100.100.200/", "https://0.0.0.0/", "https://[::]/", "https://224.0.0.1/",
+		"https://2852039166/", "https://0xa9fea9fe/", "https://0251.0376.0251.0376/", "https://169.254.169.254./",
+		"http://[::ffff:127.0.0.1]/", "https:s3.example.com", "https:///", "https://s3.example.com:99999/",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if checkOutboundURL("url", s, true) != nil {
+			return
+		}
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" || u.Opaque != "" {
+			t.Fatalf("accepted %q, which net/url does not read as an absolute URL: %v", s, err)
+		}
+		if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#") {
+			t.Fatalf("accepted %q, which has user info, a query or a fragment", s)
+		}
+		if !strings.HasSuffix(u.Path, "/") {
+			t.Fatalf("accepted %q, whose path does not end with a slash", s)
+		}
+		host := u.Hostname()
+		ip := net.ParseIP(host)
+		switch u.Scheme {
+		case "https":
+		case "http":
+			if !strings.EqualFold(host, "localhost") && (ip == nil || !ip.IsLoopback()) {
+				t.Fatalf("accepted %q: http to a host that is not loopback", s)
+			}
+		default:
+			t.Fatalf("accepted %q with scheme %q", s, u.Scheme)
+		}
+		if ip != nil {
+			if v4 := ip.To4(); v4 == nil && len(ip) == net.IPv6len && bytes.HasPrefix(ip, net.ParseIP("64:ff9b::")[:12]) {
+				ip = net.IP(ip[12:16])
+			}
+			if ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() ||
+				ip.Equal(net.ParseIP("fd00:ec2::254")) || ip.Equal(net.ParseIP("100.100.100.200")) {
+				t.Fatalf("accepted %q, whose address %s must never be contacted", s, ip)
+			}
+		} else if !strings.EqualFold(host, "localhost") {
+			labels := strings.Split(strings.TrimSuffix(host, "."), ".")
+			last := labels[len(labels)-1]
+			if _, err := strconv.ParseUint(last, 0, 64); err == nil || strings.Contains(host, "%") {
+				t.Fatalf("accepted %q, whose host %q a resolver could read as an address", s, host)
+			}
+		}
+		if err := checkOutboundURL("url", u.String(), true); err != nil {
+			t.Fatalf("accepted %q but not its own form %q: %v", s, u.String(), err)
 		}
 	})
 }
