@@ -1159,6 +1159,9 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) ([]byte, 
 			}
 			mount = body
 		} else if len(got) > maxRingKeys {
+			if os.Getenv("MODEL_DEBUG") != "" {
+				fmt.Printf("now %d\nKEYS %s\nTRUSTED %d\nA logs %s\n", now-testStart.Unix(), keysSummary(rings[scope].Keys), len(rings[scope].Trusted), m.a.logs.String())
+			}
 			m.t.Fatalf("%s: ring %s publishes %d keys, above %d", n.name, scope, len(got), maxRingKeys)
 		}
 		var served []*ringEntry
