@@ -92,7 +92,7 @@ func TestModel(t *testing.T) {
 	t.Logf("model: rings at the tombstone cap %d (a key revoked there %d), forced rotations in storms %d (refused for a bound %d), most keys a ring served %d of %d, steps to a key timestamp ±1 s %d, signs that must succeed %d (%d while held)",
 		rs.tombstoneCap.Load(), rs.revokeAtCap.Load(), rs.forced.Load(), rs.forcedBounded.Load(), rs.keyPeak.Load(), maxRingKeys, rs.atTimestamp.Load(), rs.mustSign.Load(), rs.mustSignHeld.Load())
 	os := &modelOracleStats
-	t.Logf("model: rollbacks accepted %d (the docs say must %d), must be refused %d, sent at a window's end ±1 s %d; most trusted keys in a ring %d of %d (a trust sent at the cap %d); stock checked after maintenance %d times; forward steps of at most 60 s adding up past it %d",
+	t.Logf("model: rollbacks accepted %d (the docs say must %d), must be refused %d, sent at a window's last second or end %d; most trusted keys in a ring %d of %d (a trust sent at the cap %d); stock checked after maintenance %d times; forward steps of at most 60 s adding up past it %d",
 		os.rollbackOK.Load(), os.rollbackMust.Load(), os.rollbackRefused.Load(), os.rollbackEdge.Load(), os.trustPeak.Load(), maxTrustedKeys, os.trustCap.Load(), os.stockChecks.Load(), os.creeps.Load())
 	if seqs.Load() == 0 {
 		t.Fatal("the model ran no sequence")
