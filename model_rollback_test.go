@@ -1,6 +1,7 @@
 package jwtrotor
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -29,6 +30,7 @@ var modelOracleStats struct {
 	trustCap        atomic.Int64 // trusts sent to a ring holding maxTrustedKeys
 	stockChecks     atomic.Int64 // rings whose stock was checked after maintenance
 	creeps          atomic.Int64 // forward steps of at most 60 s adding up past it
+	restarts        atomic.Int64 // revocations of the active key after a restart storm
 }
 
 // rollbackKey names a key for the model's record of rollbacks: its kid and
@@ -365,4 +367,31 @@ func (m *model) touching(path string, op logical.Operation, data map[string]any)
 		}
 	}
 	return none
+}
+
+// restartStorm sets a ring up as the bound's last defect needed: a day's
+// period with a verification_ttl a little shorter, a storm of forced
+// rotations (each forced key stays published for that ttl), a write to a
+// short period, then a revocation of the active key, which is never refused
+// and restarts the schedule at once. The ring must stay within maxRingKeys
+// throughout (the invariant checks after the step).
+func (m *model) restartStorm(t *rapid.T) {
+	ring := rapid.SampledFrom(modelRings).Draw(t, "ring")
+	short := rapid.SampledFrom([]int{10, 15, 20, 60}).Draw(t, "short-period")
+	maxAge := int(defaultJWKSMaxAgeSeconds)
+	if c, err := readConfig(context.Background(), &m.s.InmemStorage); err == nil {
+		maxAge = int(c.JWKSMaxAge)
+	}
+	lead := max(2, 2*maxAge)
+	if lead > 3600 {
+		return // a lead that long leaves no room for the short period
+	}
+	if _, out := m.do(m.a, logical.UpdateOperation, "keys/"+ring, map[string]any{"algorithm": "EdDSA", "rotation_period": 86400, "publish_lead": lead, "verification_ttl": 77760}); out != ok2xx {
+		return
+	}
+	m.forceStormOf(t, ring)
+	m.do(m.a, logical.UpdateOperation, "keys/"+ring, map[string]any{"rotation_period": short, "publish_lead": lead, "verification_ttl": 61})
+	if _, out := m.do(m.a, logical.UpdateOperation, "keys/"+ring+"/rotate", map[string]any{"revoke_active": true}); out == ok2xx {
+		modelOracleStats.restarts.Add(1)
+	}
 }

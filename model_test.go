@@ -92,8 +92,8 @@ func TestModel(t *testing.T) {
 	t.Logf("model: rings at the tombstone cap %d (a key revoked there %d), forced rotations in storms %d (refused for a bound %d), most keys a ring served %d of %d, steps to a key timestamp ±1 s %d, signs that must succeed %d (%d while held)",
 		rs.tombstoneCap.Load(), rs.revokeAtCap.Load(), rs.forced.Load(), rs.forcedBounded.Load(), rs.keyPeak.Load(), maxRingKeys, rs.atTimestamp.Load(), rs.mustSign.Load(), rs.mustSignHeld.Load())
 	os := &modelOracleStats
-	t.Logf("model: rollbacks accepted %d (the docs say must %d), must be refused %d, sent at a window's last second or end %d; most trusted keys in a ring %d of %d (a trust sent at the cap %d); stock checked after maintenance %d times; forward steps of at most 60 s adding up past it %d",
-		os.rollbackOK.Load(), os.rollbackMust.Load(), os.rollbackRefused.Load(), os.rollbackEdge.Load(), os.trustPeak.Load(), maxTrustedKeys, os.trustCap.Load(), os.stockChecks.Load(), os.creeps.Load())
+	t.Logf("model: rollbacks accepted %d (the docs say must %d), must be refused %d, sent at a window's last second or end %d; most trusted keys in a ring %d of %d (a trust sent at the cap %d); stock checked after maintenance %d times; forward steps of at most 60 s adding up past it %d; active keys revoked after a restart storm %d",
+		os.rollbackOK.Load(), os.rollbackMust.Load(), os.rollbackRefused.Load(), os.rollbackEdge.Load(), os.trustPeak.Load(), maxTrustedKeys, os.trustCap.Load(), os.stockChecks.Load(), os.creeps.Load(), os.restarts.Load())
 	if seqs.Load() == 0 {
 		t.Fatal("the model ran no sequence")
 	}
@@ -138,7 +138,7 @@ func TestModelRegressions(t *testing.T) {
 // sequence replays: each action added after the first set names the set it
 // came in (actionAddedIn), and a kept sequence replays with the actions of
 // its set.
-var actionSets = []string{"base", "adopt", "token", "reach", "oracle"}
+var actionSets = []string{"base", "adopt", "token", "reach", "oracle", "restart"}
 
 var actionAddedIn = map[string]string{
 	"Import":        "adopt",
@@ -154,6 +154,7 @@ var actionAddedIn = map[string]string{
 	"RollbackEdge2": "oracle",
 	"TrustStorm":    "oracle",
 	"ClockCreep":    "oracle",
+	"RestartStorm":  "restart",
 }
 
 // actionsOf is the model's actions as they were in the set named.
@@ -363,6 +364,7 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"RollbackEdge2": m.rollbackWindow,
 		"TrustStorm":    m.trustStorm,
 		"ClockCreep":    m.clockCreep,
+		"RestartStorm":  m.restartStorm,
 		"":              m.check,
 	}
 }
