@@ -199,9 +199,10 @@ func (m *model) rollbackWindow(t *rapid.T) {
 	}
 	now := m.a.b.clock.read().Schedule
 	if plan := m.planRollback(ring, r, now); plan.prev.kid == "" && at >= 0 {
-		// No key to roll back to: a rotation makes the active key the
-		// previous one, its window a full period from now.
-		if _, out := m.do(m.a, logical.UpdateOperation, "keys/"+ring+"/rotate", nil); out != ok2xx {
+		// No key to roll back to: a forced rotation makes the active key
+		// the previous one at once, its window a full period from now (a
+		// rotation without force may wait for the pending key's lead).
+		if _, out := m.do(m.a, logical.UpdateOperation, "keys/"+ring+"/rotate", map[string]any{"force": true}); out != ok2xx {
 			return
 		}
 		// The invariants hold at the rotation's time, before the clock
