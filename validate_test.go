@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -126,4 +127,45 @@ func deep(n int) any {
 		v = map[string]any{"x": v}
 	}
 	return v
+}
+
+// Every bound of checkValue holds exactly: a value at the bound passes, one
+// past it is refused naming the field (strings and list entries of 4096
+// bytes, lists of 256 entries, whole numbers up to 2^53 sent as JSON
+// floats), and a list sent as JSON text is decoded, not refused.
+func TestCheckValueBoundsExactly(t *testing.T) {
+	t.Parallel()
+	at, past := strings.Repeat("a", maxStringLen), strings.Repeat("a", maxStringLen+1)
+	list := func(n int, entry string) []any {
+		out := make([]any, n)
+		for i := range out {
+			out[i] = entry
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		t    framework.FieldType
+		raw  any
+		ok   bool
+	}{
+		{"string at the bound", framework.TypeString, at, true},
+		{"string past the bound", framework.TypeString, past, false},
+		{"list at the bound", framework.TypeCommaStringSlice, list(maxListLen, "x"), true},
+		{"list past the bound", framework.TypeCommaStringSlice, list(maxListLen+1, "x"), false},
+		{"entry at the bound", framework.TypeCommaStringSlice, list(1, at), true},
+		{"entry past the bound", framework.TypeCommaStringSlice, list(1, past), false},
+		{"2^53 as a float", framework.TypeInt, float64(1 << 53), true},
+		{"past 2^53 as a float", framework.TypeInt, float64(1<<53) * 2, false},
+		{"objects as JSON text", framework.TypeSlice, `[{"a":1}]`, true},
+	}
+	for _, c := range cases {
+		_, err := checkValue("field", c.t, c.raw)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: accepted %v, want %v (%v)", c.name, err == nil, c.ok, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "field") {
+			t.Errorf("%s: the refusal does not name the field: %v", c.name, err)
+		}
+	}
 }
