@@ -64,6 +64,7 @@ func TestBadInput(t *testing.T) {
 		{"claims not an object", "roles/r", map[string]any{"claims": "[1,2]"}, []string{"claims", "object"}},
 		{"claims bad JSON", "roles/r", map[string]any{"claims": "{bad"}, []string{"claims", "JSON"}},
 		{"claims duplicate name", "roles/r", map[string]any{"claims": `{"a":1,"a":2}`}, []string{"claims", "twice"}},
+		{"claims duplicate name after a nested object", "roles/r", map[string]any{"claims": `{"a":{"b":1},"c":1,"c":2}`}, []string{"claims", "twice"}},
 		{"claims case variants", "roles/r", map[string]any{"claims": map[string]any{"Tenant": 1, "tenant": 2}}, []string{"claims", "case"}},
 		{"bad glob", "roles/r", map[string]any{"allowed_subjects": "a*b"}, []string{"allowed_subjects", "start or the end"}},
 		{"bad token type", "roles/r", map[string]any{"token_type": "id+jwt"}, []string{"token_type", "at+jwt"}},
