@@ -1,6 +1,7 @@
 package jwtrotor
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -133,7 +134,8 @@ func deep(n int) any {
 // Every bound of checkValue holds exactly: a value at the bound passes, one
 // past it is refused naming the field (strings and list entries of 4096
 // bytes, lists of 256 entries, whole numbers up to 2^53 sent as JSON
-// floats), and a list sent as JSON text is decoded, not refused.
+// floats, floats within float64), and a list sent as JSON text is decoded,
+// not refused.
 func TestCheckValueBoundsExactly(t *testing.T) {
 	t.Parallel()
 	at, past := strings.Repeat("a", maxStringLen), strings.Repeat("a", maxStringLen+1)
@@ -159,6 +161,8 @@ func TestCheckValueBoundsExactly(t *testing.T) {
 		{"2^53 as a float", framework.TypeInt, float64(1 << 53), true},
 		{"past 2^53 as a float", framework.TypeInt, float64(1<<53) * 2, false},
 		{"objects as JSON text", framework.TypeSlice, `[{"a":1}]`, true},
+		{"a float as a JSON number", framework.TypeFloat, json.Number("0.5"), true},
+		{"a float out of range", framework.TypeFloat, json.Number("1e400"), false},
 	}
 	for _, c := range cases {
 		_, err := checkValue("field", c.t, c.raw)
