@@ -335,12 +335,12 @@ func (m *model) checkStock(now int64) {
 	}
 }
 
-// touching returns what records a request that succeeded (or failed on an
-// injected fault) in ringTouched if it may have changed its ring's
+// touching returns what records, once a request succeeded (or failed on an
+// injected fault), in ringTouched if it may have changed its ring's
 // rotation_period (a ring write or import, or a ring deleted or made anew
 // under the name) or revoked one of the ring's keys.
-func (m *model) touching(path string, op logical.Operation, data map[string]any) func(done bool) {
-	none := func(bool) {}
+func (m *model) touching(path string, op logical.Operation, data map[string]any) func() {
+	none := func() {}
 	parts := strings.Split(path, "/")
 	if op == logical.ReadOperation || parts[0] != "keys" || len(parts) < 2 {
 		return none
@@ -355,17 +355,13 @@ func (m *model) touching(path string, op logical.Operation, data map[string]any)
 	switch {
 	case len(parts) == 2 || parts[2] == "import":
 		before := period()
-		return func(done bool) {
-			if done && period() != before {
+		return func() {
+			if period() != before {
 				m.ringTouched[ring] = m.maxSchedule
 			}
 		}
 	case parts[2] == "revoke" || (parts[2] == "rotate" && data["revoke_active"] == true):
-		return func(done bool) {
-			if done {
-				m.ringTouched[ring] = m.maxSchedule
-			}
-		}
+		return func() { m.ringTouched[ring] = m.maxSchedule }
 	}
 	return none
 }
