@@ -185,7 +185,7 @@ func largestKey(r *ringEntry, now int64) int {
 // one key for the gate when that is more. A deleted ring holds what it still
 // publishes.
 func reserve(r *ringEntry, now int64) int {
-	_, bytes := peak(r, now)
+	_, bytes := peakWithRevocation(r, now)
 	if r.DeletedAt != 0 {
 		return bytes
 	}
@@ -193,13 +193,35 @@ func reserve(r *ringEntry, now int64) int {
 	return max(ringProjection(r)*largest+trustedBytes(r, now), bytes+largest)
 }
 
+// peakWithRevocation is peak, or, when higher, the peak after a revocation
+// of r's active key now. A revocation is never refused, and it restarts the
+// schedule from now: the pending keys of a shorter period than the one the
+// active key was made under are then stocked while the keys of before are
+// still published. A write leaves room for it, so that no revocation takes
+// a ring past a bound.
+func peakWithRevocation(r *ringEntry, now int64) (int, int) {
+	keys, bytes := peak(r, now)
+	a := activeIndex(r.Keys, now)
+	if r.DeletedAt != 0 || a < 0 {
+		return keys, bytes
+	}
+	c := r.clone()
+	if _, err := revokeOp(c, now, c.Keys[a].KID); err != nil {
+		return keys, bytes
+	}
+	planStock(c, now)
+	settle(c, now)
+	k, b := peak(c, now)
+	return max(keys, k), max(bytes, b)
+}
+
 // checkBounds refuses a write that would let ring r publish more than
 // maxRingKeys keys at once, or the mount's JWKS pass maxJWKSBytes. field
 // names what the caller changed, for the message.
 func checkBounds(snap *snapshot, r *ringEntry, now int64, field string) error {
-	keys, _ := peak(r, now)
+	keys, _ := peakWithRevocation(r, now)
 	if keys > maxRingKeys {
-		return refuse(field, "ring %q would publish %d keys at once, above the limit of %d (forced rotations, algorithm changes and trusted keys each keep an extra key published until it leaves the JWKS); retry after %s, when the next key leaves the JWKS, or let the schedule rotate",
+		return refuse(field, "ring %q would publish %d keys at once, above the limit of %d (forced rotations, algorithm changes and trusted keys each keep an extra key published until it leaves the JWKS, and a revocation of the active key, never refused, restarts the schedule from then); retry after %s, when the next key leaves the JWKS, or let the schedule rotate",
 			r.Name, keys, maxRingKeys, fmtTime(ringNextRemoval(r, now)))
 	}
 	total := 0

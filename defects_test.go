@@ -2,6 +2,7 @@ package jwtrotor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -791,5 +792,53 @@ func TestDefectRevokeLastPendingKeepsItsSlot(t *testing.T) {
 			}
 			return r.Keys[p].ActivateAt
 		}(), slot, keysSummary(r.Keys))
+	}
+}
+
+// Found by the model test: forced rotations of a ring with a long
+// verification_ttl leave many keys published for it; a write then shortened
+// the period, and the bounds check passed it because the old keys leave
+// before the new schedule's pending keys arrive. A revocation of the active
+// key, which is never refused, restarted the schedule at once and the ring
+// published 43 keys, above the bound of 40. Writes now leave room for that
+// revocation: the write is refused, or the revocation keeps the ring within
+// the bound (docs/invariants.md, bounds).
+func TestDefectRevocationRestartsScheduleWithinKeyBound(t *testing.T) {
+	e := newEnv(t)
+	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 1})
+	// The active key signs for a day; each forced key stays published for
+	// 21.6 hours after it retires, less than that day.
+	e.mustWrite("keys/k", map[string]any{"algorithm": "EdDSA", "rotation_period": "24h", "publish_lead": 12, "verification_ttl": 77760})
+	forced := 0
+	for range maxRingKeys {
+		resp, err := e.write("keys/k/rotate", map[string]any{"force": true})
+		if err != nil || resp.IsError() {
+			break
+		}
+		forced++
+	}
+	if forced < 25 {
+		t.Fatalf("set-up: only %d forced rotations went through; the ring must hold many retiring keys", forced)
+	}
+	served := func() int {
+		var doc struct{ Keys []any }
+		if err := json.Unmarshal(e.read("jwks/k").Data[logical.HTTPRawBody].([]byte), &doc); err != nil {
+			t.Fatal(err)
+		}
+		return len(doc.Keys)
+	}
+	resp, err := e.write("keys/k", map[string]any{"rotation_period": 15, "publish_lead": 2, "verification_ttl": 61})
+	if err != nil && err != logical.ErrInvalidRequest {
+		t.Fatal(err)
+	}
+	if resp != nil && resp.IsError() {
+		if msg := respErr(resp); !strings.Contains(msg, "above the limit of 40") {
+			t.Fatalf("the shorter period was refused for another reason: %s", msg)
+		}
+		return
+	}
+	e.mustWrite("keys/k/rotate", map[string]any{"revoke_active": true})
+	if n := served(); n > maxRingKeys {
+		t.Fatalf("after revoking the active key ring k publishes %d keys, above %d:%s", n, maxRingKeys, keysSummary(e.ring("k").Keys))
 	}
 }

@@ -72,14 +72,16 @@ func FuzzClaimsJSON(f *testing.F) {
 // FuzzDuration: parseDuration agrees with a reference built on the standard
 // library: surrounding space is ignored; whole seconds (strconv.ParseInt),
 // whole days ("<n>d", as Vault's parseutil reads them) or a Go duration
-// (time.ParseDuration) that is a whole number of seconds; nothing negative;
+// (time.ParseDuration) that is a whole number of seconds; nothing negative,
+// and no minus sign before a unit ("-0s" and "-0d" as well as "-1d"; a
+// bare "-0" is the number 0);
 // at most ten years. What it accepts round-trips: the seconds written as a
 // number, as a Go duration, and as a JSON number parse back to the same
 // value.
 func FuzzDuration(f *testing.F) {
 	for _, s := range []string{"1h", "90s", "3600", "-1", "1.5s", "", "9999999999999h", "1h30m", " 5 ", "0x10",
 		// Fractions of a second, signs, days, the ten-year edge and overflow.
-		"1500ms", "1h0.5s", "0.5s", "-0s", "-0", "+5s", "+5", "1d", "3650d", "3651d", "1.5d", "-1d", "d", "5hd",
+		"1500ms", "1h0.5s", "0.5s", "-0s", "-0d", "-0", "+5s", "+5", "1d", "3650d", "3651d", "1.5d", "-1d", "d", "5hd",
 		"315360000", "315360001", "87600h", "87600h1s", "9223372036854775807", "-9223372036854775808", "\t90s\n", "1e3", "1_000"} {
 		f.Add(s)
 	}
@@ -108,7 +110,7 @@ func referenceDuration(s string) (int64, bool) {
 		secs = n
 	} else if days, ok := strings.CutSuffix(v, "d"); ok {
 		n, err := strconv.ParseInt(days, 10, 64)
-		if err != nil || n < 0 || n > maxDurationSeconds/86400 {
+		if err != nil || strings.HasPrefix(days, "-") || n > maxDurationSeconds/86400 {
 			return 0, false
 		}
 		secs = n * 86400

@@ -1,6 +1,7 @@
 package jwtrotor
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -24,11 +25,12 @@ var modelOracleStats struct {
 	rollbackMust    atomic.Int64 // rollbacks the docs say must succeed
 	rollbackOK      atomic.Int64 // rollbacks accepted
 	rollbackRefused atomic.Int64 // rollbacks the docs say must be refused
-	rollbackEdge    atomic.Int64 // rollbacks sent at a window's last second or one past it
+	rollbackEdge    atomic.Int64 // rollbacks sent at a window's last second or its end
 	trustPeak       atomic.Int64 // most trusted keys one ring held
 	trustCap        atomic.Int64 // trusts sent to a ring holding maxTrustedKeys
 	stockChecks     atomic.Int64 // rings whose stock was checked after maintenance
 	creeps          atomic.Int64 // forward steps of at most 60 s adding up past it
+	restarts        atomic.Int64 // revocations of the active key after a restart storm
 }
 
 // rollbackKey names a key for the model's record of rollbacks: its kid and
@@ -182,8 +184,8 @@ func (m *model) rollbackChecked(ring string) {
 }
 
 // rollbackWindow rolls a ring back at a drawn point of its window: now,
-// the window's last second, its end, or one second past it (the docs: the
-// window ends at retire_at + rotation_period), after a rotation that opens
+// the window's last second, or its end (the docs: the window ends at
+// retire_at + rotation_period), after a rotation that opens
 // a window where the ring has none, and then often does what
 // defects have followed a rollback with: revoke the key rolled back from or
 // to, rotate, or maintain.
@@ -197,9 +199,10 @@ func (m *model) rollbackWindow(t *rapid.T) {
 	}
 	now := m.a.b.clock.read().Schedule
 	if plan := m.planRollback(ring, r, now); plan.prev.kid == "" && at >= 0 {
-		// No key to roll back to: a rotation makes the active key the
-		// previous one, its window a full period from now.
-		if _, out := m.do(m.a, logical.UpdateOperation, "keys/"+ring+"/rotate", nil); out != ok2xx {
+		// No key to roll back to: a forced rotation makes the active key
+		// the previous one at once, its window a full period from now (a
+		// rotation without force may wait for the pending key's lead).
+		if _, out := m.do(m.a, logical.UpdateOperation, "keys/"+ring+"/rotate", map[string]any{"force": true}); out != ok2xx {
 			return
 		}
 		// The invariants hold at the rotation's time, before the clock
@@ -212,7 +215,9 @@ func (m *model) rollbackWindow(t *rapid.T) {
 	}
 	if plan := m.planRollback(ring, r, now); plan.prev.kid != "" && at >= 0 {
 		end := plan.prev.retire + r.period
-		if target := end - 1 + int64(at); target > now {
+		// The window's last second (at 0), or its end, where a window one
+		// second too long shows (at 1 and 2).
+		if target := end - 1 + int64(min(at, 1)); target > now {
 			modelOracleStats.rollbackEdge.Add(1)
 			m.clock.Advance(time.Duration(target-now) * time.Second)
 		}
@@ -330,12 +335,12 @@ func (m *model) checkStock(now int64) {
 	}
 }
 
-// touching returns what records a request that succeeded (or failed on an
-// injected fault) in ringTouched if it may have changed its ring's
+// touching returns what records, once a request succeeded (or failed on an
+// injected fault), in ringTouched if it may have changed its ring's
 // rotation_period (a ring write or import, or a ring deleted or made anew
 // under the name) or revoked one of the ring's keys.
-func (m *model) touching(path string, op logical.Operation, data map[string]any) func(done bool) {
-	none := func(bool) {}
+func (m *model) touching(path string, op logical.Operation, data map[string]any) func() {
+	none := func() {}
 	parts := strings.Split(path, "/")
 	if op == logical.ReadOperation || parts[0] != "keys" || len(parts) < 2 {
 		return none
@@ -350,17 +355,40 @@ func (m *model) touching(path string, op logical.Operation, data map[string]any)
 	switch {
 	case len(parts) == 2 || parts[2] == "import":
 		before := period()
-		return func(done bool) {
-			if done && period() != before {
+		return func() {
+			if period() != before {
 				m.ringTouched[ring] = m.maxSchedule
 			}
 		}
 	case parts[2] == "revoke" || (parts[2] == "rotate" && data["revoke_active"] == true):
-		return func(done bool) {
-			if done {
-				m.ringTouched[ring] = m.maxSchedule
-			}
-		}
+		return func() { m.ringTouched[ring] = m.maxSchedule }
 	}
 	return none
+}
+
+// restartStorm sets a ring up as the bound's last defect needed: a day's
+// period with a verification_ttl a little shorter, a storm of forced
+// rotations (each forced key stays published for that ttl), a write to a
+// short period, then a revocation of the active key, which is never refused
+// and restarts the schedule at once. The ring must stay within maxRingKeys
+// throughout (the invariant checks after the step).
+func (m *model) restartStorm(t *rapid.T) {
+	ring := rapid.SampledFrom(modelRings).Draw(t, "ring")
+	short := rapid.SampledFrom([]int{10, 15, 20, 60}).Draw(t, "short-period")
+	maxAge := int(defaultJWKSMaxAgeSeconds)
+	if c, err := readConfig(context.Background(), &m.s.InmemStorage); err == nil {
+		maxAge = int(c.JWKSMaxAge)
+	}
+	lead := max(2, 2*maxAge)
+	if lead > 3600 {
+		return // a lead that long leaves no room for the short period
+	}
+	if _, out := m.do(m.a, logical.UpdateOperation, "keys/"+ring, map[string]any{"algorithm": "EdDSA", "rotation_period": 86400, "publish_lead": lead, "verification_ttl": 77760}); out != ok2xx {
+		return
+	}
+	m.forceStormOf(t, ring)
+	m.do(m.a, logical.UpdateOperation, "keys/"+ring, map[string]any{"rotation_period": short, "publish_lead": lead, "verification_ttl": 61})
+	if _, out := m.do(m.a, logical.UpdateOperation, "keys/"+ring+"/rotate", map[string]any{"revoke_active": true}); out == ok2xx {
+		modelOracleStats.restarts.Add(1)
+	}
 }

@@ -91,9 +91,9 @@ func TestModel(t *testing.T) {
 	rs := &modelReachStats
 	t.Logf("model: rings at the tombstone cap %d (a key revoked there %d), forced rotations in storms %d (refused for a bound %d), most keys a ring served %d of %d, steps to a key timestamp ±1 s %d, signs that must succeed %d (%d while held)",
 		rs.tombstoneCap.Load(), rs.revokeAtCap.Load(), rs.forced.Load(), rs.forcedBounded.Load(), rs.keyPeak.Load(), maxRingKeys, rs.atTimestamp.Load(), rs.mustSign.Load(), rs.mustSignHeld.Load())
-	os := &modelOracleStats
-	t.Logf("model: rollbacks accepted %d (the docs say must %d), must be refused %d, sent at a window's end ±1 s %d; most trusted keys in a ring %d of %d (a trust sent at the cap %d); stock checked after maintenance %d times; forward steps of at most 60 s adding up past it %d",
-		os.rollbackOK.Load(), os.rollbackMust.Load(), os.rollbackRefused.Load(), os.rollbackEdge.Load(), os.trustPeak.Load(), maxTrustedKeys, os.trustCap.Load(), os.stockChecks.Load(), os.creeps.Load())
+	ors := &modelOracleStats
+	t.Logf("model: rollbacks accepted %d (the docs say must %d), must be refused %d, sent at a window's last second or end %d; most trusted keys in a ring %d of %d (a trust sent at the cap %d); stock checked after maintenance %d times; forward steps of at most 60 s adding up past it %d; active keys revoked after a restart storm %d",
+		ors.rollbackOK.Load(), ors.rollbackMust.Load(), ors.rollbackRefused.Load(), ors.rollbackEdge.Load(), ors.trustPeak.Load(), maxTrustedKeys, ors.trustCap.Load(), ors.stockChecks.Load(), ors.creeps.Load(), ors.restarts.Load())
 	if seqs.Load() == 0 {
 		t.Fatal("the model ran no sequence")
 	}
@@ -138,7 +138,7 @@ func TestModelRegressions(t *testing.T) {
 // sequence replays: each action added after the first set names the set it
 // came in (actionAddedIn), and a kept sequence replays with the actions of
 // its set.
-var actionSets = []string{"base", "adopt", "token", "reach", "oracle"}
+var actionSets = []string{"base", "adopt", "token", "reach", "oracle", "restart"}
 
 var actionAddedIn = map[string]string{
 	"Import":        "adopt",
@@ -154,6 +154,7 @@ var actionAddedIn = map[string]string{
 	"RollbackEdge2": "oracle",
 	"TrustStorm":    "oracle",
 	"ClockCreep":    "oracle",
+	"RestartStorm":  "restart",
 }
 
 // actionsOf is the model's actions as they were in the set named.
@@ -363,6 +364,7 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"RollbackEdge2": m.rollbackWindow,
 		"TrustStorm":    m.trustStorm,
 		"ClockCreep":    m.clockCreep,
+		"RestartStorm":  m.restartStorm,
 		"":              m.check,
 	}
 }
@@ -406,7 +408,7 @@ func (m *model) do(n *modelNode, op logical.Operation, path string, data map[str
 	}
 	switch {
 	case err == nil && (resp == nil || !resp.IsError()):
-		touch(true)
+		touch()
 		return resp, ok2xx
 	case err == logical.ErrInvalidRequest || (err == nil && resp.IsError()):
 		if after := m.dump(); !sameDump(before, after) {
@@ -414,7 +416,7 @@ func (m *model) do(n *modelNode, op logical.Operation, path string, data map[str
 		}
 		return resp, bad4xx
 	default:
-		touch(true)
+		touch()
 		m.fault5xx(path, err)
 		return resp, err5xx
 	}
@@ -1159,6 +1161,9 @@ func (m *model) checkServed(n *modelNode, rings map[string]*ringEntry) ([]byte, 
 			}
 			mount = body
 		} else if len(got) > maxRingKeys {
+			if os.Getenv("MODEL_DEBUG") != "" {
+				fmt.Printf("now %d\nKEYS %s\nTRUSTED %d\nA logs %s\n", now-testStart.Unix(), keysSummary(rings[scope].Keys), len(rings[scope].Trusted), m.a.logs.String())
+			}
 			m.t.Fatalf("%s: ring %s publishes %d keys, above %d", n.name, scope, len(got), maxRingKeys)
 		}
 		var served []*ringEntry

@@ -1,9 +1,11 @@
 package jwtrotor
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -63,6 +65,7 @@ func TestBadInput(t *testing.T) {
 		{"claims not an object", "roles/r", map[string]any{"claims": "[1,2]"}, []string{"claims", "object"}},
 		{"claims bad JSON", "roles/r", map[string]any{"claims": "{bad"}, []string{"claims", "JSON"}},
 		{"claims duplicate name", "roles/r", map[string]any{"claims": `{"a":1,"a":2}`}, []string{"claims", "twice"}},
+		{"claims duplicate name after a nested object", "roles/r", map[string]any{"claims": `{"a":{"b":1},"c":1,"c":2}`}, []string{"claims", "twice"}},
 		{"claims case variants", "roles/r", map[string]any{"claims": map[string]any{"Tenant": 1, "tenant": 2}}, []string{"claims", "case"}},
 		{"bad glob", "roles/r", map[string]any{"allowed_subjects": "a*b"}, []string{"allowed_subjects", "start or the end"}},
 		{"bad token type", "roles/r", map[string]any{"token_type": "id+jwt"}, []string{"token_type", "at+jwt"}},
@@ -126,4 +129,48 @@ func deep(n int) any {
 		v = map[string]any{"x": v}
 	}
 	return v
+}
+
+// Every bound of checkValue holds exactly: a value at the bound passes, one
+// past it is refused naming the field (strings and list entries of 4096
+// bytes, lists of 256 entries, whole numbers up to 2^53 sent as JSON
+// floats, floats within float64), and a list sent as JSON text is decoded,
+// not refused.
+func TestCheckValueBoundsExactly(t *testing.T) {
+	t.Parallel()
+	at, past := strings.Repeat("a", maxStringLen), strings.Repeat("a", maxStringLen+1)
+	list := func(n int, entry string) []any {
+		out := make([]any, n)
+		for i := range out {
+			out[i] = entry
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		t    framework.FieldType
+		raw  any
+		ok   bool
+	}{
+		{"string at the bound", framework.TypeString, at, true},
+		{"string past the bound", framework.TypeString, past, false},
+		{"list at the bound", framework.TypeCommaStringSlice, list(maxListLen, "x"), true},
+		{"list past the bound", framework.TypeCommaStringSlice, list(maxListLen+1, "x"), false},
+		{"entry at the bound", framework.TypeCommaStringSlice, list(1, at), true},
+		{"entry past the bound", framework.TypeCommaStringSlice, list(1, past), false},
+		{"2^53 as a float", framework.TypeInt, float64(1 << 53), true},
+		{"past 2^53 as a float", framework.TypeInt, float64(1<<53) * 2, false},
+		{"objects as JSON text", framework.TypeSlice, `[{"a":1}]`, true},
+		{"a float as a JSON number", framework.TypeFloat, json.Number("0.5"), true},
+		{"a float out of range", framework.TypeFloat, json.Number("1e400"), false},
+	}
+	for _, c := range cases {
+		_, err := checkValue("field", c.t, c.raw)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: accepted %v, want %v (%v)", c.name, err == nil, c.ok, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "field") {
+			t.Errorf("%s: the refusal does not name the field: %v", c.name, err)
+		}
+	}
 }
