@@ -78,6 +78,13 @@ type backend struct {
 	// released them was written; maintenance retries them (under writeLock).
 	undeleted map[string]bool
 
+	// pub is the upload machinery (publish.go). newSink makes a
+	// publisher's sink and readPublic reads a copy through its public URL;
+	// the model test stands in-memory stores in for both.
+	pub        *publishing
+	newSink    func(p *publisherEntry, allowAmbient bool) (sink, error)
+	readPublic func(ctx context.Context, url string) ([]byte, string, error)
+
 	// afterRender, when set by a test, runs between rendering a document
 	// and caching it.
 	afterRender func()
@@ -103,7 +110,10 @@ func newBackend(src clockSource) *backend {
 	b := &backend{
 		clock: newScheduleClock(src), keys: generateKey, wrapKeys: generateWrappingKey,
 		tracker: newVerifierTracker(), manualKIDs: map[string]bool{}, undeleted: map[string]bool{},
+		pub: newPublishing(), newSink: newSink,
 	}
+	public := outboundClient(publishAttemptTimeout)
+	b.readPublic = func(ctx context.Context, url string) ([]byte, string, error) { return readPublic(ctx, public, url) }
 	b.metrics = newMetrics(b)
 	b.clock.notify = b.clockChanged
 	b.resetCache()
@@ -143,7 +153,18 @@ func newBackend(src clockSource) *backend {
 			defer b.recoverPanic("invalidate", &err)
 			b.invalidate(ctx, key)
 		},
-		Clean:          func(context.Context) { b.resetCache() },
+		InitializeFunc: func(_ context.Context, req *logical.InitializationRequest) error {
+			// Uploads run where storage may be written: the active node
+			// of the primary cluster.
+			if b.WriteSafeReplicationState() {
+				b.startPublishing(req.Storage)
+			}
+			return nil
+		},
+		Clean: func(context.Context) {
+			b.stopPublishing()
+			b.resetCache()
+		},
 		RunningVersion: Version,
 	}
 	return b
@@ -267,6 +288,7 @@ func (b *backend) resetCache() {
 	b.wrapping = nil
 	b.gen++
 	b.sweptRings = map[string]bool{}
+	b.pub.forgetAll()
 }
 
 // invalidate is called when another node (a performance standby or
@@ -283,6 +305,10 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	case strings.HasPrefix(key, publisherPrefix):
 		// No document is rendered from a publisher: the JWKS cache stays.
 		b.dirty[key] = true
+	case strings.HasPrefix(key, publisherStatePrefix):
+		b.pub.mu.Lock()
+		b.pub.loaded = false
+		b.pub.mu.Unlock()
 	case strings.HasPrefix(key, privatePrefix):
 		id := key[strings.LastIndex(key, "/")+1:]
 		delete(b.signers, id)

@@ -35,7 +35,12 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 	}
 	now := clk.Schedule
 	defer func() { b.lastPass = now }()
-	gate := b.gateOf(snap, now)
+	states, err := b.publisherStates(ctx, s)
+	if err != nil {
+		b.metrics.maintenanceErr.WithLabelValues(mountWide).Inc()
+		return fmt.Errorf("maintenance: %w", err)
+	}
+	gate := b.gateOf(snap, now, states)
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(snap.rings)) {
 		if err := b.maintainRing(ctx, s, snap.rings[name], now, gate); err != nil {
@@ -64,7 +69,7 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage) error {
 	return errors.Join(errs...)
 }
 
-func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ringEntry, now int64, gate func(r *ringEntry) coverage) error {
+func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ringEntry, now int64, gate gateView) error {
 	r := old.clone()
 	b.noteActivations(r, now)
 	b.applyGate(r, now, gate)
@@ -104,17 +109,42 @@ func (b *backend) maintainRing(ctx context.Context, s logical.Storage, old *ring
 	return nil
 }
 
-// gateOf is what the activation gate reads in one pass at now: the
-// coverage of a ring under the one rule (coverageOf), over the last hour.
-// The tracker is copied only if some ring's gate needs it.
-func (b *backend) gateOf(snap *snapshot, now int64) func(r *ringEntry) coverage {
+// gateView is what the activation gate reads in one pass: the coverage of
+// a ring under the one rule (coverageOf), over the last hour, and what each
+// publisher's copy was acknowledged to hold.
+type gateView struct {
+	coverage   func(r *ringEntry) coverage
+	publishers map[string]*publisherEntry
+	states     map[string]*publisherState
+}
+
+// gateOf is the gate's view at now. The tracker is copied only if some
+// ring's gate needs it.
+func (b *backend) gateOf(snap *snapshot, now int64, states map[string]*publisherState) gateView {
 	views := sync.OnceValue(func() []clientView {
 		v, _ := b.tracker.snapshot(snap.declared)
 		return v
 	})
-	return func(r *ringEntry) coverage {
-		return coverageOf(views(), snap.config, r, now, defaultVerifierWindowSeconds)
+	return gateView{
+		coverage: func(r *ringEntry) coverage {
+			return coverageOf(views(), snap.config, r, now, defaultVerifierWindowSeconds)
+		},
+		publishers: snap.publishers,
+		states:     states,
 	}
+}
+
+// requiredPublishers are the names of the required publishers whose copy
+// holds ring's keys: those of the whole mount and those of that ring.
+func requiredPublishers(pubs map[string]*publisherEntry, ring string) []string {
+	var names []string
+	for name, p := range pubs {
+		if p.Required && (p.Ring == "" || p.Ring == ring) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // mountWide labels maintenance failures that concern no single ring.
@@ -125,12 +155,14 @@ const mountWide = "(mount)"
 const gateHorizonSeconds = 2 * maintenanceTickSeconds
 
 // applyGate delays the next activation while too few declared verifiers
-// hold the pending key, never past its original time plus
-// max_activation_delay, and lets it go as soon as they do. The decision is a
-// rewrite of timestamps like any other; chain and reschedule keep lead,
-// overlap and the order of the keys after it.
-func (b *backend) applyGate(r *ringEntry, now int64, gate func(r *ringEntry) coverage) bool {
-	if r.DeletedAt != 0 || r.MinVerifierCoverage <= 0 || r.MaxActivationDelay <= 0 {
+// hold the pending key, or a required publisher covering the ring has not
+// acknowledged a copy that holds it, never past its original time plus
+// max_activation_delay (one budget for both), and lets it go as soon as
+// they do. The decision is a rewrite of timestamps like any other; chain
+// and reschedule keep lead, overlap and the order of the keys after it.
+func (b *backend) applyGate(r *ringEntry, now int64, g gateView) bool {
+	required := requiredPublishers(g.publishers, r.Name)
+	if r.DeletedAt != 0 || r.MaxActivationDelay <= 0 || (r.MinVerifierCoverage <= 0 && len(required) == 0) {
 		return false
 	}
 	a, p := activeAndPending(r.Keys, now)
@@ -138,15 +170,34 @@ func (b *backend) applyGate(r *ringEntry, now int64, gate func(r *ringEntry) cov
 		return false
 	}
 	k := &r.Keys[p]
-	if k.ActivateAt <= now || k.ActivateAt > now+gateHorizonSeconds {
+	// Maintenance runs about once a minute, so the verifier gate decides
+	// two ticks ahead; uploads run every second, so the publisher gate
+	// decides only when the activation is near. A held key is released
+	// whenever it is looked at.
+	horizon, step := publisherGateHorizonSeconds, publisherHoldStepSeconds
+	if r.MinVerifierCoverage > 0 {
+		horizon, step = gateHorizonSeconds, gateHorizonSeconds+1
+	}
+	if k.ActivateAt <= now || (k.GateOrigin == 0 && k.ActivateAt > now+horizon) {
 		return false
 	}
 	origin := k.GateOrigin
 	if origin == 0 {
 		origin = k.ActivateAt
 	}
-	c := gate(r)
-	if c.Ratio >= r.MinVerifierCoverage {
+	var c coverage
+	covered := true
+	if r.MinVerifierCoverage > 0 {
+		c = g.coverage(r)
+		covered = c.Ratio >= r.MinVerifierCoverage
+	}
+	var missing []string
+	for _, name := range required {
+		if !g.states[name].holds(k.KID) {
+			missing = append(missing, name)
+		}
+	}
+	if covered && len(missing) == 0 {
 		if k.GateOrigin == 0 {
 			return false
 		}
@@ -156,7 +207,14 @@ func (b *backend) applyGate(r *ringEntry, now int64, gate func(r *ringEntry) cov
 			return false
 		}
 		k.ActivateAt = at
-		k.GateNote = fmt.Sprintf("activated %ds after its scheduled time, once %d of %d declared verifiers held it", at-origin, c.Fresh, c.Declared)
+		var once []string
+		if r.MinVerifierCoverage > 0 {
+			once = append(once, fmt.Sprintf("%d of %d declared verifiers held it", c.Fresh, c.Declared))
+		}
+		if len(required) > 0 {
+			once = append(once, "the copies of publishers "+strings.Join(required, ", ")+" held it")
+		}
+		k.GateNote = clipNote(fmt.Sprintf("activated %ds after its scheduled time, once %s", at-origin, strings.Join(once, " and ")))
 		reschedule(r.Keys, r.schedule(), p, now)
 		b.log().Info("activation gate released", "ring", r.Name, "kid", k.KID, "activates_at", fmtTime(at), "coverage", c.Ratio)
 		return true
@@ -165,22 +223,37 @@ func (b *backend) applyGate(r *ringEntry, now int64, gate func(r *ringEntry) cov
 	if k.ActivateAt >= limit {
 		return false
 	}
-	at := min(now+gateHorizonSeconds+1, limit)
+	at := min(now+step, limit)
 	if at <= k.ActivateAt {
 		return false
 	}
 	k.GateOrigin = origin
 	k.ActivateAt = at
-	stale := c.Stale
-	if len(stale) > 10 {
-		stale = append(stale[:10:10], fmt.Sprintf("and %d more", len(c.Stale)-10))
+	var why []string
+	if !covered {
+		why = append(why, fmt.Sprintf("coverage %.2f is below min_verifier_coverage %.2f; stale: %s", c.Ratio, r.MinVerifierCoverage, strings.Join(stale(c.Stale), ", ")))
 	}
-	k.GateNote = clipNote(fmt.Sprintf("activation delayed %ds (at most %ds): coverage %.2f is below min_verifier_coverage %.2f; stale: %s",
-		at-origin, r.MaxActivationDelay, c.Ratio, r.MinVerifierCoverage, strings.Join(stale, ", ")))
+	if len(missing) > 0 {
+		why = append(why, "no acknowledged copy holds it at required publishers "+strings.Join(missing, ", "))
+	}
+	k.GateNote = clipNote(fmt.Sprintf("activation delayed %ds (at most %ds): %s", at-origin, r.MaxActivationDelay, strings.Join(why, "; ")))
 	reschedule(r.Keys, r.schedule(), p, now)
 	b.metrics.gateDelays.WithLabelValues(r.Name).Inc()
-	b.log().Warn("activation delayed by the verifier gate", "ring", r.Name, "kid", k.KID, "activates_at", fmtTime(at), "coverage", c.Ratio, "stale", strings.Join(stale, ","))
+	if !covered {
+		b.log().Warn("activation delayed by the verifier gate", "ring", r.Name, "kid", k.KID, "activates_at", fmtTime(at), "coverage", c.Ratio, "stale", strings.Join(stale(c.Stale), ","))
+	}
+	if len(missing) > 0 {
+		b.log().Warn("activation delayed by the publisher gate", "ring", r.Name, "kid", k.KID, "activates_at", fmtTime(at), "publishers", strings.Join(missing, ","))
+	}
 	return true
+}
+
+// stale lists at most ten stale verifiers, and how many more there are.
+func stale(names []string) []string {
+	if len(names) <= 10 {
+		return names
+	}
+	return append(names[:10:10], fmt.Sprintf("and %d more", len(names)-10))
 }
 
 // clipNote bounds a gate note to maxGateNote bytes of valid UTF-8 (the

@@ -25,6 +25,11 @@ type metrics struct {
 	maintenanceErr *prometheus.CounterVec
 	gateDelays     *prometheus.CounterVec
 	adopted        *prometheus.CounterVec
+	// publishFailures and publishRestored count per publisher (and
+	// reason): failed uploads or read-backs, and objects written again
+	// after they were deleted or changed out of band.
+	publishFailures *prometheus.CounterVec
+	publishRestored *prometheus.CounterVec
 
 	// signedKids maps ring and kid to the kid's signing counter, so the
 	// sign path does not hash labels, and so the series of kids that left
@@ -54,6 +59,8 @@ func newMetrics(b *backend) *metrics {
 	m.maintenanceErr = counter("maintenance_failures_total", "Failed maintenance passes, per ring (ring=\"(mount)\" for failures of the whole pass).", "ring")
 	m.gateDelays = counter("activation_gate_delays_total", "Times the verifier gate delayed an activation, per ring.", "ring")
 	m.adopted = counter("keys_adopted_total", "Keys an adopted issuer brought, per ring and origin (imported: a signing key; trusted: a verify-only public key).", "ring", "origin")
+	m.publishFailures = counter("publisher_failures_total", "Failed uploads and read-backs of a publisher's copy, per publisher and reason (unreachable, timeout, refused_address, denied, missing, precondition, redirect, rejected, server, garbage, stale_read).", "publisher", "reason")
+	m.publishRestored = counter("publisher_restored_total", "Objects of a publisher's copy found deleted or changed outside the plugin and written again.", "publisher")
 	m.panics = counter("panics_total", "Panics recovered, per place (request, existence check, periodic, invalidate); each failed one request or pass and nothing else.", "in")
 	m.clockSteps = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "jwt_rotor", Name: "clock_steps_held_total", Help: "Forward steps of the wall clock, unexplained by elapsed time, that made the key schedule hold."})
 	m.reg.MustRegister(m.clockSteps)
@@ -113,6 +120,14 @@ func (m *metrics) forgetRing(ring string) {
 	m.notModified.DeleteLabelValues(ring)
 }
 
+// syncPublisher drops the series of a deleted publisher (st nil).
+func (m *metrics) syncPublisher(name string, st *publisherState) {
+	if st == nil {
+		m.publishFailures.DeletePartialMatch(prometheus.Labels{"publisher": name})
+		m.publishRestored.DeleteLabelValues(name)
+	}
+}
+
 // stateCollector computes the gauges from the in-memory state at scrape
 // time, so they are never stale and vanish with their keys.
 type stateCollector struct{ b *backend }
@@ -128,6 +143,9 @@ var (
 	descTracked      = gaugeDesc("jwt_rotor_tracked_clients", "JWKS fetchers tracked in memory on this node.", nil, nil)
 	descImported     = gaugeDesc("jwt_rotor_imported_key_seconds_to_retirement", "Seconds until an imported key stops signing (its successor activates); verifiers that pinned it must use the JWKS by then. Present while it signs.", []string{"ring", "kid"}, nil)
 	descTrusted      = gaugeDesc("jwt_rotor_trusted_key_seconds_to_expiry", "Seconds until a trusted key of an adopted issuer leaves the JWKS.", []string{"ring", "kid"}, nil)
+	descPubSuccess   = gaugeDesc("jwt_rotor_publisher_last_success_timestamp_seconds", "When the publisher's copy was last written and read back (Unix seconds; absent: never).", []string{"publisher"}, nil)
+	descPubBehind    = gaugeDesc("jwt_rotor_publisher_seconds_behind", "How long the publisher's acknowledged copy has lacked what the plugin serves for its scope (0: the same kids).", []string{"publisher"}, nil)
+	descPubUnserved  = gaugeDesc("jwt_rotor_publisher_unserved_kids", "Kids in the publisher's acknowledged copy that the plugin no longer serves, per publisher and whether they were revoked (revoked=\"true\" above 0 is the alert to page on).", []string{"publisher", "revoked"}, nil)
 	descHeld         = gaugeDesc("jwt_rotor_schedule_held_seconds", "How far the key schedule is held behind this node's wall clock after an unexplained forward step (0: not held).", nil, nil)
 )
 
@@ -140,7 +158,7 @@ func gaugeDesc(name, help string, labels []string, constLabels prometheus.Labels
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descKeyAge, descNextRotation, descNextRemoval, descPublished, descActive, descCoverage, descStale, descTracked, descHeld, descImported, descTrusted} {
+	for _, d := range []*prometheus.Desc{descKeyAge, descNextRotation, descNextRemoval, descPublished, descActive, descCoverage, descStale, descTracked, descHeld, descImported, descTrusted, descPubSuccess, descPubBehind, descPubUnserved} {
 		ch <- d
 	}
 }
@@ -148,7 +166,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	b := c.b
 	b.mu.RLock()
-	snap := &snapshot{config: b.config, declared: b.declared, rings: b.rings, roles: b.roles}
+	snap := &snapshot{config: b.config, declared: b.declared, rings: b.rings, roles: b.roles, publishers: b.publishers, gen: b.gen}
 	loaded := b.loaded
 	b.mu.RUnlock()
 	if !loaded || snap.config == nil {
@@ -160,6 +178,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	views, _ := b.tracker.snapshot(snap.declared)
 	ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(len(views)))
 	verdict := judgeVerifiers(views, snap.config, currentKids(snap, now), now, defaultVerifierWindowSeconds)
+	c.collectPublishers(ch, snap, now)
 	for _, name := range slices.Sorted(maps.Keys(snap.rings)) {
 		r := snap.rings[name]
 		published, active := 0, 0
@@ -198,5 +217,23 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descCoverage, prometheus.GaugeValue, cov.Ratio, name)
 			ch <- prometheus.MustNewConstMetric(descStale, prometheus.GaugeValue, float64(len(cov.Stale)), name)
 		}
+	}
+}
+
+// collectPublishers exports the publisher gauges from the same verdicts as
+// the verifier report, from the states in memory (none before the first
+// upload or report on this node).
+func (c *stateCollector) collectPublishers(ch chan<- prometheus.Metric, snap *snapshot, now int64) {
+	b := c.b
+	b.pub.mu.Lock()
+	states := maps.Clone(b.pub.states)
+	b.pub.mu.Unlock()
+	for _, v := range b.publisherVerdicts(snap, states, now) {
+		if v.st != nil && v.st.AckedAt != 0 {
+			ch <- prometheus.MustNewConstMetric(descPubSuccess, prometheus.GaugeValue, float64(v.st.AckedAt), v.Name)
+		}
+		ch <- prometheus.MustNewConstMetric(descPubBehind, prometheus.GaugeValue, float64(v.BehindSeconds), v.Name)
+		ch <- prometheus.MustNewConstMetric(descPubUnserved, prometheus.GaugeValue, float64(len(v.Revoked)), v.Name, "true")
+		ch <- prometheus.MustNewConstMetric(descPubUnserved, prometheus.GaugeValue, float64(len(v.Unserved)-len(v.Revoked)), v.Name, "false")
 	}
 }

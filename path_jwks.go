@@ -43,6 +43,8 @@ type renderedJWKS struct {
 	maxAge       int64
 	// kids are the published kids, for the verifier tracker.
 	kids []string
+	// changedAt is when the key set last changed (Last-Modified).
+	changedAt int64
 	// gen and renderedAt are the state generation and time it was
 	// rendered from.
 	gen        uint64
@@ -364,6 +366,7 @@ func render(snap *snapshot, scope string, now int64) (*renderedJWKS, error) {
 	doc.body = body
 	doc.etag = `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
 	doc.lastModified = time.Unix(lastChange, 0).UTC().Format(http.TimeFormat)
+	doc.changedAt = lastChange
 	return doc, nil
 }
 

@@ -232,6 +232,9 @@ func (b *backend) pathPublisherDelete(ctx context.Context, req *logical.Request,
 		return nil, fmt.Errorf("delete publisher %q: %w", name, err)
 	}
 	b.cachePublisher(name, nil)
+	if err := b.deletePublisherState(ctx, req.Storage, name); err != nil {
+		return nil, fmt.Errorf("delete the state of publisher %q: %w", name, err)
+	}
 	b.log().Info("publisher deleted", "publisher", name)
 	return nil, nil
 }

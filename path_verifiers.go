@@ -37,6 +37,7 @@ func pathVerifiers(b *backend) *framework.Path {
 				"summary":          {Type: framework.TypeMap, Description: "Coverage, stale verifiers, declared verifiers not seen, and the tracker's size.", Required: true},
 				"coverage_summary": {Type: framework.TypeStringSlice, Description: "For reading by eye (vault read's table): a line for the mount (summary), then one per ring (rings): coverage, declared, fresh, stale verifiers.", Required: true},
 				"verifier_summary": {Type: framework.TypeStringSlice, Description: "For reading by eye: one line per declared verifier, seen (declared) or not (declared_not_seen), then how many anonymous fetchers were seen.", Required: true},
+				"publishers":       {Type: framework.TypeMap, Description: "Per publisher: state (current, behind, failing, never_published), required, ring, the kids its acknowledged copy holds, behind_seconds, unserved_kids and revoked_kids (in the copy, no longer served), last_success, last_error and last_error_reason (never a sink's response body), failures, acknowledged_via (public_url or store_api), max_age, restored.", Required: true},
 			}),
 		},
 		HelpSynopsis:    "Which verifiers hold the current keys, and which are stale.",
@@ -102,6 +103,14 @@ func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d
 		}
 		rings[k.Name] = entry
 	}
+	states, err := b.publisherStates(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	publishers := map[string]any{}
+	for _, pv := range b.publisherVerdicts(snap, states, now) {
+		publishers[pv.Name] = pv.report()
+	}
 	notSeen := v.NotSeen
 	if notSeen == nil {
 		notSeen = []string{}
@@ -112,6 +121,7 @@ func (b *backend) pathVerifiersRead(ctx context.Context, req *logical.Request, d
 		"declared":         declared,
 		"anonymous":        anonymous,
 		"rings":            rings,
+		"publishers":       publishers,
 		"summary": map[string]any{
 			"window":             window,
 			"declared_seen":      v.Seen,

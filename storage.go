@@ -231,6 +231,7 @@ type versioned interface{ schema() int }
 func (r *roleEntry) schema() int      { return r.Version }
 func (p *publisherEntry) schema() int { return p.Version }
 func (p *privateEntry) schema() int   { return p.Version }
+func (s *publisherState) schema() int { return s.Version }
 
 // readEntry reads path into e and checks its schema version; it returns
 // the zero value (nil) when the entry is absent.

@@ -160,7 +160,7 @@ func TestStaleRuleAgreesEverywhere(t *testing.T) {
 		if err != nil {
 			rt.Fatal(err)
 		}
-		gate := e.b.gateOf(snap, now)
+		gate := e.b.gateOf(snap, now, nil).coverage
 		rings := rep["rings"].(map[string]any)
 		for _, n := range names {
 			r := snap.rings[n]
