@@ -1,0 +1,452 @@
+package jwtrotor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// memStore is an in-memory object store standing in for S3 or WebDAV in
+// unit and model tests: conditional writes by ETag, reads through the
+// store's API and through a public URL, and the faults a real store shows
+// (down, denying, failing, hanging, losing objects). The acceptance tests
+// run the real stores.
+type memStore struct {
+	mu      sync.Mutex
+	objects map[string]memObject
+	seq     int
+	// fault, when set, is the reason every call fails with; hang makes
+	// every call wait for its context.
+	fault string
+	hang  bool
+	puts  int
+	// base is the public URL the objects under publicPrefix are read under.
+	base, publicPrefix string
+}
+
+type memObject struct {
+	body         []byte
+	etag         string
+	cacheControl string
+}
+
+func newMemStore(base string) *memStore {
+	return &memStore{objects: map[string]memObject{}, base: base}
+}
+
+func (m *memStore) failing(op, name string) error {
+	if m.fault != "" {
+		return &sinkError{Op: op, Object: name, Reason: m.fault}
+	}
+	return nil
+}
+
+func (m *memStore) wait(ctx context.Context, op, name string) error {
+	m.mu.Lock()
+	hang := m.hang
+	m.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return &sinkError{Op: op, Object: name, Reason: reasonTimeout}
+	}
+	return nil
+}
+
+func (m *memStore) put(ctx context.Context, name string, body []byte, cacheControl, ifMatch string) (string, error) {
+	if err := m.wait(ctx, "put", name); err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.failing("put", name); err != nil {
+		return "", err
+	}
+	cur, ok := m.objects[name]
+	if (ifMatch == "" && ok) || (ifMatch != "" && (!ok || cur.etag != ifMatch)) {
+		return "", &sinkError{Op: "put", Object: name, Reason: reasonPrecondition, Status: 412}
+	}
+	m.seq++
+	m.puts++
+	etag := fmt.Sprintf("%q", strconv.Itoa(m.seq))
+	m.objects[name] = memObject{body: slices.Clone(body), etag: etag, cacheControl: cacheControl}
+	return etag, nil
+}
+
+func (m *memStore) get(ctx context.Context, name string) ([]byte, string, error) {
+	if err := m.wait(ctx, "get", name); err != nil {
+		return nil, "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.failing("get", name); err != nil {
+		return nil, "", err
+	}
+	o, ok := m.objects[name]
+	if !ok {
+		return nil, "", &sinkError{Op: "get", Object: name, Reason: reasonMissing, Status: 404}
+	}
+	return slices.Clone(o.body), o.etag, nil
+}
+
+// readPublic answers a public URL under base from the store.
+func (m *memStore) readPublic(ctx context.Context, url string) ([]byte, string, error) {
+	name, ok := strings.CutPrefix(url, m.base)
+	if !ok {
+		return nil, "", &sinkError{Op: "read_public", Object: url, Reason: reasonUnreachable}
+	}
+	body, etag, err := m.get(ctx, m.publicPrefix+name)
+	if se, ok := err.(*sinkError); ok {
+		se.Op = "read_public"
+	}
+	return body, etag, err
+}
+
+func (m *memStore) object(name string) (memObject, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[name]
+	return o, ok
+}
+
+func (m *memStore) set(fault string, hang bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fault, m.hang = fault, hang
+}
+
+func (m *memStore) remove(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.objects, name)
+}
+
+const testPublicBase = "https://vault.example.com/v1/jwt/"
+
+// withStores makes every publisher of e write to its own memStore, by
+// publisher type and URL or bucket, read publicly under testPublicBase.
+func withStores(e *testEnv) map[string]*memStore {
+	stores := map[string]*memStore{}
+	var mu sync.Mutex
+	storeOf := func(p *publisherEntry) *memStore {
+		mu.Lock()
+		defer mu.Unlock()
+		key := p.Bucket + p.URL
+		if stores[key] == nil {
+			stores[key] = newMemStore(testPublicBase)
+			stores[key].publicPrefix = p.Prefix
+		}
+		return stores[key]
+	}
+	e.b.newSink = func(p *publisherEntry, _ bool) (sink, error) { return storeOf(p), nil }
+	e.b.readPublic = func(ctx context.Context, url string) ([]byte, string, error) {
+		mu.Lock()
+		var match []*memStore
+		for _, s := range stores {
+			match = append(match, s)
+		}
+		mu.Unlock()
+		if len(match) != 1 {
+			return nil, "", &sinkError{Op: "read_public", Object: url, Reason: reasonUnreachable}
+		}
+		return match[0].readPublic(ctx, url)
+	}
+	return stores
+}
+
+func (e *testEnv) publishPass() {
+	e.t.Helper()
+	e.b.publishPass(context.Background(), e.storage, true)
+}
+
+func (e *testEnv) publisherReport(name string) map[string]any {
+	e.t.Helper()
+	pubs := e.read("verifiers").Data["publishers"].(map[string]any)
+	r, ok := pubs[name].(map[string]any)
+	if !ok {
+		e.t.Fatalf("publisher %s is not in the verifier report: %v", name, pubs)
+	}
+	return r
+}
+
+// metricSeries is the value of the series of name whose labels include
+// every label=value given (-1 when there is none).
+func metricSeries(e *testEnv, name string, labels ...string) float64 {
+	series, _ := e.read("metrics").Data[name].([]map[string]any)
+	for _, s := range series {
+		l := s["labels"].(map[string]string)
+		if !slices.ContainsFunc(labels, func(lv string) bool { k, v, _ := strings.Cut(lv, "="); return l[k] != v }) {
+			return s["value"].(float64)
+		}
+	}
+	return -1
+}
+
+var maxAgeRE = regexp.MustCompile(`^public, max-age=(\d+)$`)
+
+// The copy is what the plugin serves: the JWKS byte for byte at
+// <prefix><jwks_path>, and, because public_url is the issuer plus "/", the
+// discovery document naming the issuer and the copy's own jwks_uri; both
+// with a max-age within jwks_max_age. The report lists the copy's kids.
+func TestPublishCopyIsTheServedDocument(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/", "prefix": "p/", "public_url": testPublicBase}))
+	e.mustWrite("config", map[string]any{"issuer": strings.TrimSuffix(testPublicBase, "/")})
+	e.publishPass()
+	st := stores["https://dav.example.com/"]
+	_, served, _ := e.jwks("jwks")
+	copyJWKS, ok := st.object("p/.well-known/jwks.json")
+	if !ok || string(copyJWKS.body) != string(served) {
+		t.Fatalf("the JWKS copy is\n%s\nand the plugin serves\n%s", copyJWKS.body, served)
+	}
+	m := maxAgeRE.FindStringSubmatch(copyJWKS.cacheControl)
+	if m == nil {
+		t.Fatalf("Cache-Control %q", copyJWKS.cacheControl)
+	}
+	if n, _ := strconv.Atoi(m[1]); n < 1 || n > 60 {
+		t.Fatalf("max-age %d, want 1..jwks_max_age (60)", n)
+	}
+	disc, ok := st.object("p/" + discoveryObject)
+	if !ok {
+		t.Fatal("no discovery document, though public_url is the issuer plus /")
+	}
+	var d discoveryBody
+	if err := json.Unmarshal(disc.body, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Issuer != strings.TrimSuffix(testPublicBase, "/") || d.JWKSURI != testPublicBase+".well-known/jwks.json" {
+		t.Fatalf("discovery names issuer %q and jwks_uri %q", d.Issuer, d.JWKSURI)
+	}
+	rep := e.publisherReport("site")
+	if rep["state"] != "current" || fmt.Sprint(rep["kids"]) != fmt.Sprint(e.jwksKIDs()) || rep["acknowledged_via"] != "public_url" {
+		t.Fatalf("report %v; served kids %v", rep, e.jwksKIDs())
+	}
+	// A publisher whose public_url is not the issuer's writes the JWKS
+	// alone.
+	e.mustWrite("publishers/other", davPublisher(map[string]any{"url": "https://other.example.com/", "public_url": "https://other.example.com/"}))
+	e.publishPass()
+	if _, ok := stores["https://other.example.com/"].object(discoveryObject); ok {
+		t.Fatal("a publisher whose public_url is not the issuer wrote a discovery document")
+	}
+}
+
+// A change of the published set reaches the copy at the next pass; an
+// unchanged set is not written again before its re-assertion is due.
+func TestPublishFollowsRevocation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass()
+	st := stores["https://dav.example.com/"]
+	puts := st.puts
+	e.clock.Advance(time.Second)
+	e.publishPass()
+	if st.puts != puts {
+		t.Fatalf("an unchanged copy was written again after 1s (%d puts, then %d)", puts, st.puts)
+	}
+	pending := e.ring("k").Keys[1].KID
+	e.mustWrite("keys/k/revoke", map[string]any{"kid": pending})
+	e.publishPass()
+	o, _ := st.object(".well-known/jwks.json")
+	kids, _ := jwksKIDs(o.body)
+	if slices.Contains(kids, pending) {
+		t.Fatalf("revoked kid %s still in the copy after a pass: %v", pending, kids)
+	}
+}
+
+// A store that fails is retried, shown as failing with its reason in the
+// report and the failure metric, and recovers by itself; a hanging store
+// costs a pass no more than the attempt timeout.
+func TestPublishRetriesUntilTheStoreAnswers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass()
+	st := stores["https://dav.example.com/"]
+	st.set(reasonServer, false)
+	pending := e.ring("k").Keys[1].KID
+	e.mustWrite("keys/k/revoke", map[string]any{"kid": pending})
+	e.publishPass()
+	rep := e.publisherReport("site")
+	if rep["state"] != "behind" || rep["last_error_reason"] != reasonServer || rep["failures"] != int64(1) {
+		t.Fatalf("after a failed upload the report says %v", rep)
+	}
+	if !slices.Contains(rep["revoked_kids"].([]string), pending) {
+		t.Fatalf("the copy still holds revoked %s, and the report's revoked_kids is %v", pending, rep["revoked_kids"])
+	}
+	if f, u := metricSeries(e, "jwt_rotor_publisher_failures_total", "publisher=site", "reason=server"), metricSeries(e, "jwt_rotor_publisher_unserved_kids", "publisher=site", "revoked=true"); f != 1 || u != 1 {
+		t.Fatalf("metrics: %v failures for reason server, %v revoked kids in the copy; want 1 and 1", f, u)
+	}
+	st.set("", false)
+	e.publishPass() // within the retry wait: not tried
+	if got := e.publisherReport("site")["failures"]; got != int64(1) {
+		t.Fatalf("tried again before its retry wait: failures %v", got)
+	}
+	e.clock.Advance(time.Duration(publishRetryMaxSeconds) * time.Second)
+	e.publishPass()
+	if rep := e.publisherReport("site"); rep["state"] != "current" || rep["failures"] != int64(0) || len(rep["revoked_kids"].([]string)) != 0 {
+		t.Fatalf("after the store came back the report says %v", rep)
+	}
+}
+
+// An object deleted out of band is written again when the copy is next
+// re-asserted, and counted.
+func TestPublishRestoresADeletedCopy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass()
+	st := stores["https://dav.example.com/"]
+	st.remove(".well-known/jwks.json")
+	e.clock.Advance(time.Duration(reassertSeconds) * time.Second)
+	e.publishPass()
+	if _, ok := st.object(".well-known/jwks.json"); !ok {
+		t.Fatal("a deleted copy was not restored at its re-assertion")
+	}
+	if rep := e.publisherReport("site"); rep["restored"] != int64(1) || rep["state"] != "current" {
+		t.Fatalf("report after the restore: %v", rep)
+	}
+}
+
+// A node whose view is older than storage's cannot write back an older
+// copy: its conditional write fails on the ETag the newer node recorded,
+// and the object stays the newer node's.
+func TestPublishStaleNodeCannotWriteBack(t *testing.T) {
+	t.Parallel()
+	old, cur := twoNodes(t)
+	old.setupRing("k", "ES256", nil)
+	stores := withStores(old)
+	old.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	old.publishPass()
+	cur.b.newSink, cur.b.readPublic = old.b.newSink, old.b.readPublic
+	// The old node's view: its cache holds the ring before the revoke.
+	staleSnap, err := old.b.load(context.Background(), old.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := cur.ring("k").Keys[1].KID
+	cur.mustWrite("keys/k/revoke", map[string]any{"kid": pending})
+	cur.publishPass()
+	st := stores["https://dav.example.com/"]
+	want, _ := st.object(".well-known/jwks.json")
+	p := staleSnap.publishers["site"]
+	now := old.b.now()
+	pc, err := old.b.plan(staleSnap, p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(pc.kids, pending) {
+		t.Fatalf("the stale view should still hold %s: %v", pending, pc.kids)
+	}
+	states, _ := old.b.publisherStates(context.Background(), old.storage)
+	old.b.upload(context.Background(), old.storage, staleSnap, "site", p, pc, states["site"], now)
+	got, _ := st.object(".well-known/jwks.json")
+	if string(got.body) != string(want.body) {
+		t.Fatalf("the stale node wrote back its copy:\n%s\nover\n%s", got.body, want.body)
+	}
+}
+
+// The publisher gate: a pending key whose activation is near does not
+// activate while a required publisher's acknowledged copy lacks it; it is
+// held (and its gate_note names the publisher) at most max_activation_delay
+// past its scheduled time, and released as soon as the copy holds it. A
+// publisher that is not required holds nothing.
+func TestPublishGateHoldsActivationUntilTheCopyHoldsTheKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", map[string]any{"max_activation_delay": "30m"})
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	stores := withStores(e)
+	e.mustWrite("publishers/loose", davPublisher(map[string]any{"url": "https://loose.example.com/"}))
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/", "required": true}))
+	e.publishPass()
+	st := stores["https://dav.example.com/"]
+	pending := func() signingKey {
+		r := e.ring("k")
+		_, p := activeAndPending(r.Keys, e.b.now())
+		if p < 0 {
+			t.Fatalf("no pending key at %d", e.b.now())
+		}
+		return r.Keys[p]
+	}
+	// Runs passes (and maintenance every minute) until 2s before the
+	// pending key's activation.
+	upTo := func(kid string) {
+		for {
+			k := pending()
+			if k.KID != kid || k.ActivateAt-e.b.now() <= 2 || k.GateOrigin != 0 {
+				return
+			}
+			e.clock.Advance(time.Duration(min(60, k.ActivateAt-e.b.now()-2)) * time.Second)
+			if err := e.maintain(); err != nil {
+				t.Fatal(err)
+			}
+			e.publishPass()
+		}
+	}
+	// The copy acknowledged before the outage holds the pending key
+	// (published for publish_lead already): nothing is held.
+	stores["https://loose.example.com/"].set(reasonUnreachable, false)
+	st.set(reasonUnreachable, false)
+	first := pending()
+	upTo(first.KID)
+	if got := pending(); got.KID != first.KID || got.ActivateAt != first.ActivateAt || got.GateNote != "" {
+		t.Fatalf("a key the acknowledged copy holds was held: %+v (scheduled %d)", got, first.ActivateAt)
+	}
+	e.clock.Advance(3 * time.Second)
+	e.publishPass()
+	// The next key was published while the store was down: held when
+	// near, by the required publisher alone.
+	next := pending()
+	upTo(next.KID)
+	held := pending()
+	if held.KID != next.KID || held.ActivateAt != e.b.now()+publisherHoldStepSeconds || held.GateOrigin != next.ActivateAt ||
+		!strings.Contains(held.GateNote, "required publishers site") || strings.Contains(held.GateNote, "loose") {
+		t.Fatalf("2s before the activation of a key no acknowledged copy holds: %+v (now %d, scheduled %d)", held, e.b.now(), next.ActivateAt)
+	}
+	if e.signKID() != first.KID {
+		t.Fatal("signing moved off the active key while its successor was held")
+	}
+	// Held no longer than the cap, however long the store is down.
+	capAt := next.ActivateAt + 30*60
+	for e.b.now() < capAt+5 {
+		e.clock.Advance(10 * time.Second)
+		e.publishPass()
+	}
+	if e.signKID() != next.KID {
+		t.Fatalf("past the cap (%d, now %d), signing with %s, not the held %s", capAt, e.b.now(), e.signKID(), next.KID)
+	}
+	for _, k := range e.ring("k").Keys {
+		if k.KID == next.KID && k.ActivateAt != capAt {
+			t.Fatalf("held key activated at %d, cap %d", k.ActivateAt, capAt)
+		}
+	}
+	// Released at once when the copy holds it: the key after it.
+	third := pending()
+	upTo(third.KID)
+	if got := pending(); got.KID != third.KID || got.GateOrigin == 0 {
+		t.Fatalf("the third key was not held: %+v", got)
+	}
+	st.set("", false)
+	e.clock.Advance(time.Duration(publishRetryMaxSeconds) * time.Second)
+	e.publishPass()
+	got := pending()
+	if got.KID != third.KID || got.ActivateAt != max(got.GateOrigin, e.b.now()+1) || !strings.Contains(got.GateNote, "once the copies of publishers site held it") {
+		t.Fatalf("released key: %+v (now %d)", got, e.b.now())
+	}
+}
