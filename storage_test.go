@@ -74,6 +74,12 @@ func writeFixtures(t *testing.T) {
 	if err := e.maintain(); err != nil {
 		t.Fatal(err)
 	}
+	// Their upload states: one copy acknowledged, one failing.
+	stores := withStores(e)
+	e.publishPass()
+	stores["http://127.0.0.1:8080/dav/"].set(reasonDenied, false)
+	e.mustWrite("keys/payments/rotate", map[string]any{"force": true})
+	e.publishPass()
 	_ = os.RemoveAll(dir)
 	for path, v := range dump(t, e.storage) {
 		file := filepath.Join(dir, strings.ReplaceAll(path, "/", "__")+".json")
