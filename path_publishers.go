@@ -93,7 +93,7 @@ func pathPublishers(b *backend) []*framework.Path {
 				"required": {
 					Type:        framework.TypeBool,
 					Default:     false,
-					Description: "Whether a key's activation is to wait for this publisher's copy to hold it.",
+					Description: "Whether a key's activation waits (on rings with max_activation_delay above 0) until this publisher's acknowledged copy holds it.",
 				},
 			},
 			ExistenceCheck: objectExists(b, publishersOf),
@@ -239,20 +239,22 @@ func (b *backend) pathPublisherDelete(ctx context.Context, req *logical.Request,
 	return nil, nil
 }
 
-const pathPublishersHelpSyn = `Manage a publisher: an S3 bucket or WebDAV server that is to hold copies of the JWKS.`
+const pathPublishersHelpSyn = `Manage a publisher: an S3 bucket or WebDAV server that holds copies of the JWKS.`
 
 var pathPublishersHelpDesc = fmt.Sprintf(`
 A publisher names a place outside Vault where verifiers that cannot reach
-Vault are to read the key set: an S3 bucket (type=s3: bucket, region, and
+Vault read the key set: an S3 bucket (type=s3: bucket, region, and
 endpoint and path_style for an S3-compatible store) or a WebDAV base URL
-(type=webdav: url). The JWKS is to be written at <prefix><jwks_path>
+(type=webdav: url). The JWKS is written at <prefix><jwks_path>
 (jwks_path defaults to %s) and, when public_url is the issuer plus a slash,
 the discovery document at <prefix>%s. ring publishes one ring's JWKS
-instead of the mount's; required is to make a key's activation wait for this
-publisher's copy.
+instead of the mount's; required makes a key's activation wait (on rings
+with max_activation_delay above 0) until this publisher's copy holds it.
 
-This version stores and checks publishers; it does not upload copies yet
-(docs/publishing.md).
+The active node uploads a change of the key set within seconds, retries a
+failed upload, writes the copy again every minute (restoring one deleted or
+changed outside Vault), and reads each copy back; vault read verifiers shows
+each publisher's state (docs/publishing.md).
 
 Credentials (access_key_id, secret_access_key, session_token; username,
 password) are write-only: a read says only whether each is set, and an

@@ -9,7 +9,7 @@ import (
 
 // A publisher (publishers/<name>) is a place outside Vault where copies of
 // the JWKS, and of the discovery document when its public_url is the issuer
-// plus "/", are to be put for verifiers that cannot reach Vault: an S3
+// plus "/", are put for verifiers that cannot reach Vault: an S3
 // bucket (AWS or an S3-compatible store) or a WebDAV base URL. This file
 // holds what a publisher is and the checks of its fields; path_publishers.go
 // its path. Nothing here reads storage, the clock or the network.
@@ -320,7 +320,7 @@ var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 // answer), metadata addresses outside them, the unspecified address and
 // multicast. An address is checked here when the URL gives one; a host
 // name is resolved only at connection time, so the addresses it resolves
-// to are to be checked there, by the code that connects.
+// to are checked there, by the dialer of the sinks (sink_http.go).
 func checkOutboundURL(field, raw string, wantSlash bool) error {
 	if len(raw) > maxOutboundURLLen {
 		return refuse(field, "%d bytes is longer than the %d-byte limit", len(raw), maxOutboundURLLen)
