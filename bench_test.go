@@ -168,3 +168,85 @@ func BenchmarkMaintenance(b *testing.B) {
 		})
 	}
 }
+
+// withBenchPublishers configures n publishers on in-memory stores, the
+// last of them failing (when n > 1), and starts the upload loop as Vault
+// would, so sign, JWKS and maintenance run beside it. Compared with n = 0
+// in BENCHMARKS.md.
+func withBenchPublishers(b *testing.B, e *testEnv, n int) {
+	b.Helper()
+	if n == 0 {
+		return
+	}
+	stores := withStores(e)
+	for i := range n {
+		e.mustWrite(fmt.Sprintf("publishers/p%d", i), davPublisher(map[string]any{"url": fmt.Sprintf("https://dav%d.example.com/", i), "required": i == 0}))
+	}
+	e.publishPass()
+	if n > 1 {
+		stores[fmt.Sprintf("https://dav%d.example.com/", n-1)].set(reasonServer, false)
+	}
+	e.b.startPublishing(e.storage)
+	b.Cleanup(e.b.stopPublishing)
+}
+
+// BenchmarkWithPublishers: signing, JWKS reads and a maintenance pass over
+// 1,000 rings, with no publisher and with four (one failing).
+func BenchmarkWithPublishers(b *testing.B) {
+	for _, n := range []int{0, 4} {
+		b.Run(fmt.Sprintf("sign/publishers=%d", n), func(b *testing.B) {
+			e := benchEnv(b, "ES256", 0)
+			withBenchPublishers(b, e, n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "sign/r", Storage: e.storage, EntityID: e.entity.ID,
+					Data: map[string]any{"claims": map[string]any{"scope": "read"}}, MountPoint: "jwt/"})
+				if err != nil || resp.IsError() {
+					b.Fatal(err, respErr(resp))
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("jwks/publishers=%d", n), func(b *testing.B) {
+			e := benchEnv(b, "ES256", 0)
+			withBenchPublishers(b, e, n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "jwks", Storage: e.storage, Connection: &logical.Connection{RemoteAddr: "192.0.2.1:1"}})
+				if err != nil || resp.Data[logical.HTTPStatusCode] != 200 {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("maintenance-1000-rings/publishers=%d", n), func(b *testing.B) {
+			s := &logical.InmemStorage{}
+			clock := &fakeClock{now: testStart}
+			proto := newEnvOn(b, s, clock)
+			proto.setupRing("proto", "EdDSA", map[string]any{"max_activation_delay": "30m"})
+			r := proto.ring("proto")
+			for i := 0; i < 1000; i++ {
+				c := r.clone()
+				c.Name = fmt.Sprintf("ring-%05d", i)
+				for j := range c.Keys {
+					c.Keys[j].HasPrivate = false
+				}
+				if err := putJSON(context.Background(), s, ringPrefix+c.Name, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			e := newEnvOn(b, s, clock)
+			withBenchPublishers(b, e, n)
+			if err := e.maintain(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := e.maintain(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
