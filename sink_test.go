@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -80,8 +81,8 @@ func wantReason(t *testing.T, what string, err error, reason string) *sinkError 
 	if !errors.As(err, &se) {
 		t.Fatalf("%s: want a *sinkError with reason %s, got %v", what, reason, err)
 	}
-	if se.Reason != reason {
-		t.Fatalf("%s: reason %q (%v), want %q", what, se.Reason, err, reason)
+	if got := sinkReason(err); got != reason {
+		t.Fatalf("%s: reason %q (%v), want %q", what, got, err, reason)
 	}
 	return se
 }
@@ -132,6 +133,19 @@ func TestSinkRoundTrip(t *testing.T) {
 			}
 			if !st.cacheControl && cc != "" {
 				t.Errorf("public GET Cache-Control %q: the store keeps it after all; say so in the table", cc)
+			}
+			// A verifier's conditional GET of an unchanged copy is a 304.
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, st.public(name), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("If-None-Match", etag)
+			if resp, err = c.Do(req); err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotModified {
+				t.Errorf("public GET with If-None-Match %s: HTTP %d, want 304", etag, resp.StatusCode)
 			}
 			// A public read never needs the publisher's credentials, and a
 			// missing copy is missing there too.
