@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,15 +35,7 @@ type S3Server struct {
 // missing bin/versitygw fails the test with the make target to run.
 func S3(t testing.TB) *S3Server {
 	t.Helper()
-	bin, err := findStoreBinary(filepath.Join("bin", "versitygw"), "versitygw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := TempDir(t, "jwt-rotor-s3-")
-	port, err := FreePortPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin, dir, addr := prepareStore(t, filepath.Join("bin", "versitygw"), "versitygw", "jwt-rotor-s3-")
 	s := &S3Server{
 		Bucket: "jwt-rotor-test", Region: "us-east-1",
 		AccessKey: "rotor-test-access", SecretKey: "rotor-test-secret-0123456789",
@@ -53,7 +44,7 @@ func S3(t testing.TB) *S3Server {
 	if err := os.Mkdir(s.Root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s.store = store{t: t, name: "versitygw", dir: dir, addr: "127.0.0.1:" + strconv.Itoa(port),
+	s.store = store{t: t, name: "versitygw", dir: dir, addr: addr,
 		logPath: filepath.Join(dir, "versitygw.log")}
 	s.Endpoint = "http://" + s.addr
 	s.args = []string{bin, "--port", s.addr, "--access", s.AccessKey, "--secret", s.SecretKey,
@@ -70,17 +61,6 @@ func S3(t testing.TB) *S3Server {
 		t.Fatalf("put bucket policy: %v", err)
 	}
 	return s
-}
-
-// Stop stops the gateway; its port refuses connections until Restart.
-func (s *S3Server) Stop() { s.stop() }
-
-// Restart starts the stopped gateway again on the same port and data.
-func (s *S3Server) Restart() {
-	s.t.Helper()
-	if err := s.start(); err != nil {
-		s.t.Fatal(err)
-	}
 }
 
 // PublicURL is the path-style URL through which anyone reads key.

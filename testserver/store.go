@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,33 @@ func (s *store) stop() {
 	}
 	StopProcess(s.cmd, s.exited, os.Interrupt, 10*time.Second)
 	s.cmd = nil
+}
+
+// Stop stops the server; its port refuses connections until Restart.
+func (s *store) Stop() { s.stop() }
+
+// Restart starts the stopped server again on the same port and data.
+func (s *store) Restart() {
+	s.t.Helper()
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// prepareStore finds a server's program (failing the test with the make
+// target when it is missing) and picks its directory and loopback address.
+func prepareStore(t testing.TB, path, target, prefix string) (bin, dir, addr string) {
+	t.Helper()
+	bin, err := findStoreBinary(path, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir = TempDir(t, prefix)
+	port, err := FreePortPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin, dir, "127.0.0.1:" + strconv.Itoa(port)
 }
 
 // findStoreBinary is the path of a server program, or an error naming the

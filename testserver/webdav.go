@@ -32,17 +32,8 @@ const apache2Bin = "/usr/sbin/apache2"
 // ends. A missing apache2 fails the test with the make target to run.
 func WebDAV(t testing.TB) *WebDAVServer {
 	t.Helper()
-	bin, err := findStoreBinary(apache2Bin, "apache2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := TempDir(t, "jwt-rotor-dav-")
-	port, err := FreePortPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin, dir, addr := prepareStore(t, apache2Bin, "apache2", "jwt-rotor-dav-")
 	s := &WebDAVServer{Username: "publisher", Password: "dav-test-password", DocRoot: filepath.Join(dir, "htdocs", "dav")}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	s.URL = "http://" + addr + "/dav/"
 	// Started as root, httpd serves as nobody: the directories it writes
 	// (the collection and the lock database) are nobody's, and the
@@ -129,17 +120,6 @@ DocumentRoot %[1]s/htdocs
 	}
 	t.Cleanup(s.stop)
 	return s
-}
-
-// Stop stops httpd; its port refuses connections until Restart.
-func (s *WebDAVServer) Stop() { s.stop() }
-
-// Restart starts the stopped httpd again on the same port and data.
-func (s *WebDAVServer) Restart() {
-	s.t.Helper()
-	if err := s.start(); err != nil {
-		s.t.Fatal(err)
-	}
 }
 
 // DeleteObject removes name (relative to URL) behind the server's back.
