@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
 // The outbound client's guards, against small local servers that
@@ -240,4 +242,32 @@ func TestNewSinkAmbient(t *testing.T) {
 	if _, err := newSink(&publisherEntry{Type: "ftp", Username: "u", Password: "p"}, true); err == nil {
 		t.Error("an unknown type got a sink")
 	}
+}
+
+// TestSinkAmbientS3: with ambient credentials the SDK's chain finds them
+// (here in the environment), and the S3 calls still go through the
+// guarded client: a refused endpoint is refused, a real store is written.
+func TestSinkAmbientS3(t *testing.T) {
+	st := testserver.S3(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", st.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", st.SecretKey)
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	p := &publisherEntry{Type: publisherS3, Bucket: st.Bucket, Region: st.Region, Endpoint: st.Endpoint, PathStyle: true}
+	s, err := newSink(p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.put(sinkCtx(t), "ambient.json", []byte(`{}`), "no-cache", ""); err != nil {
+		t.Fatalf("put with the environment's credentials: %v", err)
+	}
+	p.Endpoint = "https://169.254.169.254"
+	if s, err = newSink(p, true); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.put(sinkCtx(t), "ambient.json", []byte(`{}`), "no-cache", "")
+	wantReason(t, "put to a metadata address with ambient credentials", err, reasonRefusedAddr)
 }
