@@ -23,7 +23,11 @@
 #                   RUNS runs (not part of make test; hours; docs/testing.md)
 #
 # bin/vault is built once from the pinned tools module (several minutes the
-# first time); remove it (make distclean) to rebuild it.
+# first time); remove it (make distclean) to rebuild it. The sink tests
+# (root package and acceptance) run real stores: bin/versitygw, an S3
+# gateway built the same way from tools/versitygw (make versitygw, about
+# four minutes the first time), and Debian's apache2 with mod_dav
+# (make apache2 installs it when missing).
 
 GO          ?= go
 # go.mod pins the toolchain (a patch release with the standard library's
@@ -42,6 +46,7 @@ MODULE      := github.com/jwt-rotor/vault-plugin-jwt-rotor
 # and the mount answers 500 until the old file is back).
 PLUGIN_BIN  := bin/plugins/$(PLUGIN_NAME)_$(VERSION)
 VAULT_BIN   := bin/vault
+VERSITYGW_BIN := bin/versitygw
 # The Terraform provider is a Go module of its own; the plugin's go.mod does
 # not depend on it.
 PROVIDER_DIR := terraform-provider-jwtrotor
@@ -69,7 +74,7 @@ UNIT_CMD  := $(GO) test -count=1 -skip '^TestModel$$' $(UNIT_FLAGS) ./...
 # that the provider's tests use too; its own tests run first.
 ACC_CMD  := cd testserver && $(GO) test -count=1 ./... && cd ../tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
-.PHONY: all vault plugin release reprocheck docs-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
+.PHONY: all vault versitygw apache2 plugin release reprocheck docs-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
 .PHONY: fuzz modverify vulncheck provider testprovider provider-docs mutation model-check
 
 all: plugin
@@ -80,6 +85,22 @@ vault: $(VAULT_BIN)
 $(VAULT_BIN):
 	@mkdir -p bin
 	cd tools/vault && $(GO) build -tags minimal -o ../../$(VAULT_BIN) github.com/hashicorp/vault
+
+versitygw: $(VERSITYGW_BIN)
+
+# Like bin/vault: built only when missing, from the version tools/versitygw pins.
+$(VERSITYGW_BIN):
+	@mkdir -p bin
+	cd tools/versitygw && $(GO) build -o ../../$(VERSITYGW_BIN) github.com/versity/versitygw/cmd/versitygw
+
+# Apache httpd with mod_dav, the WebDAV store of the sink tests, from
+# Debian's packages when missing (testserver/webdav.go writes its own
+# configuration and runs it in the foreground; no service is started).
+apache2:
+	@[ -x /usr/sbin/apache2 ] || { \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends apache2; }
 
 # Always rebuilt (go build is incremental), so the binary never lags the source.
 plugin:
@@ -97,6 +118,9 @@ release:
 # and the Node verifier's packages from tests/node/package-lock.json.
 .PHONY: plugin-crashhook node-deps
 test testacc: plugin-crashhook node-deps docs-deps
+# The sink tests, in the root package and the acceptance suite, start a
+# real S3 gateway and a real WebDAV server.
+dev test testunit testacc: versitygw apache2
 
 # Always rebuilt, like the plugin.
 provider:
@@ -244,6 +268,7 @@ modverify:
 	cd tests && $(GO) mod verify
 	cd $(PROVIDER_DIR) && $(GO) mod verify
 	cd tools/vault && $(GO) mod verify
+	cd tools/versitygw && $(GO) mod verify
 	cd tools/vuln && $(GO) mod verify
 	cd tools/lint && $(GO) mod verify
 	cd tools/docs && $(GO) mod verify

@@ -12,6 +12,12 @@
 // stopped by t.Cleanup; on Linux the kernel also stops it if the test
 // binary dies first (SetChildAttrs).
 //
+// It also starts the stores the publishers' sinks write to: an S3 gateway
+// (S3: versitygw, from bin/versitygw, make versitygw) and a WebDAV server
+// (WebDAV: Debian's apache2 with mod_dav, make apache2), each on a
+// loopback port with its data in a directory of its own, stoppable and
+// restartable on the same port.
+//
 // The package uses only the standard library: the modules that use it
 // keep their own Vault clients.
 package testserver

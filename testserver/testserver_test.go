@@ -74,3 +74,20 @@ func TestLogTailKeepsLastLines(t *testing.T) {
 		t.Errorf("LogTail of a missing file = %q", got)
 	}
 }
+
+// TestFindStoreBinaryNamesTarget: a missing store program is an error
+// that names the make target providing it, so a sink test fails with what
+// to run instead of skipping.
+func TestFindStoreBinaryNamesTarget(t *testing.T) {
+	_, err := findStoreBinary(filepath.Join(t.TempDir(), "versitygw"), "versitygw")
+	if err == nil || !strings.Contains(err.Error(), "make versitygw") {
+		t.Fatalf("missing binary: %v, want an error naming make versitygw", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := findStoreBinary(self, "versitygw"); err != nil || got != self {
+		t.Fatalf("an executable present: %q, %v", got, err)
+	}
+}
