@@ -271,3 +271,26 @@ func TestSinkAmbientS3(t *testing.T) {
 	_, err = s.put(sinkCtx(t), "ambient.json", []byte(`{}`), "no-cache", "")
 	wantReason(t, "put to a metadata address with ambient credentials", err, reasonRefusedAddr)
 }
+
+// TestSinkS3ConditionalConflict: AWS answers a conditional write that raced
+// another with 409 ConditionalRequestConflict; the upload code must treat
+// it as a failed condition (the object is not the one expected), not as a
+// rejection of the request.
+func TestSinkS3ConditionalConflict(t *testing.T) {
+	for _, code := range []string{"ConditionalRequestConflict", "OperationAborted"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusConflict)
+			w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>` + code + `</Code><Message>m</Message></Error>`))
+		}))
+		s := mustSink(t, &publisherEntry{Type: publisherS3, Bucket: "bucket", Region: "us-east-1", Endpoint: srv.URL,
+			PathStyle: true, AccessKeyID: "AKIDTEST", SecretAccessKey: testSecret})
+		_, err := s.put(sinkCtx(t), "k/jwks.json", []byte(`{}`), "no-cache", `"e1"`)
+		want := reasonPrecondition
+		if code != "ConditionalRequestConflict" {
+			want = reasonRejected
+		}
+		wantReason(t, code, err, want)
+		srv.Close()
+	}
+}

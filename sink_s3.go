@@ -91,7 +91,14 @@ func (s *s3Sink) put(ctx context.Context, name string, body []byte, cacheControl
 		// S3 answers If-Match on a missing object with 404 NoSuchKey: the
 		// object is not the one expected. A missing bucket stays missing.
 		var api smithy.APIError
-		if ifMatch != "" && se.Status == http.StatusNotFound && !(errors.As(err, &api) && api.ErrorCode() == "NoSuchBucket") {
+		hasAPI := errors.As(err, &api)
+		if ifMatch != "" && se.Status == http.StatusNotFound && !(hasAPI && api.ErrorCode() == "NoSuchBucket") {
+			se.Reason = reasonPrecondition
+		}
+		// AWS answers 409 ConditionalRequestConflict when another
+		// conditional write to the object raced this one: the object is
+		// not the one expected either.
+		if se.Status == http.StatusConflict && hasAPI && api.ErrorCode() == "ConditionalRequestConflict" {
 			se.Reason = reasonPrecondition
 		}
 		return "", se
