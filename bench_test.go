@@ -133,28 +133,35 @@ func BenchmarkJWKS(b *testing.B) {
 	}
 }
 
+// benchRings is a backend on storage holding n copies of one EdDSA ring
+// (with the ring settings given), written straight to storage: the
+// mount's 50 KiB JWKS bound would refuse this many through the API.
+func benchRings(b *testing.B, n int, settings map[string]any) *testEnv {
+	b.Helper()
+	s := &logical.InmemStorage{}
+	clock := &fakeClock{now: testStart}
+	proto := newEnvOn(b, s, clock)
+	proto.setupRing("proto", "EdDSA", settings)
+	r := proto.ring("proto")
+	for i := 0; i < n; i++ {
+		c := r.clone()
+		c.Name = fmt.Sprintf("ring-%05d", i)
+		for j := range c.Keys {
+			c.Keys[j].HasPrivate = false // no private halves to sweep
+		}
+		if err := putJSON(context.Background(), s, ringPrefix+c.Name, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return newEnvOn(b, s, clock)
+}
+
 // BenchmarkMaintenance measures one maintenance pass with nothing to do over
-// many rings. Rings are written straight to storage: the mount's 50 KiB JWKS
-// bound would refuse this many through the API.
+// many rings (benchRings).
 func BenchmarkMaintenance(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("rings=%d", n), func(b *testing.B) {
-			s := &logical.InmemStorage{}
-			clock := &fakeClock{now: testStart}
-			proto := newEnvOn(b, s, clock)
-			proto.setupRing("proto", "EdDSA", nil)
-			r := proto.ring("proto")
-			for i := 0; i < n; i++ {
-				c := r.clone()
-				c.Name = fmt.Sprintf("ring-%05d", i)
-				for j := range c.Keys {
-					c.Keys[j].HasPrivate = false // no private halves to sweep
-				}
-				if err := putJSON(context.Background(), s, ringPrefix+c.Name, c); err != nil {
-					b.Fatal(err)
-				}
-			}
-			e := newEnvOn(b, s, clock)
+			e := benchRings(b, n, nil)
 			if err := e.maintain(); err != nil { // first pass: load and sweep
 				b.Fatal(err)
 			}
@@ -220,22 +227,7 @@ func BenchmarkWithPublishers(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("maintenance-1000-rings/publishers=%d", n), func(b *testing.B) {
-			s := &logical.InmemStorage{}
-			clock := &fakeClock{now: testStart}
-			proto := newEnvOn(b, s, clock)
-			proto.setupRing("proto", "EdDSA", map[string]any{"max_activation_delay": "30m"})
-			r := proto.ring("proto")
-			for i := 0; i < 1000; i++ {
-				c := r.clone()
-				c.Name = fmt.Sprintf("ring-%05d", i)
-				for j := range c.Keys {
-					c.Keys[j].HasPrivate = false
-				}
-				if err := putJSON(context.Background(), s, ringPrefix+c.Name, c); err != nil {
-					b.Fatal(err)
-				}
-			}
-			e := newEnvOn(b, s, clock)
+			e := benchRings(b, 1000, map[string]any{"max_activation_delay": "30m"})
 			withBenchPublishers(b, e, n)
 			if err := e.maintain(); err != nil {
 				b.Fatal(err)
