@@ -81,7 +81,11 @@ type backend struct {
 	// pub is the upload machinery (publish.go). newSink makes a
 	// publisher's sink and readPublic reads a copy through its public URL;
 	// the model test stands in-memory stores in for both.
-	pub        *publishing
+	pub *publishing
+	// uploadLoop is set by Factory: the upload goroutine runs in Vault,
+	// never in tests that build a backend themselves and run passes by
+	// hand (publishPass).
+	uploadLoop bool
 	newSink    func(p *publisherEntry, allowAmbient bool) (sink, error)
 	readPublic func(ctx context.Context, url string) ([]byte, string, error)
 
@@ -96,6 +100,7 @@ type keySource func(alg string, rsaBits int) (*generatedKey, error)
 // Factory is the plugin's entry point.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend(systemClock{start: time.Now()})
+	b.uploadLoop = true
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -156,7 +161,7 @@ func newBackend(src clockSource) *backend {
 		InitializeFunc: func(_ context.Context, req *logical.InitializationRequest) error {
 			// Uploads run where storage may be written: the active node
 			// of the primary cluster.
-			if b.WriteSafeReplicationState() {
+			if b.uploadLoop && b.WriteSafeReplicationState() {
 				b.startPublishing(req.Storage)
 			}
 			return nil

@@ -21,6 +21,11 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		// Performance standbys and secondaries read what the primary writes.
 		return nil
 	}
+	// Uploads start at initialisation; should a Vault not initialise the
+	// backend (or do so before it may write), the first pass starts them.
+	if b.uploadLoop {
+		b.startPublishing(req.Storage)
+	}
 	return b.maintain(ctx, req.Storage)
 }
 
