@@ -302,6 +302,43 @@ func TestPublishRetriesUntilTheStoreAnswers(t *testing.T) {
 	}
 }
 
+// An attempt cut off by its deadline (a store that hangs) is still
+// recorded: the report shows the timeout and the failure, and the retry
+// waits its backoff. Storing the outcome under the attempt's own expired
+// context lost it, so a hanging store never showed and was tried at every
+// pass.
+func TestPublishRecordsAnAttemptCutOffByItsDeadline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass()
+	stores["https://dav.example.com/"].set("", true)
+	pending := e.ring("k").Keys[1].KID
+	e.mustWrite("keys/k/revoke", map[string]any{"kid": pending})
+	snap, err := e.b.load(context.Background(), e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := e.b.now()
+	p := snap.publishers["site"]
+	pc, err := e.b.plan(snap, p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states, _ := e.b.publisherStates(context.Background(), e.storage)
+	e.b.upload(context.Background(), 50*time.Millisecond, e.storage, snap, "site", p, pc, states["site"], now)
+	rep := e.publisherReport("site")
+	if rep["last_error_reason"] != reasonTimeout || rep["failures"] != int64(1) || rep["state"] != "behind" {
+		t.Fatalf("after an attempt cut off by its deadline the report says %v; want reason timeout, 1 failure, behind", rep)
+	}
+	states, _ = e.b.publisherStates(context.Background(), e.storage)
+	if pc.due(states["site"], p, now) {
+		t.Fatalf("a timed-out upload is due again at once, before its retry wait")
+	}
+}
+
 // An object deleted out of band is written again when the copy is next
 // re-asserted, and counted.
 func TestPublishRestoresADeletedCopy(t *testing.T) {
@@ -354,7 +391,7 @@ func TestPublishStaleNodeCannotWriteBack(t *testing.T) {
 		t.Fatalf("the stale view should still hold %s: %v", pending, pc.kids)
 	}
 	states, _ := old.b.publisherStates(context.Background(), old.storage)
-	old.b.upload(context.Background(), old.storage, staleSnap, "site", p, pc, states["site"], now)
+	old.b.upload(context.Background(), publishAttemptTimeout, old.storage, staleSnap, "site", p, pc, states["site"], now)
 	got, _ := st.object(".well-known/jwks.json")
 	if string(got.body) != string(want.body) {
 		t.Fatalf("the stale node wrote back its copy:\n%s\nover\n%s", got.body, want.body)
