@@ -309,12 +309,7 @@ func TestPublishingFaultMisbehavingStores(t *testing.T) {
 // measured and printed, not asserted: it is up to one re-assert interval.
 func TestPublishingFaultRestoresDeletedObject(t *testing.T) {
 	t.Parallel()
-	s3 := testserver.S3(t)
-	dav := testserver.WebDAV(t)
-	m := newMount(t, "pubfault-restore", map[string]any{"jwks_max_age": 5})
-	createRing(t, m, "main", map[string]any{"algorithm": "ES256", "rotation_period": 3600, "verification_ttl": 7200})
-	faultS3Publisher(t, env.root, m, "s3", s3, "restore/", nil)
-	faultDAVPublisher(t, env.root, m, "dav", dav, "restore/", nil)
+	m, s3, dav := faultTwoStores(t, "restore")
 	for _, name := range []string{"s3", "dav"} {
 		faultWaitState(t, env.root, m, name, "current", 30*time.Second)
 	}
@@ -387,12 +382,7 @@ func TestPublishingFaultRestoresDeletedObject(t *testing.T) {
 // (BENCHMARKS.md keeps them).
 func TestPublishingFaultRevokeLatency(t *testing.T) {
 	t.Parallel()
-	s3 := testserver.S3(t)
-	dav := testserver.WebDAV(t)
-	m := newMount(t, "pubfault-latency", map[string]any{"jwks_max_age": 5})
-	createRing(t, m, "main", map[string]any{"algorithm": "ES256", "rotation_period": 3600, "verification_ttl": 7200})
-	faultS3Publisher(t, env.root, m, "s3", s3, "latency/", nil)
-	faultDAVPublisher(t, env.root, m, "dav", dav, "latency/", nil)
+	m, s3, dav := faultTwoStores(t, "latency")
 	const object = "latency/.well-known/jwks.json"
 	public := map[string]string{"s3": s3.PublicURL(object), "dav": dav.URL + object}
 	const revokes = 20
@@ -446,6 +436,20 @@ func TestPublishingFaultRevokeLatency(t *testing.T) {
 	}
 	t.Logf("revoke to both copies acknowledged without the kid, %d revokes: p50 %s, p99 %s, min %s, max %s",
 		len(lat), pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), sorted[0].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond))
+}
+
+// faultTwoStores starts an S3 and a WebDAV store, a mount pubfault-<name>
+// with a ring "main" whose keys rotate hourly, and publishers "s3" and
+// "dav" of the mount's JWKS under the prefix <name>/.
+func faultTwoStores(t *testing.T, name string) (*mount, *testserver.S3Server, *testserver.WebDAVServer) {
+	t.Helper()
+	s3 := testserver.S3(t)
+	dav := testserver.WebDAV(t)
+	m := newMount(t, "pubfault-"+name, map[string]any{"jwks_max_age": 5})
+	createRing(t, m, "main", map[string]any{"algorithm": "ES256", "rotation_period": 3600, "verification_ttl": 7200})
+	faultS3Publisher(t, env.root, m, "s3", s3, name+"/", nil)
+	faultDAVPublisher(t, env.root, m, "dav", dav, name+"/", nil)
+	return m, s3, dav
 }
 
 // faultWritePublisher writes publishers/<name> through c.
