@@ -314,9 +314,7 @@ func (b *backend) publishPass(ctx context.Context, s logical.Storage, wait bool)
 			defer func() { <-b.pub.slots; b.release(name); b.pub.uploads.Done(); started.Done() }()
 			var perr error
 			defer b.recoverPanic("publish", &perr)
-			actx, cancel := context.WithTimeout(ctx, publishAttemptTimeout)
-			defer cancel()
-			b.upload(actx, s, snap, name, p, pc, states[name], now)
+			b.upload(ctx, publishAttemptTimeout, s, snap, name, p, pc, states[name], now)
 		}()
 	}
 	if wait {
@@ -376,17 +374,22 @@ func (b *backend) publishersNow() map[string]*publisherEntry {
 }
 
 // upload writes p's planned copy, reads it back, and stores the outcome.
-func (b *backend) upload(ctx context.Context, s logical.Storage, snap *snapshot, name string, p *publisherEntry, pc *plannedCopy, prev *publisherState, now int64) {
+// The attempt (writes and read-back) is cut off after timeout; the outcome
+// is stored under ctx alone, so that an attempt cut off by its deadline is
+// still recorded as a timeout, counted and retried on the backoff schedule.
+func (b *backend) upload(ctx context.Context, timeout time.Duration, s logical.Storage, snap *snapshot, name string, p *publisherEntry, pc *plannedCopy, prev *publisherState, now int64) {
 	st := &publisherState{Version: schemaVersion, Destination: p.destination(), Objects: map[string]objectState{}, KIDs: []string{}}
 	if prev != nil && prev.Destination == st.Destination {
 		st = prev.clone()
 	}
 	st.LastAttemptAt = now
-	err := b.writeCopy(ctx, s, name, p, snap.config.PublishersAllowAmbientCredentials, pc, st)
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := b.writeCopy(actx, s, name, p, snap.config.PublishersAllowAmbientCredentials, pc, st)
 	var via string
 	var got []byte
 	if err == nil {
-		got, via, err = b.readBack(ctx, p, snap.config.PublishersAllowAmbientCredentials)
+		got, via, err = b.readBack(actx, p, snap.config.PublishersAllowAmbientCredentials)
 	}
 	if err == nil {
 		if kids, perr := jwksKIDs(got); perr != nil {

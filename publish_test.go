@@ -165,6 +165,20 @@ func (e *testEnv) publishPass() {
 	e.b.publishPass(context.Background(), e.storage, true)
 }
 
+// uploadFrom runs one upload of publisher name as snap plans it at now,
+// cut off after timeout, and returns the copy it planned.
+func (e *testEnv) uploadFrom(snap *snapshot, name string, now int64, timeout time.Duration) *plannedCopy {
+	e.t.Helper()
+	p := snap.publishers[name]
+	pc, err := e.b.plan(snap, p, now)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	states, _ := e.b.publisherStates(context.Background(), e.storage)
+	e.b.upload(context.Background(), timeout, e.storage, snap, name, p, pc, states[name], now)
+	return pc
+}
+
 func (e *testEnv) publisherReport(name string) map[string]any {
 	e.t.Helper()
 	pubs := e.read("verifiers").Data["publishers"].(map[string]any)
@@ -302,6 +316,37 @@ func TestPublishRetriesUntilTheStoreAnswers(t *testing.T) {
 	}
 }
 
+// An attempt cut off by its deadline (a store that hangs) is still
+// recorded: the report shows the timeout and the failure, and the retry
+// waits its backoff. Storing the outcome under the attempt's own expired
+// context lost it, so a hanging store never showed and was tried at every
+// pass.
+func TestPublishRecordsAnAttemptCutOffByItsDeadline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass()
+	stores["https://dav.example.com/"].set("", true)
+	pending := e.ring("k").Keys[1].KID
+	e.mustWrite("keys/k/revoke", map[string]any{"kid": pending})
+	snap, err := e.b.load(context.Background(), e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := e.b.now()
+	pc := e.uploadFrom(snap, "site", now, 50*time.Millisecond)
+	rep := e.publisherReport("site")
+	if rep["last_error_reason"] != reasonTimeout || rep["failures"] != int64(1) || rep["state"] != "behind" {
+		t.Fatalf("after an attempt cut off by its deadline the report says %v; want reason timeout, 1 failure, behind", rep)
+	}
+	states, _ := e.b.publisherStates(context.Background(), e.storage)
+	if pc.due(states["site"], snap.publishers["site"], now) {
+		t.Fatalf("a timed-out upload is due again at once, before its retry wait")
+	}
+}
+
 // An object deleted out of band is written again when the copy is next
 // re-asserted, and counted.
 func TestPublishRestoresADeletedCopy(t *testing.T) {
@@ -344,17 +389,10 @@ func TestPublishStaleNodeCannotWriteBack(t *testing.T) {
 	cur.publishPass()
 	st := stores["https://dav.example.com/"]
 	want, _ := st.object(".well-known/jwks.json")
-	p := staleSnap.publishers["site"]
-	now := old.b.now()
-	pc, err := old.b.plan(staleSnap, p, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc := old.uploadFrom(staleSnap, "site", old.b.now(), publishAttemptTimeout)
 	if !slices.Contains(pc.kids, pending) {
 		t.Fatalf("the stale view should still hold %s: %v", pending, pc.kids)
 	}
-	states, _ := old.b.publisherStates(context.Background(), old.storage)
-	old.b.upload(context.Background(), old.storage, staleSnap, "site", p, pc, states["site"], now)
 	got, _ := st.object(".well-known/jwks.json")
 	if string(got.body) != string(want.body) {
 		t.Fatalf("the stale node wrote back its copy:\n%s\nover\n%s", got.body, want.body)

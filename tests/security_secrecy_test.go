@@ -341,6 +341,162 @@ func TestSecuritySecrecy(t *testing.T) {
 	}
 }
 
+// TestSecuritySecrecyPublisherCredentials guards the write-only publisher
+// credentials: distinctive S3 access keys, secrets and a session token and
+// WebDAV user names and passwords are written through the API (some wrong,
+// so that uploads fail with 403 and 401 and their failures are logged and
+// reported; one replaced by an update; some in writes that are refused),
+// and then no HTTP response (reads, lists, the verifier report with its
+// last_error, both metrics formats, help, refusals), no line of the Vault
+// log at trace level and no entry of the HMAC audit log holds any of them,
+// in the clear or as an HTTP Basic header. The positive control: the raw
+// audit log (log_raw) holds every one, so the scan finds what it looks for.
+func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
+	sec := startDedicated(t, testserver.DevOptions{LogLevel: "trace"})
+	auditHMAC := filepath.Join(sec.server.Dir, "audit.log")
+	auditRaw := filepath.Join(sec.server.Dir, "audit-raw.log")
+	sec.root.mustDo(t, http.MethodPut, "sys/audit/file", map[string]any{"type": "file", "options": map[string]any{"file_path": auditHMAC}})
+	sec.root.mustDo(t, http.MethodPut, "sys/audit/raw", map[string]any{"type": "file", "options": map[string]any{"file_path": auditRaw, "log_raw": "true"}})
+	s3 := testserver.S3(t)
+	dav := testserver.WebDAV(t)
+	m := sec.mount(t, "jwt-pubsecrecy", map[string]any{"jwks_max_age": 5})
+	sec.ring(t, m, "main", map[string]any{"algorithm": "ES256", "rotation_period": 3600, "verification_ttl": 7200})
+	root := sec.root
+	p := m.p
+
+	secrets := map[string]string{
+		"wrong access key id":             "AKIAPUBSECRECY7Q2XW4",
+		"wrong secret access key":         "wrong-secret-Zt8vQ1mN4pL6rS0uW3yB",
+		"session token":                   "FQoGZXIvYXdzEPubSecrecySessionTok9f8e7d6c5b4a",
+		"replacing secret access key":     "replaced-secret-Hk2Jm5Np8Qr1St4Vw7Yz",
+		"wrong secret of the store's key": "bad-secret-of-store-key-Jq4Wx7Zc0Vb3",
+		"wrong webdav username":           "secrecy-user-4f7cQ",
+		"wrong webdav password":           "secrecy-pass-Bx9Dq3Fs6Hv0",
+		"refused access key id":           "AKIAREFUSEDSECRECY88",
+		"refused session token":           "refused-session-token-K3m6P9s2",
+		"refused webdav password":         "refused-dav-password-M4n7R0t3",
+		"refused credential of the type":  "refused-cross-type-secret-Q8w2E5",
+		"the store's access key id":       s3.AccessKey,
+		"the store's secret access key":   s3.SecretKey,
+		"the store's webdav password":     dav.Password,
+	}
+	// The store's user name ("publisher") is a word every publisher log
+	// line holds; its Basic header is scanned for instead.
+	patterns := map[string]string{}
+	for what, v := range secrets {
+		patterns[what] = v
+	}
+	patterns["Basic header of the wrong webdav credentials"] = base64.StdEncoding.EncodeToString([]byte(secrets["wrong webdav username"] + ":" + secrets["wrong webdav password"]))
+	patterns["Basic header of the store's webdav credentials"] = base64.StdEncoding.EncodeToString([]byte(dav.Username + ":" + dav.Password))
+
+	s3Fields := func(extra map[string]any) map[string]any {
+		f := map[string]any{"type": "s3", "bucket": s3.Bucket, "region": s3.Region, "endpoint": s3.Endpoint, "path_style": true}
+		for k, v := range extra {
+			f[k] = v
+		}
+		return f
+	}
+	root.mustWrite(t, p("publishers/s3-wrong"), s3Fields(map[string]any{"access_key_id": secrets["wrong access key id"],
+		"secret_access_key": secrets["wrong secret access key"], "session_token": secrets["session token"], "prefix": "wrong/"}))
+	root.mustWrite(t, p("publishers/s3-badsecret"), s3Fields(map[string]any{"access_key_id": s3.AccessKey,
+		"secret_access_key": secrets["wrong secret of the store's key"], "prefix": "badsecret/"}))
+	root.mustWrite(t, p("publishers/dav-wrong"), map[string]any{"type": "webdav", "url": dav.URL, "prefix": "wrong/",
+		"username": secrets["wrong webdav username"], "password": secrets["wrong webdav password"]})
+	root.mustWrite(t, p("publishers/s3-ok"), s3Fields(map[string]any{"access_key_id": s3.AccessKey, "secret_access_key": s3.SecretKey,
+		"prefix": "ok/", "public_url": s3.PublicURL("ok/")}))
+	root.mustWrite(t, p("publishers/dav-ok"), map[string]any{"type": "webdav", "url": dav.URL, "prefix": "ok/",
+		"username": dav.Username, "password": dav.Password, "public_url": dav.URL + "ok/"})
+	// An update replaces the secret; it stays wrong.
+	root.mustWrite(t, p("publishers/s3-wrong"), map[string]any{"secret_access_key": secrets["replacing secret access key"]})
+	refusals := []map[string]any{
+		s3Fields(map[string]any{"access_key_id": secrets["refused access key id"]}),
+		s3Fields(map[string]any{"session_token": secrets["refused session token"]}),
+		{"type": "webdav", "url": dav.URL, "password": secrets["refused webdav password"]},
+		{"type": "webdav", "url": dav.URL, "username": "u", "password": "p", "secret_access_key": secrets["refused credential of the type"]},
+	}
+	for i, body := range refusals {
+		if resp := root.write(t, p(fmt.Sprintf("publishers/refused-%d", i)), body); resp.Status != http.StatusBadRequest {
+			t.Fatalf("refusal %d: status %d, want 400: %s", i, resp.Status, resp.Body)
+		}
+	}
+
+	// The store refuses an access key it does not know (with a session
+	// token it did not issue) with a 400, a wrong secret with a 403, and
+	// Apache a wrong password with a 401.
+	for name, reason := range map[string]string{"s3-wrong": "rejected", "s3-badsecret": "denied", "dav-wrong": "denied"} {
+		monWait(t, name+" failing, "+reason+", twice", 60*time.Second, func() (bool, string) {
+			rep := faultPub(t, root, m, name)
+			return rep["state"] == "failing" && rep["last_error_reason"] == reason && asInt(t, "failures", rep["failures"]) >= 2, fmt.Sprint(rep)
+		})
+	}
+	for _, name := range []string{"s3-ok", "dav-ok"} {
+		faultWaitState(t, root, m, name, "current", 60*time.Second)
+	}
+	for _, name := range []string{"s3-wrong", "s3-badsecret", "dav-wrong", "s3-ok", "dav-ok"} {
+		root.mustRead(t, p("publishers/"+name))
+	}
+	root.mustDo(t, "LIST", p("publishers"), nil)
+	if resp := root.read(t, p("publishers/s3-wrong?help=1")); resp.Status != http.StatusOK {
+		t.Fatalf("publishers help: status %d", resp.Status)
+	}
+	root.mustRead(t, p("verifiers"))
+	root.mustRead(t, p("metrics"))
+	if resp, body := rawFetch(t, sec, http.MethodGet, p("metrics?format=prometheus"), rootToken, nil); resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("jwt_rotor_publisher_failures_total")) {
+		t.Fatalf("metrics?format=prometheus: status %d: %.200s", resp.StatusCode, body)
+	}
+	rawFetch(t, sec, http.MethodGet, p("jwks"), "", nil)
+	root.mustDo(t, http.MethodDelete, p("publishers/s3-wrong"), nil)
+	sec.server.Stop()
+
+	logData, err := os.ReadFile(sec.server.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hmacData, _ := auditWithoutRaw(t, auditHMAC)
+	rawData, _ := auditWithoutRaw(t, auditRaw)
+	findings := 0
+	scan := func(source string, data []byte) {
+		for what, v := range patterns {
+			if bytes.Contains(data, []byte(v)) {
+				findings++
+				t.Errorf("%s holds %s", source, what)
+			}
+		}
+	}
+	recs := sec.rec.all()
+	for _, r := range recs {
+		scan(fmt.Sprintf("the response to %s %s", r.method, r.path), r.data)
+	}
+	scan("the Vault log", logData)
+	scan("the HMAC audit log", hmacData)
+	// Positive control: the raw audit log holds each credential written
+	// (the Basic headers are built by the plugin, never sent to Vault).
+	for what, v := range secrets {
+		if !bytes.Contains(rawData, []byte(v)) {
+			t.Errorf("positive control: the raw audit log lacks %s, so the scan could not have found it", what)
+		}
+	}
+	// The scan covered what it claims to: trace lines, the failures logged
+	// with their reason, and the reports that carried them.
+	for _, want := range [][]string{{"publishing failed; retrying", "publisher=s3-wrong", "reason=rejected"}, {"publishing failed; retrying", "publisher=s3-badsecret", "reason=denied"}, {"publishing failed; retrying", "publisher=dav-wrong", "reason=denied"}} {
+		if !logHas(t, sec.server.LogPath, want...) {
+			t.Errorf("the Vault log has no line with %q", want)
+		}
+	}
+	if !bytes.Contains(logData, []byte("[TRACE]")) {
+		t.Errorf("the Vault log has no trace lines")
+	}
+	reported := false
+	for _, r := range recs {
+		reported = reported || (strings.HasSuffix(r.path, "/verifiers") && bytes.Contains(r.data, []byte("rejected (HTTP 400)")) && bytes.Contains(r.data, []byte("denied (HTTP 403)")) && bytes.Contains(r.data, []byte("denied (HTTP 401)")))
+	}
+	if !reported {
+		t.Errorf("no verifier report carried the errors of the three failing publishers")
+	}
+	t.Logf("scanned %d responses, the Vault log (%d bytes) and the HMAC audit log (%d bytes) for %d credential patterns: %d findings; the raw audit log (%d bytes) holds all %d credentials",
+		len(recs), len(logData), len(hmacData), len(patterns), findings, len(rawData), len(secrets))
+}
+
 func without(list []string, s string) []string {
 	var out []string
 	for _, e := range list {
