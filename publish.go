@@ -441,7 +441,9 @@ func (b *backend) writeCopy(ctx context.Context, s logical.Storage, name string,
 			if rerr != nil {
 				return rerr
 			}
-			if stored != nil && stored.Objects[o.name].ETag != prev.ETag {
+			// A stored state of another destination is this mount's own
+			// earlier copy (the publisher was changed), not a newer one.
+			if stored != nil && stored.Destination == st.Destination && stored.Objects[o.name].ETag != prev.ETag {
 				b.forgetPublisherState(name)
 				return &sinkError{Op: "put", Object: o.name, Reason: reasonPrecondition}
 			}

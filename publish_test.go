@@ -450,3 +450,26 @@ func TestPublishGateHoldsActivationUntilTheCopyHoldsTheKey(t *testing.T) {
 		t.Fatalf("released key: %+v (now %d)", got, e.b.now())
 	}
 }
+
+// A publisher changed to write another scope to the same object takes the
+// object over at the next pass: the stored state of its earlier
+// destination is this mount's own, not a newer node's, so the first
+// upload after the change neither fails on the precondition nor waits for
+// a retry.
+func TestPublishChangedPublisherTakesOverItsOwnObject(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass()
+	e.mustWrite("publishers/site", map[string]any{"ring": "k"})
+	e.publishPass()
+	if rep := e.publisherReport("site"); rep["state"] != "current" || rep["failures"] != int64(0) {
+		t.Fatalf("after the change the report says %v", rep)
+	}
+	o, _ := stores["https://dav.example.com/"].object(".well-known/jwks.json")
+	if _, served, _ := e.jwks("jwks/k"); string(o.body) != string(served) {
+		t.Fatalf("the copy is\n%s\nand jwks/k serves\n%s", o.body, served)
+	}
+}
