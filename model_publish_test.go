@@ -348,6 +348,9 @@ func (m *model) pubCrash(t *rapid.T) {
 	modelPubStats.add("action.crash")
 	m.accepted()
 	m.restartActive()
+	// The new process may resume at another schedule time than the pass
+	// ran at: what the pass wrote is judged at the next pass.
+	m.pub.passed = "crash"
 }
 
 func (m *model) maxDelay(t *rapid.T) {
