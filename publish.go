@@ -142,6 +142,9 @@ type plannedCopy struct {
 	// computed so that a copy fetched just before then is stale before
 	// the next removal.
 	reassertAt int64
+	// maxAgeLimit (jwks_max_age) and nextRemoval bound the max-age of the
+	// copy already written: one that outruns either is written again.
+	maxAgeLimit, nextRemoval int64
 }
 
 // destination names where p writes, for publisherState.Destination.
@@ -173,7 +176,8 @@ func (b *backend) plan(snap *snapshot, p *publisherEntry, now int64) (*plannedCo
 		// than keys nobody serves.
 		doc = &renderedJWKS{body: []byte(`{"keys":[]}`), nextRemoval: forever}
 	}
-	pc := &plannedCopy{jwks: doc.body, kids: slices.Clone(doc.kids), maxAge: snap.config.JWKSMaxAge}
+	pc := &plannedCopy{jwks: doc.body, kids: slices.Clone(doc.kids), maxAge: snap.config.JWKSMaxAge,
+		maxAgeLimit: snap.config.JWKSMaxAge, nextRemoval: doc.nextRemoval}
 	interval := reassertSeconds
 	if doc.nextRemoval != forever {
 		interval = min(interval, max(1, (doc.nextRemoval-now)/2))
@@ -227,7 +231,12 @@ func (pc *plannedCopy) due(st *publisherState, p *publisherEntry, now int64) boo
 		wait := min(publishRetryMaxSeconds, int64(1)<<min(st.Failures-1, 10))
 		return now >= st.LastAttemptAt+wait || now < st.LastAttemptAt
 	}
-	return st.Hash != pc.hash || now >= st.NextReassert
+	// The hash covers the bodies alone: a lower jwks_max_age, or a removal
+	// brought forward (a forced rotation, a shorter verification_ttl),
+	// leaves them as they were, and the max-age written with them would
+	// let caches keep a kid past its removal.
+	outrun := st.MaxAge > pc.maxAgeLimit || (pc.nextRemoval != forever && now+st.MaxAge > pc.nextRemoval)
+	return st.Hash != pc.hash || now >= st.NextReassert || outrun
 }
 
 // startPublishing starts the upload goroutine; stopPublishing stops it and

@@ -473,3 +473,26 @@ func TestPublishChangedPublisherTakesOverItsOwnObject(t *testing.T) {
 		t.Fatalf("the copy is\n%s\nand jwks/k serves\n%s", o.body, served)
 	}
 }
+
+// The copy's max-age follows jwks_max_age and the next removal even when
+// the key set, and so the copy's body, stays the same: a lower
+// jwks_max_age is written at the next pass, not at the re-assertion.
+func TestPublishMaxAgeFollowsALowerLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass()
+	e.mustWrite("config", map[string]any{"jwks_max_age": 5})
+	e.clock.Advance(time.Second)
+	e.publishPass()
+	o, _ := stores["https://dav.example.com/"].object(".well-known/jwks.json")
+	n := -1
+	if m := maxAgeRE.FindStringSubmatch(o.cacheControl); m != nil {
+		n, _ = strconv.Atoi(m[1])
+	}
+	if n < 0 || n > 5 {
+		t.Fatalf("after jwks_max_age=5 and a pass the copy has Cache-Control %q", o.cacheControl)
+	}
+}
