@@ -332,18 +332,30 @@ func (m *model) passNear(t *rapid.T) {
 	m.pass()
 }
 
-// pubCrash fails the next write of a publisher's state, as a crash between
-// an upload and that write would, runs a pass, and restarts the node.
+// pubCrash fails the first write of a publisher's state that follows a
+// write to a store, as a crash between an upload and that write would, runs
+// a pass, and restarts the node.
 func (m *model) pubCrash(t *rapid.T) {
+	mp := m.publish()
+	puts := func() int {
+		n := 0
+		for _, st := range mp.stores {
+			st.mu.Lock()
+			n += st.puts
+			st.mu.Unlock()
+		}
+		return n
+	}
+	before := puts()
 	m.s.mu.Lock()
-	m.s.failPrefix = publisherStatePrefix
+	m.s.failNext = func(key string) bool { return strings.HasPrefix(key, publisherStatePrefix) && puts() > before }
 	m.s.mu.Unlock()
 	m.pass()
 	m.s.mu.Lock()
-	if m.s.failPrefix == "" {
+	if m.s.failNext == nil {
 		modelPubStats.add("action.crash.state-lost")
 	}
-	m.s.failPrefix = ""
+	m.s.failNext = nil
 	m.s.mu.Unlock()
 	modelPubStats.add("action.crash")
 	m.accepted()

@@ -202,17 +202,17 @@ type modelStorage struct {
 	writes  int
 	failAt  int
 	written []string
-	// failPrefix, when set, fails the next write of a key under it (then
-	// clears itself): a crash just before that write.
-	failPrefix string
+	// failNext, when set, says whether to fail a write of key; the first
+	// write it fails clears it: a crash just before that write.
+	failNext func(key string) bool
 }
 
 func (s *modelStorage) write(key string, do func() error) error {
 	s.mu.Lock()
 	s.writes++
 	fail := s.failAt > 0 && s.writes >= s.failAt
-	if s.failPrefix != "" && strings.HasPrefix(key, s.failPrefix) {
-		fail, s.failPrefix = true, ""
+	if s.failNext != nil && s.failNext(key) {
+		fail, s.failNext = true, nil
 	}
 	s.mu.Unlock()
 	if fail {
