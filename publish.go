@@ -75,6 +75,11 @@ type publisherState struct {
 	// when it is to be written again (max-age was computed against it).
 	MaxAge       int64 `json:"max_age"`
 	NextReassert int64 `json:"next_reassert,omitempty"`
+	// Writing is the hash of a copy whose upload started and whose outcome
+	// was not stored (a crash or a failed state write between them): the
+	// store may hold it or the acknowledged one, so the copy is uploaded
+	// again and not reported current until then.
+	Writing string `json:"writing,omitempty"`
 	// Failures counts attempts failed since the last success; LastError
 	// (a sinkError's text) and LastReason describe the latest.
 	Failures      int64  `json:"failures,omitempty"`
@@ -236,7 +241,7 @@ func (pc *plannedCopy) due(st *publisherState, p *publisherEntry, now int64) boo
 	// leaves them as they were, and the max-age written with them would
 	// let caches keep a kid past its removal.
 	outrun := st.MaxAge > pc.maxAgeLimit || (pc.nextRemoval != forever && now+st.MaxAge > pc.nextRemoval)
-	return st.Hash != pc.hash || now >= st.NextReassert || outrun
+	return st.Writing != "" || st.Hash != pc.hash || now >= st.NextReassert || outrun
 }
 
 // startPublishing starts the upload goroutine; stopPublishing stops it and
@@ -391,7 +396,26 @@ func (b *backend) upload(ctx context.Context, s logical.Storage, snap *snapshot,
 		st = prev.clone()
 	}
 	st.LastAttemptAt = now
-	err := b.writeCopy(ctx, s, name, p, snap.config.PublishersAllowAmbientCredentials, pc, st)
+	// Stored before the first put: what the store holds is known again
+	// only once the outcome is stored. Not over a newer node's state: the
+	// objects it recorded are not the ones this node started from.
+	stored, err := readPublisherState(ctx, s, name)
+	if err != nil {
+		b.log().Warn("publishing: cannot read the publisher's state", "publisher", name, "error", err)
+		return
+	}
+	if stored != nil && stored.Destination == st.Destination && !maps.Equal(stored.Objects, st.Objects) {
+		b.forgetPublisherState(name)
+		return
+	}
+	intent := st.clone()
+	intent.Writing = pc.hash
+	if err := b.storePublisherState(ctx, s, name, p, intent); err != nil {
+		b.log().Warn("publishing: state not stored; not uploading", "publisher", name, "error", err)
+		return
+	}
+	st.Writing = ""
+	err = b.writeCopy(ctx, s, name, p, snap.config.PublishersAllowAmbientCredentials, pc, st)
 	var via string
 	var got []byte
 	if err == nil {
@@ -695,7 +719,7 @@ func (b *backend) publisherVerdicts(snap *snapshot, states map[string]*publisher
 				}
 			}
 		}
-		same := len(v.Unserved) == 0 && len(served) == len(st.KIDs)
+		same := len(v.Unserved) == 0 && len(served) == len(st.KIDs) && st.Writing == ""
 		switch {
 		case !same:
 			v.State, v.BehindSeconds = "behind", max(0, now-max(changedAt, st.AckedAt))

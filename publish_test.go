@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // memStore is an in-memory object store standing in for S3 or WebDAV in
@@ -494,5 +496,50 @@ func TestPublishMaxAgeFollowsALowerLimit(t *testing.T) {
 	}
 	if n < 0 || n > 5 {
 		t.Fatalf("after jwks_max_age=5 and a pass the copy has Cache-Control %q", o.cacheControl)
+	}
+}
+
+// stateFailStorage fails the writes of publisher states that fail says to.
+type stateFailStorage struct {
+	logical.InmemStorage
+	fail func() bool
+}
+
+func (s *stateFailStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if s.fail != nil && strings.HasPrefix(e.Key, publisherStatePrefix) && s.fail() {
+		return errInjected
+	}
+	return s.InmemStorage.Put(ctx, e)
+}
+
+// A copy written whose outcome was never stored (a crash, or a failed
+// state write, between the put and the state) is not taken for the copy
+// acknowledged before: the report does not call it current, and the next
+// pass writes it again, so a kid that left the key set since is not left
+// in it.
+func TestPublishCopyWrittenButNotRecordedIsWrittenAgain(t *testing.T) {
+	t.Parallel()
+	s := &stateFailStorage{}
+	e := newEnvOn(t, s, &fakeClock{now: testStart})
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass() // an empty key set, acknowledged
+	e.setupRing("k", "ES256", nil)
+	st := stores["https://dav.example.com/"]
+	before := st.puts
+	s.fail = func() bool { return st.puts > before }
+	e.publishPass() // the ring's keys written, the outcome lost
+	s.fail = nil
+	if _, err := e.do(logical.DeleteOperation, "keys/k", map[string]any{"force": true}); err != nil {
+		t.Fatal(err)
+	}
+	if rep := e.publisherReport("site"); rep["state"] == "current" {
+		o, _ := stores["https://dav.example.com/"].object(".well-known/jwks.json")
+		t.Fatalf("the copy holds %s, and the report says %v", o.body, rep)
+	}
+	e.publishPass()
+	o, _ := stores["https://dav.example.com/"].object(".well-known/jwks.json")
+	if _, served, _ := e.jwks("jwks"); string(o.body) != string(served) {
+		t.Fatalf("after a pass the copy is\n%s\nand the plugin serves\n%s", o.body, served)
 	}
 }
