@@ -642,6 +642,9 @@ func (m *model) recordChances(rings map[string]*pubRing, copies map[string][]str
 			}
 		}
 		mp.chance[name] = c
+		if strings.HasPrefix(pending.note, "activation delayed") {
+			modelPubStats.add("inv.a.pending-held-by-gate")
+		}
 		if c.required && c.delay > 0 && c.missing && c.at-now <= modelGateHorizon {
 			if !atCap(pending.note, r.delay) {
 				m.t.Fatalf("at %d, after a pass, ring %s's pending %s activates at %d, within %ds, though a required copy lacks it; not held (gate note %q, max_activation_delay %d)",
