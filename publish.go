@@ -120,13 +120,16 @@ type publishing struct {
 	sinks    map[*publisherEntry]sink
 	slots    chan struct{}
 	uploads  sync.WaitGroup
+	// attemptTimeout bounds each attempt (publishAttemptTimeout).
+	attemptTimeout time.Duration
 	// cancel and done stop the goroutine (stopPublishing).
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 func newPublishing() *publishing {
-	return &publishing{states: map[string]*publisherState{}, inflight: map[string]bool{}, sinks: map[*publisherEntry]sink{}, slots: make(chan struct{}, maxConcurrentUploads)}
+	return &publishing{states: map[string]*publisherState{}, inflight: map[string]bool{}, sinks: map[*publisherEntry]sink{}, slots: make(chan struct{}, maxConcurrentUploads),
+		attemptTimeout: publishAttemptTimeout}
 }
 
 // copyObject is one object a publisher writes.
@@ -328,9 +331,7 @@ func (b *backend) publishPass(ctx context.Context, s logical.Storage, wait bool)
 			defer func() { <-b.pub.slots; b.release(name); b.pub.uploads.Done(); started.Done() }()
 			var perr error
 			defer b.recoverPanic("publish", &perr)
-			actx, cancel := context.WithTimeout(ctx, publishAttemptTimeout)
-			defer cancel()
-			b.upload(actx, s, snap, name, p, pc, states[name], now)
+			b.upload(ctx, s, snap, name, p, pc, states[name], now)
 		}()
 	}
 	if wait {
@@ -415,11 +416,15 @@ func (b *backend) upload(ctx context.Context, s logical.Storage, snap *snapshot,
 		return
 	}
 	st.Writing = ""
-	err = b.writeCopy(ctx, s, name, p, snap.config.PublishersAllowAmbientCredentials, pc, st)
+	// The store's calls are bounded by the attempt's timeout; the state's
+	// writes are not, so a store that hangs is recorded as failing.
+	actx, cancel := context.WithTimeout(ctx, b.pub.attemptTimeout)
+	defer cancel()
+	err = b.writeCopy(actx, s, name, p, snap.config.PublishersAllowAmbientCredentials, pc, st)
 	var via string
 	var got []byte
 	if err == nil {
-		got, via, err = b.readBack(ctx, p, snap.config.PublishersAllowAmbientCredentials)
+		got, via, err = b.readBack(actx, p, snap.config.PublishersAllowAmbientCredentials)
 	}
 	if err == nil {
 		if kids, perr := jwksKIDs(got); perr != nil {

@@ -543,3 +543,26 @@ func TestPublishCopyWrittenButNotRecordedIsWrittenAgain(t *testing.T) {
 		t.Fatalf("after a pass the copy is\n%s\nand the plugin serves\n%s", o.body, served)
 	}
 }
+
+// A store that hangs costs an attempt no more than its timeout, and the
+// attempt is recorded as failing for that reason: the state is stored
+// outside the attempt's deadline, so the retry waits as for any failure.
+func TestPublishHangingStoreIsRecordedAsFailing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.b.pub.attemptTimeout = 50 * time.Millisecond
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass()
+	stores["https://dav.example.com/"].set("", true)
+	e.mustWrite("keys/k/revoke", map[string]any{"kid": e.ring("k").Keys[1].KID})
+	start := time.Now()
+	e.publishPass()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("a pass with a hanging store took %s", d)
+	}
+	if rep := e.publisherReport("site"); rep["last_error_reason"] != reasonTimeout || rep["failures"] != int64(1) {
+		t.Fatalf("after an attempt on a hanging store the report says %v", rep)
+	}
+}
