@@ -53,9 +53,9 @@ const (
 	// modelGateHorizon: the publisher gate decides on an activation at the
 	// latest this many seconds before it (docs/publishing.md).
 	modelGateHorizon = 3
-	// modelHangDeadline bounds a pass that meets a hanging store: the
-	// plugin's own attempt timeout is derived from the pass's context.
-	modelHangDeadline = 150 * time.Millisecond
+	// modelAttemptTimeout stands in for the plugin's attempt timeout (8 s),
+	// which a hanging store runs into.
+	modelAttemptTimeout = 150 * time.Millisecond
 )
 
 var modelPubStats = newCounters()
@@ -158,6 +158,7 @@ func publicURL(name string) string { return "https://" + name + ".pub.example.co
 // read public URLs from them: <name>.pub.example.com is the store of that
 // name under the publisher's prefix, and the issuer's URL is p1's.
 func (m *model) wirePublish(b *backend) {
+	b.pub.attemptTimeout = modelAttemptTimeout
 	b.newSink = func(p *publisherEntry, _ bool) (sink, error) {
 		mp := m.publish()
 		name := storeName(p)
@@ -280,23 +281,16 @@ func (m *model) storeFault(t *rapid.T) {
 	}
 }
 
-// pass runs one upload pass as the plugin's ticker does. A pass that meets
-// a hanging store runs under a short deadline, from which the plugin
-// derives its attempt timeout (8 s otherwise).
+// pass runs one upload pass as the plugin's ticker does.
 func (m *model) pass() {
 	mp := m.publish()
-	ctx := context.Background()
 	mp.passed = "pass"
 	for _, st := range mp.stores {
 		if st.hang {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, modelHangDeadline)
-			defer cancel()
 			mp.passed = "hang"
-			break
 		}
 	}
-	m.a.b.publishPass(ctx, m.s, true)
+	m.a.b.publishPass(context.Background(), m.s, true)
 	m.opNow = m.a.b.clock.read().Schedule
 	m.maxSchedule = max(m.maxSchedule, m.opNow)
 	modelPubStats.add("action.pass." + mp.passed)
@@ -504,7 +498,7 @@ func (m *model) checkPublishing() {
 	}
 	m.checkPubCredentials()
 	m.checkPubReport(rings, copies, now)
-	if passed == "pass" {
+	if passed == "pass" || passed == "hang" {
 		m.checkCopies(rings, objects, present, now)
 		m.recordChances(rings, copies, now)
 	}
