@@ -245,12 +245,7 @@ func TestPublishCopyIsTheServedDocument(t *testing.T) {
 // unchanged set is not written again before its re-assertion is due.
 func TestPublishFollowsRevocation(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.setupRing("k", "ES256", nil)
-	stores := withStores(e)
-	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	e.publishPass()
-	st := stores["https://dav.example.com/"]
+	e, st := publishedSite(t)
 	puts := st.puts
 	e.clock.Advance(time.Second)
 	e.publishPass()
@@ -272,12 +267,7 @@ func TestPublishFollowsRevocation(t *testing.T) {
 // costs a pass no more than the attempt timeout.
 func TestPublishRetriesUntilTheStoreAnswers(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.setupRing("k", "ES256", nil)
-	stores := withStores(e)
-	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	e.publishPass()
-	st := stores["https://dav.example.com/"]
+	e, st := publishedSite(t)
 	st.set(reasonServer, false)
 	pending := e.ring("k").Keys[1].KID
 	e.mustWrite("keys/k/revoke", map[string]any{"kid": pending})
@@ -308,12 +298,7 @@ func TestPublishRetriesUntilTheStoreAnswers(t *testing.T) {
 // re-asserted, and counted.
 func TestPublishRestoresADeletedCopy(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.setupRing("k", "ES256", nil)
-	stores := withStores(e)
-	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	e.publishPass()
-	st := stores["https://dav.example.com/"]
+	e, st := publishedSite(t)
 	st.remove(".well-known/jwks.json")
 	e.clock.Advance(time.Duration(reassertSeconds) * time.Second)
 	e.publishPass()
@@ -460,20 +445,13 @@ func TestPublishGateHoldsActivationUntilTheCopyHoldsTheKey(t *testing.T) {
 // a retry.
 func TestPublishChangedPublisherTakesOverItsOwnObject(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.setupRing("k", "ES256", nil)
-	stores := withStores(e)
-	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	e.publishPass()
+	e, st := publishedSite(t)
 	e.mustWrite("publishers/site", map[string]any{"ring": "k"})
 	e.publishPass()
 	if rep := e.publisherReport("site"); rep["state"] != "current" || rep["failures"] != int64(0) {
 		t.Fatalf("after the change the report says %v", rep)
 	}
-	o, _ := stores["https://dav.example.com/"].object(".well-known/jwks.json")
-	if _, served, _ := e.jwks("jwks/k"); string(o.body) != string(served) {
-		t.Fatalf("the copy is\n%s\nand jwks/k serves\n%s", o.body, served)
-	}
+	copyIsServed(t, e, st, "jwks/k")
 }
 
 // The copy's max-age follows jwks_max_age and the next removal even when
@@ -481,15 +459,11 @@ func TestPublishChangedPublisherTakesOverItsOwnObject(t *testing.T) {
 // jwks_max_age is written at the next pass, not at the re-assertion.
 func TestPublishMaxAgeFollowsALowerLimit(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.setupRing("k", "ES256", nil)
-	stores := withStores(e)
-	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	e.publishPass()
+	e, st := publishedSite(t)
 	e.mustWrite("config", map[string]any{"jwks_max_age": 5})
 	e.clock.Advance(time.Second)
 	e.publishPass()
-	o, _ := stores["https://dav.example.com/"].object(".well-known/jwks.json")
+	o, _ := st.object(".well-known/jwks.json")
 	n := -1
 	if m := maxAgeRE.FindStringSubmatch(o.cacheControl); m != nil {
 		n, _ = strconv.Atoi(m[1])
@@ -534,14 +508,11 @@ func TestPublishCopyWrittenButNotRecordedIsWrittenAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep := e.publisherReport("site"); rep["state"] == "current" {
-		o, _ := stores["https://dav.example.com/"].object(".well-known/jwks.json")
+		o, _ := st.object(".well-known/jwks.json")
 		t.Fatalf("the copy holds %s, and the report says %v", o.body, rep)
 	}
 	e.publishPass()
-	o, _ := stores["https://dav.example.com/"].object(".well-known/jwks.json")
-	if _, served, _ := e.jwks("jwks"); string(o.body) != string(served) {
-		t.Fatalf("after a pass the copy is\n%s\nand the plugin serves\n%s", o.body, served)
-	}
+	copyIsServed(t, e, st, "jwks")
 }
 
 // A store that hangs costs an attempt no more than its timeout, and the
@@ -549,13 +520,9 @@ func TestPublishCopyWrittenButNotRecordedIsWrittenAgain(t *testing.T) {
 // outside the attempt's deadline, so the retry waits as for any failure.
 func TestPublishHangingStoreIsRecordedAsFailing(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.setupRing("k", "ES256", nil)
+	e, st := publishedSite(t)
 	e.b.pub.attemptTimeout = 50 * time.Millisecond
-	stores := withStores(e)
-	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	e.publishPass()
-	stores["https://dav.example.com/"].set("", true)
+	st.set("", true)
 	e.mustWrite("keys/k/revoke", map[string]any{"kid": e.ring("k").Keys[1].KID})
 	start := time.Now()
 	e.publishPass()
@@ -564,5 +531,27 @@ func TestPublishHangingStoreIsRecordedAsFailing(t *testing.T) {
 	}
 	if rep := e.publisherReport("site"); rep["last_error_reason"] != reasonTimeout || rep["failures"] != int64(1) {
 		t.Fatalf("after an attempt on a hanging store the report says %v", rep)
+	}
+}
+
+// publishedSite is a ring k and a publisher site on a memStore, after a
+// pass.
+func publishedSite(t *testing.T) (*testEnv, *memStore) {
+	t.Helper()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass()
+	return e, stores["https://dav.example.com/"]
+}
+
+// copyIsServed fails t unless st's copy of the JWKS is byte for byte what
+// path serves.
+func copyIsServed(t *testing.T, e *testEnv, st *memStore, path string) {
+	t.Helper()
+	o, _ := st.object(".well-known/jwks.json")
+	if _, served, _ := e.jwks(path); string(o.body) != string(served) {
+		t.Fatalf("the copy is\n%s\nand %s serves\n%s", o.body, path, served)
 	}
 }
