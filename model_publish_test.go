@@ -497,7 +497,7 @@ func (m *model) checkPublishing() {
 		copies[name], present[name], objects[name] = kids, ok, o
 	}
 	m.checkPubCredentials()
-	m.checkPubReport(rings, copies, now)
+	m.checkPubReport(rings, copies, passed != "", now)
 	if passed == "pass" || passed == "hang" {
 		m.checkCopies(rings, objects, present, now)
 		m.recordChances(rings, copies, now)
@@ -726,7 +726,11 @@ func (m *model) checkActivations(rings map[string]*pubRing, now int64) {
 // checkPubReport (invariant c): the verifier report never calls a copy
 // current while its bytes lack a served kid or hold one no longer served,
 // and the publisher metrics say what the report says.
-func (m *model) checkPubReport(rings map[string]*pubRing, copies map[string][]string, now int64) {
+//
+// After a pass, a copy that differs from the served document at a store
+// that fails (or hangs) was due, so an attempt failed: the report shows
+// failures and a reason.
+func (m *model) checkPubReport(rings map[string]*pubRing, copies map[string][]string, passed bool, now int64) {
 	mp := m.pub
 	if len(mp.pubs) == 0 {
 		return
@@ -760,6 +764,14 @@ func (m *model) checkPubReport(rings map[string]*pubRing, copies map[string][]st
 			modelPubStats.add("inv.c.differs-" + state)
 		} else {
 			modelPubStats.add("inv.c.same-" + state)
+		}
+		if st := mp.store(name); passed && !same && (st.fault != "" || st.hang) {
+			if _, lost := mp.lost[name]; !lost {
+				if f, _ := e["failures"].(int64); f == 0 || e["last_error_reason"] == "" {
+					m.t.Fatalf("at %d, after a pass, publisher %s's store fails (%q, hanging %v) and its copy differs from the served document, but the report shows no failure: %v", now, name, st.fault, st.hang, e)
+				}
+				modelPubStats.add("inv.c.failure-reported")
+			}
 		}
 		behind, _ := e["behind_seconds"].(int64)
 		unserved, _ := e["unserved_kids"].([]string)
