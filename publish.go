@@ -724,7 +724,10 @@ func (b *backend) publisherVerdicts(snap *snapshot, states map[string]*publisher
 				}
 			}
 		}
-		same := len(v.Unserved) == 0 && len(served) == len(st.KIDs) && st.Writing == ""
+		// A copy being written that is not the acknowledged one may be in
+		// the store already (a crash between the upload and the state);
+		// a re-assertion of the same copy leaves it current.
+		same := len(v.Unserved) == 0 && len(served) == len(st.KIDs) && (st.Writing == "" || st.Writing == st.Hash)
 		switch {
 		case !same:
 			v.State, v.BehindSeconds = "behind", max(0, now-max(changedAt, st.AckedAt))

@@ -555,3 +555,31 @@ func copyIsServed(t *testing.T, e *testEnv, st *memStore, path string) {
 		t.Fatalf("the copy is\n%s\nand %s serves\n%s", o.body, path, served)
 	}
 }
+
+// While the acknowledged copy is written again unchanged (its
+// re-assertion), the report keeps calling it current.
+func TestPublishReassertionKeepsTheCopyCurrent(t *testing.T) {
+	t.Parallel()
+	e, st := publishedSite(t)
+	var during map[string]any
+	e.b.newSink = func(*publisherEntry, bool) (sink, error) {
+		return reportingSink{st, func() { during = e.publisherReport("site") }}, nil
+	}
+	e.b.pub.forgetAll()
+	e.clock.Advance(time.Duration(reassertSeconds) * time.Second)
+	e.publishPass()
+	if during == nil || during["state"] != "current" || during["behind_seconds"] != int64(0) {
+		t.Fatalf("during a re-assertion the report said %v", during)
+	}
+}
+
+// reportingSink calls put's hook before each put.
+type reportingSink struct {
+	*memStore
+	hook func()
+}
+
+func (r reportingSink) put(ctx context.Context, name string, body []byte, cacheControl, ifMatch string) (string, error) {
+	r.hook()
+	return r.memStore.put(ctx, name, body, cacheControl, ifMatch)
+}
