@@ -98,7 +98,12 @@ type objectState struct {
 
 func (st *publisherState) clone() *publisherState {
 	c := *st
+	// A state stored before any object was written has none (omitempty),
+	// and reads back without the map the upload records objects in.
 	c.Objects = maps.Clone(st.Objects)
+	if c.Objects == nil {
+		c.Objects = map[string]objectState{}
+	}
 	c.KIDs = slices.Clone(st.KIDs)
 	return &c
 }

@@ -583,3 +583,27 @@ func (r reportingSink) put(ctx context.Context, name string, body []byte, cacheC
 	r.hook()
 	return r.memStore.put(ctx, name, body, cacheControl, ifMatch)
 }
+
+// A publisher whose first upload failed publishes once its store answers,
+// also after a restart: its stored state, which records no object yet,
+// reads back as one that upload can record objects in.
+func TestPublishAfterAFailedFirstUploadAndARestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	stores := withStores(e)
+	st := newMemStore(testPublicBase)
+	stores["https://dav.example.com/"] = st
+	st.set(reasonUnreachable, false)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass()
+	e = e.restart()
+	e.b.newSink = func(*publisherEntry, bool) (sink, error) { return st, nil }
+	st.set("", false)
+	e.clock.Advance(time.Duration(publishRetryMaxSeconds) * time.Second)
+	e.publishPass()
+	copyIsServed(t, e, st, "jwks")
+	if rep := e.publisherReport("site"); rep["state"] != "current" || rep["failures"] != int64(0) {
+		t.Fatalf("after the store came back the report says %v", rep)
+	}
+}
