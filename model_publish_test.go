@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -554,6 +555,10 @@ func (m *model) checkCopies(rings map[string]*pubRing, objects map[string]memObj
 		if !present[name] || !bytes.Equal(o.body, want) {
 			if _, lost := mp.lost[name]; lost {
 				m.t.Fatalf("at %d, publisher %s's copy lost at %d out of band was not written again by a pass %ds later", now, name, mp.lost[name], now-mp.lost[name])
+			}
+			if os.Getenv("MODEL_DEBUG") != "" {
+				st := m.a.b.pub.states[name]
+				fmt.Printf("now %d upSince %d state %+v\nlogs %s\n", now, mp.upSince[name], st, m.a.logs.String())
 			}
 			rep, _ := m.pubRead("verifiers").Data["publishers"].(map[string]any)
 			m.t.Fatalf("at %d, after a pass with the store up, publisher %s's copy (ring %q) is\n%s\nbut the plugin serves\n%s\nreport: %v", now, name, rec.ring, o.body, want, rep[name])
