@@ -94,6 +94,7 @@ func TestModel(t *testing.T) {
 	ors := &modelOracleStats
 	t.Logf("model: rollbacks accepted %d (the docs say must %d), must be refused %d, sent at a window's last second or end %d; most trusted keys in a ring %d of %d (a trust sent at the cap %d); stock checked after maintenance %d times; forward steps of at most 60 s adding up past it %d; active keys revoked after a restart storm %d",
 		ors.rollbackOK.Load(), ors.rollbackMust.Load(), ors.rollbackRefused.Load(), ors.rollbackEdge.Load(), ors.trustPeak.Load(), maxTrustedKeys, ors.trustCap.Load(), ors.stockChecks.Load(), ors.creeps.Load(), ors.restarts.Load())
+	t.Logf("model: publishers:%s", modelPubStats)
 	if seqs.Load() == 0 {
 		t.Fatal("the model ran no sequence")
 	}
@@ -138,7 +139,7 @@ func TestModelRegressions(t *testing.T) {
 // sequence replays: each action added after the first set names the set it
 // came in (actionAddedIn), and a kept sequence replays with the actions of
 // its set.
-var actionSets = []string{"base", "adopt", "token", "reach", "oracle", "restart"}
+var actionSets = []string{"base", "adopt", "token", "reach", "oracle", "restart", "publish"}
 
 var actionAddedIn = map[string]string{
 	"Import":        "adopt",
@@ -155,6 +156,18 @@ var actionAddedIn = map[string]string{
 	"TrustStorm":    "oracle",
 	"ClockCreep":    "oracle",
 	"RestartStorm":  "restart",
+	"PubWrite":      "publish",
+	"PubWrite2":     "publish",
+	"PubDelete":     "publish",
+	"StoreFault":    "publish",
+	"StoreFault2":   "publish",
+	"Pass":          "publish",
+	"Tick":          "publish",
+	"Tick2":         "publish",
+	"PassNear":      "publish",
+	"PassNear2":     "publish",
+	"PubCrash":      "publish",
+	"MaxDelay":      "publish",
 }
 
 // actionsOf is the model's actions as they were in the set named.
@@ -189,12 +202,18 @@ type modelStorage struct {
 	writes  int
 	failAt  int
 	written []string
+	// failNext, when set, says whether to fail a write of key; the first
+	// write it fails clears it: a crash just before that write.
+	failNext func(key string) bool
 }
 
 func (s *modelStorage) write(key string, do func() error) error {
 	s.mu.Lock()
 	s.writes++
 	fail := s.failAt > 0 && s.writes >= s.failAt
+	if s.failNext != nil && s.failNext(key) {
+		fail, s.failNext = true, nil
+	}
 	s.mu.Unlock()
 	if fail {
 		return errInjected
@@ -284,6 +303,9 @@ type model struct {
 	// maxSchedule: the latest schedule time the active node acted at.
 	maxSchedule int64
 	stormNext   int // the next key of the trust storms' pool
+	// pub: the publishers, their stores and what the publish checks
+	// remember (model_publish_test.go); nil until a publish action.
+	pub *modelPub
 }
 
 func newModel(t *rapid.T) *model {
@@ -313,6 +335,7 @@ func (m *model) start(name string) *modelNode {
 		m.t.Fatal(err)
 	}
 	b.logger = conf.Logger
+	m.wirePublish(b)
 	return &modelNode{name: name, b: b, logs: logs}
 }
 
@@ -365,6 +388,18 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"TrustStorm":    m.trustStorm,
 		"ClockCreep":    m.clockCreep,
 		"RestartStorm":  m.restartStorm,
+		"PubWrite":      m.pubWrite,
+		"PubWrite2":     m.pubWrite,
+		"PubDelete":     m.pubDelete,
+		"StoreFault":    m.storeFault,
+		"StoreFault2":   m.storeFault,
+		"Pass":          m.publishPassAction,
+		"Tick":          m.tick,
+		"Tick2":         m.tick,
+		"PassNear":      m.passNear,
+		"PassNear2":     m.passNear,
+		"PubCrash":      m.pubCrash,
+		"MaxDelay":      m.maxDelay,
 		"":              m.check,
 	}
 }
@@ -402,6 +437,7 @@ func (m *model) do(n *modelNode, op logical.Operation, path string, data map[str
 	touch := m.touching(path, req.Operation, data)
 	resp, err := n.b.HandleRequest(ctx, req)
 	m.checkNoSecrets(path, resp)
+	m.checkNoCredentials(path, resp, err)
 	if n == m.a {
 		m.opNow = n.b.clock.read().Schedule
 		m.maxSchedule = max(m.maxSchedule, m.opNow)
@@ -1012,6 +1048,7 @@ func (m *model) check(t *rapid.T) {
 	}
 	m.checkTokens(rings, times[0])
 	m.prev = rings
+	m.checkPublishing()
 }
 
 // checkClock: the schedule never runs ahead of real time by more than the

@@ -75,6 +75,11 @@ type publisherState struct {
 	// when it is to be written again (max-age was computed against it).
 	MaxAge       int64 `json:"max_age"`
 	NextReassert int64 `json:"next_reassert,omitempty"`
+	// Writing is the hash of a copy whose upload started and whose outcome
+	// was not stored (a crash or a failed state write between them): the
+	// store may hold it or the acknowledged one, so the copy is uploaded
+	// again and not reported current until then.
+	Writing string `json:"writing,omitempty"`
 	// Failures counts attempts failed since the last success; LastError
 	// (a sinkError's text) and LastReason describe the latest.
 	Failures      int64  `json:"failures,omitempty"`
@@ -93,7 +98,12 @@ type objectState struct {
 
 func (st *publisherState) clone() *publisherState {
 	c := *st
+	// A state stored before any object was written has none (omitempty),
+	// and reads back without the map the upload records objects in.
 	c.Objects = maps.Clone(st.Objects)
+	if c.Objects == nil {
+		c.Objects = map[string]objectState{}
+	}
 	c.KIDs = slices.Clone(st.KIDs)
 	return &c
 }
@@ -115,13 +125,16 @@ type publishing struct {
 	sinks    map[*publisherEntry]sink
 	slots    chan struct{}
 	uploads  sync.WaitGroup
+	// attemptTimeout bounds each attempt (publishAttemptTimeout).
+	attemptTimeout time.Duration
 	// cancel and done stop the goroutine (stopPublishing).
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 func newPublishing() *publishing {
-	return &publishing{states: map[string]*publisherState{}, inflight: map[string]bool{}, sinks: map[*publisherEntry]sink{}, slots: make(chan struct{}, maxConcurrentUploads)}
+	return &publishing{states: map[string]*publisherState{}, inflight: map[string]bool{}, sinks: map[*publisherEntry]sink{}, slots: make(chan struct{}, maxConcurrentUploads),
+		attemptTimeout: publishAttemptTimeout}
 }
 
 // copyObject is one object a publisher writes.
@@ -142,6 +155,9 @@ type plannedCopy struct {
 	// computed so that a copy fetched just before then is stale before
 	// the next removal.
 	reassertAt int64
+	// maxAgeLimit (jwks_max_age) and nextRemoval bound the max-age of the
+	// copy already written: one that outruns either is written again.
+	maxAgeLimit, nextRemoval int64
 }
 
 // destination names where p writes, for publisherState.Destination.
@@ -173,7 +189,8 @@ func (b *backend) plan(snap *snapshot, p *publisherEntry, now int64) (*plannedCo
 		// than keys nobody serves.
 		doc = &renderedJWKS{body: []byte(`{"keys":[]}`), nextRemoval: forever}
 	}
-	pc := &plannedCopy{jwks: doc.body, kids: slices.Clone(doc.kids), maxAge: snap.config.JWKSMaxAge}
+	pc := &plannedCopy{jwks: doc.body, kids: slices.Clone(doc.kids), maxAge: snap.config.JWKSMaxAge,
+		maxAgeLimit: snap.config.JWKSMaxAge, nextRemoval: doc.nextRemoval}
 	interval := reassertSeconds
 	if doc.nextRemoval != forever {
 		interval = min(interval, max(1, (doc.nextRemoval-now)/2))
@@ -227,7 +244,12 @@ func (pc *plannedCopy) due(st *publisherState, p *publisherEntry, now int64) boo
 		wait := min(publishRetryMaxSeconds, int64(1)<<min(st.Failures-1, 10))
 		return now >= st.LastAttemptAt+wait || now < st.LastAttemptAt
 	}
-	return st.Hash != pc.hash || now >= st.NextReassert
+	// The hash covers the bodies alone: a lower jwks_max_age, or a removal
+	// brought forward (a forced rotation, a shorter verification_ttl),
+	// leaves them as they were, and the max-age written with them would
+	// let caches keep a kid past its removal.
+	outrun := st.MaxAge > pc.maxAgeLimit || (pc.nextRemoval != forever && now+st.MaxAge > pc.nextRemoval)
+	return st.Writing != "" || st.Hash != pc.hash || now >= st.NextReassert || outrun
 }
 
 // startPublishing starts the upload goroutine; stopPublishing stops it and
@@ -314,7 +336,7 @@ func (b *backend) publishPass(ctx context.Context, s logical.Storage, wait bool)
 			defer func() { <-b.pub.slots; b.release(name); b.pub.uploads.Done(); started.Done() }()
 			var perr error
 			defer b.recoverPanic("publish", &perr)
-			b.upload(ctx, publishAttemptTimeout, s, snap, name, p, pc, states[name], now)
+			b.upload(ctx, s, snap, name, p, pc, states[name], now)
 		}()
 	}
 	if wait {
@@ -374,18 +396,40 @@ func (b *backend) publishersNow() map[string]*publisherEntry {
 }
 
 // upload writes p's planned copy, reads it back, and stores the outcome.
-// The attempt (writes and read-back) is cut off after timeout; the outcome
-// is stored under ctx alone, so that an attempt cut off by its deadline is
-// still recorded as a timeout, counted and retried on the backoff schedule.
-func (b *backend) upload(ctx context.Context, timeout time.Duration, s logical.Storage, snap *snapshot, name string, p *publisherEntry, pc *plannedCopy, prev *publisherState, now int64) {
+// The attempt (writes and read-back) is cut off after the attempt timeout;
+// the outcome is stored under ctx alone, so that an attempt cut off by its
+// deadline is still recorded as a timeout, counted and retried on the
+// backoff schedule.
+func (b *backend) upload(ctx context.Context, s logical.Storage, snap *snapshot, name string, p *publisherEntry, pc *plannedCopy, prev *publisherState, now int64) {
 	st := &publisherState{Version: schemaVersion, Destination: p.destination(), Objects: map[string]objectState{}, KIDs: []string{}}
 	if prev != nil && prev.Destination == st.Destination {
 		st = prev.clone()
 	}
 	st.LastAttemptAt = now
-	actx, cancel := context.WithTimeout(ctx, timeout)
+	// Stored before the first put: what the store holds is known again
+	// only once the outcome is stored. Not over a newer node's state: the
+	// objects it recorded are not the ones this node started from.
+	stored, err := readPublisherState(ctx, s, name)
+	if err != nil {
+		b.log().Warn("publishing: cannot read the publisher's state", "publisher", name, "error", err)
+		return
+	}
+	if stored != nil && stored.Destination == st.Destination && !maps.Equal(stored.Objects, st.Objects) {
+		b.forgetPublisherState(name)
+		return
+	}
+	intent := st.clone()
+	intent.Writing = pc.hash
+	if err := b.storePublisherState(ctx, s, name, p, intent); err != nil {
+		b.log().Warn("publishing: state not stored; not uploading", "publisher", name, "error", err)
+		return
+	}
+	st.Writing = ""
+	// The store's calls are bounded by the attempt's timeout; the state's
+	// writes are not, so a store that hangs is recorded as failing.
+	actx, cancel := context.WithTimeout(ctx, b.pub.attemptTimeout)
 	defer cancel()
-	err := b.writeCopy(actx, s, name, p, snap.config.PublishersAllowAmbientCredentials, pc, st)
+	err = b.writeCopy(actx, s, name, p, snap.config.PublishersAllowAmbientCredentials, pc, st)
 	var via string
 	var got []byte
 	if err == nil {
@@ -444,7 +488,9 @@ func (b *backend) writeCopy(ctx context.Context, s logical.Storage, name string,
 			if rerr != nil {
 				return rerr
 			}
-			if stored != nil && stored.Objects[o.name].ETag != prev.ETag {
+			// A stored state of another destination is this mount's own
+			// earlier copy (the publisher was changed), not a newer one.
+			if stored != nil && stored.Destination == st.Destination && stored.Objects[o.name].ETag != prev.ETag {
 				b.forgetPublisherState(name)
 				return &sinkError{Op: "put", Object: o.name, Reason: reasonPrecondition}
 			}
@@ -687,7 +733,10 @@ func (b *backend) publisherVerdicts(snap *snapshot, states map[string]*publisher
 				}
 			}
 		}
-		same := len(v.Unserved) == 0 && len(served) == len(st.KIDs)
+		// A copy being written that is not the acknowledged one may be in
+		// the store already (a crash between the upload and the state);
+		// a re-assertion of the same copy leaves it current.
+		same := len(v.Unserved) == 0 && len(served) == len(st.KIDs) && (st.Writing == "" || st.Writing == st.Hash)
 		switch {
 		case !same:
 			v.State, v.BehindSeconds = "behind", max(0, now-max(changedAt, st.AckedAt))

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // memStore is an in-memory object store standing in for S3 or WebDAV in
@@ -175,7 +177,10 @@ func (e *testEnv) uploadFrom(snap *snapshot, name string, now int64, timeout tim
 		e.t.Fatal(err)
 	}
 	states, _ := e.b.publisherStates(context.Background(), e.storage)
-	e.b.upload(context.Background(), timeout, e.storage, snap, name, p, pc, states[name], now)
+	saved := e.b.pub.attemptTimeout
+	e.b.pub.attemptTimeout = timeout
+	defer func() { e.b.pub.attemptTimeout = saved }()
+	e.b.upload(context.Background(), e.storage, snap, name, p, pc, states[name], now)
 	return pc
 }
 
@@ -257,12 +262,7 @@ func TestPublishCopyIsTheServedDocument(t *testing.T) {
 // unchanged set is not written again before its re-assertion is due.
 func TestPublishFollowsRevocation(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.setupRing("k", "ES256", nil)
-	stores := withStores(e)
-	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	e.publishPass()
-	st := stores["https://dav.example.com/"]
+	e, st := publishedSite(t)
 	puts := st.puts
 	e.clock.Advance(time.Second)
 	e.publishPass()
@@ -284,12 +284,7 @@ func TestPublishFollowsRevocation(t *testing.T) {
 // costs a pass no more than the attempt timeout.
 func TestPublishRetriesUntilTheStoreAnswers(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.setupRing("k", "ES256", nil)
-	stores := withStores(e)
-	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	e.publishPass()
-	st := stores["https://dav.example.com/"]
+	e, st := publishedSite(t)
 	st.set(reasonServer, false)
 	pending := e.ring("k").Keys[1].KID
 	e.mustWrite("keys/k/revoke", map[string]any{"kid": pending})
@@ -351,12 +346,7 @@ func TestPublishRecordsAnAttemptCutOffByItsDeadline(t *testing.T) {
 // re-asserted, and counted.
 func TestPublishRestoresADeletedCopy(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.setupRing("k", "ES256", nil)
-	stores := withStores(e)
-	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	e.publishPass()
-	st := stores["https://dav.example.com/"]
+	e, st := publishedSite(t)
 	st.remove(".well-known/jwks.json")
 	e.clock.Advance(time.Duration(reassertSeconds) * time.Second)
 	e.publishPass()
@@ -486,5 +476,175 @@ func TestPublishGateHoldsActivationUntilTheCopyHoldsTheKey(t *testing.T) {
 	got := pending()
 	if got.KID != third.KID || got.ActivateAt != max(got.GateOrigin, e.b.now()+1) || !strings.Contains(got.GateNote, "once the copies of publishers site held it") {
 		t.Fatalf("released key: %+v (now %d)", got, e.b.now())
+	}
+}
+
+// A publisher changed to write another scope to the same object takes the
+// object over at the next pass: the stored state of its earlier
+// destination is this mount's own, not a newer node's, so the first
+// upload after the change neither fails on the precondition nor waits for
+// a retry.
+func TestPublishChangedPublisherTakesOverItsOwnObject(t *testing.T) {
+	t.Parallel()
+	e, st := publishedSite(t)
+	e.mustWrite("publishers/site", map[string]any{"ring": "k"})
+	e.publishPass()
+	if rep := e.publisherReport("site"); rep["state"] != "current" || rep["failures"] != int64(0) {
+		t.Fatalf("after the change the report says %v", rep)
+	}
+	copyIsServed(t, e, st, "jwks/k")
+}
+
+// The copy's max-age follows jwks_max_age and the next removal even when
+// the key set, and so the copy's body, stays the same: a lower
+// jwks_max_age is written at the next pass, not at the re-assertion.
+func TestPublishMaxAgeFollowsALowerLimit(t *testing.T) {
+	t.Parallel()
+	e, st := publishedSite(t)
+	e.mustWrite("config", map[string]any{"jwks_max_age": 5})
+	e.clock.Advance(time.Second)
+	e.publishPass()
+	o, _ := st.object(".well-known/jwks.json")
+	n := -1
+	if m := maxAgeRE.FindStringSubmatch(o.cacheControl); m != nil {
+		n, _ = strconv.Atoi(m[1])
+	}
+	if n < 0 || n > 5 {
+		t.Fatalf("after jwks_max_age=5 and a pass the copy has Cache-Control %q", o.cacheControl)
+	}
+}
+
+// stateFailStorage fails the writes of publisher states that fail says to.
+type stateFailStorage struct {
+	logical.InmemStorage
+	fail func() bool
+}
+
+func (s *stateFailStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if s.fail != nil && strings.HasPrefix(e.Key, publisherStatePrefix) && s.fail() {
+		return errInjected
+	}
+	return s.InmemStorage.Put(ctx, e)
+}
+
+// A copy written whose outcome was never stored (a crash, or a failed
+// state write, between the put and the state) is not taken for the copy
+// acknowledged before: the report does not call it current, and the next
+// pass writes it again, so a kid that left the key set since is not left
+// in it.
+func TestPublishCopyWrittenButNotRecordedIsWrittenAgain(t *testing.T) {
+	t.Parallel()
+	s := &stateFailStorage{}
+	e := newEnvOn(t, s, &fakeClock{now: testStart})
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass() // an empty key set, acknowledged
+	e.setupRing("k", "ES256", nil)
+	st := stores["https://dav.example.com/"]
+	before := st.puts
+	s.fail = func() bool { return st.puts > before }
+	e.publishPass() // the ring's keys written, the outcome lost
+	s.fail = nil
+	if _, err := e.do(logical.DeleteOperation, "keys/k", map[string]any{"force": true}); err != nil {
+		t.Fatal(err)
+	}
+	if rep := e.publisherReport("site"); rep["state"] == "current" {
+		o, _ := st.object(".well-known/jwks.json")
+		t.Fatalf("the copy holds %s, and the report says %v", o.body, rep)
+	}
+	e.publishPass()
+	copyIsServed(t, e, st, "jwks")
+}
+
+// A store that hangs costs an attempt no more than its timeout, and the
+// attempt is recorded as failing for that reason: the state is stored
+// outside the attempt's deadline, so the retry waits as for any failure.
+func TestPublishHangingStoreIsRecordedAsFailing(t *testing.T) {
+	t.Parallel()
+	e, st := publishedSite(t)
+	e.b.pub.attemptTimeout = 50 * time.Millisecond
+	st.set("", true)
+	e.mustWrite("keys/k/revoke", map[string]any{"kid": e.ring("k").Keys[1].KID})
+	start := time.Now()
+	e.publishPass()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("a pass with a hanging store took %s", d)
+	}
+	if rep := e.publisherReport("site"); rep["last_error_reason"] != reasonTimeout || rep["failures"] != int64(1) {
+		t.Fatalf("after an attempt on a hanging store the report says %v", rep)
+	}
+}
+
+// publishedSite is a ring k and a publisher site on a memStore, after a
+// pass.
+func publishedSite(t *testing.T) (*testEnv, *memStore) {
+	t.Helper()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass()
+	return e, stores["https://dav.example.com/"]
+}
+
+// copyIsServed fails t unless st's copy of the JWKS is byte for byte what
+// path serves.
+func copyIsServed(t *testing.T, e *testEnv, st *memStore, path string) {
+	t.Helper()
+	o, _ := st.object(".well-known/jwks.json")
+	if _, served, _ := e.jwks(path); string(o.body) != string(served) {
+		t.Fatalf("the copy is\n%s\nand %s serves\n%s", o.body, path, served)
+	}
+}
+
+// While the acknowledged copy is written again unchanged (its
+// re-assertion), the report keeps calling it current.
+func TestPublishReassertionKeepsTheCopyCurrent(t *testing.T) {
+	t.Parallel()
+	e, st := publishedSite(t)
+	var during map[string]any
+	e.b.newSink = func(*publisherEntry, bool) (sink, error) {
+		return reportingSink{st, func() { during = e.publisherReport("site") }}, nil
+	}
+	e.b.pub.forgetAll()
+	e.clock.Advance(time.Duration(reassertSeconds) * time.Second)
+	e.publishPass()
+	if during == nil || during["state"] != "current" || during["behind_seconds"] != int64(0) {
+		t.Fatalf("during a re-assertion the report said %v", during)
+	}
+}
+
+// reportingSink calls put's hook before each put.
+type reportingSink struct {
+	*memStore
+	hook func()
+}
+
+func (r reportingSink) put(ctx context.Context, name string, body []byte, cacheControl, ifMatch string) (string, error) {
+	r.hook()
+	return r.memStore.put(ctx, name, body, cacheControl, ifMatch)
+}
+
+// A publisher whose first upload failed publishes once its store answers,
+// also after a restart: its stored state, which records no object yet,
+// reads back as one that upload can record objects in.
+func TestPublishAfterAFailedFirstUploadAndARestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	stores := withStores(e)
+	st := newMemStore(testPublicBase)
+	stores["https://dav.example.com/"] = st
+	st.set(reasonUnreachable, false)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass()
+	e = e.restart()
+	e.b.newSink = func(*publisherEntry, bool) (sink, error) { return st, nil }
+	st.set("", false)
+	e.clock.Advance(time.Duration(publishRetryMaxSeconds) * time.Second)
+	e.publishPass()
+	copyIsServed(t, e, st, "jwks")
+	if rep := e.publisherReport("site"); rep["state"] != "current" || rep["failures"] != int64(0) {
+		t.Fatalf("after the store came back the report says %v", rep)
 	}
 }
