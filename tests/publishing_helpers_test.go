@@ -316,3 +316,18 @@ func kill9Dev(t *testing.T, srv *testserver.DevServer) {
 	}
 	t.Fatalf("Vault at %s still answers after kill -9", srv.Addr)
 }
+
+// lastBody is the body of the latest good read.
+func (w *copyWatcher) lastBody() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
+// goneTime is when a read begun after kid's ban first lacked it.
+func (w *copyWatcher) goneTime(kid string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at, ok := w.goneAt[kid]
+	return at, ok
+}
