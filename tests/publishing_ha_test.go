@@ -106,3 +106,131 @@ func TestPublishingCrashRestart(t *testing.T) {
 	}
 	t.Logf("%d kills, %d of them before a copy had dropped the revoked kid; %d copy reads, no revoked kid back:\n%s", kills, interrupted, reads, strings.Join(lines, "\n"))
 }
+
+// TestPublishingFailover guards who writes the copies in a 3-node Raft
+// cluster publishing to one S3 store: when the active node steps down,
+// and when it is killed (SIGKILL, with its plugin) right after a change
+// it was publishing, the node that takes over publishes (a revocation
+// made through it after the failover leaves the copy within a pass and
+// an attempt), and the node that lost leadership writes nothing to the
+// store from then on. Every write reaching the store passes a proxy that
+// names the node whose plugin process sent it; the copy is polled
+// throughout and no revoked kid may come back into it. Takes about a
+// minute and a half.
+func TestPublishingFailover(t *testing.T) {
+	t.Parallel()
+	const maxAge = 5
+	root := testserver.TempDir(t, "jwt-rotor-pubha-")
+	var nodes []*testserver.RaftNode
+	var sha string
+	for _, id := range []string{"pubha-1", "pubha-2", "pubha-3"} {
+		n, sum := testserver.NewRaftNode(t, bins, root, id)
+		// As in TestSafetyFailover: Raft's quickest timing loses the
+		// lease on a loaded machine without any failure.
+		n.PerfMultiplier = 5
+		nodes, sha = append(nodes, n), sum
+	}
+	for _, n := range nodes {
+		n.WriteConfig(t, nodes)
+	}
+	key, token := nodes[0].StartFresh(t)
+	for _, n := range nodes[1:] {
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Unseal(key); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.WaitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
+			t.Fatalf("%v (a standby answers 429)", err)
+		}
+	}
+	clients := make([]*vaultClient, len(nodes))
+	for i, n := range nodes {
+		clients[i] = newVaultClient(n.Addr, token)
+	}
+	waitVoters(t, clients[0], 3, 60*time.Second)
+
+	s3srv := testserver.S3(t)
+	proxy := newStoreProxy(t, s3srv.Endpoint, nodes)
+	// The plugin writes and reads back through the proxy; the watcher
+	// reads the store directly.
+	store := publishedStore{name: "s3", base: proxy.url + "/" + s3srv.Bucket + "/" + copyPrefix, fields: map[string]any{
+		"type": "s3", "bucket": s3srv.Bucket, "region": s3srv.Region, "endpoint": proxy.url, "path_style": true,
+		"access_key_id": s3srv.AccessKey, "secret_access_key": s3srv.SecretKey,
+	}}
+	mustWriteRetry(t, clients[0], "sys/plugins/catalog/secret/"+pluginName, testserver.CatalogEntry(sha, pluginVersion, nil))
+	mustWriteRetry(t, clients[0], "sys/mounts/jwt", testserver.MountInput(pluginVersion))
+	mustWriteRetry(t, clients[0], "sys/mounts/jwt/tune", testserver.TuneInput())
+	mustWriteRetry(t, clients[0], "jwt/config", map[string]any{"issuer": store.issuer(), "jwks_max_age": maxAge})
+	mustWriteRetry(t, clients[0], "jwt/keys/ha", map[string]any{
+		"algorithm": "ES256", "rotation_period": 3600, "publish_lead": 10, "verification_ttl": 120,
+	})
+	mustWriteRetry(t, clients[0], "jwt/keys/ha/rotate", map[string]any{"force": true})
+	mustWriteRetry(t, clients[0], "jwt/publishers/copy", store.publisher(nil))
+
+	watch := watchCopy(t, s3srv.PublicURL(copyPrefix+".well-known/jwks.json"), 100*time.Millisecond)
+	leader := activeIndex(t, nodes)
+	served := func(i int) func() []byte { return func() []byte { return servedJWKS(nodes[i].Addr, "jwt") } }
+	watch.awaitBody(t, time.Now(), served(leader), 30*time.Second)
+	if ws := proxy.writesSince(time.Time{}); len(ws) == 0 || ws[0].node != leader {
+		t.Fatalf("first writes %+v: want the active node %s's", ws, nodes[leader].ID)
+	}
+
+	var lines []string
+	for _, how := range []string{"step-down", "kill -9"} {
+		old := leader
+		// A change for the active node to publish, and at once the loss
+		// of its leadership.
+		mustWriteRetry(t, clients[old], "jwt/keys/ha/rotate", map[string]any{"force": true})
+		if how == "step-down" {
+			clients[old].mustDo(t, http.MethodPut, "sys/step-down", nil)
+		} else {
+			nodes[old].Kill9()
+		}
+		lost := time.Now()
+		leader = -1
+		for deadline := time.Now().Add(60 * time.Second); leader < 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			for i, n := range nodes {
+				if code, err := n.Health(); i != old && err == nil && code == http.StatusOK {
+					leader = i
+				}
+			}
+		}
+		if leader < 0 {
+			t.Fatalf("%s of %s: no other node became active within 60s", how, nodes[old].ID)
+		}
+		if err := waitMount(clients[leader], "jwt/keys/ha", 60*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(lost)
+		// A revocation made through the new active node reaches the copy.
+		resp := mustWriteRetry(t, clients[leader], "jwt/keys/ha/rotate", map[string]any{"revoke_active": true})
+		revoked := str(t, resp.Data, "previous_kid")
+		watch.ban(revoked, time.Now())
+		gone := watch.awaitGone(t, revoked, revokedGoneBound)
+		watch.awaitBody(t, time.Now(), served(leader), 30*time.Second)
+		// Writes from here to the next round: the new node's, none of
+		// the old one's.
+		time.Sleep(2 * time.Second)
+		byNode := map[int]int{}
+		for _, w := range proxy.writesSince(lost) {
+			byNode[w.node]++
+			if w.node == old {
+				t.Errorf("%s: %s wrote %s %s at %s, %s after it lost leadership", how, nodes[old].ID, w.method, w.path,
+					w.at.Format("15:04:05.000"), w.at.Sub(lost).Round(time.Millisecond))
+			}
+		}
+		if byNode[-1] > 0 {
+			t.Errorf("%s: %d writes from a process the proxy could not tie to a node", how, byNode[-1])
+		}
+		if byNode[leader] == 0 {
+			t.Errorf("%s: the new active node %s wrote nothing", how, nodes[leader].ID)
+		}
+		lines = append(lines, fmt.Sprintf("%s of %s: %s active %s later; revoked %s left the copy %s after (bound %s); writes since: %d by %s, %d by %s (%d plugin processes of it running)",
+			how, nodes[old].ID, nodes[leader].ID, took.Round(100*time.Millisecond), revoked, gone.Round(10*time.Millisecond), revokedGoneBound,
+			byNode[leader], nodes[leader].ID, byNode[old], nodes[old].ID, len(pluginPIDsIn(nodes[old].PluginDir))))
+	}
+	reads := watch.verdict(t)
+	t.Logf("%d copy reads, no revoked kid back:\n%s", reads, strings.Join(lines, "\n"))
+}

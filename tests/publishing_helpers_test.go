@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -330,4 +334,111 @@ func (w *copyWatcher) goneTime(kid string) (time.Time, bool) {
 	defer w.mu.Unlock()
 	at, ok := w.goneAt[kid]
 	return at, ok
+}
+
+// storeProxy forwards HTTP to a store and records every write (any
+// method but GET, HEAD and OPTIONS) with the Raft node whose plugin
+// process opened the connection, found through /proc: the socket's inode
+// from /proc/net/tcp, then the process of the node's plugin directory
+// holding it. The Host header is kept, so S3 signatures still match.
+type storeProxy struct {
+	url   string
+	srv   *httptest.Server
+	nodes []*testserver.RaftNode
+
+	mu     sync.Mutex
+	owners map[string]int // remote address -> node index (-1 unknown)
+	writes []proxyWrite
+}
+
+type proxyWrite struct {
+	at     time.Time
+	method string
+	path   string
+	node   int
+}
+
+func newStoreProxy(t *testing.T, target string, nodes []*testserver.RaftNode) *storeProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &storeProxy{nodes: nodes, owners: map[string]int{}}
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(u)
+		r.Out.Host = r.In.Host
+	}}
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
+			p.mu.Lock()
+			p.writes = append(p.writes, proxyWrite{at: time.Now(), method: r.Method, path: r.URL.Path, node: p.owners[r.RemoteAddr]})
+			p.mu.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	p.srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s != http.StateNew {
+			return
+		}
+		owner := p.owner(c)
+		p.mu.Lock()
+		p.owners[c.RemoteAddr().String()] = owner
+		p.mu.Unlock()
+	}
+	p.srv.Start()
+	p.url = p.srv.URL
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// owner finds the node whose plugin holds the client end of c.
+func (p *storeProxy) owner(c net.Conn) int {
+	remote, ok1 := c.RemoteAddr().(*net.TCPAddr)
+	local, ok2 := c.LocalAddr().(*net.TCPAddr)
+	if !ok1 || !ok2 {
+		return -1
+	}
+	raw, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return -1
+	}
+	want := fmt.Sprintf(":%04X", remote.Port)
+	peer := fmt.Sprintf(":%04X", local.Port)
+	inode := ""
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 9 && strings.HasSuffix(f[1], want) && strings.HasSuffix(f[2], peer) {
+			inode = f[9]
+			break
+		}
+	}
+	if inode == "" {
+		return -1
+	}
+	link := "socket:[" + inode + "]"
+	for i, n := range p.nodes {
+		for _, pid := range pluginPIDsIn(n.PluginDir) {
+			fds, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "fd"))
+			for _, fd := range fds {
+				if l, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "fd", fd.Name())); err == nil && l == link {
+					return i
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// writesSince returns the writes that reached the proxy at or after t.
+func (p *storeProxy) writesSince(t time.Time) []proxyWrite {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []proxyWrite
+	for _, w := range p.writes {
+		if !w.at.Before(t) {
+			out = append(out, w)
+		}
+	}
+	return out
 }
