@@ -38,15 +38,20 @@ const (
 )
 
 // revokedGoneBound is how long after a revocation a revoked kid may stay
-// in a reachable copy (docs/publishing.md: the next pass, plus one
-// attempt).
-const revokedGoneBound = publishPassEvery + publishAttempt
+// in a reachable copy (docs/publishing.md, "How soon"): the next pass may
+// find an upload of the previous copy under way for up to an attempt, and
+// the pass after it writes the new copy within another.
+const revokedGoneBound = 2 * freshPassBound
+
+// freshPassBound is the same for a plugin that has just started, with no
+// upload under way: a pass and an attempt.
+const freshPassBound = publishPassEvery + publishAttempt
 
 // rejectionBound is how long after a revocation a verifier of kind k,
 // reading copies whose max-age is at most maxAge, may still accept a
-// token of the revoked key: the copy drops it within a pass plus an
-// attempt; a copy fetched just before is fresh for max-age more; the
-// library may then take its own staleness to look again.
+// token of the revoked key: the copy drops it within revokedGoneBound; a
+// copy fetched just before is fresh for max-age more; the library may then
+// take its own staleness to look again.
 func rejectionBound(k verifierKind, maxAge time.Duration) time.Duration {
 	return revokedGoneBound + maxAge + k.staleness(maxAge)
 }

@@ -200,7 +200,7 @@ func runPublishingVerifiers(t *testing.T, storeName string) {
 		t.Fatalf("kid changes %v: the rollback (%q) or the revocation (%q) did not happen", kidOrder, rolledTo, revoked)
 	}
 
-	// The revoked key left the copy within a pass and an attempt, and
+	// The revoked key left the copy within revokedGoneBound, and
 	// every verifier that refreshes on its own rejects the probe token
 	// (alive for probeTTL) after its bound.
 	gone := watch.awaitGone(t, revoked, revokedGoneBound)
