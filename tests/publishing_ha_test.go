@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,11 +111,15 @@ func TestPublishingCrashRestart(t *testing.T) {
 
 // TestPublishingFailover guards who writes the copies in a 3-node Raft
 // cluster publishing to one S3 store: when the active node steps down,
-// and when it is killed (SIGKILL, with its plugin) right after a change
-// it was publishing, the node that takes over publishes (a revocation
-// made through it after the failover leaves the copy within the bound of
-// docs/publishing.md, 18 s), and the node that lost leadership writes nothing to the
-// store from then on. Every write reaching the store passes a proxy that
+// when it is frozen (SIGSTOP of Vault and its plugin) until another node
+// has taken over and published a revocation, then resumed, and when it is
+// killed (SIGKILL, with its plugin), each time right after a change it
+// was to publish, the node that takes over publishes (a revocation made
+// through it after the failover leaves the copy within the bound of
+// docs/publishing.md, 18 s), and the node that lost leadership writes
+// nothing to the store from then on: no request at all after a step-down
+// or a kill; after the freeze, which it learns of only when it resumes,
+// no write the store accepts (a conditional write refused is allowed). Every write reaching the store passes a proxy that
 // names the node whose plugin process sent it; the copy is polled
 // throughout and no revoked kid may come back into it. Takes about a
 // minute and a half.
@@ -179,21 +184,36 @@ func TestPublishingFailover(t *testing.T) {
 	}
 
 	var lines []string
-	for _, how := range []string{"step-down", "kill -9"} {
+	for _, how := range []string{"step-down", "kill -9", "freeze"} {
 		old := leader
 		// A change for the active node to publish, and at once the loss
 		// of its leadership.
 		mustWriteRetry(t, clients[old], "jwt/keys/ha/rotate", map[string]any{"force": true})
-		if how == "step-down" {
+		var frozen []int
+		switch how {
+		case "step-down":
 			clients[old].mustDo(t, http.MethodPut, "sys/step-down", nil)
-		} else {
+		case "freeze":
+			frozen = append(pluginPIDsIn(nodes[old].PluginDir), nodes[old].PID())
+			for _, pid := range frozen {
+				_ = syscall.Kill(pid, syscall.SIGSTOP)
+			}
+			t.Cleanup(func() {
+				for _, pid := range frozen {
+					_ = syscall.Kill(pid, syscall.SIGCONT)
+				}
+			})
+		default:
 			nodes[old].Kill9()
 		}
 		lost := time.Now()
 		leader = -1
 		for deadline := time.Now().Add(60 * time.Second); leader < 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			for i, n := range nodes {
-				if code, err := n.Health(); i != old && err == nil && code == http.StatusOK {
+				if i == old || !n.Running() {
+					continue
+				}
+				if code, err := n.Health(); err == nil && code == http.StatusOK {
 					leader = i
 				}
 			}
@@ -211,14 +231,30 @@ func TestPublishingFailover(t *testing.T) {
 		watch.ban(revoked, time.Now())
 		gone := watch.awaitGone(t, revoked, revokedGoneBound)
 		watch.awaitBody(t, time.Now(), served(leader), 30*time.Second)
+		wait := 2 * time.Second
+		if how == "freeze" {
+			// The old node resumes with the view it had (its own copy of
+			// storage lacks the revocation) and learns it is no longer
+			// active only from the cluster, which Vault may take a while
+			// to act on: its plugin runs passes meanwhile.
+			for _, pid := range frozen {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+			wait = 15 * time.Second
+		}
 		// Writes from here to the next round: the new node's, none of
 		// the old one's.
-		time.Sleep(2 * time.Second)
+		time.Sleep(wait)
+		watch.awaitBody(t, time.Now(), served(leader), 30*time.Second)
 		byNode := map[int]int{}
+		refused := 0
 		for _, w := range proxy.writesSince(lost) {
 			byNode[w.node]++
-			if w.node == old {
-				t.Errorf("%s: %s wrote %s %s at %s, %s after it lost leadership", how, nodes[old].ID, w.method, w.path,
+			switch {
+			case w.node == old && how == "freeze" && w.status >= 300:
+				refused++
+			case w.node == old:
+				t.Errorf("%s: %s wrote %s %s (status %d) at %s, %s after it lost leadership", how, nodes[old].ID, w.method, w.path, w.status,
 					w.at.Format("15:04:05.000"), w.at.Sub(lost).Round(time.Millisecond))
 			}
 		}
@@ -228,9 +264,23 @@ func TestPublishingFailover(t *testing.T) {
 		if byNode[leader] == 0 {
 			t.Errorf("%s: the new active node %s wrote nothing", how, nodes[leader].ID)
 		}
-		lines = append(lines, fmt.Sprintf("%s of %s: %s active %s later; revoked %s left the copy %s after (bound %s); writes since: %d by %s, %d by %s (%d plugin processes of it running)",
+		lines = append(lines, fmt.Sprintf("%s of %s: %s active %s later; revoked %s left the copy %s after (bound %s); writes since: %d by %s, %d by %s (%d refused; %d plugin processes of it running)",
 			how, nodes[old].ID, nodes[leader].ID, took.Round(100*time.Millisecond), revoked, gone.Round(10*time.Millisecond), revokedGoneBound,
-			byNode[leader], nodes[leader].ID, byNode[old], nodes[old].ID, len(pluginPIDsIn(nodes[old].PluginDir))))
+			byNode[leader], nodes[leader].ID, byNode[old], nodes[old].ID, refused, len(pluginPIDsIn(nodes[old].PluginDir))))
+		if how == "kill -9" {
+			// Back as a standby, so that the cluster keeps a quorum when
+			// the next round freezes the active node.
+			if err := nodes[old].Start(); err != nil {
+				t.Fatal(err)
+			}
+			if err := nodes[old].Unseal(key); err != nil {
+				t.Fatal(err)
+			}
+			if err := nodes[old].WaitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
+				t.Fatal(err)
+			}
+			waitVoters(t, clients[leader], 3, 60*time.Second)
+		}
 	}
 	reads := watch.verdict(t)
 	t.Logf("%d copy reads, no revoked kid back:\n%s", reads, strings.Join(lines, "\n"))

@@ -361,6 +361,18 @@ type proxyWrite struct {
 	method string
 	path   string
 	node   int
+	status int // the store's answer
+}
+
+// statusRecorder keeps the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
 }
 
 func newStoreProxy(t *testing.T, target string, nodes []*testserver.RaftNode) *storeProxy {
@@ -375,12 +387,19 @@ func newStoreProxy(t *testing.T, target string, nodes []*testserver.RaftNode) *s
 		r.Out.Host = r.In.Host
 	}}
 	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
-			p.mu.Lock()
-			p.writes = append(p.writes, proxyWrite{at: time.Now(), method: r.Method, path: r.URL.Path, node: p.owners[r.RemoteAddr]})
-			p.mu.Unlock()
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
+			rp.ServeHTTP(w, r)
+			return
 		}
-		rp.ServeHTTP(w, r)
+		at := time.Now()
+		p.mu.Lock()
+		node := p.owners[r.RemoteAddr]
+		p.mu.Unlock()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		rp.ServeHTTP(rec, r)
+		p.mu.Lock()
+		p.writes = append(p.writes, proxyWrite{at: at, method: r.Method, path: r.URL.Path, node: node, status: rec.status})
+		p.mu.Unlock()
 	}))
 	p.srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
 		if s != http.StateNew {

@@ -274,6 +274,9 @@ func (n *RaftNode) Unseal(key string) error {
 	}
 }
 
+// PID is the Vault process's id (the node must be running).
+func (n *RaftNode) PID() int { return n.cmd.Process.Pid }
+
 // Kill9 sends SIGKILL to the Vault process and then to every plugin
 // process it had started (a plugin outlives a killed Vault, so a power cut
 // is simulated for both).
