@@ -126,36 +126,7 @@ func TestPublishingCrashRestart(t *testing.T) {
 func TestPublishingFailover(t *testing.T) {
 	t.Parallel()
 	const maxAge = 5
-	root := testserver.TempDir(t, "jwt-rotor-pubha-")
-	var nodes []*testserver.RaftNode
-	var sha string
-	for _, id := range []string{"pubha-1", "pubha-2", "pubha-3"} {
-		n, sum := testserver.NewRaftNode(t, bins, root, id)
-		// As in TestSafetyFailover: Raft's quickest timing loses the
-		// lease on a loaded machine without any failure.
-		n.PerfMultiplier = 5
-		nodes, sha = append(nodes, n), sum
-	}
-	for _, n := range nodes {
-		n.WriteConfig(t, nodes)
-	}
-	key, token := nodes[0].StartFresh(t)
-	for _, n := range nodes[1:] {
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Unseal(key); err != nil {
-			t.Fatal(err)
-		}
-		if err := n.WaitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
-			t.Fatalf("%v (a standby answers 429)", err)
-		}
-	}
-	clients := make([]*vaultClient, len(nodes))
-	for i, n := range nodes {
-		clients[i] = newVaultClient(n.Addr, token)
-	}
-	waitVoters(t, clients[0], 3, 60*time.Second)
+	nodes, clients, sha, key := startRaftCluster(t, "jwt-rotor-pubha-", "pubha")
 
 	s3srv := testserver.S3(t)
 	proxy := newStoreProxy(t, s3srv.Endpoint, nodes)
