@@ -165,7 +165,7 @@ func TestPublishingFailover(t *testing.T) {
 		case "step-down":
 			clients[old].mustDo(t, http.MethodPut, "sys/step-down", nil)
 		case "freeze":
-			frozen = append(pluginPIDsIn(nodes[old].PluginDir), nodes[old].PID())
+			frozen = append(testserver.PluginPIDs(nodes[old].PluginDir), nodes[old].PID())
 			for _, pid := range frozen {
 				_ = syscall.Kill(pid, syscall.SIGSTOP)
 			}
@@ -237,7 +237,7 @@ func TestPublishingFailover(t *testing.T) {
 		}
 		lines = append(lines, fmt.Sprintf("%s of %s: %s active %s later; revoked %s left the copy %s after (bound %s); writes since: %d by %s, %d by %s (%d refused; %d plugin processes of it running)",
 			how, nodes[old].ID, nodes[leader].ID, took.Round(100*time.Millisecond), revoked, gone.Round(10*time.Millisecond), revokedGoneBound,
-			byNode[leader], nodes[leader].ID, byNode[old], nodes[old].ID, refused, len(pluginPIDsIn(nodes[old].PluginDir))))
+			byNode[leader], nodes[leader].ID, byNode[old], nodes[old].ID, refused, len(testserver.PluginPIDs(nodes[old].PluginDir))))
 		if how == "kill -9" {
 			// Back as a standby, so that the cluster keeps a quorum when
 			// the next round freezes the active node.

@@ -294,24 +294,6 @@ func servedJWKS(addr, mountPath string) []byte {
 	return body
 }
 
-// pluginPIDsIn lists the processes whose executable lies in dir: the
-// plugins one Vault server started from its plugin directory.
-func pluginPIDsIn(dir string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err == nil && strings.HasPrefix(exe, dir+string(filepath.Separator)) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
 // kill9Dev kills a dev server with SIGKILL and then the plugin processes
 // it had started (they outlive it), as a power cut would.
 func kill9Dev(t *testing.T, srv *testserver.DevServer) {
@@ -319,7 +301,7 @@ func kill9Dev(t *testing.T, srv *testserver.DevServer) {
 	if err := syscall.Kill(srv.PID(), syscall.SIGKILL); err != nil {
 		t.Fatalf("kill -9 %d: %v", srv.PID(), err)
 	}
-	for _, pid := range pluginPIDsIn(filepath.Join(srv.Dir, "plugins")) {
+	for _, pid := range testserver.PluginPIDs(filepath.Join(srv.Dir, "plugins")) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -446,7 +428,7 @@ func (p *storeProxy) owner(c net.Conn) int {
 	}
 	link := "socket:[" + inode + "]"
 	for i, n := range p.nodes {
-		for _, pid := range pluginPIDsIn(n.PluginDir) {
+		for _, pid := range testserver.PluginPIDs(n.PluginDir) {
 			fds, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "fd"))
 			for _, fd := range fds {
 				if l, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "fd", fd.Name())); err == nil && l == link {

@@ -152,12 +152,7 @@ func runPublishingVerifiers(t *testing.T, storeName string) {
 			s.seq = seq
 			tokens = append(tokens, s)
 			last = s
-			if n := len(kidOrder); n == 0 || kidOrder[n-1] != s.kid {
-				if slices.Contains(kidOrder, s.kid) && s.kid != rolledTo && s.kid != rolledOff {
-					t.Errorf("kid %s signs again after %s took over", s.kid, kidOrder[n-1])
-				}
-				kidOrder = append(kidOrder, s.kid)
-			}
+			kidOrder = noteSigningKid(t, kidOrder, s.kid, rolledTo, rolledOff)
 			pipe.dispatch(s)
 		}
 		changes := len(kidOrder) - 1
