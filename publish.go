@@ -494,6 +494,15 @@ func (b *backend) writeCopy(ctx context.Context, s logical.Storage, name string,
 				b.forgetPublisherState(name)
 				return &sinkError{Op: "put", Object: o.name, Reason: reasonPrecondition}
 			}
+			// Storage agrees with this node's record, but what it read may
+			// be its own stale copy: a node that lost leadership (a Raft
+			// leader cut off, or paused, while another took over) still
+			// reads its local storage, which lacks the new node's state.
+			// Only a node that can still write storage writes over another
+			// writer's object.
+			if err := b.fenceOverwrite(ctx, s, name, p, st, o.name); err != nil {
+				return err
+			}
 			_, cur, gerr := sk.get(ctx, o.name)
 			if gerr != nil && sinkReason(gerr) != reasonMissing {
 				return gerr
@@ -509,6 +518,22 @@ func (b *backend) writeCopy(ctx context.Context, s logical.Storage, name string,
 			return err
 		}
 		st.Objects[o.name] = objectState{ETag: etag, Hash: hashOf(o.body)}
+	}
+	return nil
+}
+
+// fenceOverwrite stores st before object, changed by another writer, is
+// written over: a node that may no longer write storage (it lost
+// leadership) is refused there, and so writes nothing to the store.
+func (b *backend) fenceOverwrite(ctx context.Context, s logical.Storage, name string, p *publisherEntry, st *publisherState, object string) error {
+	b.pub.storeMu.Lock()
+	defer b.pub.storeMu.Unlock()
+	if b.publishersNow()[name] != p {
+		return &sinkError{Op: "put", Object: object, Reason: reasonPrecondition}
+	}
+	if err := putJSON(ctx, s, publisherStatePrefix+name, st); err != nil {
+		b.log().Warn("publishing: an object changed by another writer is not written over: this node cannot write storage", "publisher", name, "object", object, "error", err)
+		return &sinkError{Op: "put", Object: object, Reason: reasonPrecondition}
 	}
 	return nil
 }

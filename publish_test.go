@@ -3,6 +3,7 @@ package jwtrotor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -386,6 +387,79 @@ func TestPublishStaleNodeCannotWriteBack(t *testing.T) {
 	got, _ := st.object(".well-known/jwks.json")
 	if string(got.body) != string(want.body) {
 		t.Fatalf("the stale node wrote back its copy:\n%s\nover\n%s", got.body, want.body)
+	}
+}
+
+// deposedStorage is the storage a node that lost leadership still sees:
+// its own copy, frozen when it was cut off, which it can read but not
+// write (a Raft follower's local store).
+type deposedStorage struct{ logical.Storage }
+
+func (deposedStorage) Put(context.Context, *logical.StorageEntry) error {
+	return errors.New("node is not the leader")
+}
+
+func (deposedStorage) Delete(context.Context, string) error {
+	return errors.New("node is not the leader")
+}
+
+// frozenCopy copies every entry of s.
+func frozenCopy(t *testing.T, s logical.Storage) deposedStorage {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := logical.CollectKeys(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &logical.InmemStorage{}
+	for _, k := range keys {
+		e, err := s.Get(ctx, k)
+		if err != nil || e == nil {
+			t.Fatalf("copy %s: %v", k, err)
+		}
+		if err := c.Put(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return deposedStorage{c}
+}
+
+// A node that lost leadership while it had a change to publish, and runs
+// a pass before it learns so, reads its own older copy of storage: its
+// conditional write fails on the newer node's ETag, and storage (its
+// copy) records no newer state. It must not then write its older copy,
+// which still holds a revoked kid, over the newer node's as if the object
+// had been changed outside the plugin: it cannot write storage, and so
+// writes nothing to the store either.
+func TestPublishDeposedNodeCannotWriteBack(t *testing.T) {
+	t.Parallel()
+	old, cur := twoNodes(t)
+	old.setupRing("k", "ES256", nil)
+	stores := withStores(old)
+	old.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	old.publishPass()
+	// A change the old node has yet to publish when it is cut off.
+	old.mustWrite("keys/k/rotate", map[string]any{"force": true})
+	cutOff := frozenCopy(t, old.storage)
+	cur.b.newSink, cur.b.readPublic = old.b.newSink, old.b.readPublic
+	revoked, _ := cur.mustWrite("keys/k/rotate", map[string]any{"revoke_active": true}).Data["previous_kid"].(string)
+	cur.publishPass()
+	st := stores["https://dav.example.com/"]
+	want, _ := st.object(".well-known/jwks.json")
+	if slices.Contains(kidsOf(t, want.body), revoked) {
+		t.Fatalf("the new node's copy holds the revoked kid %s", revoked)
+	}
+	old.b.publishPass(context.Background(), cutOff, true)
+	got, _ := st.object(".well-known/jwks.json")
+	if string(got.body) != string(want.body) {
+		t.Fatalf("the node that lost leadership wrote its copy (revoked kid %s in it: %v):\n%s\nover the new node's\n%s",
+			revoked, slices.Contains(kidsOf(t, got.body), revoked), got.body, want.body)
+	}
+	// The new node's next pass finds its own copy untouched.
+	cur.clock.Advance(2 * time.Second)
+	cur.publishPass()
+	if r := cur.publisherReport("site"); r["restored"] != int64(0) || r["state"] != "current" {
+		t.Errorf("the new node's report after the old node's pass: %v", r)
 	}
 }
 

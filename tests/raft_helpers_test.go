@@ -93,3 +93,42 @@ func waitMount(c *vaultClient, path string, timeout time.Duration) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// startRaftCluster starts three Raft nodes (<id>-1 to <id>-3) in a new
+// directory, initialises the first, unseals all three, and waits until the
+// Raft configuration lists three voters. It returns the nodes, a root
+// client of each, the plugin's SHA-256 and the unseal key.
+func startRaftCluster(t *testing.T, dirPrefix, id string) (nodes []*testserver.RaftNode, clients []*vaultClient, sha, key string) {
+	t.Helper()
+	root := testserver.TempDir(t, dirPrefix)
+	for i := 1; i <= 3; i++ {
+		n, sum := testserver.NewRaftNode(t, bins, root, fmt.Sprintf("%s-%d", id, i))
+		nodes, sha = append(nodes, n), sum
+	}
+	for _, n := range nodes {
+		// Raft's default timing: with the quickest (1) a leader loses its
+		// lease after 500ms without contact, which a loaded machine can
+		// cause without any failure.
+		n.PerfMultiplier = 5
+		n.WriteConfig(t, nodes)
+	}
+	clusterStart := time.Now()
+	key, token := nodes[0].StartFresh(t)
+	for _, n := range nodes[1:] {
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Unseal(key); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.WaitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
+			t.Fatalf("%v (a standby answers 429)", err)
+		}
+	}
+	for _, n := range nodes {
+		clients = append(clients, newVaultClient(n.Addr, token))
+	}
+	waitVoters(t, clients[0], 3, 60*time.Second)
+	t.Logf("3-node cluster up in %s", time.Since(clusterStart).Round(100*time.Millisecond))
+	return nodes, clients, sha, key
+}

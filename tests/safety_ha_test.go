@@ -46,53 +46,7 @@ func TestSafetyFailover(t *testing.T) {
 		alg       = "ES256"
 		signEvery = 300 * time.Millisecond
 	)
-	root := testserver.TempDir(t, "jwt-rotor-failover-")
-	var nodes []*testserver.RaftNode
-	var sha string
-	for _, id := range []string{"ha-1", "ha-2", "ha-3"} {
-		n, sum := testserver.NewRaftNode(t, bins, root, id)
-		nodes = append(nodes, n)
-		sha = sum
-	}
-	for _, n := range nodes {
-		// Raft's default timing: with the quickest (1) a leader loses its
-		// lease after 500ms without contact, which a loaded machine can
-		// cause without any failure.
-		n.PerfMultiplier = 5
-		n.WriteConfig(t, nodes)
-	}
-
-	clusterStart := time.Now()
-	if err := nodes[0].Start(); err != nil {
-		t.Fatal(err)
-	}
-	key, token, err := nodes[0].Init()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nodes[0].Unseal(key); err != nil {
-		t.Fatal(err)
-	}
-	if err := nodes[0].WaitHealth(60*time.Second, http.StatusOK); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nodes[1:] {
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Unseal(key); err != nil {
-			t.Fatal(err)
-		}
-		if err := n.WaitHealth(90*time.Second, http.StatusTooManyRequests); err != nil {
-			t.Fatalf("%v (a standby answers 429)", err)
-		}
-	}
-	clients := make([]*vaultClient, len(nodes))
-	for i, n := range nodes {
-		clients[i] = newVaultClient(n.Addr, token)
-	}
-	waitVoters(t, clients[0], 3, 60*time.Second)
-	t.Logf("3-node cluster up in %s", time.Since(clusterStart).Round(100*time.Millisecond))
+	nodes, clients, sha, key := startRaftCluster(t, "jwt-rotor-failover-", "ha")
 
 	lb := newFailoverLB(nodes)
 	t.Cleanup(lb.close)

@@ -274,6 +274,9 @@ func (n *RaftNode) Unseal(key string) error {
 	}
 }
 
+// PID is the Vault process's id (the node must be running).
+func (n *RaftNode) PID() int { return n.cmd.Process.Pid }
+
 // Kill9 sends SIGKILL to the Vault process and then to every plugin
 // process it had started (a plugin outlives a killed Vault, so a power cut
 // is simulated for both).
@@ -298,16 +301,16 @@ func (n *RaftNode) Stop() {
 // killPlugins kills the processes whose executable lies in the node's
 // plugin directory: each is a plugin this node's Vault started.
 func (n *RaftNode) killPlugins() {
-	for _, pid := range pluginPIDs(n.PluginDir) {
+	for _, pid := range PluginPIDs(n.PluginDir) {
 		if p, err := os.FindProcess(pid); err == nil {
 			_ = p.Kill()
 		}
 	}
 }
 
-// pluginPIDs lists the processes whose argv[0] lies in dir (from /proc;
+// PluginPIDs lists the processes whose argv[0] lies in dir (from /proc;
 // none where there is no /proc).
-func pluginPIDs(dir string) []int {
+func PluginPIDs(dir string) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil

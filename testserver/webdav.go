@@ -28,9 +28,24 @@ type WebDAVServer struct {
 // apache2Bin is Debian's httpd binary.
 const apache2Bin = "/usr/sbin/apache2"
 
+// WebDAVOptions are what differs between the WebDAV servers tests start.
+type WebDAVOptions struct {
+	// CacheControl, when set, is the Cache-Control header of every response
+	// under URL. mod_dav_fs stores a PUT's body alone, not the headers
+	// it came with, so what verifiers are told about caching is the
+	// server's configuration, as on a real Apache serving the copies.
+	CacheControl string
+}
+
 // WebDAV starts a WebDAVServer for one test and stops it when the test
 // ends. A missing apache2 fails the test with the make target to run.
 func WebDAV(t testing.TB) *WebDAVServer {
+	t.Helper()
+	return WebDAVWith(t, WebDAVOptions{})
+}
+
+// WebDAVWith is WebDAV with options.
+func WebDAVWith(t testing.TB, opts WebDAVOptions) *WebDAVServer {
 	t.Helper()
 	bin, dir, addr := prepareStore(t, apache2Bin, "apache2", "jwt-rotor-dav-")
 	s := &WebDAVServer{Username: "publisher", Password: "dav-test-password", DocRoot: filepath.Join(dir, "htdocs", "dav")}
@@ -70,6 +85,10 @@ func WebDAV(t testing.TB) *WebDAVServer {
 		t.Fatal(err)
 	}
 	mods := "/usr/lib/apache2/modules/"
+	headers := ""
+	if opts.CacheControl != "" {
+		headers = fmt.Sprintf("LoadModule headers_module %smod_headers.so\n<Location /dav/>\n    Header always set Cache-Control %q\n</Location>\n", mods, opts.CacheControl)
+	}
 	conf := fmt.Sprintf(`ServerRoot %[1]q
 ServerName 127.0.0.1
 Listen %[2]s
@@ -108,7 +127,7 @@ DocumentRoot %[1]s/htdocs
         Require valid-user
     </LimitExcept>
 </Location>
-`, dir, addr, runAs, mods)
+%[5]s`, dir, addr, runAs, mods, headers)
 	confPath := filepath.Join(dir, "httpd.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
