@@ -232,6 +232,9 @@ func (c *crashRun) iteration(i int, kind string) {
 	pendingBefore, _ := opsBefore.nextPending()
 
 	detail := ""
+	var rotErr error
+	var rotResp *apiResponse
+	killsBefore := 0
 	switch kind {
 	case "random":
 		ctx, cancel := context.WithCancel(context.Background())
@@ -261,7 +264,6 @@ func (c *crashRun) iteration(i int, kind string) {
 		// key leaves the JWKS. Wait until then and force again.
 		var resp *apiResponse
 		var err error
-		var killsBefore int
 		for attempt := 1; ; attempt++ {
 			opsBefore = readRingOneActive(t, c.vc, c.mountPath, "ops")
 			activeBefore = opsBefore.inState("active")[0]
@@ -288,6 +290,7 @@ func (c *crashRun) iteration(i int, kind string) {
 				t.Fatalf("iteration %d: the rotation failed (%v %v) but Vault logged no plugin killed at %s", i, err, resp, kind)
 			}
 		}
+		rotErr, rotResp = err, resp
 		// Later restarts run the plugin without the crash point.
 		registerPlugin(t, c.vc, c.sha, nil)
 		c.node.Kill9()
@@ -334,7 +337,28 @@ func (c *crashRun) iteration(i int, kind string) {
 		}
 		checked += ", forced rotation written before the crash took effect"
 	}
+	if kind != "random" && t.Failed() {
+		t.Logf("iteration %d (%s): plugin processes killed during the rotation: %d; the rotation answered %s", i, kind, c.pluginKills()-killsBefore, answerText(rotErr, rotResp))
+		t.Logf("ops before the crash:\n%s\nops after the restart:\n%s", ringDump(opsBefore), ringDump(opsAfter))
+	}
 	c.report = append(c.report, fmt.Sprintf("iteration %2d: %-78s back in %-6s checked %s", i, detail, back.Round(10*time.Millisecond), checked))
+}
+
+// ringDump lists a ring's keys with their states and timestamps.
+func ringDump(r ring) string {
+	var b strings.Builder
+	for _, k := range r.SigningKeys {
+		fmt.Fprintf(&b, "  %s %-8s publish %d activate %d retire %d remove %d revoked %d\n", k.Kid, k.State, k.PublishAt, k.ActivateAt, k.RetireAt, k.RemoveAt, k.RevokedAt)
+	}
+	return b.String()
+}
+
+// answerText is a call's error or status and body, for a failure message.
+func answerText(err error, resp *apiResponse) string {
+	if err != nil {
+		return "error " + err.Error()
+	}
+	return fmt.Sprintf("status %d: %s", resp.Status, resp.Body)
 }
 
 // pluginKills counts the plugin deaths by SIGKILL in the node's log.
