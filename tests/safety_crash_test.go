@@ -232,6 +232,10 @@ func (c *crashRun) iteration(i int, kind string) {
 	pendingBefore, _ := opsBefore.nextPending()
 
 	detail := ""
+	var rotErr error
+	var rotResp *apiResponse
+	killsBefore := 0
+	rerun := ""
 	switch kind {
 	case "random":
 		ctx, cancel := context.WithCancel(context.Background())
@@ -261,14 +265,20 @@ func (c *crashRun) iteration(i int, kind string) {
 		// key leaves the JWKS. Wait until then and force again.
 		var resp *apiResponse
 		var err error
-		var killsBefore int
 		for attempt := 1; ; attempt++ {
 			opsBefore = readRingOneActive(t, c.vc, c.mountPath, "ops")
 			activeBefore = opsBefore.inState("active")[0]
 			pendingBefore, _ = opsBefore.nextPending()
 			killsBefore = c.pluginKills()
+			// When the plugin dies during a request, Vault may start it
+			// again and send it the same request once more (it does when
+			// it sees the plugin's exit before the failed call returns, a
+			// race). That rerun still has the crash point: without
+			// expected_active_kid it would rotate a second time after a
+			// write at after-ring-put. With it, the rerun finds the first
+			// write and does nothing.
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			resp, err = c.vc.call(ctx, http.MethodPost, c.mountPath+"/keys/ops/rotate", map[string]any{"force": true})
+			resp, err = c.vc.call(ctx, http.MethodPost, c.mountPath+"/keys/ops/rotate", map[string]any{"force": true, "expected_active_kid": activeBefore.Kid})
 			cancel()
 			until, full := boundRetryAt(err, resp)
 			if !full {
@@ -280,7 +290,14 @@ func (c *crashRun) iteration(i int, kind string) {
 			time.Sleep(time.Until(until) + time.Second)
 		}
 		if err == nil && resp.Status == http.StatusOK {
-			t.Fatalf("iteration %d: the rotation succeeded although the plugin should have died at %s: %s", i, kind, resp.Body)
+			// Only Vault's rerun of the request on a fresh plugin can
+			// answer, and only at after-ring-put: it found the ring the
+			// dead plugin wrote, so it rotated nothing.
+			rotated, _ := resp.Data["rotated"].(bool)
+			if active, _ := resp.Data["active_kid"].(string); kind != "after-ring-put" || rotated || active != pendingBefore.Kid {
+				t.Fatalf("iteration %d: the rotation succeeded although the plugin should have died at %s: %s", i, kind, resp.Body)
+			}
+			rerun = " (Vault reran it: no-op)"
 		}
 		// Vault logs the plugin's death by SIGKILL.
 		for deadline := time.Now().Add(5 * time.Second); c.pluginKills() == killsBefore; time.Sleep(100 * time.Millisecond) {
@@ -288,10 +305,11 @@ func (c *crashRun) iteration(i int, kind string) {
 				t.Fatalf("iteration %d: the rotation failed (%v %v) but Vault logged no plugin killed at %s", i, err, resp, kind)
 			}
 		}
+		rotErr, rotResp = err, resp
 		// Later restarts run the plugin without the crash point.
 		registerPlugin(t, c.vc, c.sha, nil)
 		c.node.Kill9()
-		detail = fmt.Sprintf("plugin killed itself at %s during a forced rotation, then SIGKILL", kind)
+		detail = fmt.Sprintf("plugin killed itself at %s during a forced rotation%s, then SIGKILL", kind, rerun)
 	}
 
 	crashAt := time.Now()
@@ -334,7 +352,28 @@ func (c *crashRun) iteration(i int, kind string) {
 		}
 		checked += ", forced rotation written before the crash took effect"
 	}
+	if kind != "random" && t.Failed() {
+		t.Logf("iteration %d (%s): plugin processes killed during the rotation: %d; the rotation answered %s", i, kind, c.pluginKills()-killsBefore, answerText(rotErr, rotResp))
+		t.Logf("ops before the crash:\n%s\nops after the restart:\n%s", ringDump(opsBefore), ringDump(opsAfter))
+	}
 	c.report = append(c.report, fmt.Sprintf("iteration %2d: %-78s back in %-6s checked %s", i, detail, back.Round(10*time.Millisecond), checked))
+}
+
+// ringDump lists a ring's keys with their states and timestamps.
+func ringDump(r ring) string {
+	var b strings.Builder
+	for _, k := range r.SigningKeys {
+		fmt.Fprintf(&b, "  %s %-8s publish %d activate %d retire %d remove %d revoked %d\n", k.Kid, k.State, k.PublishAt, k.ActivateAt, k.RetireAt, k.RemoveAt, k.RevokedAt)
+	}
+	return b.String()
+}
+
+// answerText is a call's error or status and body, for a failure message.
+func answerText(err error, resp *apiResponse) string {
+	if err != nil {
+		return "error " + err.Error()
+	}
+	return fmt.Sprintf("status %d: %s", resp.Status, resp.Body)
 }
 
 // pluginKills counts the plugin deaths by SIGKILL in the node's log.
