@@ -156,22 +156,28 @@ func benchRings(b *testing.B, n int, settings map[string]any) *testEnv {
 	return newEnvOn(b, s, clock)
 }
 
+// benchPasses times maintenance passes over e after a first, untimed one
+// (which loads the rings and sweeps them).
+func benchPasses(b *testing.B, e *testEnv) {
+	b.Helper()
+	if err := e.maintain(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := e.maintain(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkMaintenance measures one maintenance pass with nothing to do over
 // many rings (benchRings).
 func BenchmarkMaintenance(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("rings=%d", n), func(b *testing.B) {
-			e := benchRings(b, n, nil)
-			if err := e.maintain(); err != nil { // first pass: load and sweep
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := e.maintain(); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchPasses(b, benchRings(b, n, nil))
 		})
 	}
 }
@@ -229,16 +235,7 @@ func BenchmarkWithPublishers(b *testing.B) {
 		b.Run(fmt.Sprintf("maintenance-1000-rings/publishers=%d", n), func(b *testing.B) {
 			e := benchRings(b, 1000, map[string]any{"max_activation_delay": "30m"})
 			withBenchPublishers(b, e, n)
-			if err := e.maintain(); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := e.maintain(); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchPasses(b, e)
 		})
 	}
 }

@@ -359,16 +359,23 @@ func TestPublishRestoresADeletedCopy(t *testing.T) {
 	}
 }
 
+// twoPublishingNodes is two nodes on one storage, a ring, and a publisher
+// whose copy the first node has written.
+func twoPublishingNodes(t *testing.T) (old, cur *testEnv, stores map[string]*memStore) {
+	old, cur = twoNodes(t)
+	old.setupRing("k", "ES256", nil)
+	stores = withStores(old)
+	old.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	old.publishPass()
+	return old, cur, stores
+}
+
 // A node whose view is older than storage's cannot write back an older
 // copy: its conditional write fails on the ETag the newer node recorded,
 // and the object stays the newer node's.
 func TestPublishStaleNodeCannotWriteBack(t *testing.T) {
 	t.Parallel()
-	old, cur := twoNodes(t)
-	old.setupRing("k", "ES256", nil)
-	stores := withStores(old)
-	old.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	old.publishPass()
+	old, cur, stores := twoPublishingNodes(t)
 	cur.b.newSink, cur.b.readPublic = old.b.newSink, old.b.readPublic
 	// The old node's view: its cache holds the ring before the revoke.
 	staleSnap, err := old.b.load(context.Background(), old.storage)
@@ -433,11 +440,7 @@ func frozenCopy(t *testing.T, s logical.Storage) deposedStorage {
 // writes nothing to the store either.
 func TestPublishDeposedNodeCannotWriteBack(t *testing.T) {
 	t.Parallel()
-	old, cur := twoNodes(t)
-	old.setupRing("k", "ES256", nil)
-	stores := withStores(old)
-	old.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	old.publishPass()
+	old, cur, stores := twoPublishingNodes(t)
 	// A change the old node has yet to publish when it is cut off.
 	old.mustWrite("keys/k/rotate", map[string]any{"force": true})
 	cutOff := frozenCopy(t, old.storage)
