@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -277,6 +278,9 @@ type fataler interface {
 
 func kidsOf(t fataler, body []byte) []string {
 	t.Helper()
+	if kids, ok := parsedKids.get(body); ok {
+		return slices.Clone(kids)
+	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {
 		t.Fatalf("JWKS does not parse: %v: %s", err, body)
@@ -286,7 +290,34 @@ func kidsOf(t fataler, body []byte) []string {
 		kids = append(kids, k.KeyID)
 	}
 	sort.Strings(kids)
-	return kids
+	parsedKids.put(body, kids)
+	return slices.Clone(kids)
+}
+
+// parsedKids remembers the kids of JWKS documents go-jose has parsed (and
+// so checked key by key): the model test reads the same few documents
+// after every step, and parsing every key again dominated its time.
+var parsedKids = &kidCache{m: map[string][]string{}}
+
+type kidCache struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+func (c *kidCache) get(body []byte) ([]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kids, ok := c.m[string(body)]
+	return kids, ok
+}
+
+func (c *kidCache) put(body []byte, kids []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= 4096 {
+		c.m = map[string][]string{}
+	}
+	c.m[string(body)] = kids
 }
 
 var allJOSEAlgs = []jose.SignatureAlgorithm{

@@ -55,8 +55,10 @@ const (
 	// latest this many seconds before it (docs/publishing.md).
 	modelGateHorizon = 3
 	// modelAttemptTimeout stands in for the plugin's attempt timeout (8 s),
-	// which a hanging store runs into.
-	modelAttemptTimeout = 150 * time.Millisecond
+	// which a hanging store runs into. It can be short: a memStore that is
+	// not hanging never reads its context, so no other call can run into
+	// it, and every pass at a hanging store waits for it.
+	modelAttemptTimeout = 10 * time.Millisecond
 )
 
 var modelPubStats = newCounters()

@@ -295,7 +295,9 @@ func (b *backend) stopPublishing() {
 
 // publishPass starts an upload for every publisher that is due and not
 // already uploading, then lets the gate decide on activations that are
-// near. With wait (tests) it returns once those uploads are done.
+// near. With wait (tests) it starts every upload that is due, waiting for
+// a slot where the loop would leave one to the next pass, and returns once
+// they are done.
 func (b *backend) publishPass(ctx context.Context, s logical.Storage, wait bool) {
 	var err error
 	defer b.recoverPanic("publish", &err)
@@ -324,11 +326,17 @@ func (b *backend) publishPass(ctx context.Context, s logical.Storage, wait bool)
 		if !pc.due(states[name], p, now) || !b.claim(name) {
 			continue
 		}
-		select {
-		case b.pub.slots <- struct{}{}:
-		default:
-			b.release(name)
-			continue
+		if wait {
+			// A pass run by hand attempts every publisher that is due.
+			b.pub.slots <- struct{}{}
+		} else {
+			select {
+			case b.pub.slots <- struct{}{}:
+			default:
+				// All slots busy: this publisher waits for the next pass.
+				b.release(name)
+				continue
+			}
 		}
 		b.pub.uploads.Add(1)
 		started.Add(1)
