@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -82,17 +83,21 @@ func TestMaintenanceAcrossReplicationStates(t *testing.T) {
 	}
 }
 
-// failures reads maintenance_failures_total for one ring label (a counter
-// never incremented has no sample).
-func (e *testEnv) failures(ring string) float64 {
+// counter reads a counter of the metrics endpoint for one ring label (a
+// counter never incremented has no sample).
+func (e *testEnv) counter(metric, ring string) float64 {
 	e.t.Helper()
-	samples, _ := e.read("metrics").Data["jwt_rotor_maintenance_failures_total"].([]map[string]any)
+	samples, _ := e.read("metrics").Data[metric].([]map[string]any)
 	for _, s := range samples {
 		if s["labels"].(map[string]string)["ring"] == ring {
 			return s["value"].(float64)
 		}
 	}
 	return 0
+}
+
+func (e *testEnv) failures(ring string) float64 {
+	return e.counter("jwt_rotor_maintenance_failures_total", ring)
 }
 
 // A ring whose maintenance fails is counted under its name and the pass
@@ -236,12 +241,15 @@ func TestMaintenanceLogsTheKeysItRemoves(t *testing.T) {
 	}
 }
 
-// gatedRing makes ring k gated on one declared verifier that never fetches,
-// force-rotates it at testStart, and returns a reader of its pending key,
-// due an hour later.
-func gatedRing(t *testing.T) (*testEnv, func() signingKey) {
+// gatedRing makes ring k gated on the declared verifiers (by default one,
+// gateway, that never fetches), force-rotates it at testStart, and returns a
+// reader of its pending key, due an hour later.
+func gatedRing(t *testing.T, verifiers ...string) (*testEnv, func() signingKey) {
+	if len(verifiers) == 0 {
+		verifiers = []string{"gateway"}
+	}
 	e := newEnv(t)
-	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 60, "verifiers": "gateway"})
+	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 60, "verifiers": strings.Join(verifiers, ",")})
 	e.mustWrite("keys/k", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h", "min_verifier_coverage": 1, "max_activation_delay": "30m"})
 	e.mustWrite("keys/k/rotate", map[string]any{"force": true})
 	ring := e.ring("k")
@@ -314,5 +322,107 @@ func TestGateOffLeavesADelayedActivation(t *testing.T) {
 	}
 	if k := pending(); k.ActivateAt != delayed.ActivateAt || k.GateOrigin != delayed.GateOrigin {
 		t.Fatalf("with the gate off the key moved from %d to %d (origin %d to %d)", delayed.ActivateAt, k.ActivateAt, delayed.GateOrigin, k.GateOrigin)
+	}
+}
+
+// A delay moves the activation to just past the gate's horizon, says by
+// how much from the original time, and is counted.
+func TestGateDelayNote(t *testing.T) {
+	t.Parallel()
+	e, pending := gatedRing(t)
+	at := tickUntilDelayed(t, e, pending)
+	k := pending()
+	if k.ActivateAt != at+gateHorizonSeconds+1 {
+		t.Fatalf("delayed at %d to %d, want %d", at, k.ActivateAt, at+gateHorizonSeconds+1)
+	}
+	want := fmt.Sprintf("activation delayed %ds (at most 1800s): coverage 0.00 is below min_verifier_coverage 1.00; stale: gateway", k.ActivateAt-k.GateOrigin)
+	if k.GateNote != want {
+		t.Fatalf("gate note %q, want %q", k.GateNote, want)
+	}
+	if n := e.counter("jwt_rotor_activation_gate_delays_total", "k"); n != 1 {
+		t.Fatalf("one delay counted %v times", n)
+	}
+}
+
+// The note of a delay lists at most ten stale verifiers, then how many more.
+func TestGateNoteListsTenStale(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{10, 11} {
+		var ids []string
+		for i := range n {
+			ids = append(ids, fmt.Sprintf("v%02d", i))
+		}
+		e, pending := gatedRing(t, ids...)
+		tickUntilDelayed(t, e, pending)
+		note := pending().GateNote
+		listed := strings.Join(ids[:10], ", ")
+		if n > 10 {
+			listed += fmt.Sprintf(", and %d more", n-10)
+		}
+		if !strings.HasSuffix(note, "stale: "+listed) {
+			t.Fatalf("%d stale verifiers: note %q, want it to end with %q", n, note, listed)
+		}
+	}
+}
+
+// Once coverage arrives the delayed key activates at the next second, and
+// the note says how late that is; a release that would not move the
+// activation (it is due in a second anyway) changes nothing.
+func TestGateRelease(t *testing.T) {
+	t.Parallel()
+	for _, lastSecond := range []bool{false, true} {
+		e, pending := gatedRing(t)
+		tickUntilDelayed(t, e, pending)
+		for range 3 {
+			e.clock.Advance(time.Minute)
+			if err := e.maintain(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		delayed := pending()
+		if lastSecond {
+			e.clock.Advance(time.Duration(delayed.ActivateAt-1-e.clock.Now().Unix()) * time.Second)
+		} else {
+			e.clock.Advance(time.Second)
+		}
+		e.fetch("jwks", "gateway", "192.0.2.1:1", "envoy", "")
+		before := dump(t, e.storage)
+		if err := e.maintain(); err != nil {
+			t.Fatal(err)
+		}
+		k, now := pending(), e.clock.Now().Unix()
+		if lastSecond {
+			after := dump(t, e.storage)
+			delete(before, clockPath)
+			delete(after, clockPath)
+			sameStorage(t, before, after)
+			continue
+		}
+		if k.ActivateAt != now+1 || k.GateOrigin != delayed.GateOrigin {
+			t.Fatalf("released at %d: due at %d (origin %d), want %d (origin %d)", now, k.ActivateAt, k.GateOrigin, now+1, delayed.GateOrigin)
+		}
+		want := fmt.Sprintf("activated %ds after its scheduled time, once 1 of 1 declared verifiers held it", k.ActivateAt-k.GateOrigin)
+		if k.GateNote != want {
+			t.Fatalf("gate note %q, want %q", k.GateNote, want)
+		}
+	}
+}
+
+// clipNote keeps a note of maxGateNote bytes whole and cuts a longer one to
+// exactly maxGateNote bytes of valid UTF-8 ending in "...".
+func TestClipNote(t *testing.T) {
+	t.Parallel()
+	at := strings.Repeat("a", maxGateNote)
+	if got := clipNote(at); got != at {
+		t.Fatalf("a note of %d bytes was clipped to %d", maxGateNote, len(got))
+	}
+	past := at + "b"
+	if got := clipNote(past); got != at[:maxGateNote-3]+"..." {
+		t.Fatalf("a note of %d bytes clipped to %d bytes ending %q", len(past), len(got), got[len(got)-5:])
+	}
+	// A two-byte rune across the cut is dropped whole.
+	split := strings.Repeat("a", maxGateNote-4) + "é" + "bbbb"
+	if got := clipNote(split); got != split[:maxGateNote-4]+"..." {
+		t.Fatalf("a rune across the cut left %q at the end", got[len(got)-6:])
 	}
 }
