@@ -166,28 +166,31 @@ func (s *listFailingStorage) List(ctx context.Context, p string) ([]string, erro
 }
 
 // A private half no ring entry claims (a crash between the private write
-// and the ring write) is deleted by maintenance; if listing the ring's
-// private halves fails, the pass fails and the next one sweeps.
+// and the ring write, or between deleting a ring and its keys) is deleted by
+// maintenance; if listing the private halves under that ring's name fails,
+// the pass fails and the next one sweeps.
 func TestMaintenanceRetriesAFailedOrphanSweep(t *testing.T) {
 	t.Parallel()
-	s := &listFailingStorage{Storage: &logical.InmemStorage{}, prefix: privatePrefix + "k/"}
-	e := newEnvOn(t, s, &fakeClock{now: testStart})
-	e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "20m"})
-	orphan := privatePath("k", "orphan")
-	if err := s.Put(context.Background(), &logical.StorageEntry{Key: orphan, Value: []byte(`{}`)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.maintain(); !errors.Is(err, errInjected) {
-		t.Fatalf("a pass that could not list the ring's private halves returned %v", err)
-	}
-	if e, _ := s.Get(context.Background(), orphan); e == nil {
-		t.Fatal("the orphan went without a list")
-	}
-	if err := e.maintain(); err != nil {
-		t.Fatal(err)
-	}
-	if e, _ := s.Get(context.Background(), orphan); e != nil {
-		t.Fatal("the pass after a failed sweep left the orphan private half")
+	for _, ring := range []string{"k", "gone"} {
+		s := &listFailingStorage{Storage: &logical.InmemStorage{}, prefix: privatePrefix + ring + "/"}
+		e := newEnvOn(t, s, &fakeClock{now: testStart})
+		e.setupRing("k", "ES256", map[string]any{"rotation_period": "10m", "publish_lead": "5m", "verification_ttl": "20m"})
+		orphan := privatePath(ring, "orphan")
+		if err := s.Put(context.Background(), &logical.StorageEntry{Key: orphan, Value: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.maintain(); !errors.Is(err, errInjected) {
+			t.Fatalf("%s: a pass that could not list the private halves returned %v", ring, err)
+		}
+		if e, _ := s.Get(context.Background(), orphan); e == nil {
+			t.Fatalf("%s: the orphan went without a list", ring)
+		}
+		if err := e.maintain(); err != nil {
+			t.Fatal(err)
+		}
+		if e, _ := s.Get(context.Background(), orphan); e != nil {
+			t.Fatalf("%s: the pass after a failed sweep left the orphan private half", ring)
+		}
 	}
 }
 
