@@ -212,3 +212,14 @@ func TestRoleList(t *testing.T) {
 		t.Fatalf("listed %v, want [api web]", got)
 	}
 }
+
+// A max_ttl too long for the ring is refused with the longest it may be:
+// the ring's verification_ttl less the clock skew.
+func TestRoleMaxTTLRefusalSaysTheLongestAllowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
+	r, err := e.write("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": 60, "max_ttl": "3h"})
+	expect400(t, r, err, "max_ttl", fmt.Sprintf("lower max_ttl to at most %ds", 7200-clockSkewSeconds))
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": 60, "max_ttl": 7200 - clockSkewSeconds})
+}
