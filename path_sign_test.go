@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // Every algorithm and RSA size signs tokens that two independent libraries
@@ -288,4 +292,87 @@ func TestRenderEntityID(t *testing.T) {
 	if _, ok := renderEntityID("{{identity.entity.name}}", "E"); ok {
 		t.Error("a template using the entity name must ask Vault for the entity")
 	}
+}
+
+// revokeOnPrivateGet revokes a ring's active key just before each read of
+// a private half (its own reads aside), at most limit times: writes that
+// keep deleting the signing key's private half under a sign.
+type revokeOnPrivateGet struct {
+	logical.Storage
+	mu     sync.Mutex
+	e      *testEnv
+	limit  int
+	fired  int
+	inside bool
+}
+
+func (s *revokeOnPrivateGet) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	s.mu.Lock()
+	fire := strings.HasPrefix(key, privatePrefix) && s.e != nil && !s.inside && s.fired < s.limit
+	if fire {
+		s.fired++
+		s.inside = true
+	}
+	s.mu.Unlock()
+	if fire {
+		r := s.e.ring("k")
+		a, _ := activeAndPending(r.Keys, s.e.clock.Now().Unix())
+		s.e.mustWrite("keys/k/revoke", map[string]any{"kid": r.Keys[a].KID})
+		for _, k := range s.e.ring("k").Keys {
+			s.e.b.dropSigner(k.storeID())
+		}
+		s.mu.Lock()
+		s.inside = false
+		s.mu.Unlock()
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+// A sign whose key's private half is deleted under it by a write retries
+// from the state that write left, maxSignAttempts times in all, then fails.
+func TestSignFollowsDeletedKeysAtMostMaxAttempts(t *testing.T) {
+	t.Parallel()
+	s := &revokeOnPrivateGet{Storage: &logical.InmemStorage{}, limit: 2 * maxSignAttempts}
+	e := newEnvOn(t, s, &fakeClock{now: testStart})
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	for _, k := range e.ring("k").Keys {
+		e.b.dropSigner(k.storeID())
+	}
+	s.mu.Lock()
+	s.e = e
+	s.mu.Unlock()
+	resp, err := e.write("sign/r", nil)
+	s.mu.Lock()
+	fired := s.fired
+	s.mu.Unlock()
+	if !errors.Is(err, errPrivateGone) || fired != maxSignAttempts {
+		t.Fatalf("after %d keys deleted under it the sign answered err=%v resp=%s; want the missing private half after %d", fired, err, respErr(resp), maxSignAttempts)
+	}
+}
+
+// A token whose lifetime needs no shortening comes with no warning.
+func TestSignWithoutWarnings(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	resp := e.mustWrite("sign/r", nil)
+	if len(resp.Warnings) != 0 {
+		t.Fatalf("warnings %q", resp.Warnings)
+	}
+}
+
+// A caller claim outside allowed_claims is refused, saying that callers may
+// add none when the list is empty and naming the list otherwise.
+func TestSignRefusesClaimsOutsideAllowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/none", map[string]any{"key": "k", "audiences": "api"})
+	e.mustWrite("roles/some", map[string]any{"key": "k", "audiences": "api", "allowed_claims": "scope,tenant"})
+	r, err := e.write("sign/none", map[string]any{"claims": map[string]any{"team": "x"}})
+	expect400(t, r, err, "claims", `"team" is not allowed`, "allowed_claims is empty")
+	r, err = e.write("sign/some", map[string]any{"claims": map[string]any{"team": "x"}})
+	expect400(t, r, err, "claims", `"team" is not in the role's allowed_claims (scope, tenant)`)
 }
