@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -375,4 +376,60 @@ func TestSignRefusesClaimsOutsideAllowed(t *testing.T) {
 	expect400(t, r, err, "claims", `"team" is not allowed`, "allowed_claims is empty")
 	r, err = e.write("sign/some", map[string]any{"claims": map[string]any{"team": "x"}})
 	expect400(t, r, err, "claims", `"team" is not in the role's allowed_claims (scope, tenant)`)
+}
+
+// A token that expires exactly clockSkewSeconds before its key leaves the
+// JWKS keeps its ttl, with no warning; one second longer is shortened to
+// that, and the warning says to how long.
+func TestSignShortensOnlyPastTheKeysRemoval(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "15m"})
+	r := e.ring("k")
+	now := e.clock.Now().Unix()
+	a := activeIndex(r.Keys, now)
+	r.Keys[a].RemoveAt = now + 120
+	if err := putJSON(context.Background(), e.storage, ringPrefix+"k", r); err != nil {
+		t.Fatal(err)
+	}
+	e = e.restart()
+	resp := e.mustWrite("sign/r", map[string]any{"ttl": 120 - clockSkewSeconds})
+	if exp := resp.Data["expires_at"].(int64); exp != now+120-clockSkewSeconds || len(resp.Warnings) != 0 {
+		t.Fatalf("a token ending %ds before its key leaves: expires_at %d (now %d), warnings %q", clockSkewSeconds, exp, now, resp.Warnings)
+	}
+	resp = e.mustWrite("sign/r", map[string]any{"ttl": 120 - clockSkewSeconds + 1})
+	if exp := resp.Data["expires_at"].(int64); exp != now+120-clockSkewSeconds || len(resp.Warnings) != 1 ||
+		!strings.HasPrefix(resp.Warnings[0], fmt.Sprintf("ttl shortened to %ds ", 120-clockSkewSeconds)) {
+		t.Fatalf("a token one second longer: expires_at %d (now %d), warnings %q", exp, now, resp.Warnings)
+	}
+}
+
+// A key that leaves the JWKS within clockSkewSeconds signs nothing: the
+// token could not expire before it leaves. One second more signs a token
+// of one second.
+func TestSignRefusedWhenTheKeyLeavesTooSoon(t *testing.T) {
+	t.Parallel()
+	for _, left := range []int64{clockSkewSeconds, clockSkewSeconds + 1} {
+		e := newEnv(t)
+		e.setupRing("k", "ES256", nil)
+		e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "15m"})
+		r := e.ring("k")
+		now := e.clock.Now().Unix()
+		r.Keys[activeIndex(r.Keys, now)].RemoveAt = now + left
+		if err := putJSON(context.Background(), e.storage, ringPrefix+"k", r); err != nil {
+			t.Fatal(err)
+		}
+		e = e.restart()
+		resp, err := e.write("sign/r", nil)
+		if left == clockSkewSeconds {
+			if err == nil || !strings.Contains(err.Error(), "leaves the JWKS too soon to sign") {
+				t.Fatalf("a key leaving in %ds signed: err=%v resp=%s", left, err, respErr(resp))
+			}
+			continue
+		}
+		if err != nil || resp.IsError() || resp.Data["expires_at"].(int64) != now+1 {
+			t.Fatalf("a key leaving in %ds: err=%v resp=%s, want a token of 1s", left, err, respErr(resp))
+		}
+	}
 }
