@@ -433,3 +433,16 @@ func TestSignRefusedWhenTheKeyLeavesTooSoon(t *testing.T) {
 		}
 	}
 }
+
+// A sign before a new ring's first key activates is refused with the time
+// that key signs from.
+func TestSignBeforeTheFirstKeySaysWhen(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 60})
+	e.mustWrite("keys/k", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "publish_lead": "20m", "verification_ttl": "2h"})
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	first := e.ring("k").Keys[0].ActivateAt
+	r, err := e.write("sign/r", nil)
+	expect400(t, r, err, "no active key yet", "signs from "+fmtTime(first))
+}
