@@ -270,18 +270,25 @@ func gatedRing(t *testing.T, verifiers ...string) (*testEnv, func() signingKey) 
 }
 
 // tickUntilDelayed runs maintenance every minute until the gate delays the
-// pending key, and returns when that pass ran.
-func tickUntilDelayed(t *testing.T, e *testEnv, pending func() signingKey) int64 {
-	for pending().GateOrigin == 0 {
-		if e.clock.Now().Sub(testStart) > 2*time.Hour {
+// pending key, then for more minutes, and returns when the first delaying
+// pass ran.
+func tickUntilDelayed(t *testing.T, e *testEnv, pending func() signingKey, more int) int64 {
+	var at int64
+	for n := -1; n < more; {
+		if at == 0 && e.clock.Now().Sub(testStart) > 2*time.Hour {
 			t.Fatal("the gate never delayed the key")
 		}
 		e.clock.Advance(time.Minute)
 		if err := e.maintain(); err != nil {
 			t.Fatal(err)
 		}
+		if at != 0 {
+			n++
+		} else if pending().GateOrigin != 0 {
+			at, n = e.clock.Now().Unix(), 0
+		}
 	}
-	return e.clock.Now().Unix()
+	return at
 }
 
 // The gate decides on an activation due within its horizon, the horizon's
@@ -293,7 +300,7 @@ func TestGateDecidesAHorizonAhead(t *testing.T) {
 	if (origin-testStart.Unix())%60 != 0 {
 		t.Fatalf("the key is due at %d, off the minute ticks from %d", origin, testStart.Unix())
 	}
-	if at := tickUntilDelayed(t, e, pending); at != origin-gateHorizonSeconds {
+	if at := tickUntilDelayed(t, e, pending, 0); at != origin-gateHorizonSeconds {
 		t.Fatalf("the gate first delayed the key %ds before it was due, want %ds", origin-at, gateHorizonSeconds)
 	}
 }
@@ -304,14 +311,8 @@ func TestGateDecidesAHorizonAhead(t *testing.T) {
 func TestGateOffLeavesADelayedActivation(t *testing.T) {
 	t.Parallel()
 	e, pending := gatedRing(t)
-	tickUntilDelayed(t, e, pending)
 	// Five more ticks: the key is delayed past its original time.
-	for range 5 {
-		e.clock.Advance(time.Minute)
-		if err := e.maintain(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tickUntilDelayed(t, e, pending, 5)
 	delayed := pending()
 	e.mustWrite("keys/k", map[string]any{"min_verifier_coverage": 0})
 	// Within the gate's horizon of the delayed time, and past the original.
@@ -333,7 +334,7 @@ func TestGateOffLeavesADelayedActivation(t *testing.T) {
 func TestGateDelayNote(t *testing.T) {
 	t.Parallel()
 	e, pending := gatedRing(t)
-	at := tickUntilDelayed(t, e, pending)
+	at := tickUntilDelayed(t, e, pending, 0)
 	k := pending()
 	if k.ActivateAt != at+gateHorizonSeconds+1 {
 		t.Fatalf("delayed at %d to %d, want %d", at, k.ActivateAt, at+gateHorizonSeconds+1)
@@ -356,7 +357,7 @@ func TestGateNoteListsTenStale(t *testing.T) {
 			ids = append(ids, fmt.Sprintf("v%02d", i))
 		}
 		e, pending := gatedRing(t, ids...)
-		tickUntilDelayed(t, e, pending)
+		tickUntilDelayed(t, e, pending, 0)
 		note := pending().GateNote
 		listed := strings.Join(ids[:10], ", ")
 		if n > 10 {
@@ -375,13 +376,7 @@ func TestGateRelease(t *testing.T) {
 	t.Parallel()
 	for _, lastSecond := range []bool{false, true} {
 		e, pending := gatedRing(t)
-		tickUntilDelayed(t, e, pending)
-		for range 3 {
-			e.clock.Advance(time.Minute)
-			if err := e.maintain(); err != nil {
-				t.Fatal(err)
-			}
-		}
+		tickUntilDelayed(t, e, pending, 3)
 		delayed := pending()
 		if lastSecond {
 			e.clock.Advance(time.Duration(delayed.ActivateAt-1-e.clock.Now().Unix()) * time.Second)

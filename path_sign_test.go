@@ -246,24 +246,30 @@ func TestSignTimesFromVaultClock(t *testing.T) {
 	}
 }
 
-// Even for a ring whose stored overlap is shorter than the role's max_ttl
-// (an entry written by other means), no token outlives its key.
-func TestSignNeverOutlivesKey(t *testing.T) {
-	t.Parallel()
+// keyLeavingIn is a ring k whose active key was stored (by other means than
+// the API) to leave the JWKS left seconds from now, and a role r with a ttl
+// of 15m, on a restarted backend; it returns the env and now.
+func keyLeavingIn(t *testing.T, left int64) (*testEnv, int64) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "15m"})
 	r := e.ring("k")
 	now := e.clock.Now().Unix()
-	a := activeIndex(r.Keys, now)
-	r.Keys[a].RemoveAt = now + 120
+	r.Keys[activeIndex(r.Keys, now)].RemoveAt = now + left
 	if err := putJSON(context.Background(), e.storage, ringPrefix+"k", r); err != nil {
 		t.Fatal(err)
 	}
-	e = e.restart()
+	return e.restart(), now
+}
+
+// Even for a ring whose stored overlap is shorter than the role's max_ttl
+// (an entry written by other means), no token outlives its key.
+func TestSignNeverOutlivesKey(t *testing.T) {
+	t.Parallel()
+	e, now := keyLeavingIn(t, 120)
 	resp := e.mustWrite("sign/r", nil)
-	if resp.Data["expires_at"].(int64) != r.Keys[a].RemoveAt-60 || len(resp.Warnings) == 0 {
-		t.Fatalf("expires_at %v, key leaves at %d; warnings %v", resp.Data["expires_at"], r.Keys[a].RemoveAt, resp.Warnings)
+	if resp.Data["expires_at"].(int64) != now+120-60 || len(resp.Warnings) == 0 {
+		t.Fatalf("expires_at %v, key leaves at %d; warnings %v", resp.Data["expires_at"], now+120, resp.Warnings)
 	}
 	// The shortening is a warning of the response, not a field of its data;
 	// a batch item carries it in its own result.
@@ -383,17 +389,7 @@ func TestSignRefusesClaimsOutsideAllowed(t *testing.T) {
 // that, and the warning says to how long.
 func TestSignShortensOnlyPastTheKeysRemoval(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.setupRing("k", "ES256", nil)
-	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "15m"})
-	r := e.ring("k")
-	now := e.clock.Now().Unix()
-	a := activeIndex(r.Keys, now)
-	r.Keys[a].RemoveAt = now + 120
-	if err := putJSON(context.Background(), e.storage, ringPrefix+"k", r); err != nil {
-		t.Fatal(err)
-	}
-	e = e.restart()
+	e, now := keyLeavingIn(t, 120)
 	resp := e.mustWrite("sign/r", map[string]any{"ttl": 120 - clockSkewSeconds})
 	if exp := resp.Data["expires_at"].(int64); exp != now+120-clockSkewSeconds || len(resp.Warnings) != 0 {
 		t.Fatalf("a token ending %ds before its key leaves: expires_at %d (now %d), warnings %q", clockSkewSeconds, exp, now, resp.Warnings)
@@ -411,16 +407,7 @@ func TestSignShortensOnlyPastTheKeysRemoval(t *testing.T) {
 func TestSignRefusedWhenTheKeyLeavesTooSoon(t *testing.T) {
 	t.Parallel()
 	for _, left := range []int64{clockSkewSeconds, clockSkewSeconds + 1} {
-		e := newEnv(t)
-		e.setupRing("k", "ES256", nil)
-		e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "15m"})
-		r := e.ring("k")
-		now := e.clock.Now().Unix()
-		r.Keys[activeIndex(r.Keys, now)].RemoveAt = now + left
-		if err := putJSON(context.Background(), e.storage, ringPrefix+"k", r); err != nil {
-			t.Fatal(err)
-		}
-		e = e.restart()
+		e, now := keyLeavingIn(t, left)
 		resp, err := e.write("sign/r", nil)
 		if left == clockSkewSeconds {
 			if err == nil || !strings.Contains(err.Error(), "leaves the JWKS too soon to sign") {
