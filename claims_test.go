@@ -48,3 +48,25 @@ func TestStaticClaimNamedFoldsCase(t *testing.T) {
 		t.Error("scopes matched scope")
 	}
 }
+
+// Every value of a claim is checked, at any depth and after any valid
+// sibling: text that is not UTF-8 inside an object or a list is refused.
+func TestClaimValuesCheckedAtEveryDepth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	for name, v := range map[string]any{
+		"in an object":               map[string]any{"y": "a\xffb"},
+		"in an object after a valid": map[string]any{"a": map[string]any{"ok": "fine"}, "b": map[string]any{"bad": "a\xffb"}},
+		"in a list":                  []any{"a\xffb"},
+		"in a list after a valid":    []any{"fine", []any{"ok"}, "a\xffb"},
+		"in a list in an object":     map[string]any{"y": []any{"a\xffb"}},
+	} {
+		r, err := e.write("roles/r", map[string]any{"key": "k", "audiences": "api", "claims": map[string]any{"x": v}})
+		if err == nil && (r == nil || !r.IsError()) {
+			t.Fatalf("invalid UTF-8 %s: the role was written", name)
+		}
+		expect400(t, r, err, "claims", "UTF-8")
+	}
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "claims": map[string]any{"x": map[string]any{"a": []any{"fine", map[string]any{"b": 1.5}}}}})
+}

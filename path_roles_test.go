@@ -1,12 +1,15 @@
 package jwtrotor
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // Tests of role policy (path_roles.go) at its limits: every limit admits
@@ -175,4 +178,48 @@ func TestRoleReadsBackWhatWasWritten(t *testing.T) {
 	expect400(t, r, err, "max_ttl", "verification_ttl")
 	r, err = e.write("roles/r", map[string]any{"key": "K"})
 	expect400(t, r, err, "key", "lower case")
+}
+
+// Vault asks whether a role exists to tell a create from an update (and
+// which policy capability a write needs): an existing role exists, another
+// name does not.
+func TestRoleExistenceCheck(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	for name, want := range map[string]bool{"r": true, "other": false} {
+		found, exists, err := e.b.HandleExistenceCheck(context.Background(), &logical.Request{Operation: logical.CreateOperation, Path: "roles/" + name, Storage: e.storage})
+		if err != nil || !found || exists != want {
+			t.Fatalf("roles/%s: found %v exists %v err %v, want exists %v", name, found, exists, err, want)
+		}
+	}
+}
+
+// A list of roles/ names every role, sorted.
+func TestRoleList(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	for _, name := range []string{"web", "api"} {
+		e.mustWrite("roles/"+name, map[string]any{"key": "k", "audiences": "api"})
+	}
+	resp, err := e.do(logical.ListOperation, "roles/", nil)
+	if err != nil || resp == nil {
+		t.Fatalf("list: %v %v", resp, err)
+	}
+	if got := resp.Data["keys"]; !reflect.DeepEqual(got, []string{"api", "web"}) {
+		t.Fatalf("listed %v, want [api web]", got)
+	}
+}
+
+// A max_ttl too long for the ring is refused with the longest it may be:
+// the ring's verification_ttl less the clock skew.
+func TestRoleMaxTTLRefusalSaysTheLongestAllowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", map[string]any{"rotation_period": "1h", "publish_lead": "10m", "verification_ttl": "2h"})
+	r, err := e.write("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": 60, "max_ttl": "3h"})
+	expect400(t, r, err, "max_ttl", fmt.Sprintf("lower max_ttl to at most %ds", 7200-clockSkewSeconds))
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": 60, "max_ttl": 7200 - clockSkewSeconds})
 }

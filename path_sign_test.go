@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // Every algorithm and RSA size signs tokens that two independent libraries
@@ -241,24 +246,30 @@ func TestSignTimesFromVaultClock(t *testing.T) {
 	}
 }
 
-// Even for a ring whose stored overlap is shorter than the role's max_ttl
-// (an entry written by other means), no token outlives its key.
-func TestSignNeverOutlivesKey(t *testing.T) {
-	t.Parallel()
+// keyLeavingIn is a ring k whose active key was stored (by other means than
+// the API) to leave the JWKS left seconds from now, and a role r with a ttl
+// of 15m, on a restarted backend; it returns the env and now.
+func keyLeavingIn(t *testing.T, left int64) (*testEnv, int64) {
 	e := newEnv(t)
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api", "ttl": "15m"})
 	r := e.ring("k")
 	now := e.clock.Now().Unix()
-	a := activeIndex(r.Keys, now)
-	r.Keys[a].RemoveAt = now + 120
+	r.Keys[activeIndex(r.Keys, now)].RemoveAt = now + left
 	if err := putJSON(context.Background(), e.storage, ringPrefix+"k", r); err != nil {
 		t.Fatal(err)
 	}
-	e = e.restart()
+	return e.restart(), now
+}
+
+// Even for a ring whose stored overlap is shorter than the role's max_ttl
+// (an entry written by other means), no token outlives its key.
+func TestSignNeverOutlivesKey(t *testing.T) {
+	t.Parallel()
+	e, now := keyLeavingIn(t, 120)
 	resp := e.mustWrite("sign/r", nil)
-	if resp.Data["expires_at"].(int64) != r.Keys[a].RemoveAt-60 || len(resp.Warnings) == 0 {
-		t.Fatalf("expires_at %v, key leaves at %d; warnings %v", resp.Data["expires_at"], r.Keys[a].RemoveAt, resp.Warnings)
+	if resp.Data["expires_at"].(int64) != now+120-60 || len(resp.Warnings) == 0 {
+		t.Fatalf("expires_at %v, key leaves at %d; warnings %v", resp.Data["expires_at"], now+120, resp.Warnings)
 	}
 	// The shortening is a warning of the response, not a field of its data;
 	// a batch item carries it in its own result.
@@ -288,4 +299,137 @@ func TestRenderEntityID(t *testing.T) {
 	if _, ok := renderEntityID("{{identity.entity.name}}", "E"); ok {
 		t.Error("a template using the entity name must ask Vault for the entity")
 	}
+}
+
+// revokeOnPrivateGet revokes a ring's active key just before each read of
+// a private half (its own reads aside), at most limit times: writes that
+// keep deleting the signing key's private half under a sign.
+type revokeOnPrivateGet struct {
+	logical.Storage
+	mu     sync.Mutex
+	e      *testEnv
+	limit  int
+	fired  int
+	inside bool
+}
+
+func (s *revokeOnPrivateGet) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	s.mu.Lock()
+	fire := strings.HasPrefix(key, privatePrefix) && s.e != nil && !s.inside && s.fired < s.limit
+	if fire {
+		s.fired++
+		s.inside = true
+	}
+	s.mu.Unlock()
+	if fire {
+		r := s.e.ring("k")
+		a, _ := activeAndPending(r.Keys, s.e.clock.Now().Unix())
+		s.e.mustWrite("keys/k/revoke", map[string]any{"kid": r.Keys[a].KID})
+		for _, k := range s.e.ring("k").Keys {
+			s.e.b.dropSigner(k.storeID())
+		}
+		s.mu.Lock()
+		s.inside = false
+		s.mu.Unlock()
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+// A sign whose key's private half is deleted under it by a write retries
+// from the state that write left, maxSignAttempts times in all, then fails.
+func TestSignFollowsDeletedKeysAtMostMaxAttempts(t *testing.T) {
+	t.Parallel()
+	s := &revokeOnPrivateGet{Storage: &logical.InmemStorage{}, limit: 2 * maxSignAttempts}
+	e := newEnvOn(t, s, &fakeClock{now: testStart})
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	for _, k := range e.ring("k").Keys {
+		e.b.dropSigner(k.storeID())
+	}
+	s.mu.Lock()
+	s.e = e
+	s.mu.Unlock()
+	resp, err := e.write("sign/r", nil)
+	s.mu.Lock()
+	fired := s.fired
+	s.mu.Unlock()
+	if !errors.Is(err, errPrivateGone) || fired != maxSignAttempts {
+		t.Fatalf("after %d keys deleted under it the sign answered err=%v resp=%s; want the missing private half after %d", fired, err, respErr(resp), maxSignAttempts)
+	}
+}
+
+// A token whose lifetime needs no shortening comes with no warning.
+func TestSignWithoutWarnings(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	resp := e.mustWrite("sign/r", nil)
+	if len(resp.Warnings) != 0 {
+		t.Fatalf("warnings %q", resp.Warnings)
+	}
+}
+
+// A caller claim outside allowed_claims is refused, saying that callers may
+// add none when the list is empty and naming the list otherwise.
+func TestSignRefusesClaimsOutsideAllowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.setupRing("k", "ES256", nil)
+	e.mustWrite("roles/none", map[string]any{"key": "k", "audiences": "api"})
+	e.mustWrite("roles/some", map[string]any{"key": "k", "audiences": "api", "allowed_claims": "scope,tenant"})
+	r, err := e.write("sign/none", map[string]any{"claims": map[string]any{"team": "x"}})
+	expect400(t, r, err, "claims", `"team" is not allowed`, "allowed_claims is empty")
+	r, err = e.write("sign/some", map[string]any{"claims": map[string]any{"team": "x"}})
+	expect400(t, r, err, "claims", `"team" is not in the role's allowed_claims (scope, tenant)`)
+}
+
+// A token that expires exactly clockSkewSeconds before its key leaves the
+// JWKS keeps its ttl, with no warning; one second longer is shortened to
+// that, and the warning says to how long.
+func TestSignShortensOnlyPastTheKeysRemoval(t *testing.T) {
+	t.Parallel()
+	e, now := keyLeavingIn(t, 120)
+	resp := e.mustWrite("sign/r", map[string]any{"ttl": 120 - clockSkewSeconds})
+	if exp := resp.Data["expires_at"].(int64); exp != now+120-clockSkewSeconds || len(resp.Warnings) != 0 {
+		t.Fatalf("a token ending %ds before its key leaves: expires_at %d (now %d), warnings %q", clockSkewSeconds, exp, now, resp.Warnings)
+	}
+	resp = e.mustWrite("sign/r", map[string]any{"ttl": 120 - clockSkewSeconds + 1})
+	if exp := resp.Data["expires_at"].(int64); exp != now+120-clockSkewSeconds || len(resp.Warnings) != 1 ||
+		!strings.HasPrefix(resp.Warnings[0], fmt.Sprintf("ttl shortened to %ds ", 120-clockSkewSeconds)) {
+		t.Fatalf("a token one second longer: expires_at %d (now %d), warnings %q", exp, now, resp.Warnings)
+	}
+}
+
+// A key that leaves the JWKS within clockSkewSeconds signs nothing: the
+// token could not expire before it leaves. One second more signs a token
+// of one second.
+func TestSignRefusedWhenTheKeyLeavesTooSoon(t *testing.T) {
+	t.Parallel()
+	for _, left := range []int64{clockSkewSeconds, clockSkewSeconds + 1} {
+		e, now := keyLeavingIn(t, left)
+		resp, err := e.write("sign/r", nil)
+		if left == clockSkewSeconds {
+			if err == nil || !strings.Contains(err.Error(), "leaves the JWKS too soon to sign") {
+				t.Fatalf("a key leaving in %ds signed: err=%v resp=%s", left, err, respErr(resp))
+			}
+			continue
+		}
+		if err != nil || resp.IsError() || resp.Data["expires_at"].(int64) != now+1 {
+			t.Fatalf("a key leaving in %ds: err=%v resp=%s, want a token of 1s", left, err, respErr(resp))
+		}
+	}
+}
+
+// A sign before a new ring's first key activates is refused with the time
+// that key signs from.
+func TestSignBeforeTheFirstKeySaysWhen(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mustWrite("config", map[string]any{"issuer": "https://i.example/v1/jwt", "jwks_max_age": 60})
+	e.mustWrite("keys/k", map[string]any{"algorithm": "ES256", "rotation_period": "1h", "publish_lead": "20m", "verification_ttl": "2h"})
+	e.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	first := e.ring("k").Keys[0].ActivateAt
+	r, err := e.write("sign/r", nil)
+	expect400(t, r, err, "no active key yet", "signs from "+fmtTime(first))
 }
