@@ -295,9 +295,8 @@ func (b *backend) stopPublishing() {
 
 // publishPass starts an upload for every publisher that is due and not
 // already uploading, then lets the gate decide on activations that are
-// near. With wait (tests) it starts every upload that is due, waiting for
-// a slot where the loop would leave one to the next pass, and returns once
-// they are done.
+// near. With wait (tests) it runs every upload that is due itself, one
+// after another, before the gate.
 func (b *backend) publishPass(ctx context.Context, s logical.Storage, wait bool) {
 	var err error
 	defer b.recoverPanic("publish", &err)
@@ -315,7 +314,6 @@ func (b *backend) publishPass(ctx context.Context, s logical.Storage, wait bool)
 		b.log().Warn("publishing: cannot read publisher states", "error", err)
 		return
 	}
-	var started sync.WaitGroup
 	for _, name := range slices.Sorted(maps.Keys(snap.publishers)) {
 		p := snap.publishers[name]
 		pc, err := b.plan(snap, p, now)
@@ -327,32 +325,37 @@ func (b *backend) publishPass(ctx context.Context, s logical.Storage, wait bool)
 			continue
 		}
 		if wait {
-			// A pass run by hand attempts every publisher that is due.
-			b.pub.slots <- struct{}{}
-		} else {
-			select {
-			case b.pub.slots <- struct{}{}:
-			default:
-				// All slots busy: this publisher waits for the next pass.
-				b.release(name)
-				continue
-			}
+			// A pass run by hand uploads one publisher after another, in
+			// name order, so that what it does never depends on how
+			// uploads interleave.
+			b.uploadGuarded(ctx, s, snap, name, p, pc, states[name], now)
+			b.release(name)
+			continue
+		}
+		select {
+		case b.pub.slots <- struct{}{}:
+		default:
+			// All slots busy: this publisher waits for the next pass.
+			b.release(name)
+			continue
 		}
 		b.pub.uploads.Add(1)
-		started.Add(1)
 		go func() {
-			defer func() { <-b.pub.slots; b.release(name); b.pub.uploads.Done(); started.Done() }()
-			var perr error
-			defer b.recoverPanic("publish", &perr)
-			b.upload(ctx, s, snap, name, p, pc, states[name], now)
+			defer func() { <-b.pub.slots; b.release(name); b.pub.uploads.Done() }()
+			b.uploadGuarded(ctx, s, snap, name, p, pc, states[name], now)
 		}()
-	}
-	if wait {
-		started.Wait()
 	}
 	if err := b.gatePass(ctx, s); err != nil && !errors.Is(err, context.Canceled) {
 		b.log().Warn("publishing: activation gate not applied", "error", err)
 	}
+}
+
+// uploadGuarded is upload with a panic turned into a log line and a count,
+// as for requests: one plugin process serves every mount.
+func (b *backend) uploadGuarded(ctx context.Context, s logical.Storage, snap *snapshot, name string, p *publisherEntry, pc *plannedCopy, prev *publisherState, now int64) {
+	var err error
+	defer b.recoverPanic("publish", &err)
+	b.upload(ctx, s, snap, name, p, pc, prev, now)
 }
 
 func (b *backend) claim(name string) bool {
@@ -598,15 +601,26 @@ func (b *backend) publisherStates(ctx context.Context, s logical.Storage) (map[s
 		return out, nil
 	}
 	b.pub.mu.Unlock()
-	states, err := readAll(ctx, s, publisherStatePrefix, "publisher states", readPublisherState)
-	if err != nil {
-		return nil, err
+	// Under storeMu, so no state is stored between the read and its use
+	// here: an upload storing its outcome meanwhile would otherwise be
+	// overwritten in memory by the older state read, and its next upload
+	// would start from that.
+	b.pub.storeMu.Lock()
+	defer b.pub.storeMu.Unlock()
+	b.pub.mu.Lock()
+	loaded := b.pub.loaded
+	b.pub.mu.Unlock()
+	if !loaded {
+		states, err := readAll(ctx, s, publisherStatePrefix, "publisher states", readPublisherState)
+		if err != nil {
+			return nil, err
+		}
+		b.pub.mu.Lock()
+		b.pub.states, b.pub.loaded = states, true
+		b.pub.mu.Unlock()
 	}
 	b.pub.mu.Lock()
 	defer b.pub.mu.Unlock()
-	if !b.pub.loaded {
-		b.pub.states, b.pub.loaded = states, true
-	}
 	return maps.Clone(b.pub.states), nil
 }
 
