@@ -27,7 +27,7 @@ var configFields = fields{
 		desc:  "Address ranges (CIDR) whose JWKS fetchers count as declared verifiers.",
 		listV: []validator.List{listCheck{name: "verifier_cidrs", unique: true, item: checkCIDR}}},
 	{name: "publishers_allow_ambient_credentials", kind: kBool, def: false,
-		desc: "Whether publishers without credentials of their own may act with the plugin process's (Vault's) environment and cloud identity. Cannot be turned off while a publisher relies on it."},
+		desc: "Whether publishers without credentials of their own may act with the plugin process's (its environment, the instance's cloud role), which are Vault's. Off by default; only a writer of config can turn it on. Cannot be turned off while a publisher relies on it."},
 }
 
 type configResource struct{ resourceBase }
