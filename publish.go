@@ -477,10 +477,6 @@ func (b *backend) upload(ctx context.Context, s logical.Storage, snap *snapshot,
 	}
 }
 
-// reasonStale: the copy read back is not the one written (a cache in front
-// of public_url, or another writer).
-const reasonStale = "stale_read"
-
 // writeCopy puts each object of the copy, conditionally on the ETag this
 // mount last recorded for it. An object that is not the one recorded was
 // deleted or changed out of band, or written by a node that has since

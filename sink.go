@@ -44,6 +44,7 @@ const (
 	reasonRejected     = "rejected"        // another 4xx
 	reasonServer       = "server"          // 5xx
 	reasonGarbage      = "garbage"         // an answer the plugin cannot use (no ETag, a body that is not the copy)
+	reasonStale        = "stale_read"      // the copy read back is not the one written (a cache in front of public_url, or another writer)
 )
 
 // sinkError is a failed sink call as the plugin reports it: the operation,

@@ -131,8 +131,10 @@ func TestSinkTimeout(t *testing.T) {
 		err := c.call(ctx, t, srv.URL)
 		cancel()
 		wantReason(t, c.name, err, reasonTimeout)
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("%s: took %v past a 300ms deadline", c.name, d)
+		// Stopped by the caller's deadline, not by the client's own
+		// per-request timeout.
+		if d := time.Since(start); d >= sinkCallTimeout {
+			t.Errorf("%s: took %v: the 300ms deadline did not end it", c.name, d)
 		}
 	}
 }
@@ -178,12 +180,10 @@ func TestSinkRefusedAddresses(t *testing.T) {
 		"http://[2001:db8::1]",
 	} {
 		for _, c := range sinkCalls() {
-			start := time.Now()
+			// A connection tried would end as unreachable or timeout,
+			// never as refused_address.
 			err := c.call(sinkCtx(t), t, base)
 			wantReason(t, c.name+" to "+base, err, reasonRefusedAddr)
-			if d := time.Since(start); d > time.Second {
-				t.Errorf("%s to %s: %v before the refusal: a connection was tried", c.name, base, d)
-			}
 		}
 	}
 }
