@@ -500,7 +500,10 @@ func (m *model) checkPublishing() {
 		copies[name], present[name], objects[name] = kids, ok, o
 	}
 	m.checkPubCredentials()
-	m.checkPubReport(rings, copies, passed != "", now)
+	// A pass followed by a restart ("crash") ran at a schedule time the
+	// new process may not resume at: its outcome is judged at the next
+	// pass, like its copies.
+	m.checkPubReport(rings, copies, passed == "pass" || passed == "hang", now)
 	if passed == "pass" || passed == "hang" {
 		m.checkCopies(rings, objects, present, now)
 		m.recordChances(rings, copies, now)

@@ -507,7 +507,7 @@ func (b *backend) writeCopy(ctx context.Context, s logical.Storage, name string,
 			// reads its local storage, which lacks the new node's state.
 			// Only a node that can still write storage writes over another
 			// writer's object.
-			if err := b.fenceOverwrite(ctx, s, name, p, st, o.name); err != nil {
+			if err := b.fenceOverwrite(ctx, s, name, p, st, pc.hash, o.name); err != nil {
 				return err
 			}
 			_, cur, gerr := sk.get(ctx, o.name)
@@ -531,14 +531,19 @@ func (b *backend) writeCopy(ctx context.Context, s logical.Storage, name string,
 
 // fenceOverwrite stores st before object, changed by another writer, is
 // written over: a node that may no longer write storage (it lost
-// leadership) is refused there, and so writes nothing to the store.
-func (b *backend) fenceOverwrite(ctx context.Context, s logical.Storage, name string, p *publisherEntry, st *publisherState, object string) error {
+// leadership) is refused there, and so writes nothing to the store. What
+// it stores still marks the copy of hash writing as in flight: should the
+// node stop before the outcome is stored, the state must not read as the
+// old copy acknowledged while the store holds the new one.
+func (b *backend) fenceOverwrite(ctx context.Context, s logical.Storage, name string, p *publisherEntry, st *publisherState, writing, object string) error {
 	b.pub.storeMu.Lock()
 	defer b.pub.storeMu.Unlock()
 	if b.publishersNow()[name] != p {
 		return &sinkError{Op: "put", Object: object, Reason: reasonPrecondition}
 	}
-	if err := putJSON(ctx, s, publisherStatePrefix+name, st); err != nil {
+	fenced := st.clone()
+	fenced.Writing = writing
+	if err := putJSON(ctx, s, publisherStatePrefix+name, fenced); err != nil {
 		b.log().Warn("publishing: an object changed by another writer is not written over: this node cannot write storage", "publisher", name, "object", object, "error", err)
 		return &sinkError{Op: "put", Object: object, Reason: reasonPrecondition}
 	}
