@@ -235,5 +235,18 @@ func checkBounds(snap *snapshot, r *ringEntry, now int64, field string) error {
 		return refuse(field, "ring %q would need up to %d bytes of the mount's JWKS, which would reach %d bytes, above the %d-byte bound verifiers can rely on; use a smaller key (ES256 or EdDSA, or fewer rsa_bits), a longer rotation_period or a shorter verification_ttl/publish_lead, or retry after %s, when the next key leaves the JWKS",
 			r.Name, mine, total+mine, maxJWKSBytes, fmtTime(ringNextRemoval(r, now)))
 	}
-	return nil
+	if len(snap.publishers) == 0 {
+		return nil
+	}
+	return checkProfiles(snap.publishers, withRing(snap.rings, r), snap.config.Issuer, now, field)
+}
+
+// withRing is rings with r in place of the stored ring of its name.
+func withRing(rings map[string]*ringEntry, r *ringEntry) map[string]*ringEntry {
+	out := maps.Clone(rings)
+	if out == nil {
+		out = map[string]*ringEntry{}
+	}
+	out[r.Name] = r
+	return out
 }

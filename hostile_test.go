@@ -649,6 +649,12 @@ func hostilePublisherCases(big string) []hostileCase {
 	for _, v := range []string{"", "/jwks.json", "keys/", "../jwks.json", ".well-known/openid-configuration", "a#b", big} {
 		add(hostileCase{name: fmt.Sprintf("publishers jwks_path %.16q", v), path: "publishers/p", data: map[string]any{"jwks_path": v}, field: "jwks_path"})
 	}
+	// profile
+	add(hostileCase{name: "publishers profile huge", path: "publishers/p", data: map[string]any{"profile": big}, field: "profile"})
+	for _, v := range []string{"", "AWS", "aws ", "entra"} {
+		add(hostileCase{name: fmt.Sprintf("publishers profile %.16q", v), path: "publishers/p", data: map[string]any{"profile": v}, field: "profile", also: []string{"generic, aws, gcp, azure"}})
+	}
+	add(hostileCase{name: "publishers profile azure over an ES256 ring", path: "publishers/p", data: map[string]any{"profile": "azure"}, field: "profile", also: []string{"ES256", "profile=azure", "take only RS256"}})
 	// ring
 	add(
 		hostileCase{name: "publishers ring missing", path: "publishers/p", data: map[string]any{"ring": "nope"}, field: "ring", also: []string{"nope"}},

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -90,6 +91,8 @@ func (c *counters) String() string {
 type pubRecord struct {
 	typ, ring, publicURL, prefix string
 	required                     bool
+	// profile as last written ("" until one is: generic).
+	profile string
 }
 
 func (p *pubRecord) object() string { return p.prefix + defaultJWKSObject }
@@ -231,9 +234,115 @@ func (m *model) pubWrite(t *rapid.T) {
 	modelPubStats.add(fmt.Sprintf("action.write.%s.required=%v.ring=%v.public=%d.%s", typ, required, ring != "", pub, map[outcome]string{ok2xx: "ok", bad4xx: "refused", err5xx: "5xx"}[out]))
 	if out == ok2xx {
 		mp.mu.Lock()
-		mp.pubs[name] = &pubRecord{typ: typ, ring: ring, publicURL: data["public_url"].(string), prefix: prefix, required: required}
+		profile := ""
+		if old := mp.pubs[name]; old != nil {
+			profile = old.profile // an update keeps what it does not name
+		}
+		mp.pubs[name] = &pubRecord{typ: typ, ring: ring, publicURL: data["public_url"].(string), prefix: prefix, required: required, profile: profile}
 		mp.mu.Unlock()
 	}
+}
+
+// modelProfileTakes is docs/publishing.md's profiles table: the algorithms
+// each profile's verifiers take (nil: every algorithm).
+var modelProfileTakes = map[string][]string{
+	"generic": nil,
+	"aws":     {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"},
+	"gcp":     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"},
+	"azure":   {"RS256"},
+}
+
+func profileTakes(profile, alg string) bool {
+	takes, ok := modelProfileTakes[profile]
+	return !ok || takes == nil || slices.Contains(takes, alg)
+}
+
+// pubProfile gives a publisher a profile. docs/publishing.md: the write
+// is refused when a ring the publisher covers publishes, or will make, a
+// key of an algorithm the profile does not take; otherwise it succeeds,
+// unless the profile's key cap would be passed.
+func (m *model) pubProfile(t *rapid.T) {
+	name := rapid.SampledFrom(modelPubNames).Draw(t, "publisher")
+	profile := rapid.SampledFrom([]string{"generic", "aws", "gcp", "azure", "azure"}).Draw(t, "profile")
+	mp := m.publish()
+	mp.mu.Lock()
+	rec := mp.pubs[name]
+	mp.mu.Unlock()
+	algs, complete := []string{}, false
+	if rec != nil {
+		algs, complete = m.coveredAlgs(rec.ring)
+	}
+	// aws takes only an issuer that is https, without port or query.
+	issuer, _ := m.pubRead("config").Data["issuer"].(string)
+	u, err := url.Parse(issuer)
+	issuerOK := profile != "aws" || (err == nil && u.Scheme == "https" && u.Host != "" && u.Port() == "" && u.RawQuery == "")
+	resp, out := m.do(m.a, logical.UpdateOperation, "publishers/"+name, map[string]any{"profile": profile})
+	if rec == nil {
+		return
+	}
+	carries := !slices.ContainsFunc(algs, func(a string) bool { return !profileTakes(profile, a) }) && issuerOK
+	modelPubStats.add(fmt.Sprintf("action.profile.%s.carries=%v.%s", profile, carries, map[outcome]string{ok2xx: "ok", bad4xx: "refused", err5xx: "5xx"}[out]))
+	switch {
+	case out == ok2xx && !carries:
+		m.t.Fatalf("publisher %s took profile=%s, though the rings it covers (%q) have keys of %v and the issuer is %q", name, profile, rec.ring, algs, issuer)
+	case out != ok2xx && carries && complete && !strings.Contains(respErr(resp), "at most 100"):
+		m.t.Fatalf("publisher %s refused profile=%s, which takes every algorithm of the rings it covers (%v): %s", name, profile, algs, respErr(resp))
+	}
+	if out == ok2xx {
+		mp.mu.Lock()
+		rec.profile = profile
+		mp.mu.Unlock()
+	}
+}
+
+// coveredAlgs are the algorithms a publisher of ring ("": every ring) is
+// given or will be: the keys its scope serves, every live key and trusted
+// key of its rings, and the algorithm of the keys they will make. complete
+// is false when a deleted ring still drains keys into the scope (its
+// unpublished keys cannot be read).
+func (m *model) coveredAlgs(ring string) ([]string, bool) {
+	now := m.a.b.clock.read().Schedule
+	set := map[string]bool{}
+	known := map[string]bool{}
+	for _, name := range modelRings {
+		if ring != "" && name != ring {
+			continue
+		}
+		resp := m.pubRead("keys/" + name)
+		if resp == nil || resp.IsError() {
+			continue
+		}
+		set[resp.Data["algorithm"].(string)] = true
+		keys, _ := resp.Data["signing_keys"].([]map[string]any)
+		for _, k := range keys {
+			known[k["kid"].(string)] = true
+			rm, _ := k["remove_at"].(int64)
+			if rv, _ := k["revoked_at"].(int64); rv == 0 && (rm == 0 || rm > now) {
+				set[k["alg"].(string)] = true
+			}
+		}
+		trusted, _ := resp.Data["trusted_keys"].([]map[string]any)
+		for _, k := range trusted {
+			known[k["kid"].(string)] = true
+			if exp, _ := k["expires_at"].(int64); exp > now {
+				set[k["alg"].(string)] = true
+			}
+		}
+	}
+	complete := true
+	var doc struct {
+		Keys []struct {
+			KID string `json:"kid"`
+			Alg string `json:"alg"`
+		} `json:"keys"`
+	}
+	if json.Unmarshal(m.served(ring), &doc) == nil {
+		for _, k := range doc.Keys {
+			set[k.Alg] = true
+			complete = complete && known[k.KID]
+		}
+	}
+	return slices.Sorted(maps.Keys(set)), complete
 }
 
 func (m *model) pubDelete(t *rapid.T) {
@@ -569,6 +678,7 @@ func (m *model) checkCopies(rings map[string]*pubRing, objects map[string]memObj
 			m.t.Fatalf("at %d, after a pass with the store up, publisher %s's copy (ring %q) is\n%s\nbut the plugin serves\n%s\nreport: %v", now, name, rec.ring, o.body, want, rep[name])
 		}
 		modelPubStats.add("inv.b.copy-is-served")
+		m.checkCopyProfile(name, rec, o.body)
 		var removal int64 = forever
 		revokedSeen := false
 		kids, _ := jwksKidsOf(o.body)
@@ -859,4 +969,27 @@ func (m *model) checkNoCredentials(path string, resp *logical.Response, err erro
 		m.t.Fatalf("%s answered a publisher credential (%s)", path, c)
 	}
 	modelPubStats.add("inv.e.answers")
+}
+
+// checkCopyProfile (invariant f): a copy never holds a key its publisher's
+// profile cannot carry.
+func (m *model) checkCopyProfile(name string, rec *pubRecord, body []byte) {
+	if rec.profile == "" || rec.profile == "generic" {
+		return
+	}
+	var doc struct {
+		Keys []struct {
+			KID string `json:"kid"`
+			Alg string `json:"alg"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		m.t.Fatalf("publisher %s's copy does not parse: %v", name, err)
+	}
+	for _, k := range doc.Keys {
+		if !profileTakes(rec.profile, k.Alg) {
+			m.t.Fatalf("publisher %s (profile=%s) has a copy with %s key %s, which its verifiers do not take", name, rec.profile, k.Alg, k.KID)
+		}
+	}
+	modelPubStats.add("inv.f.profile-" + rec.profile)
 }

@@ -139,7 +139,7 @@ func TestModelRegressions(t *testing.T) {
 // sequence replays: each action added after the first set names the set it
 // came in (actionAddedIn), and a kept sequence replays with the actions of
 // its set.
-var actionSets = []string{"base", "adopt", "token", "reach", "oracle", "restart", "publish"}
+var actionSets = []string{"base", "adopt", "token", "reach", "oracle", "restart", "publish", "profile"}
 
 var actionAddedIn = map[string]string{
 	"Import":        "adopt",
@@ -168,6 +168,8 @@ var actionAddedIn = map[string]string{
 	"PassNear2":     "publish",
 	"PubCrash":      "publish",
 	"MaxDelay":      "publish",
+	"PubProfile":    "profile",
+	"PubProfile2":   "profile",
 }
 
 // actionsOf is the model's actions as they were in the set named.
@@ -400,6 +402,8 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"PassNear2":     m.passNear,
 		"PubCrash":      m.pubCrash,
 		"MaxDelay":      m.maxDelay,
+		"PubProfile":    m.pubProfile,
+		"PubProfile2":   m.pubProfile,
 		"":              m.check,
 	}
 }

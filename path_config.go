@@ -100,6 +100,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		if err != nil {
 			return respond(err)
 		}
+		if iss != c.Issuer {
+			if err := checkProfiles(snap.publishers, snap.rings, iss, b.clock.read().Schedule, "issuer"); err != nil {
+				return respond(err)
+			}
+		}
 		c.Issuer = iss
 	}
 	if v, ok := d.GetOk("jwks_max_age"); ok {

@@ -95,6 +95,12 @@ func pathPublishers(b *backend) []*framework.Path {
 					Default:     false,
 					Description: "Whether a key's activation waits (on rings with max_activation_delay above 0) until this publisher's acknowledged copy holds it.",
 				},
+				"profile": {
+					Type:          framework.TypeString,
+					Default:       profileGeneric,
+					AllowedValues: []any{"generic", "aws", "gcp", "azure"},
+					Description:   "The verifier the copy is for: generic (anything the plugin serves), aws (IAM OIDC providers: RS256/384/512 and ES256/384/512, at most 100 keys of each type, an https issuer without port or query), gcp (Workload Identity Federation: RSA and EC keys) or azure (Entra federated credentials: RS256 only). A ring, or a later change to it, that the profile cannot carry is refused.",
+				},
 			},
 			ExistenceCheck: objectExists(b, publishersOf),
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -130,6 +136,7 @@ var publisherAnswer = map[string]*framework.FieldSchema{
 	"ring":                  {Type: framework.TypeString, Description: "The ring whose JWKS is published (\"\": the mount's).", Required: true},
 	"public_url":            {Type: framework.TypeString, Description: "Where verifiers read the copies (\"\": not given).", Required: true},
 	"required":              {Type: framework.TypeBool, Description: "Whether a key's activation waits for this publisher.", Required: true},
+	"profile":               {Type: framework.TypeString, Description: "The verifier the copy is for: generic, aws, gcp or azure.", Required: true},
 }
 
 // publisherData is the one place a publisher becomes a response: the
@@ -143,6 +150,7 @@ func publisherData(p *publisherEntry) map[string]any {
 		"ring":                p.Ring,
 		"public_url":          p.PublicURL,
 		"required":            p.Required,
+		"profile":             profileOf(p).name,
 	}
 	if p.Type == publisherS3 {
 		d["bucket"], d["region"], d["endpoint"], d["path_style"] = p.Bucket, p.Region, p.Endpoint, p.PathStyle
@@ -197,6 +205,7 @@ func (b *backend) pathPublisherWrite(ctx context.Context, req *logical.Request, 
 		"access_key_id": &p.AccessKeyID, "secret_access_key": &p.SecretAccessKey, "session_token": &p.SessionToken,
 		"url": &p.URL, "username": &p.Username, "password": &p.Password,
 		"prefix": &p.Prefix, "jwks_path": &p.JWKSPath, "ring": &p.Ring, "public_url": &p.PublicURL,
+		"profile": &p.Profile,
 	}
 	for f, dst := range strs {
 		if v, ok := d.GetOk(f); ok {
@@ -210,6 +219,14 @@ func (b *backend) pathPublisherWrite(ctx context.Context, req *logical.Request, 
 		p.Required = v.(bool)
 	}
 	if err := checkPublisher(p, snap.rings, snap.config.PublishersAllowAmbientCredentials); err != nil {
+		return respond(err)
+	}
+	if _, ok := req.Data["profile"]; ok {
+		if err := checkProfileName(p.Profile); err != nil {
+			return respond(err)
+		}
+	}
+	if err := checkProfiles(map[string]*publisherEntry{name: p}, snap.rings, snap.config.Issuer, b.clock.read().Schedule, "profile"); err != nil {
 		return respond(err)
 	}
 	if err := putJSON(ctx, req.Storage, publisherPrefix+name, p); err != nil {

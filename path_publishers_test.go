@@ -47,14 +47,14 @@ func TestPublisherReadsBackWithoutCredentials(t *testing.T) {
 	e.setupRing("k", "ES256", nil)
 	e.mustWrite("publishers/aws", s3Publisher(map[string]any{
 		"session_token": testSessionToken, "endpoint": "https://s3.eu-west-1.example.com", "path_style": true,
-		"prefix": "tenant-a/", "ring": "k", "public_url": "https://keys.example.com/tenant-a/", "required": true,
+		"prefix": "tenant-a/", "ring": "k", "public_url": "https://keys.example.com/tenant-a/", "required": true, "profile": "aws",
 	}))
 	e.mustWrite("publishers/dav", davPublisher(nil))
 	got := e.read("publishers/aws").Data
 	want := map[string]any{
 		"type": "s3", "bucket": "issuer-keys", "region": "eu-west-1", "endpoint": "https://s3.eu-west-1.example.com", "path_style": true,
 		"access_key_id_set": true, "secret_access_key_set": true, "session_token_set": true, "ambient_credentials": false,
-		"prefix": "tenant-a/", "jwks_path": ".well-known/jwks.json", "ring": "k", "public_url": "https://keys.example.com/tenant-a/", "required": true,
+		"prefix": "tenant-a/", "jwks_path": ".well-known/jwks.json", "ring": "k", "public_url": "https://keys.example.com/tenant-a/", "required": true, "profile": "aws",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("publishers/aws reads\n%v\nwant\n%v", got, want)
@@ -62,7 +62,7 @@ func TestPublisherReadsBackWithoutCredentials(t *testing.T) {
 	got = e.read("publishers/dav").Data
 	want = map[string]any{
 		"type": "webdav", "url": "https://keys.example.com/dav/", "username_set": true, "password_set": true, "ambient_credentials": false,
-		"prefix": "", "jwks_path": ".well-known/jwks.json", "ring": "", "public_url": "", "required": false,
+		"prefix": "", "jwks_path": ".well-known/jwks.json", "ring": "", "public_url": "", "required": false, "profile": "generic",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("publishers/dav reads\n%v\nwant\n%v", got, want)

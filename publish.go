@@ -483,6 +483,10 @@ func (b *backend) upload(ctx context.Context, s logical.Storage, snap *snapshot,
 // taken over: if storage records a newer state, this pass stops (the next
 // reads it); otherwise the object is written over and counted as restored.
 func (b *backend) writeCopy(ctx context.Context, s logical.Storage, name string, p *publisherEntry, allowAmbient bool, pc *plannedCopy, st *publisherState) error {
+	if why := profileViolation(profileOf(p), pc.jwks); why != "" {
+		b.log().Error("publishing: the copy breaks the publisher's profile; not uploaded", "publisher", name, "profile", profileOf(p).name, "holds", why)
+		return &sinkError{Op: "put", Object: p.Prefix + p.JWKSPath, Reason: reasonProfile}
+	}
 	sk, err := b.sinkOf(p, allowAmbient)
 	if err != nil {
 		return err

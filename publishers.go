@@ -58,6 +58,9 @@ type publisherEntry struct {
 	Ring      string `json:"ring"`
 	PublicURL string `json:"public_url"`
 	Required  bool   `json:"required"`
+	// Profile is the verifier the copy is for (profiles.go); "" is
+	// generic, as publishers stored before profiles existed are.
+	Profile string `json:"profile,omitempty"`
 }
 
 // publisherFieldTypes names the fields that belong to one type only; a

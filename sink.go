@@ -32,7 +32,7 @@ type sink interface {
 
 // Reasons a sink call failed: the label of the failure metric and what the
 // verifier report shows. A reason is chosen by the status or the transport
-// error alone.
+// error alone, except profile, which is chosen before any call.
 const (
 	reasonUnreachable  = "unreachable"     // no connection (refused, reset, DNS)
 	reasonTimeout      = "timeout"         // the call ran past its deadline
@@ -45,6 +45,7 @@ const (
 	reasonServer       = "server"          // 5xx
 	reasonGarbage      = "garbage"         // an answer the plugin cannot use (no ETag, a body that is not the copy)
 	reasonStale        = "stale_read"      // the copy read back is not the one written (a cache in front of public_url, or another writer)
+	reasonProfile      = "profile"         // the copy holds what the publisher's profile cannot carry; nothing was uploaded
 )
 
 // sinkError is a failed sink call as the plugin reports it: the operation,
