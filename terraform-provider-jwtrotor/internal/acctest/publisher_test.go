@@ -174,8 +174,8 @@ func TestAccPublisherLifecycle(t *testing.T) {
 					resource.TestCheckNoResourceAttr(dav, "bucket"),
 					resource.TestCheckNoResourceAttr(dav, "path_style"),
 					resource.TestCheckNoResourceAttr(dav, "password"),
-					checkCredentialsSet(dav, "password", "username"),
-					checkCredentialsSet(addr, "access_key_id", "secret_access_key"),
+					checkCredentialsSet(t, dav, "password", "username"),
+					checkCredentialsSet(t, addr, "access_key_id", "secret_access_key"),
 					checkPath(t, mount+"/publishers/s3", map[string]any{
 						"type": "s3", "bucket": s3.Bucket, "region": s3.Region, "endpoint": s3.Endpoint, "path_style": true,
 						"prefix": "a/", "public_url": s3.PublicURL("a/"), "jwks_path": ".well-known/jwks.json",
@@ -210,7 +210,7 @@ func TestAccPublisherLifecycle(t *testing.T) {
 					resource.TestCheckResourceAttr(data, "last_success", "0"),
 					resource.TestCheckResourceAttr(data, "type", "s3"),
 					resource.TestCheckResourceAttr(data, "prefix", "b/"),
-					checkCredentialsSet(addr, "access_key_id", "secret_access_key"),
+					checkCredentialsSet(t, addr, "access_key_id", "secret_access_key"),
 					checkPath(t, mount+"/publishers/s3", map[string]any{"prefix": "b/", "public_url": s3.PublicURL("b/"), "session_token_set": false}),
 					noSecretsInFiles(workDirs, sec.all()),
 				),
@@ -226,7 +226,7 @@ func TestAccPublisherLifecycle(t *testing.T) {
 					expectChange{addr: addr, attr: "credentials_wo_version", before: 1, after: 2},
 				}},
 				Check: resource.ComposeAggregateTestCheckFunc(
-					checkCredentialsSet(addr, "access_key_id", "secret_access_key"),
+					checkCredentialsSet(t, addr, "access_key_id", "secret_access_key"),
 					waitPublisher(t, mount, "s3", "current with the right secret", func(e map[string]any) bool {
 						return e["state"] == "current"
 					}),
@@ -235,8 +235,9 @@ func TestAccPublisherLifecycle(t *testing.T) {
 						if err != nil {
 							return fmt.Errorf("the copy is not in the store: %v", err)
 						}
-						if want := jwksKIDs(t, mount, "jwks"); !slices.Equal(kidsIn(b), want) {
-							return fmt.Errorf("the copy holds %v, the mount serves %v", kidsIn(b), want)
+						got, err := kidsIn(b)
+						if want := jwksKIDs(t, mount, "jwks"); err != nil || !slices.Equal(got, want) {
+							return fmt.Errorf("the copy holds %v (%v), the mount serves %v", got, err, want)
 						}
 						return nil
 					},
@@ -312,14 +313,14 @@ func waitPublisher(t *testing.T, mount, name, what string, cond func(map[string]
 }
 
 // checkCredentialsSet checks which credentials the state says are stored.
-func checkCredentialsSet(addr string, want ...string) func(*terraform.State) error {
+func checkCredentialsSet(t *testing.T, addr string, want ...string) func(*terraform.State) error {
 	return func(s *terraform.State) error {
 		a, err := attrs(s, addr)
 		if err != nil {
 			return err
 		}
 		var got []string
-		for i := 0; i < atoiOr(a["credentials_set.#"]); i++ {
+		for i := 0; i < atoi(t, a["credentials_set.#"]); i++ {
 			got = append(got, a[fmt.Sprintf("credentials_set.%d", i)])
 		}
 		sort.Strings(want)
@@ -328,26 +329,6 @@ func checkCredentialsSet(addr string, want ...string) func(*terraform.State) err
 		}
 		return nil
 	}
-}
-
-func atoiOr(s string) int {
-	var n int
-	fmt.Sscan(s, &n)
-	return n
-}
-
-func kidsIn(jwks []byte) []string {
-	var doc struct {
-		Keys []struct {
-			KID string `json:"kid"`
-		} `json:"keys"`
-	}
-	_ = json.Unmarshal(jwks, &doc)
-	var kids []string
-	for _, k := range doc.Keys {
-		kids = append(kids, k.KID)
-	}
-	return kids
 }
 
 // noSecretsInPlan fails when the plan, as terraform show -json renders it

@@ -45,16 +45,7 @@ func (d *publisherDataSource) Schema(_ context.Context, _ datasource.SchemaReque
 		"ambient_credentials": schema.BoolAttribute{Computed: true,
 			Description: "Whether the publisher has no credentials of its own, and would act with the plugin process's."},
 	}
-	for _, f := range publisherFields {
-		if f.name == "name" {
-			attrs["name"] = schema.StringAttribute{Required: true, Description: f.desc, Validators: f.strV}
-			continue
-		}
-		attrs[f.name] = f.dataSourceAttribute()
-	}
-	for _, f := range publisherReportFields {
-		attrs[f.name] = f.dataSourceAttribute()
-	}
+	addNamedAttributes(attrs, append(append(fields{}, publisherFields...), publisherReportFields...))
 	resp.Schema = schema.Schema{
 		Description:         publisherStatusDoc,
 		MarkdownDescription: publisherStatusDoc,
