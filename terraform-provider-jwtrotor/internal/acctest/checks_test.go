@@ -101,19 +101,28 @@ func ringKeys(t *testing.T, mount, ring string) map[string]keyTimes {
 // jwksKIDs returns the kids the mount's JWKS (or one ring's) serves now.
 func jwksKIDs(t *testing.T, mount, rel string) []string {
 	t.Helper()
+	kids, err := kidsIn(document(t, mount, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kids
+}
+
+// kidsIn returns the kids of a JWKS document, in its order.
+func kidsIn(jwks []byte) ([]string, error) {
 	var doc struct {
 		Keys []struct {
 			KID string `json:"kid"`
 		} `json:"keys"`
 	}
-	if err := json.Unmarshal(document(t, mount, rel), &doc); err != nil {
-		t.Fatal(err)
+	if err := json.Unmarshal(jwks, &doc); err != nil {
+		return nil, err
 	}
 	var kids []string
 	for _, k := range doc.Keys {
 		kids = append(kids, k.KID)
 	}
-	return kids
+	return kids, nil
 }
 
 func contains(list []string, s string) bool {

@@ -75,6 +75,11 @@ var validationCases = []struct {
 	{"jwtrotor_config.twice", `issuer = "https://vault.example.com/v1/jwt"
   verifiers = ["gateway", "gateway"]`, "verifiers", `verifiers: "gateway" appears twice`},
 	{"jwtrotor_rotation.bad_ring", `ring = "Payments"`, "ring", `ring: "Payments" is not a usable name`},
+	{"jwtrotor_publisher.no_version", `name = "p1"
+  type = "s3"
+  secret_access_key = "x"`, "secret_access_key", `secret_access_key: needs credentials_wo_version`},
+	{"jwtrotor_publisher.upper_case", `name = "Keys"
+  type = "webdav"`, "name", `name: "Keys" is not a usable name`},
 }
 
 // valid resources use every attribute and must draw no diagnostic.
@@ -117,6 +122,33 @@ resource "jwtrotor_rotation" "valid" {
   force               = true
   revoke_active       = false
   expected_active_kid = "abc"
+}
+
+resource "jwtrotor_publisher" "valid" {
+  name                   = "valid"
+  type                   = "s3"
+  bucket                 = "keys"
+  region                 = "eu-west-1"
+  endpoint               = "https://s3.example.com"
+  path_style             = true
+  url                    = "https://dav.example.com/"
+  account_url            = "https://account.example.com/"
+  account_name           = "account"
+  container              = "keys"
+  prefix                 = "tenant-a/"
+  jwks_path              = "jwks.json"
+  ring                   = jwtrotor_key_ring.valid.name
+  public_url             = "https://keys.example.com/tenant-a/"
+  required               = true
+  access_key_id          = "a"
+  secret_access_key      = "s"
+  session_token          = "t"
+  username               = "u"
+  password               = "p"
+  account_key            = "k"
+  sas_token              = "sas"
+  credentials_json       = "{}"
+  credentials_wo_version = 1
 }
 `
 

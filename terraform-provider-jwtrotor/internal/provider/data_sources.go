@@ -151,13 +151,7 @@ func newKeyRingDataSource() datasource.DataSource {
 func (d *keyRingDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
 	attrs := ringStatusDataSourceAttributes()
 	attrs["id"] = schema.StringAttribute{Computed: true, Description: "The ring's name."}
-	for _, f := range keyRingFields {
-		if f.name == "name" {
-			attrs["name"] = schema.StringAttribute{Required: true, Description: f.desc, Validators: f.strV}
-			continue
-		}
-		attrs[f.name] = f.dataSourceAttribute()
-	}
+	addNamedAttributes(attrs, keyRingFields)
 	resp.Schema = schema.Schema{
 		Description:         keyRingStatusDoc,
 		MarkdownDescription: keyRingStatusDoc,
@@ -180,6 +174,19 @@ func (d *keyRingDataSource) Read(ctx context.Context, req datasource.ReadRequest
 	resp.Diagnostics.Append(keyRingFields.setFromAPI(ctx, s.Data, &resp.State)...)
 	resp.Diagnostics.Append(setRingStatus(ctx, s.Data, &resp.State)...)
 	addWarnings(&resp.Diagnostics, "Warning from "+d.c.p("keys/"+name.ValueString()), s)
+}
+
+// addNamedAttributes adds the attributes of a data source that reads the
+// object of table by its name: the name, which the configuration gives,
+// and every other field, computed.
+func addNamedAttributes(attrs map[string]schema.Attribute, table fields) {
+	for _, f := range table {
+		if f.name == "name" {
+			attrs["name"] = schema.StringAttribute{Required: true, Description: f.desc, Validators: f.strV}
+			continue
+		}
+		attrs[f.name] = f.dataSourceAttribute()
+	}
 }
 
 const jwksDoc = "The JWKS the mount serves to verifiers (`jwks`, or `jwks/<ring>` for one ring), for a consumer that takes an uploaded key set instead of fetching the URL. " +

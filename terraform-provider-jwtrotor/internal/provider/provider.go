@@ -1,6 +1,7 @@
 // Package provider is the Terraform provider of vault-plugin-jwt-rotor: typed
-// resources for the plugin's config, key rings, roles and rotations, and data
-// sources for its JWKS, ring status and discovery document.
+// resources for the plugin's config, key rings, roles, rotations and
+// publishers, and data sources for its JWKS, ring status, discovery document
+// and publisher status.
 package provider
 
 import (
@@ -45,7 +46,7 @@ func (p *jwtRotorProvider) Metadata(_ context.Context, _ provider.MetadataReques
 
 func (p *jwtRotorProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *provider.SchemaResponse) {
 	resp.Schema = schema.Schema{
-		Description: "Manages the vault-plugin-jwt-rotor secrets engine of one Vault mount: config, key rings, roles and rotations.",
+		Description: "Manages the vault-plugin-jwt-rotor secrets engine of one Vault mount: config, key rings, roles, rotations and publishers.",
 		Attributes: map[string]schema.Attribute{
 			"address": schema.StringAttribute{
 				Optional:    true,
@@ -136,6 +137,7 @@ func (p *jwtRotorProvider) Resources(context.Context) []func() resource.Resource
 		newKeyRingResource,
 		newRoleResource,
 		newRotationResource,
+		newPublisherResource,
 	}
 }
 
@@ -144,5 +146,6 @@ func (p *jwtRotorProvider) DataSources(context.Context) []func() datasource.Data
 		newJWKSDataSource,
 		newKeyRingDataSource,
 		newOpenIDConfigurationDataSource,
+		newPublisherDataSource,
 	}
 }
