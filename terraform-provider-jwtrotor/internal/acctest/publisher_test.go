@@ -96,6 +96,7 @@ resource "jwtrotor_publisher" "dav" {
   type                   = "webdav"
   url                    = "https://keys.example.com/dav/"
   jwks_path              = "keys/jwks.json"
+  profile                = "gcp"
   username               = var.dav_username
   password               = var.dav_password
   credentials_wo_version = 1
@@ -171,6 +172,8 @@ func TestAccPublisherLifecycle(t *testing.T) {
 					resource.TestCheckNoResourceAttr(addr, "secret_access_key"),
 					resource.TestCheckResourceAttr(dav, "url", "https://keys.example.com/dav/"),
 					resource.TestCheckResourceAttr(dav, "jwks_path", "keys/jwks.json"),
+					resource.TestCheckResourceAttr(dav, "profile", "gcp"),
+					resource.TestCheckResourceAttr(addr, "profile", "generic"),
 					resource.TestCheckNoResourceAttr(dav, "bucket"),
 					resource.TestCheckNoResourceAttr(dav, "path_style"),
 					resource.TestCheckNoResourceAttr(dav, "password"),
@@ -182,7 +185,7 @@ func TestAccPublisherLifecycle(t *testing.T) {
 						"access_key_id_set": true, "secret_access_key_set": true, "session_token_set": false,
 					}),
 					checkPath(t, mount+"/publishers/dav", map[string]any{"type": "webdav", "url": "https://keys.example.com/dav/",
-						"username_set": true, "password_set": true}),
+						"username_set": true, "password_set": true, "profile": "gcp"}),
 					// The store denies the wrong secret.
 					waitPublisher(t, mount, "s3", "failing with reason denied", func(e map[string]any) bool {
 						return e["state"] == "failing" && e["last_error_reason"] == "denied"

@@ -53,6 +53,10 @@ var publisherFields = fields{
 		desc: "Where verifiers read the copies: the URL of prefix, ending with a slash. When it is the issuer plus a slash, the discovery document is written too. https, or http on a loopback address; no user info, query or fragment."},
 	{name: "required", kind: kBool, def: false,
 		desc: "Whether a key's activation waits (on rings with max_activation_delay above 0) until this publisher's acknowledged copy holds it."},
+	// Not checked at plan time: whether a profile fits depends on the
+	// mount's rings, which only the plugin knows; its refusal names them.
+	{name: "profile", kind: kString, def: "generic",
+		desc: "The verifier the copy is for: generic (anything the plugin serves), aws (IAM OIDC providers: RS256/384/512 and ES256/384/512, at most 100 keys of each type, an https issuer without port or query), gcp (Workload Identity Federation: RSA and EC keys) or azure (Entra federated credentials: RS256 only). A ring, or a later change to it, that the profile cannot carry is refused."},
 }
 
 // publisherTypeFields are the fields that belong to some types only (gcs
