@@ -26,6 +26,11 @@ func checkAzure(p *publisherEntry) error {
 	if p.AccountURL == "" {
 		return refuse("account_url", "required for type=azure_blob; give the storage account's Blob service URL, such as https://<account>.blob.core.windows.net")
 	}
+	// A SAS URL pasted whole has its signature in the query: refused
+	// here without quoting it (checkOutboundURL would quote the URL).
+	if strings.ContainsAny(p.AccountURL, "?#") {
+		return refuse("account_url", "has a query or fragment; give the Blob service URL alone, and a SAS token in sas_token (the value is not repeated here, since it may hold a signature)")
+	}
 	if err := checkOutboundURL("account_url", p.AccountURL, false); err != nil {
 		return err
 	}
