@@ -100,8 +100,8 @@ func (s *azureSink) blockBlob(op, name string) (*blockblob.Client, error) {
 func (s *azureSink) put(ctx context.Context, name string, body []byte, cacheControl, ifMatch string) (string, error) {
 	cond := &blob.ModifiedAccessConditions{}
 	if ifMatch == "" {
-		any := azcore.ETagAny
-		cond.IfNoneMatch = &any
+		star := azcore.ETagAny
+		cond.IfNoneMatch = &star
 	} else {
 		tag := azcore.ETag(ifMatch)
 		cond.IfMatch = &tag
