@@ -26,8 +26,9 @@
 # first time); remove it (make distclean) to rebuild it. The sink tests
 # (root package and acceptance) run real stores: bin/versitygw, an S3
 # gateway built the same way from tools/versitygw (make versitygw, about
-# four minutes the first time), and Debian's apache2 with mod_dav
-# (make apache2 installs it when missing).
+# four minutes the first time), Debian's apache2 with mod_dav
+# (make apache2 installs it when missing), and Azurite's Blob service
+# (make azurite installs it with npm into bin/azurite).
 
 GO          ?= go
 # go.mod pins the toolchain (a patch release with the standard library's
@@ -47,6 +48,10 @@ MODULE      := github.com/jwt-rotor/vault-plugin-jwt-rotor
 PLUGIN_BIN  := bin/plugins/$(PLUGIN_NAME)_$(VERSION)
 VAULT_BIN   := bin/vault
 VERSITYGW_BIN := bin/versitygw
+# Azurite, the Azure Storage emulator, for the azure_blob sink tests. 3.35.0
+# is the last release that runs on Node 20 (3.36 needs Node 21).
+AZURITE_VERSION := 3.35.0
+AZURITE_BIN     := bin/azurite/node_modules/.bin/azurite-blob
 # The Terraform provider is a Go module of its own; the plugin's go.mod does
 # not depend on it.
 PROVIDER_DIR := terraform-provider-jwtrotor
@@ -74,7 +79,7 @@ UNIT_CMD  := $(GO) test -count=1 -skip '^TestModel$$' $(UNIT_FLAGS) ./...
 # that the provider's tests use too; its own tests run first.
 ACC_CMD  := cd testserver && $(GO) test -count=1 ./... && cd ../tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
-.PHONY: all vault versitygw apache2 plugin release reprocheck docs-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
+.PHONY: all vault versitygw apache2 azurite plugin release reprocheck docs-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
 .PHONY: fuzz modverify vulncheck provider testprovider provider-docs mutation model-check
 
 all: plugin
@@ -92,6 +97,14 @@ versitygw: $(VERSITYGW_BIN)
 $(VERSITYGW_BIN):
 	@mkdir -p bin
 	cd tools/versitygw && $(GO) build -o ../../$(VERSITYGW_BIN) github.com/versity/versitygw/cmd/versitygw
+
+azurite: $(AZURITE_BIN)
+
+# Like bin/versitygw: installed only when missing, exactly the pinned
+# version, with no lock file (bin/ is not committed).
+$(AZURITE_BIN):
+	@mkdir -p bin/azurite
+	npm install --prefix bin/azurite --no-audit --no-fund --no-package-lock --save-exact azurite@$(AZURITE_VERSION)
 
 # Apache httpd with mod_dav, the WebDAV store of the sink tests, from
 # Debian's packages when missing (testserver/webdav.go writes its own
@@ -119,8 +132,9 @@ release:
 .PHONY: plugin-crashhook node-deps
 test testacc: plugin-crashhook node-deps docs-deps
 # The sink tests, in the root package and the acceptance suite, start a
-# real S3 gateway and a real WebDAV server.
+# real S3 gateway and a real WebDAV server, and Azurite.
 dev test testunit testacc: versitygw apache2
+test testunit testacc: azurite
 
 # Always rebuilt, like the plugin.
 provider:

@@ -567,6 +567,7 @@ func hostileSemanticCases() []hostileCase {
 		add(hostileCase{name: "sign " + f + " beside batch_input", path: "sign/r", data: map[string]any{"batch_input": hostileItems(1), f: v}, field: f, also: []string{"inside each batch_input item"}})
 	}
 	cs = append(cs, hostilePublisherCases(big)...)
+	cs = append(cs, hostileAzureCases(big)...)
 	return cs
 }
 

@@ -25,7 +25,7 @@ func pathPublishers(b *backend) []*framework.Path {
 				"name": {Type: framework.TypeLowerCaseString, Description: "Name of the publisher.", Required: true},
 				"type": {
 					Type:        framework.TypeString,
-					Description: "s3 (AWS S3 or an S3-compatible store) or webdav (HTTP PUT to a base URL). Required on create; fixed after.",
+					Description: "s3 (AWS S3 or an S3-compatible store), webdav (HTTP PUT to a base URL) or azure_blob (an Azure Blob Storage container). Required on create; fixed after.",
 				},
 				"bucket": {
 					Type:        framework.TypeString,
@@ -71,6 +71,28 @@ func pathPublishers(b *backend) []*framework.Path {
 				"password": {
 					Type:         framework.TypeString,
 					Description:  "type=webdav: password for HTTP Basic authentication. Write-only; \"\" clears it.",
+					DisplayAttrs: secret,
+				},
+				"account_url": {
+					Type:        framework.TypeString,
+					Description: "type=azure_blob: the storage account's Blob service URL, such as https://<account>.blob.core.windows.net. Required. https, or http on a loopback address.",
+				},
+				"container": {
+					Type:        framework.TypeString,
+					Description: "type=azure_blob: the container's name ($web allowed). Required.",
+				},
+				"account_name": {
+					Type:        framework.TypeString,
+					Description: "type=azure_blob: the storage account's name, for a shared key; give it with account_key.",
+				},
+				"account_key": {
+					Type:         framework.TypeString,
+					Description:  "type=azure_blob: the storage account's access key (shared key). Write-only; give it with account_name, or give sas_token instead; \"\" clears it.",
+					DisplayAttrs: secret,
+				},
+				"sas_token": {
+					Type:         framework.TypeString,
+					Description:  "type=azure_blob: a SAS token (the query string of a shared access signature) allowing reads and writes of the container's blobs. Write-only; \"\" clears it.",
 					DisplayAttrs: secret,
 				},
 				"prefix": {
@@ -119,7 +141,7 @@ func pathPublishers(b *backend) []*framework.Path {
 // accepts except the credentials, of which it says only whether each is
 // set. The fields of the other type are left out.
 var publisherAnswer = map[string]*framework.FieldSchema{
-	"type":                  {Type: framework.TypeString, Description: "s3 or webdav.", Required: true},
+	"type":                  {Type: framework.TypeString, Description: "s3, webdav or azure_blob.", Required: true},
 	"bucket":                {Type: framework.TypeString, Description: "type=s3: the bucket."},
 	"region":                {Type: framework.TypeString, Description: "type=s3: the bucket's region."},
 	"endpoint":              {Type: framework.TypeString, Description: "type=s3: the store's URL (\"\": AWS)."},
@@ -130,6 +152,11 @@ var publisherAnswer = map[string]*framework.FieldSchema{
 	"url":                   {Type: framework.TypeString, Description: "type=webdav: the base URL."},
 	"username_set":          {Type: framework.TypeBool, Description: "type=webdav: whether a user name is stored."},
 	"password_set":          {Type: framework.TypeBool, Description: "type=webdav: whether a password is stored."},
+	"account_url":           {Type: framework.TypeString, Description: "type=azure_blob: the Blob service URL."},
+	"container":             {Type: framework.TypeString, Description: "type=azure_blob: the container."},
+	"account_name":          {Type: framework.TypeString, Description: "type=azure_blob: the storage account's name (\"\": no shared key)."},
+	"account_key_set":       {Type: framework.TypeBool, Description: "type=azure_blob: whether an account key is stored."},
+	"sas_token_set":         {Type: framework.TypeBool, Description: "type=azure_blob: whether a SAS token is stored."},
 	"ambient_credentials":   {Type: framework.TypeBool, Description: "Whether the publisher has no credentials of its own, and would act with the plugin process's.", Required: true},
 	"prefix":                {Type: framework.TypeString, Description: "Prepended to every object name.", Required: true},
 	"jwks_path":             {Type: framework.TypeString, Description: "Where the JWKS is written, under prefix.", Required: true},
@@ -152,9 +179,12 @@ func publisherData(p *publisherEntry) map[string]any {
 		"required":            p.Required,
 		"profile":             profileOf(p).name,
 	}
-	if p.Type == publisherS3 {
+	switch p.Type {
+	case publisherS3:
 		d["bucket"], d["region"], d["endpoint"], d["path_style"] = p.Bucket, p.Region, p.Endpoint, p.PathStyle
-	} else {
+	case publisherAzure:
+		d["account_url"], d["container"], d["account_name"] = p.AccountURL, p.Container, p.AccountName
+	default:
 		d["url"] = p.URL
 	}
 	for _, f := range publisherCredentials {
@@ -204,6 +234,8 @@ func (b *backend) pathPublisherWrite(ctx context.Context, req *logical.Request, 
 		"bucket": &p.Bucket, "region": &p.Region, "endpoint": &p.Endpoint,
 		"access_key_id": &p.AccessKeyID, "secret_access_key": &p.SecretAccessKey, "session_token": &p.SessionToken,
 		"url": &p.URL, "username": &p.Username, "password": &p.Password,
+		"account_url": &p.AccountURL, "container": &p.Container, "account_name": &p.AccountName,
+		"account_key": &p.AccountKey, "sas_token": &p.SASToken,
 		"prefix": &p.Prefix, "jwks_path": &p.JWKSPath, "ring": &p.Ring, "public_url": &p.PublicURL,
 		"profile": &p.Profile,
 	}
@@ -256,13 +288,14 @@ func (b *backend) pathPublisherDelete(ctx context.Context, req *logical.Request,
 	return nil, nil
 }
 
-const pathPublishersHelpSyn = `Manage a publisher: an S3 bucket or WebDAV server that holds copies of the JWKS.`
+const pathPublishersHelpSyn = `Manage a publisher: an S3 bucket, WebDAV server or Azure Blob container that holds copies of the JWKS.`
 
 var pathPublishersHelpDesc = fmt.Sprintf(`
 A publisher names a place outside Vault where verifiers that cannot reach
 Vault read the key set: an S3 bucket (type=s3: bucket, region, and
-endpoint and path_style for an S3-compatible store) or a WebDAV base URL
-(type=webdav: url). The JWKS is written at <prefix><jwks_path>
+endpoint and path_style for an S3-compatible store), a WebDAV base URL
+(type=webdav: url) or an Azure Blob Storage container (type=azure_blob:
+account_url, container). The JWKS is written at <prefix><jwks_path>
 (jwks_path defaults to %s) and, when public_url is the issuer plus a slash,
 the discovery document at <prefix>%s. ring publishes one ring's JWKS
 instead of the mount's; required makes a key's activation wait (on rings
@@ -274,13 +307,14 @@ changed outside Vault), and reads each copy back; vault read verifiers shows
 each publisher's state (docs/publishing.md).
 
 Credentials (access_key_id, secret_access_key, session_token; username,
-password) are write-only: a read says only whether each is set, and an
+password; account_key, sas_token) are write-only: a read says only whether each is set, and an
 update that gives one replaces it ("" clears it). A publisher without
 credentials would act with the plugin process's own (the environment, the
 instance's cloud role), which only a writer of config may allow
-(publishers_allow_ambient_credentials).
+(publishers_allow_ambient_credentials); an azure_blob publisher always
+needs account_name and account_key, or sas_token.
 
-endpoint, url and public_url must be https, except on a loopback address,
+endpoint, url, account_url and public_url must be https, except on a loopback address,
 and may not carry user info, a query or a fragment; link-local and cloud
 metadata addresses are refused. A host name is checked when it is
 connected to.

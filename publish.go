@@ -162,7 +162,12 @@ type plannedCopy struct {
 
 // destination names where p writes, for publisherState.Destination.
 func (p *publisherEntry) destination() string {
-	return fmt.Sprintf("%s|%s|%s|%s|%s|%s|%s|%s|%s", p.Type, p.Bucket, p.Region, p.Endpoint, p.URL, p.Prefix, p.JWKSPath, p.PublicURL, p.Ring)
+	d := fmt.Sprintf("%s|%s|%s|%s|%s|%s|%s|%s|%s", p.Type, p.Bucket, p.Region, p.Endpoint, p.URL, p.Prefix, p.JWKSPath, p.PublicURL, p.Ring)
+	if p.Type == publisherAzure {
+		// Appended, so the destinations of the older types read as before.
+		d += "|" + p.AccountURL + "|" + p.Container
+	}
+	return d
 }
 
 // publishesDiscovery reports whether p also writes the discovery document:

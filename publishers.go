@@ -17,6 +17,7 @@ import (
 const (
 	publisherS3     = "s3"
 	publisherWebDAV = "webdav"
+	publisherAzure  = "azure_blob"
 
 	// defaultJWKSObject is where a publisher writes the JWKS under its
 	// prefix unless jwks_path says otherwise; discoveryObject is where it
@@ -31,6 +32,8 @@ const (
 	maxSecretKeyLen    = 256
 	maxUsernameLen     = 256
 	maxPasswordLen     = 1024
+	maxAccountKeyLen   = 256
+	maxSASTokenLen     = 2048
 )
 
 // publisherEntry is a stored publisher. The credentials (AccessKeyID,
@@ -52,6 +55,12 @@ type publisherEntry struct {
 	URL      string `json:"url,omitempty"`
 	Username string `json:"username,omitempty"`
 	Password string `json:"password,omitempty"`
+	// Azure Blob Storage (sink_azure.go).
+	AccountURL  string `json:"account_url,omitempty"`
+	Container   string `json:"container,omitempty"`
+	AccountName string `json:"account_name,omitempty"`
+	AccountKey  string `json:"account_key,omitempty"`
+	SASToken    string `json:"sas_token,omitempty"`
 	// Every type.
 	Prefix    string `json:"prefix"`
 	JWKSPath  string `json:"jwks_path"`
@@ -70,11 +79,13 @@ var publisherFieldTypes = map[string]string{
 	"bucket": publisherS3, "region": publisherS3, "endpoint": publisherS3, "path_style": publisherS3,
 	"access_key_id": publisherS3, "secret_access_key": publisherS3, "session_token": publisherS3,
 	"url": publisherWebDAV, "username": publisherWebDAV, "password": publisherWebDAV,
+	"account_url": publisherAzure, "container": publisherAzure, "account_name": publisherAzure,
+	"account_key": publisherAzure, "sas_token": publisherAzure,
 }
 
 // publisherCredentials are the write-only fields, in the order reads
 // report them (each as <field>_set).
-var publisherCredentials = []string{"access_key_id", "secret_access_key", "session_token", "username", "password"}
+var publisherCredentials = []string{"access_key_id", "secret_access_key", "session_token", "username", "password", "account_key", "sas_token"}
 
 // credential returns the stored value of a write-only field.
 func (p *publisherEntry) credential(field string) string {
@@ -89,6 +100,10 @@ func (p *publisherEntry) credential(field string) string {
 		return p.Username
 	case "password":
 		return p.Password
+	case "account_key":
+		return p.AccountKey
+	case "sas_token":
+		return p.SASToken
 	}
 	panic("not a publisher credential: " + field)
 }
@@ -100,19 +115,25 @@ func (p *publisherEntry) credential(field string) string {
 // sits on the network. Both lend Vault's own identity to whoever configures
 // the publisher.
 func (p *publisherEntry) ambient() bool {
-	if p.Type == publisherS3 {
+	switch p.Type {
+	case publisherS3:
 		return p.AccessKeyID == "" && p.SecretAccessKey == ""
+	case publisherAzure:
+		return p.AccountKey == "" && p.SASToken == ""
 	}
 	return p.Username == "" && p.Password == ""
 }
 
-// checkPublisherType refuses an unknown type, and fields of the other type.
+// publisherTypes is what a refused type is told to use.
+const publisherTypes = "s3 (AWS S3 or an S3-compatible store), webdav (HTTP PUT to a base URL) or azure_blob (an Azure Blob Storage container)"
+
+// checkPublisherType refuses an unknown type, and fields of another type.
 func checkPublisherType(typ string, given []string) error {
 	if typ == "" {
-		return refuse("type", "required; use s3 (AWS S3 or an S3-compatible store) or webdav (HTTP PUT to a base URL)")
+		return refuse("type", "required; use "+publisherTypes)
 	}
-	if typ != publisherS3 && typ != publisherWebDAV {
-		return refuse("type", "%q is not supported; use s3 (AWS S3 or an S3-compatible store) or webdav (HTTP PUT to a base URL)", typ)
+	if typ != publisherS3 && typ != publisherWebDAV && typ != publisherAzure {
+		return refuse("type", "%q is not supported; use "+publisherTypes, typ)
 	}
 	for _, f := range given {
 		if want, ok := publisherFieldTypes[f]; ok && want != typ {
@@ -129,12 +150,19 @@ func checkPublisher(p *publisherEntry, rings map[string]*ringEntry, allowAmbient
 	if err := checkPublisherType(p.Type, nil); err != nil {
 		return err
 	}
-	if p.Type == publisherS3 {
+	switch p.Type {
+	case publisherS3:
 		if err := checkS3(p); err != nil {
 			return err
 		}
-	} else if err := checkWebDAV(p); err != nil {
-		return err
+	case publisherAzure:
+		if err := checkAzure(p); err != nil {
+			return err
+		}
+	default:
+		if err := checkWebDAV(p); err != nil {
+			return err
+		}
 	}
 	if p.ambient() && !allowAmbient {
 		first, pair := "access_key_id", "access_key_id and secret_access_key"

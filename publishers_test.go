@@ -164,8 +164,8 @@ func TestCheckCredentialNeverQuotes(t *testing.T) {
 	}
 }
 
-// A type is s3 or webdav, and a field of the other type is refused, not
-// stored unused.
+// A type is s3, webdav or azure_blob, and a field of another type is
+// refused, not stored unused.
 func TestCheckPublisherType(t *testing.T) {
 	t.Parallel()
 	for _, typ := range []string{"", "S3", "gcs", "azure", "webDAV", "s3 "} {
@@ -174,15 +174,16 @@ func TestCheckPublisherType(t *testing.T) {
 		}
 	}
 	for f, owner := range publisherFieldTypes {
-		other := publisherS3
-		if owner == publisherS3 {
-			other = publisherWebDAV
-		}
 		if err := checkPublisherType(owner, []string{"prefix", f}); err != nil {
 			t.Errorf("%s on type=%s: %v", f, owner, err)
 		}
-		if err := checkPublisherType(other, []string{"prefix", f}); err == nil || !strings.HasPrefix(err.Error(), f+": ") {
-			t.Errorf("%s on type=%s: got %v, want a refusal of %s", f, other, err, f)
+		for _, other := range []string{publisherS3, publisherWebDAV, publisherAzure} {
+			if other == owner {
+				continue
+			}
+			if err := checkPublisherType(other, []string{"prefix", f}); err == nil || !strings.HasPrefix(err.Error(), f+": ") {
+				t.Errorf("%s on type=%s: got %v, want a refusal of %s", f, other, err, f)
+			}
 		}
 	}
 }
@@ -204,6 +205,11 @@ func TestPublisherAmbient(t *testing.T) {
 		{publisherEntry{Type: publisherWebDAV, Username: "u"}, false},
 		{publisherEntry{Type: publisherWebDAV, Password: "p"}, false},
 		{publisherEntry{Type: publisherWebDAV, AccessKeyID: "a", SecretAccessKey: "s"}, true},
+		{publisherEntry{Type: publisherAzure}, true},
+		{publisherEntry{Type: publisherAzure, AccountName: "acct"}, true},
+		{publisherEntry{Type: publisherAzure, AccountKey: "k"}, false},
+		{publisherEntry{Type: publisherAzure, SASToken: "sig=x"}, false},
+		{publisherEntry{Type: publisherAzure, Username: "u", Password: "p"}, true},
 	} {
 		if got := c.p.ambient(); got != c.want {
 			t.Errorf("%+v: ambient %v, want %v", c.p, got, c.want)

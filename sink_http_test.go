@@ -15,11 +15,17 @@ import (
 
 // The outbound client's guards, against small local servers that
 // misbehave on purpose: each guard is checked through every way a sink
-// reaches the network (S3 put and get, WebDAV put and get, a public read).
+// reaches the network (S3 put and get, WebDAV put and get, Azure Blob put
+// with a shared key and get with a SAS token, a public read).
 
 const (
 	testSecret   = "secret-never-shown-0123456789"
 	testPassword = "password-never-shown"
+	// testAccountKey is base64, as a storage account key is; testSASSig is
+	// the signature of testSAS.
+	testAccountKey = "YWNjb3VudC1rZXktbmV2ZXItc2hvd24tMDEyMzQ1Njc4OQ=="
+	testSASSig     = "sas-signature-never-shown"
+	testSAS        = "sv=2021-12-02&sr=c&sp=rcw&sig=" + testSASSig
 )
 
 // sinkCall is one way of reaching base, the URL of a local server.
@@ -36,7 +42,24 @@ func sinkCalls() []sinkCall {
 	davFor := func(t *testing.T, base string) sink {
 		return mustSink(t, &publisherEntry{Type: publisherWebDAV, URL: base + "/dav/", Username: "u", Password: testPassword})
 	}
+	azFor := func(t *testing.T, base string, sas bool) sink {
+		p := &publisherEntry{Type: publisherAzure, AccountURL: base + "/acct", Container: "keys"}
+		if sas {
+			p.SASToken = testSAS
+		} else {
+			p.AccountName, p.AccountKey = "acct", testAccountKey
+		}
+		return mustSink(t, p)
+	}
 	return []sinkCall{
+		{"azure_blob put", func(ctx context.Context, t *testing.T, base string) error {
+			_, err := azFor(t, base, false).put(ctx, "k/jwks.json", []byte(`{}`), "no-cache", `"e1"`)
+			return err
+		}},
+		{"azure_blob get", func(ctx context.Context, t *testing.T, base string) error {
+			_, _, err := azFor(t, base, true).get(ctx, "k/jwks.json")
+			return err
+		}},
 		{"s3 put", func(ctx context.Context, t *testing.T, base string) error {
 			_, err := s3For(t, base).put(ctx, "k/jwks.json", []byte(`{}`), "no-cache", "")
 			return err
@@ -103,7 +126,7 @@ func TestSinkErrorHoldsNoBody(t *testing.T) {
 			if se := wantReason(t, c.name, err, statusError("", "", status).Reason); se.Status != status {
 				t.Errorf("%s: status %d, want %d", c.name, se.Status, status)
 			}
-			for _, bad := range []string{marker, testSecret, testPassword} {
+			for _, bad := range []string{marker, testSecret, testPassword, testAccountKey, testSASSig} {
 				if strings.Contains(err.Error(), bad) {
 					t.Errorf("%s: HTTP %d error %q holds %q", c.name, status, err, bad)
 				}
@@ -238,6 +261,10 @@ func TestNewSinkAmbient(t *testing.T) {
 		if _, err := newSink(p, true); err != nil {
 			t.Errorf("%s without credentials, ambient allowed: %v", p.Type, err)
 		}
+	}
+	// azure_blob has no ambient credentials, allowed or not.
+	if _, err := newSink(&publisherEntry{Type: publisherAzure, AccountURL: "https://a.blob.core.windows.net", Container: "keys"}, true); err == nil {
+		t.Error("azure_blob without credentials got a sink with ambient credentials allowed")
 	}
 	if _, err := newSink(&publisherEntry{Type: "ftp", Username: "u", Password: "p"}, true); err == nil {
 		t.Error("an unknown type got a sink")

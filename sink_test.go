@@ -11,9 +11,10 @@ import (
 	"github.com/jwt-rotor/vault-plugin-jwt-rotor/testserver"
 )
 
-// The sinks against real stores: versitygw for s3 and Apache httpd with
-// mod_dav for webdav (testserver.S3, testserver.WebDAV). Each test runs
-// once per store through the same table.
+// The sinks against real stores: versitygw for s3, Apache httpd with
+// mod_dav for webdav and Azurite for azure_blob (testserver.S3,
+// testserver.WebDAV, testserver.Azure). Each test runs once per store
+// through the same table.
 
 // storeUnderTest is one real store with the sinks the tests need.
 type storeUnderTest struct {
@@ -28,6 +29,9 @@ type storeUnderTest struct {
 	// PUT sends and serves it back: S3 does; mod_dav_fs stores the body
 	// alone, and its Cache-Control is the server's configuration.
 	cacheControl bool
+	// privateReads reports whether the store's API needs the credentials
+	// for reads too (the WebDAV server lets anyone read, as verifiers do).
+	privateReads bool
 	// weakFor is how long after a write the store's ETag stays weak, so
 	// that If-Match cannot match it yet: Apache marks an ETag weak for
 	// the second after the file changed.
@@ -36,7 +40,7 @@ type storeUnderTest struct {
 
 func realStores(t *testing.T) []storeUnderTest {
 	t.Helper()
-	return []storeUnderTest{s3Store(t), webdavStore(t)}
+	return []storeUnderTest{s3Store(t), webdavStore(t), azureStore(t)}
 }
 
 func s3Store(t *testing.T) storeUnderTest {
@@ -46,7 +50,7 @@ func s3Store(t *testing.T) storeUnderTest {
 	bad := *p
 	bad.SecretAccessKey = "not-the-secret"
 	return storeUnderTest{name: "s3", sink: mustSink(t, p), badCreds: mustSink(t, &bad), public: s.PublicURL,
-		stop: s.Stop, restart: s.Restart, remove: s.DeleteObject, cacheControl: true}
+		stop: s.Stop, restart: s.Restart, remove: s.DeleteObject, cacheControl: true, privateReads: true}
 }
 
 func webdavStore(t *testing.T) storeUnderTest {
@@ -197,15 +201,15 @@ func TestSinkConditionalWrites(t *testing.T) {
 	}
 }
 
-// TestSinkWrongCredentials: a wrong secret is denied, on S3 for reads
-// too (the WebDAV server lets anyone read, as verifiers do).
+// TestSinkWrongCredentials: a wrong secret is denied, on S3 and Azure for
+// reads too (the WebDAV server lets anyone read, as verifiers do).
 func TestSinkWrongCredentials(t *testing.T) {
 	for _, st := range realStores(t) {
 		t.Run(st.name, func(t *testing.T) {
 			ctx := sinkCtx(t)
 			_, err := st.badCreds.put(ctx, "x.json", []byte(`{}`), "no-cache", "")
 			wantReason(t, "put with a wrong secret", err, reasonDenied)
-			if st.name == "s3" {
+			if st.privateReads {
 				if _, err := st.sink.put(ctx, "x.json", []byte(`{}`), "no-cache", ""); err != nil {
 					t.Fatal(err)
 				}

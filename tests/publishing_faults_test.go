@@ -24,7 +24,8 @@ import (
 // the real stores do not produce on demand (a 500, a hang).
 
 // TestPublishingFaultRequiredSinkHoldsActivation guards the publisher gate
-// against a real store that is down: a required S3 publisher whose store
+// against a real store that is down: a required publisher (S3, then Azure
+// Blob Storage, each in a subtest of its own) whose store
 // is stopped for longer than a pending key's lead holds that key's
 // activation, never past max_activation_delay (ring "capped" activates
 // exactly at its cap with the store still down), while the current key
@@ -37,16 +38,44 @@ import (
 // only the report and the metrics show the lag.
 func TestPublishingFaultRequiredSinkHoldsActivation(t *testing.T) {
 	t.Parallel()
-	s3 := testserver.S3(t)
+	for _, kind := range []string{"s3", "azure_blob"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			runRequiredSinkHoldsActivation(t, kind)
+		})
+	}
+}
+
+// faultStopper is a real store a fault test stops and restarts.
+type faultStopper interface {
+	Stop()
+	Restart()
+}
+
+func runRequiredSinkHoldsActivation(t *testing.T, kind string) {
 	dav := testserver.WebDAV(t)
-	m := newMount(t, "pubfault-gate", map[string]any{"jwks_max_age": 5})
-	faultS3Publisher(t, env.root, m, "s3req", s3, "gate/", map[string]any{"required": true})
+	var (
+		req     faultStopper
+		reqName string
+		m       *mount
+	)
+	if kind == "s3" {
+		s3 := testserver.S3(t)
+		req, reqName = s3, "s3req"
+		m = newMount(t, "pubfault-gate", map[string]any{"jwks_max_age": 5})
+		faultS3Publisher(t, env.root, m, reqName, s3, "gate/", map[string]any{"required": true})
+	} else {
+		az := testserver.Azure(t)
+		req, reqName = az, "azreq"
+		m = newMount(t, "pubfault-gate-azure", map[string]any{"jwks_max_age": 5})
+		faultAzurePublisher(t, env.root, m, reqName, az, "gate/", map[string]any{"required": true})
+	}
 	faultDAVPublisher(t, env.root, m, "davopt", dav, "gate/", nil)
-	for _, name := range []string{"s3req", "davopt"} {
+	for _, name := range []string{reqName, "davopt"} {
 		faultWaitState(t, env.root, m, name, "current", 30*time.Second)
 	}
 
-	s3.Stop()
+	req.Stop()
 	down := time.Now().Unix()
 	const (
 		cappedPeriod, cappedDelay = 20, 10
@@ -75,8 +104,8 @@ func TestPublishingFaultRequiredSinkHoldsActivation(t *testing.T) {
 	if kc.state != "active" || kc.activateAt != originCapped+cappedDelay {
 		t.Fatalf("ring capped: key %s is %s activating at %d; want active at its scheduled %d + max_activation_delay %d (the store is still down)", k2Capped, kc.state, kc.activateAt, originCapped, cappedDelay)
 	}
-	if !strings.Contains(kc.gateNote, "s3req") || !strings.Contains(kc.gateNote, fmt.Sprintf("at most %ds", cappedDelay)) {
-		t.Fatalf("ring capped: gate_note %q does not name publisher s3req and the cap", kc.gateNote)
+	if !strings.Contains(kc.gateNote, reqName) || !strings.Contains(kc.gateNote, fmt.Sprintf("at most %ds", cappedDelay)) {
+		t.Fatalf("ring capped: gate_note %q does not name publisher %s and the cap", kc.gateNote, reqName)
 	}
 	faultSignsWith(t, m, "capped", k2Capped)
 
@@ -90,39 +119,39 @@ func TestPublishingFaultRequiredSinkHoldsActivation(t *testing.T) {
 	if kh.state != "pending" || kh.activateAt <= originHeld || kh.activateAt > originHeld+heldDelay {
 		t.Fatalf("ring held: key %s is %s activating at %d; want pending, held past its scheduled %d by at most %ds", k2Held, kh.state, kh.activateAt, originHeld, heldDelay)
 	}
-	if !strings.Contains(kh.gateNote, "required publishers s3req") {
-		t.Fatalf("ring held: gate_note %q does not name publisher s3req", kh.gateNote)
+	if !strings.Contains(kh.gateNote, "required publishers "+reqName) {
+		t.Fatalf("ring held: gate_note %q does not name publisher %s", kh.gateNote, reqName)
 	}
 	faultSignsWith(t, m, "held", k1Held)
-	rep := faultPub(t, env.root, m, "s3req")
+	rep := faultPub(t, env.root, m, reqName)
 	if rep["state"] != "behind" || rep["last_error_reason"] != "unreachable" {
-		t.Fatalf("report of s3req while its store is down: %v; want state behind, last_error_reason unreachable", rep)
+		t.Fatalf("report of %s while its store is down: %v; want state behind, last_error_reason unreachable", reqName, rep)
 	}
 	behind := asInt(t, "behind_seconds", rep["behind_seconds"])
 	if behind < 1 {
-		t.Fatalf("report of s3req: behind_seconds %d while its copy lacks %s and %s", behind, k2Capped, k2Held)
+		t.Fatalf("report of %s: behind_seconds %d while its copy lacks %s and %s", reqName, behind, k2Capped, k2Held)
 	}
 	if kids := stringList(rep["kids"]); slices.Contains(kids, k2Held) || slices.Contains(kids, k2Capped) {
-		t.Fatalf("report of s3req: its copy holds %v although the store was down since before those keys existed", kids)
+		t.Fatalf("report of %s: its copy holds %v although the store was down since before those keys existed", reqName, kids)
 	}
 	fams := monScrape(t, m, http.Header{"X-Vault-Token": {rootToken}})
-	failures, _ := monValue(fams, "jwt_rotor_publisher_failures_total", map[string]string{"publisher": "s3req", "reason": "unreachable"})
+	failures, _ := monValue(fams, "jwt_rotor_publisher_failures_total", map[string]string{"publisher": reqName, "reason": "unreachable"})
 	// Down for origin+2-down seconds with retries after 1, 2, 4, then
 	// every 8 seconds: at least three attempts failed.
 	if failures < 3 {
-		t.Fatalf("jwt_rotor_publisher_failures_total{publisher=s3req,reason=unreachable} = %v after %ds down; want at least 3", failures, time.Now().Unix()-down)
+		t.Fatalf("jwt_rotor_publisher_failures_total{publisher=%s,reason=unreachable} = %v after %ds down; want at least 3", reqName, failures, time.Now().Unix()-down)
 	}
-	if sb, ok := monValue(fams, "jwt_rotor_publisher_seconds_behind", map[string]string{"publisher": "s3req"}); !ok || sb < 1 {
-		t.Fatalf("jwt_rotor_publisher_seconds_behind{publisher=s3req} = %v (present %v); want at least 1", sb, ok)
+	if sb, ok := monValue(fams, "jwt_rotor_publisher_seconds_behind", map[string]string{"publisher": reqName}); !ok || sb < 1 {
+		t.Fatalf("jwt_rotor_publisher_seconds_behind{publisher=%s} = %v (present %v); want at least 1", reqName, sb, ok)
 	}
 	if sb, _ := monValue(fams, "jwt_rotor_publisher_seconds_behind", map[string]string{"publisher": "davopt"}); sb != 0 {
 		t.Fatalf("jwt_rotor_publisher_seconds_behind{publisher=davopt} = %v while its store is up", sb)
 	}
-	t.Logf("s3req down %ds: report %v; failures_total %v", time.Now().Unix()-down, rep, failures)
+	t.Logf("%s down %ds: report %v; failures_total %v", reqName, time.Now().Unix()-down, rep, failures)
 
 	// The store returns: the held key activates once the copy holds it,
 	// before its cap.
-	s3.Restart()
+	req.Restart()
 	back := time.Now().Unix()
 	monWait(t, "the held key to activate after the store returned", time.Duration(heldDelay)*time.Second, func() (bool, string) {
 		k := monGateKey(t, m, "held", k2Held)
@@ -132,16 +161,20 @@ func TestPublishingFaultRequiredSinkHoldsActivation(t *testing.T) {
 	if kh.activateAt < back || kh.activateAt >= originHeld+heldDelay {
 		t.Fatalf("ring held: key %s activated at %d; want after the store returned (%d) and before the cap %d", k2Held, kh.activateAt, back, originHeld+heldDelay)
 	}
-	if !strings.Contains(kh.gateNote, "once the copies of publishers s3req held it") {
-		t.Fatalf("ring held: gate_note %q does not say the copy of s3req released it", kh.gateNote)
+	if !strings.Contains(kh.gateNote, "once the copies of publishers "+reqName+" held it") {
+		t.Fatalf("ring held: gate_note %q does not say the copy of %s released it", kh.gateNote, reqName)
 	}
 	faultSignsWith(t, m, "held", k2Held)
-	rep = faultPub(t, env.root, m, "s3req")
+	rep = faultPub(t, env.root, m, reqName)
 	if rep["last_error_reason"] != "" || !slices.Contains(stringList(rep["kids"]), k2Held) {
-		t.Fatalf("report of s3req after its store returned: %v; want no error and a copy holding %s", rep, k2Held)
+		t.Fatalf("report of %s after its store returned: %v; want no error and a copy holding %s", reqName, rep, k2Held)
 	}
 	t.Logf("ring held: scheduled %d, store back %d, activated %d (%ds late, cap %ds); gate_note %q", originHeld, back, kh.activateAt, kh.activateAt-originHeld, heldDelay, kh.gateNote)
 
+	if kind != "s3" {
+		// What follows is about the WebDAV publisher alone: checked once.
+		return
+	}
 	// The WebDAV publisher is not required: its store's outage delays no
 	// activation, and shows as lag.
 	faultWaitState(t, env.root, m, "davopt", "current", 30*time.Second)
@@ -302,7 +335,8 @@ func TestPublishingFaultMisbehavingStores(t *testing.T) {
 }
 
 // TestPublishingFaultRestoresDeletedObject guards the re-assertion: a copy
-// deleted from the store behind the plugin's back is written again at the
+// deleted from the store (S3, WebDAV and Azure Blob Storage, one publisher
+// each) behind the plugin's back is written again at the
 // next re-assertion (every 60 seconds), counted once in the report's
 // restored and in jwt_rotor_publisher_restored_total, and is again what
 // the plugin serves. The time from the deletion to the restoration is
@@ -310,21 +344,23 @@ func TestPublishingFaultMisbehavingStores(t *testing.T) {
 func TestPublishingFaultRestoresDeletedObject(t *testing.T) {
 	t.Parallel()
 	m, s3, dav := faultTwoStores(t, "restore")
-	for _, name := range []string{"s3", "dav"} {
+	az := testserver.Azure(t)
+	faultAzurePublisher(t, env.root, m, "az", az, "restore/", nil)
+	const object = "restore/.well-known/jwks.json"
+	public := map[string]string{"s3": s3.PublicURL(object), "dav": dav.URL + object, "az": az.PublicURL(object)}
+	remove := map[string]func(string) error{"s3": s3.DeleteObject, "dav": dav.DeleteObject, "az": az.DeleteObject}
+	for name := range public {
 		faultWaitState(t, env.root, m, name, "current", 30*time.Second)
 	}
-	const object = "restore/.well-known/jwks.json"
-	public := map[string]string{"s3": s3.PublicURL(object), "dav": dav.URL + object}
 	acked := map[string]int64{}
 	for name := range public {
 		acked[name] = asInt(t, "last_success", faultPub(t, env.root, m, name)["last_success"])
 	}
 	deleted := time.Now()
-	if err := s3.DeleteObject(object); err != nil {
-		t.Fatal(err)
-	}
-	if err := dav.DeleteObject(object); err != nil {
-		t.Fatal(err)
+	for name := range public {
+		if err := remove[name](object); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, u := range public {
 		if resp, _ := rawGet(t, http.MethodGet, u, nil); resp.StatusCode != http.StatusNotFound {
@@ -333,7 +369,7 @@ func TestPublishingFaultRestoresDeletedObject(t *testing.T) {
 	}
 	_, want := env.root.raw(t, http.MethodGet, m.p("jwks"), nil)
 	took := map[string]time.Duration{}
-	monWait(t, "both copies restored", 150*time.Second, func() (bool, string) {
+	monWait(t, "every copy restored", 150*time.Second, func() (bool, string) {
 		var state []string
 		for name, u := range public {
 			if _, done := took[name]; done {

@@ -342,8 +342,9 @@ func TestSecuritySecrecy(t *testing.T) {
 }
 
 // TestSecuritySecrecyPublisherCredentials guards the write-only publisher
-// credentials: distinctive S3 access keys, secrets and a session token and
-// WebDAV user names and passwords are written through the API (some wrong,
+// credentials: distinctive S3 access keys, secrets and a session token,
+// WebDAV user names and passwords, and Azure account keys and SAS tokens
+// are written through the API (some wrong,
 // so that uploads fail with 403 and 401 and their failures are logged and
 // reported; one replaced by an update; some in writes that are refused),
 // and then no HTTP response (reads, lists, the verifier report with its
@@ -359,6 +360,7 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 	sec.root.mustDo(t, http.MethodPut, "sys/audit/raw", map[string]any{"type": "file", "options": map[string]any{"file_path": auditRaw, "log_raw": "true"}})
 	s3 := testserver.S3(t)
 	dav := testserver.WebDAV(t)
+	az := testserver.Azure(t)
 	m := sec.mount(t, "jwt-pubsecrecy", map[string]any{"jwks_max_age": 5})
 	sec.ring(t, m, "main", map[string]any{"algorithm": "ES256", "rotation_period": 3600, "verification_ttl": 7200})
 	root := sec.root
@@ -379,6 +381,12 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 		"the store's access key id":       s3.AccessKey,
 		"the store's secret access key":   s3.SecretKey,
 		"the store's webdav password":     dav.Password,
+		"wrong azure account key":         "c2VjcmVjeS1henVyZS13cm9uZy1rZXktUnQ1WWg4S3A=",
+		"replacing azure account key":     "cmVwbGFjZWQtYXp1cmUta2V5LUdoN0prMUxtNE5w",
+		"wrong azure SAS signature":       "secrecySASsigZp4Xc7Vb0Nm3",
+		"refused azure account key":       "refused-azure-key-Wq3Ez6Rx9Tc!",
+		"refused azure SAS signature":     "refusedSASsigInURLk5Jh8Gf2",
+		"the store's azure account key":   az.AccountKey,
 	}
 	// The store's user name ("publisher") is a word every publisher log
 	// line holds; its Basic header is scanned for instead.
@@ -406,13 +414,29 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 		"prefix": "ok/", "public_url": s3.PublicURL("ok/")}))
 	root.mustWrite(t, p("publishers/dav-ok"), map[string]any{"type": "webdav", "url": dav.URL, "prefix": "ok/",
 		"username": dav.Username, "password": dav.Password, "public_url": dav.URL + "ok/"})
+	azFields := func(extra map[string]any) map[string]any {
+		f := map[string]any{"type": "azure_blob", "account_url": az.AccountURL, "container": az.Container}
+		for k, v := range extra {
+			f[k] = v
+		}
+		return f
+	}
+	root.mustWrite(t, p("publishers/az-wrong"), azFields(map[string]any{"account_name": az.AccountName,
+		"account_key": secrets["wrong azure account key"], "prefix": "wrong/"}))
+	root.mustWrite(t, p("publishers/az-sas-wrong"), azFields(map[string]any{"prefix": "saswrong/",
+		"sas_token": "sv=2021-12-02&sr=c&sp=rcw&se=2099-01-01T00%3A00%3A00Z&sig=" + secrets["wrong azure SAS signature"]}))
+	root.mustWrite(t, p("publishers/az-ok"), azFields(map[string]any{"account_name": az.AccountName, "account_key": az.AccountKey,
+		"prefix": "ok/", "public_url": az.PublicURL("ok/")}))
 	// An update replaces the secret; it stays wrong.
 	root.mustWrite(t, p("publishers/s3-wrong"), map[string]any{"secret_access_key": secrets["replacing secret access key"]})
+	root.mustWrite(t, p("publishers/az-wrong"), map[string]any{"account_key": secrets["replacing azure account key"]})
 	refusals := []map[string]any{
 		s3Fields(map[string]any{"access_key_id": secrets["refused access key id"]}),
 		s3Fields(map[string]any{"session_token": secrets["refused session token"]}),
 		{"type": "webdav", "url": dav.URL, "password": secrets["refused webdav password"]},
 		{"type": "webdav", "url": dav.URL, "username": "u", "password": "p", "secret_access_key": secrets["refused credential of the type"]},
+		azFields(map[string]any{"account_name": az.AccountName, "account_key": secrets["refused azure account key"]}),
+		azFields(map[string]any{"account_url": az.AccountURL + "/?sv=2021-12-02&sig=" + secrets["refused azure SAS signature"], "sas_token": "sig=x"}),
 	}
 	for i, body := range refusals {
 		if resp := root.write(t, p(fmt.Sprintf("publishers/refused-%d", i)), body); resp.Status != http.StatusBadRequest {
@@ -422,17 +446,19 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 
 	// The store refuses an access key it does not know (with a session
 	// token it did not issue) with a 400, a wrong secret with a 403, and
-	// Apache a wrong password with a 401.
-	for name, reason := range map[string]string{"s3-wrong": "rejected", "s3-badsecret": "denied", "dav-wrong": "denied"} {
+	// Apache a wrong password with a 401, Azurite a wrong account key or
+	// SAS signature with a 403.
+	for name, reason := range map[string]string{"s3-wrong": "rejected", "s3-badsecret": "denied", "dav-wrong": "denied",
+		"az-wrong": "denied", "az-sas-wrong": "denied"} {
 		monWait(t, name+" failing, "+reason+", twice", 60*time.Second, func() (bool, string) {
 			rep := faultPub(t, root, m, name)
 			return rep["state"] == "failing" && rep["last_error_reason"] == reason && asInt(t, "failures", rep["failures"]) >= 2, fmt.Sprint(rep)
 		})
 	}
-	for _, name := range []string{"s3-ok", "dav-ok"} {
+	for _, name := range []string{"s3-ok", "dav-ok", "az-ok"} {
 		faultWaitState(t, root, m, name, "current", 60*time.Second)
 	}
-	for _, name := range []string{"s3-wrong", "s3-badsecret", "dav-wrong", "s3-ok", "dav-ok"} {
+	for _, name := range []string{"s3-wrong", "s3-badsecret", "dav-wrong", "s3-ok", "dav-ok", "az-wrong", "az-sas-wrong", "az-ok"} {
 		root.mustRead(t, p("publishers/"+name))
 	}
 	root.mustDo(t, "LIST", p("publishers"), nil)
@@ -478,7 +504,8 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 	}
 	// The scan covered what it claims to: trace lines, the failures logged
 	// with their reason, and the reports that carried them.
-	for _, want := range [][]string{{"publishing failed; retrying", "publisher=s3-wrong", "reason=rejected"}, {"publishing failed; retrying", "publisher=s3-badsecret", "reason=denied"}, {"publishing failed; retrying", "publisher=dav-wrong", "reason=denied"}} {
+	for _, want := range [][]string{{"publishing failed; retrying", "publisher=s3-wrong", "reason=rejected"}, {"publishing failed; retrying", "publisher=s3-badsecret", "reason=denied"}, {"publishing failed; retrying", "publisher=dav-wrong", "reason=denied"},
+		{"publishing failed; retrying", "publisher=az-wrong", "reason=denied"}, {"publishing failed; retrying", "publisher=az-sas-wrong", "reason=denied"}} {
 		if !logHas(t, sec.server.LogPath, want...) {
 			t.Errorf("the Vault log has no line with %q", want)
 		}
