@@ -122,7 +122,7 @@ func TestPublisherAzureCredentialsNeverLeave(t *testing.T) {
 	want := map[string]any{
 		"type": "azure_blob", "account_url": "https://issuerkeys.blob.core.windows.net", "container": "oidc", "account_name": "issuerkeys",
 		"account_key_set": true, "sas_token_set": false, "ambient_credentials": false,
-		"prefix": "issuer/", "jwks_path": ".well-known/jwks.json", "ring": "", "public_url": "https://issuerkeys.blob.core.windows.net/oidc/issuer/", "required": false,
+		"prefix": "issuer/", "jwks_path": ".well-known/jwks.json", "ring": "", "public_url": "https://issuerkeys.blob.core.windows.net/oidc/issuer/", "required": false, "profile": "generic",
 	}
 	if got := resp.Data; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("publishers/az reads\n%v\nwant\n%v", got, want)
