@@ -144,6 +144,7 @@ func newBackend(src clockSource) *backend {
 			[]*framework.Path{pathTrust(b)},
 			pathRoles(b),
 			pathPublishers(b),
+			pathSnapshot(b),
 			[]*framework.Path{pathToken(b)},
 			[]*framework.Path{pathSign(b), pathVerifiers(b), pathMetrics(b)},
 			pathClock(b),

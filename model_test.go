@@ -139,7 +139,7 @@ func TestModelRegressions(t *testing.T) {
 // sequence replays: each action added after the first set names the set it
 // came in (actionAddedIn), and a kept sequence replays with the actions of
 // its set.
-var actionSets = []string{"base", "adopt", "token", "reach", "oracle", "restart", "publish", "profile"}
+var actionSets = []string{"base", "adopt", "token", "reach", "oracle", "restart", "publish", "profile", "snapshot"}
 
 var actionAddedIn = map[string]string{
 	"Import":        "adopt",
@@ -170,6 +170,7 @@ var actionAddedIn = map[string]string{
 	"MaxDelay":      "publish",
 	"PubProfile":    "profile",
 	"PubProfile2":   "profile",
+	"Snapshot":      "snapshot",
 }
 
 // actionsOf is the model's actions as they were in the set named.
@@ -404,6 +405,7 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"MaxDelay":      m.maxDelay,
 		"PubProfile":    m.pubProfile,
 		"PubProfile2":   m.pubProfile,
+		"Snapshot":      m.snapshotRead,
 		"":              m.check,
 	}
 }

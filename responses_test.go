@@ -103,6 +103,7 @@ func TestResponsesMatchTheirSchemas(t *testing.T) {
 	call(write, "keys/adopted/import", e.importData(newTestKey(t, "P-256"), map[string]any{"algorithm": "ES256", "kid": "legacy-1"}))
 	call(write, "keys/adopted/trust", map[string]any{"jwk": publicJWKMap(t, newTestKey(t, "Ed25519").Public(), "legacy-0", "EdDSA", nil), "expires_at": e.clock.Now().Unix() + 3600})
 	call(read, "keys/adopted", nil)
+	call(read, "snapshot/adopted", nil)
 	call(write, "keys/adopted/revoke", map[string]any{"kid": "legacy-0"})
 	// Publishers of both types; a read never answers a credential.
 	call(write, "publishers/aws", s3Publisher(map[string]any{"session_token": testSessionToken, "ring": "k", "public_url": "https://i.example/v1/jwt/"}))

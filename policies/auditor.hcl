@@ -29,6 +29,10 @@ path "jwt/roles/+" {
   capabilities = ["read"]
 }
 
+path "jwt/snapshot/+" {
+  capabilities = ["read"]
+}
+
 path "jwt/verifiers" {
   capabilities = ["read"]
 }
