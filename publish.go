@@ -445,7 +445,7 @@ func (b *backend) upload(ctx context.Context, s logical.Storage, snap *snapshot,
 	// writes are not, so a store that hangs is recorded as failing.
 	actx, cancel := context.WithTimeout(ctx, b.pub.attemptTimeout)
 	defer cancel()
-	err = b.writeCopy(actx, s, name, p, snap.config.PublishersAllowAmbientCredentials, pc, st)
+	err = b.writeCopy(ctx, actx, s, name, p, snap.config.PublishersAllowAmbientCredentials, pc, st)
 	var via string
 	var got []byte
 	if err == nil {
@@ -487,7 +487,11 @@ func (b *backend) upload(ctx context.Context, s logical.Storage, snap *snapshot,
 // deleted or changed out of band, or written by a node that has since
 // taken over: if storage records a newer state, this pass stops (the next
 // reads it); otherwise the object is written over and counted as restored.
-func (b *backend) writeCopy(ctx context.Context, s logical.Storage, name string, p *publisherEntry, allowAmbient bool, pc *plannedCopy, st *publisherState) error {
+//
+// The store's calls run under actx, the attempt's deadline; the reads and
+// writes of storage under ctx, so that a store that used up the attempt's
+// time cannot make this node look unable to write storage.
+func (b *backend) writeCopy(ctx, actx context.Context, s logical.Storage, name string, p *publisherEntry, allowAmbient bool, pc *plannedCopy, st *publisherState) error {
 	if why := profileViolation(profileOf(p), pc.jwks); why != "" {
 		b.log().Error("publishing: the copy breaks the publisher's profile; not uploaded", "publisher", name, "profile", profileOf(p).name, "holds", why)
 		return &sinkError{Op: "put", Object: p.Prefix + p.JWKSPath, Reason: reasonProfile}
@@ -498,7 +502,7 @@ func (b *backend) writeCopy(ctx context.Context, s logical.Storage, name string,
 	}
 	for _, o := range pc.objects {
 		prev := st.Objects[o.name]
-		etag, err := sk.put(ctx, o.name, o.body, o.cacheControl, prev.ETag)
+		etag, err := sk.put(actx, o.name, o.body, o.cacheControl, prev.ETag)
 		if r := sinkReason(err); err != nil && (r == reasonPrecondition || (r == reasonMissing && prev.ETag != "")) {
 			stored, rerr := readPublisherState(ctx, s, name)
 			if rerr != nil {
@@ -519,11 +523,11 @@ func (b *backend) writeCopy(ctx context.Context, s logical.Storage, name string,
 			if err := b.fenceOverwrite(ctx, s, name, p, st, pc.hash, o.name); err != nil {
 				return err
 			}
-			_, cur, gerr := sk.get(ctx, o.name)
+			_, cur, gerr := sk.get(actx, o.name)
 			if gerr != nil && sinkReason(gerr) != reasonMissing {
 				return gerr
 			}
-			etag, err = sk.put(ctx, o.name, o.body, o.cacheControl, cur)
+			etag, err = sk.put(actx, o.name, o.body, o.cacheControl, cur)
 			if err == nil && prev.ETag != "" {
 				st.Restored++
 				b.metrics.publishRestored.WithLabelValues(name).Inc()

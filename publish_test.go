@@ -30,6 +30,9 @@ type memStore struct {
 	fault string
 	hang  bool
 	puts  int
+	// slow, when set, is how long every call takes without reading its
+	// context: a store that answers after the attempt's deadline.
+	slow time.Duration
 	// base is the public URL the objects under publicPrefix are read under.
 	base, publicPrefix string
 }
@@ -53,8 +56,9 @@ func (m *memStore) failing(op, name string) error {
 
 func (m *memStore) wait(ctx context.Context, op, name string) error {
 	m.mu.Lock()
-	hang := m.hang
+	hang, slow := m.hang, m.slow
 	m.mu.Unlock()
+	time.Sleep(slow)
 	if hang {
 		<-ctx.Done()
 		return &sinkError{Op: op, Object: name, Reason: reasonTimeout}
@@ -355,6 +359,28 @@ func TestPublishRestoresADeletedCopy(t *testing.T) {
 		t.Fatal("a deleted copy was not restored at its re-assertion")
 	}
 	if rep := e.publisherReport("site"); rep["restored"] != int64(1) || rep["state"] != "current" {
+		t.Fatalf("report after the restore: %v", rep)
+	}
+}
+
+// A store that answers after the attempt's deadline has passed does not
+// make the node look unable to write storage: the copy deleted out of band
+// is written over (the fence stored under the pass's own context) and
+// acknowledged.
+func TestPublishSlowStoreDoesNotFenceOffTheNode(t *testing.T) {
+	t.Parallel()
+	e, st := publishedSite(t)
+	st.remove(".well-known/jwks.json")
+	st.mu.Lock()
+	st.slow = 20 * time.Millisecond
+	st.mu.Unlock()
+	e.b.pub.attemptTimeout = 5 * time.Millisecond
+	e.clock.Advance(time.Duration(reassertSeconds) * time.Second)
+	e.publishPass()
+	if _, ok := st.object(".well-known/jwks.json"); !ok {
+		t.Fatalf("the deleted copy was not written again; report %v", e.publisherReport("site"))
+	}
+	if rep := e.publisherReport("site"); rep["restored"] != int64(1) {
 		t.Fatalf("report after the restore: %v", rep)
 	}
 }
