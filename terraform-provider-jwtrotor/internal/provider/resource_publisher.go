@@ -26,7 +26,7 @@ var publisherFields = fields{
 	// replaces the publisher. Not checked at plan time: the plugin's list of
 	// types grows, and its refusal names the types it knows.
 	{name: "type", kind: kString, required: true, replace: true,
-		desc: "s3 (AWS S3 or an S3-compatible store) or webdav (HTTP PUT to a base URL). Required on create; fixed after."},
+		desc: "s3 (AWS S3 or an S3-compatible store), webdav (HTTP PUT to a base URL) or azure_blob (an Azure Blob Storage container). Required on create; fixed after."},
 	{name: "bucket", kind: kString,
 		desc: "type=s3: the bucket's name. Required."},
 	{name: "region", kind: kString,
@@ -38,11 +38,11 @@ var publisherFields = fields{
 	{name: "url", kind: kString,
 		desc: "type=webdav: the base URL, ending with a slash, that objects are PUT under. Required. https, or http on a loopback address."},
 	{name: "account_url", kind: kString,
-		desc: "type=azure_blob: the storage account's blob service URL."},
+		desc: "type=azure_blob: the storage account's Blob service URL, such as https://<account>.blob.core.windows.net. Required. https, or http on a loopback address."},
 	{name: "account_name", kind: kString,
-		desc: "type=azure_blob: the storage account's name."},
+		desc: "type=azure_blob: the storage account's name, for a shared key; give it with account_key."},
 	{name: "container", kind: kString,
-		desc: "type=azure_blob: the container's name."},
+		desc: "type=azure_blob: the container's name ($web allowed). Required."},
 	{name: "prefix", kind: kString, def: "",
 		desc: "Prepended to every object name; empty or ending with a slash, such as tenant-a/."},
 	{name: "jwks_path", kind: kString, def: ".well-known/jwks.json",
@@ -90,8 +90,8 @@ var publisherCredentials = []publisherCredential{
 	{"session_token", "s3", "type=s3: session token of temporary credentials. Write-only; \"\" clears it."},
 	{"username", "webdav", "type=webdav: user for HTTP Basic authentication. Write-only; give it with password; \"\" clears it."},
 	{"password", "webdav", "type=webdav: password for HTTP Basic authentication. Write-only; \"\" clears it."},
-	{"account_key", "azure_blob", "type=azure_blob: the storage account's shared key. Write-only."},
-	{"sas_token", "azure_blob", "type=azure_blob: a shared access signature token. Write-only."},
+	{"account_key", "azure_blob", "type=azure_blob: the storage account's access key (shared key). Write-only; give it with account_name, or give sas_token instead; \"\" clears it."},
+	{"sas_token", "azure_blob", "type=azure_blob: a SAS token (the query string of a shared access signature) allowing reads and writes of the container's blobs. Write-only; \"\" clears it."},
 	{"credentials_json", "gcs", "type=gcs: the service account key, as its JSON file holds it. Write-only."},
 }
 
