@@ -47,6 +47,7 @@ MODULE      := github.com/jwt-rotor/vault-plugin-jwt-rotor
 PLUGIN_BIN  := bin/plugins/$(PLUGIN_NAME)_$(VERSION)
 VAULT_BIN   := bin/vault
 VERSITYGW_BIN := bin/versitygw
+FAKEGCS_BIN   := bin/fake-gcs-server
 # The Terraform provider is a Go module of its own; the plugin's go.mod does
 # not depend on it.
 PROVIDER_DIR := terraform-provider-jwtrotor
@@ -74,7 +75,7 @@ UNIT_CMD  := $(GO) test -count=1 -skip '^TestModel$$' $(UNIT_FLAGS) ./...
 # that the provider's tests use too; its own tests run first.
 ACC_CMD  := cd testserver && $(GO) test -count=1 ./... && cd ../tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
-.PHONY: all vault versitygw apache2 plugin release reprocheck docs-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
+.PHONY: all vault versitygw fake-gcs-server apache2 plugin release reprocheck docs-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
 .PHONY: fuzz modverify vulncheck provider testprovider provider-docs mutation model-check
 
 all: plugin
@@ -92,6 +93,14 @@ versitygw: $(VERSITYGW_BIN)
 $(VERSITYGW_BIN):
 	@mkdir -p bin
 	cd tools/versitygw && $(GO) build -o ../../$(VERSITYGW_BIN) github.com/versity/versitygw/cmd/versitygw
+
+fake-gcs-server: $(FAKEGCS_BIN)
+
+# The Cloud Storage emulator of the sink tests, built like bin/versitygw from
+# the version tools/fake-gcs-server pins.
+$(FAKEGCS_BIN):
+	@mkdir -p bin
+	cd tools/fake-gcs-server && $(GO) build -o ../../$(FAKEGCS_BIN) github.com/fsouza/fake-gcs-server
 
 # Apache httpd with mod_dav, the WebDAV store of the sink tests, from
 # Debian's packages when missing (testserver/webdav.go writes its own
@@ -120,7 +129,7 @@ release:
 test testacc: plugin-crashhook node-deps docs-deps
 # The sink tests, in the root package and the acceptance suite, start a
 # real S3 gateway and a real WebDAV server.
-dev test testunit testacc: versitygw apache2
+dev test testunit testacc: versitygw fake-gcs-server apache2
 
 # Always rebuilt, like the plugin.
 provider:
@@ -269,6 +278,7 @@ modverify:
 	cd $(PROVIDER_DIR) && $(GO) mod verify
 	cd tools/vault && $(GO) mod verify
 	cd tools/versitygw && $(GO) mod verify
+	cd tools/fake-gcs-server && $(GO) mod verify
 	cd tools/vuln && $(GO) mod verify
 	cd tools/lint && $(GO) mod verify
 	cd tools/docs && $(GO) mod verify
