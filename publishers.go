@@ -17,6 +17,7 @@ import (
 const (
 	publisherS3     = "s3"
 	publisherWebDAV = "webdav"
+	publisherGCS    = "gcs"
 
 	// defaultJWKSObject is where a publisher writes the JWKS under its
 	// prefix unless jwks_path says otherwise; discoveryObject is where it
@@ -31,6 +32,7 @@ const (
 	maxSecretKeyLen    = 256
 	maxUsernameLen     = 256
 	maxPasswordLen     = 1024
+	maxCredentialsJSON = 16 << 10
 )
 
 // publisherEntry is a stored publisher. The credentials (AccessKeyID,
@@ -52,6 +54,8 @@ type publisherEntry struct {
 	URL      string `json:"url,omitempty"`
 	Username string `json:"username,omitempty"`
 	Password string `json:"password,omitempty"`
+	// GCS (bucket and endpoint above, shared with S3).
+	CredentialsJSON string `json:"credentials_json,omitempty"`
 	// Every type.
 	Prefix    string `json:"prefix"`
 	JWKSPath  string `json:"jwks_path"`
@@ -67,11 +71,31 @@ var publisherFieldTypes = map[string]string{
 	"bucket": publisherS3, "region": publisherS3, "endpoint": publisherS3, "path_style": publisherS3,
 	"access_key_id": publisherS3, "secret_access_key": publisherS3, "session_token": publisherS3,
 	"url": publisherWebDAV, "username": publisherWebDAV, "password": publisherWebDAV,
+	"credentials_json": publisherGCS,
+}
+
+// publisherFieldAlso names the fields of publisherFieldTypes that a second
+// type takes too.
+var publisherFieldAlso = map[string]string{"bucket": publisherGCS, "endpoint": publisherGCS}
+
+// fieldAppliesTo reports whether field f may be given to a publisher of
+// type typ, and names the types it belongs to.
+func fieldAppliesTo(f, typ string) (ok bool, types string) {
+	want, known := publisherFieldTypes[f]
+	if !known {
+		return true, ""
+	}
+	also := publisherFieldAlso[f]
+	types = "type=" + want
+	if also != "" {
+		types += " and type=" + also
+	}
+	return want == typ || also == typ, types
 }
 
 // publisherCredentials are the write-only fields, in the order reads
 // report them (each as <field>_set).
-var publisherCredentials = []string{"access_key_id", "secret_access_key", "session_token", "username", "password"}
+var publisherCredentials = []string{"access_key_id", "secret_access_key", "session_token", "username", "password", "credentials_json"}
 
 // credential returns the stored value of a write-only field.
 func (p *publisherEntry) credential(field string) string {
@@ -86,6 +110,8 @@ func (p *publisherEntry) credential(field string) string {
 		return p.Username
 	case "password":
 		return p.Password
+	case "credentials_json":
+		return p.CredentialsJSON
 	}
 	panic("not a publisher credential: " + field)
 }
@@ -94,26 +120,31 @@ func (p *publisherEntry) credential(field string) string {
 // would act with what the plugin process has: for s3 the SDK's default
 // chain (environment, shared files, the instance's or pod's role); for
 // webdav an unauthenticated PUT that succeeds only because of where Vault
-// sits on the network. Both lend Vault's own identity to whoever configures
-// the publisher.
+// sits on the network; for gcs the application default credentials, or
+// unauthenticated requests to a loopback endpoint (gcsAuth). All lend
+// Vault's own identity to whoever configures the publisher.
 func (p *publisherEntry) ambient() bool {
-	if p.Type == publisherS3 {
+	switch p.Type {
+	case publisherS3:
 		return p.AccessKeyID == "" && p.SecretAccessKey == ""
+	case publisherGCS:
+		return p.CredentialsJSON == ""
 	}
 	return p.Username == "" && p.Password == ""
 }
 
 // checkPublisherType refuses an unknown type, and fields of the other type.
 func checkPublisherType(typ string, given []string) error {
+	const types = "s3 (AWS S3 or an S3-compatible store), webdav (HTTP PUT to a base URL) or gcs (Google Cloud Storage)"
 	if typ == "" {
-		return refuse("type", "required; use s3 (AWS S3 or an S3-compatible store) or webdav (HTTP PUT to a base URL)")
+		return refuse("type", "required; use "+types)
 	}
-	if typ != publisherS3 && typ != publisherWebDAV {
-		return refuse("type", "%q is not supported; use s3 (AWS S3 or an S3-compatible store) or webdav (HTTP PUT to a base URL)", typ)
+	if typ != publisherS3 && typ != publisherWebDAV && typ != publisherGCS {
+		return refuse("type", "%q is not supported; use "+types, typ)
 	}
 	for _, f := range given {
-		if want, ok := publisherFieldTypes[f]; ok && want != typ {
-			return refuse(f, "applies to type=%s publishers only, and this one is type=%s; remove it (nothing was stored)", want, typ)
+		if ok, want := fieldAppliesTo(f, typ); !ok {
+			return refuse(f, "applies to %s publishers only, and this one is type=%s; remove it (nothing was stored)", want, typ)
 		}
 	}
 	return nil
@@ -126,18 +157,17 @@ func checkPublisher(p *publisherEntry, rings map[string]*ringEntry, allowAmbient
 	if err := checkPublisherType(p.Type, nil); err != nil {
 		return err
 	}
-	if p.Type == publisherS3 {
-		if err := checkS3(p); err != nil {
-			return err
-		}
-	} else if err := checkWebDAV(p); err != nil {
+	check, first, pair := checkS3, "access_key_id", "access_key_id and secret_access_key"
+	switch p.Type {
+	case publisherWebDAV:
+		check, first, pair = checkWebDAV, "username", "username and password"
+	case publisherGCS:
+		check, first, pair = checkGCS, "credentials_json", "credentials_json (a service account key)"
+	}
+	if err := check(p); err != nil {
 		return err
 	}
 	if p.ambient() && !allowAmbient {
-		first, pair := "access_key_id", "access_key_id and secret_access_key"
-		if p.Type == publisherWebDAV {
-			first, pair = "username", "username and password"
-		}
 		return refuse(first, "no credentials given, and this mount does not let publishers use ambient credentials (the plugin process's environment and cloud identity, which are Vault's); give %s, or have a writer of config set publishers_allow_ambient_credentials=true", pair)
 	}
 	if err := checkObjectPath("prefix", p.Prefix, maxPublisherPrefix, true); err != nil {

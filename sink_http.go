@@ -202,6 +202,8 @@ func newSink(p *publisherEntry, allowAmbient bool) (sink, error) {
 		return newS3Sink(p, c)
 	case publisherWebDAV:
 		return newWebDAVSink(p, c), nil
+	case publisherGCS:
+		return newGCSSink(p, c)
 	}
 	return nil, fmt.Errorf("publisher type %q is not supported", p.Type)
 }
