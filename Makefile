@@ -26,8 +26,9 @@
 # first time); remove it (make distclean) to rebuild it. The sink tests
 # (root package and acceptance) run real stores: bin/versitygw, an S3
 # gateway built the same way from tools/versitygw (make versitygw, about
-# four minutes the first time), and Debian's apache2 with mod_dav
-# (make apache2 installs it when missing).
+# four minutes the first time), bin/fake-gcs-server, a Cloud Storage
+# emulator built from tools/fake-gcs-server (make fake-gcs-server), and
+# Debian's apache2 with mod_dav (make apache2 installs it when missing).
 
 GO          ?= go
 # go.mod pins the toolchain (a patch release with the standard library's
