@@ -19,12 +19,13 @@ import (
 
 // The publishers' behaviour when their stores fail, against a real Vault
 // with the real plugin: the real stores (versitygw for S3, Apache mod_dav
-// for WebDAV) stopped, restarted, given wrong credentials and robbed of an
+// for WebDAV, fake-gcs-server for Cloud Storage) stopped, restarted, given wrong credentials and robbed of an
 // object, and small HTTP servers of the test's own where a failure is one
 // the real stores do not produce on demand (a 500, a hang).
 
 // TestPublishingFaultRequiredSinkHoldsActivation guards the publisher gate
-// against a real store that is down: a required S3 publisher whose store
+// against a real store that is down: a required publisher (once on S3,
+// once on Cloud Storage) whose store
 // is stopped for longer than a pending key's lead holds that key's
 // activation, never past max_activation_delay (ring "capped" activates
 // exactly at its cap with the store still down), while the current key
@@ -37,16 +38,39 @@ import (
 // only the report and the metrics show the lag.
 func TestPublishingFaultRequiredSinkHoldsActivation(t *testing.T) {
 	t.Parallel()
-	s3 := testserver.S3(t)
+	for _, store := range []string{"s3", "gcs"} {
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			runRequiredSinkHoldsActivation(t, store)
+		})
+	}
+}
+
+// runRequiredSinkHoldsActivation is that test with the required publisher
+// <store>req of the given store.
+func runRequiredSinkHoldsActivation(t *testing.T, store string) {
+	req := store + "req"
+	var reqStore interface {
+		Stop()
+		Restart()
+	}
 	dav := testserver.WebDAV(t)
-	m := newMount(t, "pubfault-gate", map[string]any{"jwks_max_age": 5})
-	faultS3Publisher(t, env.root, m, "s3req", s3, "gate/", map[string]any{"required": true})
+	m := newMount(t, "pubfault-gate-"+store, map[string]any{"jwks_max_age": 5})
+	if store == "s3" {
+		s3 := testserver.S3(t)
+		faultS3Publisher(t, env.root, m, req, s3, "gate/", map[string]any{"required": true})
+		reqStore = s3
+	} else {
+		gcs := startGCSStore(t)
+		faultGCSPublisher(t, env.root, m, req, gcs, "gate/", map[string]any{"required": true})
+		reqStore = gcs
+	}
 	faultDAVPublisher(t, env.root, m, "davopt", dav, "gate/", nil)
-	for _, name := range []string{"s3req", "davopt"} {
+	for _, name := range []string{req, "davopt"} {
 		faultWaitState(t, env.root, m, name, "current", 30*time.Second)
 	}
 
-	s3.Stop()
+	reqStore.Stop()
 	down := time.Now().Unix()
 	const (
 		cappedPeriod, cappedDelay = 20, 10
@@ -75,8 +99,8 @@ func TestPublishingFaultRequiredSinkHoldsActivation(t *testing.T) {
 	if kc.state != "active" || kc.activateAt != originCapped+cappedDelay {
 		t.Fatalf("ring capped: key %s is %s activating at %d; want active at its scheduled %d + max_activation_delay %d (the store is still down)", k2Capped, kc.state, kc.activateAt, originCapped, cappedDelay)
 	}
-	if !strings.Contains(kc.gateNote, "s3req") || !strings.Contains(kc.gateNote, fmt.Sprintf("at most %ds", cappedDelay)) {
-		t.Fatalf("ring capped: gate_note %q does not name publisher s3req and the cap", kc.gateNote)
+	if !strings.Contains(kc.gateNote, req) || !strings.Contains(kc.gateNote, fmt.Sprintf("at most %ds", cappedDelay)) {
+		t.Fatalf("ring capped: gate_note %q does not name publisher "+req+" and the cap", kc.gateNote)
 	}
 	faultSignsWith(t, m, "capped", k2Capped)
 
@@ -90,39 +114,39 @@ func TestPublishingFaultRequiredSinkHoldsActivation(t *testing.T) {
 	if kh.state != "pending" || kh.activateAt <= originHeld || kh.activateAt > originHeld+heldDelay {
 		t.Fatalf("ring held: key %s is %s activating at %d; want pending, held past its scheduled %d by at most %ds", k2Held, kh.state, kh.activateAt, originHeld, heldDelay)
 	}
-	if !strings.Contains(kh.gateNote, "required publishers s3req") {
-		t.Fatalf("ring held: gate_note %q does not name publisher s3req", kh.gateNote)
+	if !strings.Contains(kh.gateNote, "required publishers "+req) {
+		t.Fatalf("ring held: gate_note %q does not name publisher "+req, kh.gateNote)
 	}
 	faultSignsWith(t, m, "held", k1Held)
-	rep := faultPub(t, env.root, m, "s3req")
+	rep := faultPub(t, env.root, m, req)
 	if rep["state"] != "behind" || rep["last_error_reason"] != "unreachable" {
-		t.Fatalf("report of s3req while its store is down: %v; want state behind, last_error_reason unreachable", rep)
+		t.Fatalf("report of "+req+" while its store is down: %v; want state behind, last_error_reason unreachable", rep)
 	}
 	behind := asInt(t, "behind_seconds", rep["behind_seconds"])
 	if behind < 1 {
-		t.Fatalf("report of s3req: behind_seconds %d while its copy lacks %s and %s", behind, k2Capped, k2Held)
+		t.Fatalf("report of "+req+": behind_seconds %d while its copy lacks %s and %s", behind, k2Capped, k2Held)
 	}
 	if kids := stringList(rep["kids"]); slices.Contains(kids, k2Held) || slices.Contains(kids, k2Capped) {
-		t.Fatalf("report of s3req: its copy holds %v although the store was down since before those keys existed", kids)
+		t.Fatalf("report of "+req+": its copy holds %v although the store was down since before those keys existed", kids)
 	}
 	fams := monScrape(t, m, http.Header{"X-Vault-Token": {rootToken}})
-	failures, _ := monValue(fams, "jwt_rotor_publisher_failures_total", map[string]string{"publisher": "s3req", "reason": "unreachable"})
+	failures, _ := monValue(fams, "jwt_rotor_publisher_failures_total", map[string]string{"publisher": req, "reason": "unreachable"})
 	// Down for origin+2-down seconds with retries after 1, 2, 4, then
 	// every 8 seconds: at least three attempts failed.
 	if failures < 3 {
-		t.Fatalf("jwt_rotor_publisher_failures_total{publisher=s3req,reason=unreachable} = %v after %ds down; want at least 3", failures, time.Now().Unix()-down)
+		t.Fatalf("jwt_rotor_publisher_failures_total{publisher="+req+",reason=unreachable} = %v after %ds down; want at least 3", failures, time.Now().Unix()-down)
 	}
-	if sb, ok := monValue(fams, "jwt_rotor_publisher_seconds_behind", map[string]string{"publisher": "s3req"}); !ok || sb < 1 {
-		t.Fatalf("jwt_rotor_publisher_seconds_behind{publisher=s3req} = %v (present %v); want at least 1", sb, ok)
+	if sb, ok := monValue(fams, "jwt_rotor_publisher_seconds_behind", map[string]string{"publisher": req}); !ok || sb < 1 {
+		t.Fatalf("jwt_rotor_publisher_seconds_behind{publisher="+req+"} = %v (present %v); want at least 1", sb, ok)
 	}
 	if sb, _ := monValue(fams, "jwt_rotor_publisher_seconds_behind", map[string]string{"publisher": "davopt"}); sb != 0 {
 		t.Fatalf("jwt_rotor_publisher_seconds_behind{publisher=davopt} = %v while its store is up", sb)
 	}
-	t.Logf("s3req down %ds: report %v; failures_total %v", time.Now().Unix()-down, rep, failures)
+	t.Logf(req+" down %ds: report %v; failures_total %v", time.Now().Unix()-down, rep, failures)
 
 	// The store returns: the held key activates once the copy holds it,
 	// before its cap.
-	s3.Restart()
+	reqStore.Restart()
 	back := time.Now().Unix()
 	monWait(t, "the held key to activate after the store returned", time.Duration(heldDelay)*time.Second, func() (bool, string) {
 		k := monGateKey(t, m, "held", k2Held)
@@ -132,13 +156,13 @@ func TestPublishingFaultRequiredSinkHoldsActivation(t *testing.T) {
 	if kh.activateAt < back || kh.activateAt >= originHeld+heldDelay {
 		t.Fatalf("ring held: key %s activated at %d; want after the store returned (%d) and before the cap %d", k2Held, kh.activateAt, back, originHeld+heldDelay)
 	}
-	if !strings.Contains(kh.gateNote, "once the copies of publishers s3req held it") {
-		t.Fatalf("ring held: gate_note %q does not say the copy of s3req released it", kh.gateNote)
+	if !strings.Contains(kh.gateNote, "once the copies of publishers "+req+" held it") {
+		t.Fatalf("ring held: gate_note %q does not say the copy of "+req+" released it", kh.gateNote)
 	}
 	faultSignsWith(t, m, "held", k2Held)
-	rep = faultPub(t, env.root, m, "s3req")
+	rep = faultPub(t, env.root, m, req)
 	if rep["last_error_reason"] != "" || !slices.Contains(stringList(rep["kids"]), k2Held) {
-		t.Fatalf("report of s3req after its store returned: %v; want no error and a copy holding %s", rep, k2Held)
+		t.Fatalf("report of "+req+" after its store returned: %v; want no error and a copy holding %s", rep, k2Held)
 	}
 	t.Logf("ring held: scheduled %d, store back %d, activated %d (%ds late, cap %ds); gate_note %q", originHeld, back, kh.activateAt, kh.activateAt-originHeld, heldDelay, kh.gateNote)
 
@@ -310,11 +334,13 @@ func TestPublishingFaultMisbehavingStores(t *testing.T) {
 func TestPublishingFaultRestoresDeletedObject(t *testing.T) {
 	t.Parallel()
 	m, s3, dav := faultTwoStores(t, "restore")
-	for _, name := range []string{"s3", "dav"} {
+	gcs := startGCSStore(t)
+	faultGCSPublisher(t, env.root, m, "gcs", gcs, "restore/", nil)
+	for _, name := range []string{"s3", "dav", "gcs"} {
 		faultWaitState(t, env.root, m, name, "current", 30*time.Second)
 	}
 	const object = "restore/.well-known/jwks.json"
-	public := map[string]string{"s3": s3.PublicURL(object), "dav": dav.URL + object}
+	public := map[string]string{"s3": s3.PublicURL(object), "dav": dav.URL + object, "gcs": gcs.PublicURL(object)}
 	acked := map[string]int64{}
 	for name := range public {
 		acked[name] = asInt(t, "last_success", faultPub(t, env.root, m, name)["last_success"])
@@ -326,6 +352,9 @@ func TestPublishingFaultRestoresDeletedObject(t *testing.T) {
 	if err := dav.DeleteObject(object); err != nil {
 		t.Fatal(err)
 	}
+	if err := gcs.DeleteObject(object); err != nil {
+		t.Fatal(err)
+	}
 	for _, u := range public {
 		if resp, _ := rawGet(t, http.MethodGet, u, nil); resp.StatusCode != http.StatusNotFound {
 			t.Fatalf("%s after the deletion: status %d, want 404", u, resp.StatusCode)
@@ -333,7 +362,7 @@ func TestPublishingFaultRestoresDeletedObject(t *testing.T) {
 	}
 	_, want := env.root.raw(t, http.MethodGet, m.p("jwks"), nil)
 	took := map[string]time.Duration{}
-	monWait(t, "both copies restored", 150*time.Second, func() (bool, string) {
+	monWait(t, "every copy restored", 150*time.Second, func() (bool, string) {
 		var state []string
 		for name, u := range public {
 			if _, done := took[name]; done {

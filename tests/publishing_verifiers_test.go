@@ -20,15 +20,16 @@ import (
 // verify every live token through rotations, a rollback and a
 // revocation, stop accepting a revoked key's tokens within the bound
 // docs/publishing.md gives, and go on verifying every token signed before
-// Vault dies until it expires. Once per store: S3 (versitygw) and WebDAV
+// Vault dies until it expires. Once per store: S3 (versitygw), WebDAV
 // (Apache mod_dav, which keeps no header of a PUT: its configuration
-// sends Cache-Control: max-age=jwks_max_age, the most the plugin sends).
+// sends Cache-Control: max-age=jwks_max_age, the most the plugin sends)
+// and Cloud Storage (fake-gcs-server, with a service account key).
 // The issuer is the copy's public base, public_url that plus "/".
 // Each store's run takes about two and a half minutes; they run in
 // parallel.
 func TestPublishingVerifiers(t *testing.T) {
 	t.Parallel()
-	for _, store := range []string{"s3", "webdav"} {
+	for _, store := range []string{"s3", "webdav", "gcs"} {
 		t.Run(store, func(t *testing.T) {
 			t.Parallel()
 			runPublishingVerifiers(t, store)
@@ -57,6 +58,8 @@ func runPublishingVerifiers(t *testing.T, storeName string) {
 	var store publishedStore
 	if storeName == "s3" {
 		store, _ = s3Published(t)
+	} else if storeName == "gcs" {
+		store, _ = gcsPublished(t)
 	} else {
 		store, _ = webdavPublished(t, maxAge)
 	}

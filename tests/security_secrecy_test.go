@@ -342,10 +342,12 @@ func TestSecuritySecrecy(t *testing.T) {
 }
 
 // TestSecuritySecrecyPublisherCredentials guards the write-only publisher
-// credentials: distinctive S3 access keys, secrets and a session token and
-// WebDAV user names and passwords are written through the API (some wrong,
-// so that uploads fail with 403 and 401 and their failures are logged and
-// reported; one replaced by an update; some in writes that are refused),
+// credentials: distinctive S3 access keys, secrets and a session token,
+// WebDAV user names and passwords, and Cloud Storage service account keys
+// (their private_key_id and a line of the private key) are written
+// through the API (some wrong, so that uploads fail with 403 and 401, or a
+// token endpoint's 400, and their failures are logged and reported; one
+// replaced by an update; some in writes that are refused),
 // and then no HTTP response (reads, lists, the verifier report with its
 // last_error, both metrics formats, help, refusals), no line of the Vault
 // log at trace level and no entry of the HMAC audit log holds any of them,
@@ -359,6 +361,11 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 	sec.root.mustDo(t, http.MethodPut, "sys/audit/raw", map[string]any{"type": "file", "options": map[string]any{"file_path": auditRaw, "log_raw": "true"}})
 	s3 := testserver.S3(t)
 	dav := testserver.WebDAV(t)
+	gcs := startGCSStore(t)
+	gcsDenied := newGCSTokenEndpoint(t)
+	gcsDenied.refuse.Store(true)
+	gcsWrongKey := gcsServiceAccountKey(t, "secrecy-gcs-wrong-key-Ur5t", gcsDenied.URL)
+	gcsRefusedKey := strings.Replace(gcsServiceAccountKey(t, "secrecy-gcs-refused-key-Lp3w", gcsDenied.URL), `"service_account"`, `"external_account"`, 1)
 	m := sec.mount(t, "jwt-pubsecrecy", map[string]any{"jwks_max_age": 5})
 	sec.ring(t, m, "main", map[string]any{"algorithm": "ES256", "rotation_period": 3600, "verification_ttl": 7200})
 	root := sec.root
@@ -379,6 +386,9 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 		"the store's access key id":       s3.AccessKey,
 		"the store's secret access key":   s3.SecretKey,
 		"the store's webdav password":     dav.Password,
+	}
+	for what, key := range map[string]string{"wrong gcs key": gcsWrongKey, "the store's gcs key": gcs.key, "refused gcs key": gcsRefusedKey} {
+		secrets[what+" id"], secrets[what+" private key"] = gcsKeyMarkers(t, key)
 	}
 	// The store's user name ("publisher") is a word every publisher log
 	// line holds; its Basic header is scanned for instead.
@@ -406,6 +416,8 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 		"prefix": "ok/", "public_url": s3.PublicURL("ok/")}))
 	root.mustWrite(t, p("publishers/dav-ok"), map[string]any{"type": "webdav", "url": dav.URL, "prefix": "ok/",
 		"username": dav.Username, "password": dav.Password, "public_url": dav.URL + "ok/"})
+	root.mustWrite(t, p("publishers/gcs-wrong"), map[string]any{"type": "gcs", "bucket": gcs.Bucket, "endpoint": gcs.Endpoint, "prefix": "wrong/", "credentials_json": gcsWrongKey})
+	faultGCSPublisher(t, root, m, "gcs-ok", gcs, "ok/", nil)
 	// An update replaces the secret; it stays wrong.
 	root.mustWrite(t, p("publishers/s3-wrong"), map[string]any{"secret_access_key": secrets["replacing secret access key"]})
 	refusals := []map[string]any{
@@ -413,6 +425,8 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 		s3Fields(map[string]any{"session_token": secrets["refused session token"]}),
 		{"type": "webdav", "url": dav.URL, "password": secrets["refused webdav password"]},
 		{"type": "webdav", "url": dav.URL, "username": "u", "password": "p", "secret_access_key": secrets["refused credential of the type"]},
+		{"type": "gcs", "bucket": gcs.Bucket, "credentials_json": gcsRefusedKey},
+		s3Fields(map[string]any{"access_key_id": "AKIAX", "secret_access_key": "x", "credentials_json": gcsRefusedKey}),
 	}
 	for i, body := range refusals {
 		if resp := root.write(t, p(fmt.Sprintf("publishers/refused-%d", i)), body); resp.Status != http.StatusBadRequest {
@@ -423,16 +437,16 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 	// The store refuses an access key it does not know (with a session
 	// token it did not issue) with a 400, a wrong secret with a 403, and
 	// Apache a wrong password with a 401.
-	for name, reason := range map[string]string{"s3-wrong": "rejected", "s3-badsecret": "denied", "dav-wrong": "denied"} {
+	for name, reason := range map[string]string{"s3-wrong": "rejected", "s3-badsecret": "denied", "dav-wrong": "denied", "gcs-wrong": "denied"} {
 		monWait(t, name+" failing, "+reason+", twice", 60*time.Second, func() (bool, string) {
 			rep := faultPub(t, root, m, name)
 			return rep["state"] == "failing" && rep["last_error_reason"] == reason && asInt(t, "failures", rep["failures"]) >= 2, fmt.Sprint(rep)
 		})
 	}
-	for _, name := range []string{"s3-ok", "dav-ok"} {
+	for _, name := range []string{"s3-ok", "dav-ok", "gcs-ok"} {
 		faultWaitState(t, root, m, name, "current", 60*time.Second)
 	}
-	for _, name := range []string{"s3-wrong", "s3-badsecret", "dav-wrong", "s3-ok", "dav-ok"} {
+	for _, name := range []string{"s3-wrong", "s3-badsecret", "dav-wrong", "s3-ok", "dav-ok", "gcs-wrong", "gcs-ok"} {
 		root.mustRead(t, p("publishers/"+name))
 	}
 	root.mustDo(t, "LIST", p("publishers"), nil)
@@ -478,7 +492,7 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 	}
 	// The scan covered what it claims to: trace lines, the failures logged
 	// with their reason, and the reports that carried them.
-	for _, want := range [][]string{{"publishing failed; retrying", "publisher=s3-wrong", "reason=rejected"}, {"publishing failed; retrying", "publisher=s3-badsecret", "reason=denied"}, {"publishing failed; retrying", "publisher=dav-wrong", "reason=denied"}} {
+	for _, want := range [][]string{{"publishing failed; retrying", "publisher=s3-wrong", "reason=rejected"}, {"publishing failed; retrying", "publisher=s3-badsecret", "reason=denied"}, {"publishing failed; retrying", "publisher=dav-wrong", "reason=denied"}, {"publishing failed; retrying", "publisher=gcs-wrong", "reason=denied"}} {
 		if !logHas(t, sec.server.LogPath, want...) {
 			t.Errorf("the Vault log has no line with %q", want)
 		}

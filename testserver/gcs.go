@@ -2,8 +2,12 @@ package testserver
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -78,14 +82,34 @@ func (s *GCSServer) call(method, path string, body []byte) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	return doOK(req, method+" "+path)
+}
+
+// ServiceAccountKey is a service account key file of a fresh RSA key, as
+// Google issues them, with the private_key_id id and, unless tokenURI is
+// "", the token_uri tokenURI (where its JWTs are exchanged for access
+// tokens). It returns the file and its PEM private key.
+func ServiceAccountKey(t testing.TB, id, tokenURI string) (keyJSON, privatePEM string) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, msg)
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return nil
+	privatePEM = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	f := map[string]string{
+		"type": "service_account", "project_id": "rotor-test", "private_key_id": id, "private_key": privatePEM,
+		"client_email": "publisher@rotor-test.iam.example.com", "client_id": "1",
+	}
+	if tokenURI != "" {
+		f["token_uri"] = tokenURI
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), privatePEM
 }
