@@ -26,9 +26,11 @@
 # first time); remove it (make distclean) to rebuild it. The sink tests
 # (root package and acceptance) run real stores: bin/versitygw, an S3
 # gateway built the same way from tools/versitygw (make versitygw, about
-# four minutes the first time), Debian's apache2 with mod_dav
-# (make apache2 installs it when missing), and Azurite's Blob service
-# (make azurite installs it with npm into bin/azurite).
+# four minutes the first time), bin/fake-gcs-server, a Cloud Storage
+# emulator built from tools/fake-gcs-server (make fake-gcs-server),
+# Debian's apache2 with mod_dav (make apache2 installs it when missing), and
+# Azurite's Blob service (make azurite installs it with npm into
+# bin/azurite).
 
 GO          ?= go
 # go.mod pins the toolchain (a patch release with the standard library's
@@ -52,6 +54,7 @@ VERSITYGW_BIN := bin/versitygw
 # is the last release that runs on Node 20 (3.36 needs Node 21).
 AZURITE_VERSION := 3.35.0
 AZURITE_BIN     := bin/azurite/node_modules/.bin/azurite-blob
+FAKEGCS_BIN     := bin/fake-gcs-server
 # The Terraform provider is a Go module of its own; the plugin's go.mod does
 # not depend on it.
 PROVIDER_DIR := terraform-provider-jwtrotor
@@ -79,7 +82,7 @@ UNIT_CMD  := $(GO) test -count=1 -skip '^TestModel$$' $(UNIT_FLAGS) ./...
 # that the provider's tests use too; its own tests run first.
 ACC_CMD  := cd testserver && $(GO) test -count=1 ./... && cd ../tests && $(GO) test -count=1 -timeout $(ACC_TIMEOUT) $(ACC_FLAGS) ./...
 
-.PHONY: all vault versitygw apache2 azurite plugin release reprocheck docs-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
+.PHONY: all vault versitygw fake-gcs-server apache2 azurite plugin release reprocheck docs-deps dev dev-stop test testunit testmodel soak testacc bench benchcheck fmt vet lint clean distclean
 .PHONY: fuzz modverify vulncheck provider testprovider provider-docs mutation model-check
 
 all: plugin
@@ -105,6 +108,14 @@ azurite: $(AZURITE_BIN)
 $(AZURITE_BIN):
 	@mkdir -p bin/azurite
 	npm install --prefix bin/azurite --no-audit --no-fund --no-package-lock --save-exact azurite@$(AZURITE_VERSION)
+
+fake-gcs-server: $(FAKEGCS_BIN)
+
+# The Cloud Storage emulator of the sink tests, built like bin/versitygw from
+# the version tools/fake-gcs-server pins.
+$(FAKEGCS_BIN):
+	@mkdir -p bin
+	cd tools/fake-gcs-server && $(GO) build -o ../../$(FAKEGCS_BIN) github.com/fsouza/fake-gcs-server
 
 # Apache httpd with mod_dav, the WebDAV store of the sink tests, from
 # Debian's packages when missing (testserver/webdav.go writes its own
@@ -132,8 +143,9 @@ release:
 .PHONY: plugin-crashhook node-deps
 test testacc: plugin-crashhook node-deps docs-deps
 # The sink tests, in the root package and the acceptance suite, start a
-# real S3 gateway and a real WebDAV server, and Azurite.
-dev test testunit testacc: versitygw apache2
+# real S3 gateway, a real WebDAV server, a Cloud Storage emulator, and
+# Azurite.
+dev test testunit testacc: versitygw fake-gcs-server apache2
 test testunit testacc: azurite
 
 # Always rebuilt, like the plugin.
@@ -283,6 +295,7 @@ modverify:
 	cd $(PROVIDER_DIR) && $(GO) mod verify
 	cd tools/vault && $(GO) mod verify
 	cd tools/versitygw && $(GO) mod verify
+	cd tools/fake-gcs-server && $(GO) mod verify
 	cd tools/vuln && $(GO) mod verify
 	cd tools/lint && $(GO) mod verify
 	cd tools/docs && $(GO) mod verify

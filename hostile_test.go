@@ -586,7 +586,7 @@ func hostilePublisherCases(big string) []hostileCase {
 	allowAmbient := func(e *testEnv) { e.mustWrite("config", map[string]any{"publishers_allow_ambient_credentials": true}) }
 
 	// type
-	for _, typ := range []string{"gcs", "S3", "WebDAV", "s3 ", "", big} {
+	for _, typ := range []string{"GCS", "S3", "WebDAV", "s3 ", "", big} {
 		add(hostileCase{name: fmt.Sprintf("publishers new type %.12q", typ), path: "publishers/new", data: newS3(map[string]any{"type": typ}), field: "type"})
 	}
 	add(
@@ -605,8 +605,30 @@ func hostilePublisherCases(big string) []hostileCase {
 		if f == "path_style" {
 			v = true
 		}
-		add(hostileCase{name: "publishers webdav given " + f, path: "publishers/w", data: map[string]any{f: v}, field: f, also: []string{"type=s3 publishers only"}})
+		want := "type=s3 publishers only"
+		if f == "bucket" || f == "endpoint" {
+			want = "type=s3 and type=gcs publishers only"
+		}
+		add(hostileCase{name: "publishers webdav given " + f, path: "publishers/w", data: map[string]any{f: v}, field: f, also: []string{want}})
 	}
+	add(hostileCase{name: "publishers s3 given credentials_json", path: "publishers/p", data: map[string]any{"credentials_json": "{}"}, field: "credentials_json", also: []string{"type=gcs publishers only"}})
+	// A gcs publisher's key and bucket.
+	newGCS := func(extra map[string]any) map[string]any {
+		d := map[string]any{"type": "gcs", "bucket": "b-keys", "credentials_json": `{"type":"service_account"}`}
+		maps.Copy(d, extra)
+		return d
+	}
+	for _, v := range []string{"not json", `["service_account"]`, `{"type":"external_account","credential_source":{"file":"/etc/passwd"}}`,
+		`{"type":"authorized_user"}`, `{"type":"service_account"}`, `{"type":"service_account","client_email":"a@b","private_key":"x"}`, big} {
+		add(hostileCase{name: fmt.Sprintf("publishers gcs credentials_json %.60q", v), path: "publishers/new", data: newGCS(map[string]any{"credentials_json": v}), field: "credentials_json"})
+	}
+	for _, b := range []string{"goog-keys", "my-google-keys", "a..b", "Keys"} {
+		add(hostileCase{name: fmt.Sprintf("publishers gcs bucket %q", b), path: "publishers/new", data: newGCS(map[string]any{"bucket": b}), field: "bucket"})
+	}
+	add(
+		hostileCase{name: "publishers gcs endpoint with a path", path: "publishers/new", data: newGCS(map[string]any{"endpoint": "https://storage.example.com/storage/v1/"}), field: "endpoint", also: []string{"path"}},
+		hostileCase{name: "publishers new gcs without credentials", path: "publishers/new", data: map[string]any{"type": "gcs", "bucket": "b-keys", "endpoint": "http://127.0.0.1:4443"}, field: "credentials_json", also: []string{"publishers_allow_ambient_credentials=true"}},
+	)
 	for _, f := range []string{"url", "username", "password"} {
 		add(hostileCase{name: "publishers s3 given " + f, path: "publishers/p", data: map[string]any{f: "x"}, field: f, also: []string{"type=webdav publishers only"}})
 	}

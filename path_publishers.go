@@ -25,11 +25,11 @@ func pathPublishers(b *backend) []*framework.Path {
 				"name": {Type: framework.TypeLowerCaseString, Description: "Name of the publisher.", Required: true},
 				"type": {
 					Type:        framework.TypeString,
-					Description: "s3 (AWS S3 or an S3-compatible store), webdav (HTTP PUT to a base URL) or azure_blob (an Azure Blob Storage container). Required on create; fixed after.",
+					Description: "s3 (AWS S3 or an S3-compatible store), webdav (HTTP PUT to a base URL), azure_blob (an Azure Blob Storage container) or gcs (Google Cloud Storage). Required on create; fixed after.",
 				},
 				"bucket": {
 					Type:        framework.TypeString,
-					Description: "type=s3: the bucket's name. Required.",
+					Description: "type=s3 and type=gcs: the bucket's name. Required.",
 				},
 				"region": {
 					Type:        framework.TypeString,
@@ -37,7 +37,7 @@ func pathPublishers(b *backend) []*framework.Path {
 				},
 				"endpoint": {
 					Type:        framework.TypeString,
-					Description: "type=s3: the store's URL, for an S3-compatible store; empty for AWS. https, or http on a loopback address.",
+					Description: "type=s3: the store's URL, for an S3-compatible store; empty for AWS. type=gcs: the store's base URL (the JSON API is under /storage/v1/), for a private endpoint or an emulator; empty for Cloud Storage. https, or http on a loopback address.",
 				},
 				"path_style": {
 					Type:        framework.TypeBool,
@@ -95,6 +95,11 @@ func pathPublishers(b *backend) []*framework.Path {
 					Description:  "type=azure_blob: a SAS token (the query string of a shared access signature) allowing reads and writes of the container's blobs. Write-only; \"\" clears it.",
 					DisplayAttrs: secret,
 				},
+				"credentials_json": {
+					Type:         framework.TypeString,
+					Description:  "type=gcs: a service account key (the JSON key file's content). Write-only; leave it out to use ambient credentials where config allows them (application default credentials, or none for a loopback endpoint); \"\" clears it.",
+					DisplayAttrs: secret,
+				},
 				"prefix": {
 					Type:        framework.TypeString,
 					Description: "Prepended to every object name; empty or ending with a slash, such as tenant-a/.",
@@ -141,10 +146,10 @@ func pathPublishers(b *backend) []*framework.Path {
 // accepts except the credentials, of which it says only whether each is
 // set. The fields of the other type are left out.
 var publisherAnswer = map[string]*framework.FieldSchema{
-	"type":                  {Type: framework.TypeString, Description: "s3, webdav or azure_blob.", Required: true},
-	"bucket":                {Type: framework.TypeString, Description: "type=s3: the bucket."},
+	"type":                  {Type: framework.TypeString, Description: "s3, webdav, azure_blob or gcs.", Required: true},
+	"bucket":                {Type: framework.TypeString, Description: "type=s3 and type=gcs: the bucket."},
 	"region":                {Type: framework.TypeString, Description: "type=s3: the bucket's region."},
-	"endpoint":              {Type: framework.TypeString, Description: "type=s3: the store's URL (\"\": AWS)."},
+	"endpoint":              {Type: framework.TypeString, Description: "type=s3 and type=gcs: the store's URL (\"\": AWS, or Cloud Storage)."},
 	"path_style":            {Type: framework.TypeBool, Description: "type=s3: path-style addressing."},
 	"access_key_id_set":     {Type: framework.TypeBool, Description: "type=s3: whether an access key id is stored."},
 	"secret_access_key_set": {Type: framework.TypeBool, Description: "type=s3: whether a secret access key is stored."},
@@ -157,6 +162,7 @@ var publisherAnswer = map[string]*framework.FieldSchema{
 	"account_name":          {Type: framework.TypeString, Description: "type=azure_blob: the storage account's name (\"\": no shared key)."},
 	"account_key_set":       {Type: framework.TypeBool, Description: "type=azure_blob: whether an account key is stored."},
 	"sas_token_set":         {Type: framework.TypeBool, Description: "type=azure_blob: whether a SAS token is stored."},
+	"credentials_json_set":  {Type: framework.TypeBool, Description: "type=gcs: whether a service account key is stored."},
 	"ambient_credentials":   {Type: framework.TypeBool, Description: "Whether the publisher has no credentials of its own, and would act with the plugin process's.", Required: true},
 	"prefix":                {Type: framework.TypeString, Description: "Prepended to every object name.", Required: true},
 	"jwks_path":             {Type: framework.TypeString, Description: "Where the JWKS is written, under prefix.", Required: true},
@@ -184,6 +190,8 @@ func publisherData(p *publisherEntry) map[string]any {
 		d["bucket"], d["region"], d["endpoint"], d["path_style"] = p.Bucket, p.Region, p.Endpoint, p.PathStyle
 	case publisherAzure:
 		d["account_url"], d["container"], d["account_name"] = p.AccountURL, p.Container, p.AccountName
+	case publisherGCS:
+		d["bucket"], d["endpoint"] = p.Bucket, p.Endpoint
 	default:
 		d["url"] = p.URL
 	}
@@ -239,6 +247,7 @@ func (b *backend) pathPublisherWrite(ctx context.Context, req *logical.Request, 
 		"prefix": &p.Prefix, "jwks_path": &p.JWKSPath, "ring": &p.Ring, "public_url": &p.PublicURL,
 		"profile": &p.Profile,
 	}
+	strs["credentials_json"] = &p.CredentialsJSON
 	for f, dst := range strs {
 		if v, ok := d.GetOk(f); ok {
 			*dst = v.(string)
@@ -288,14 +297,16 @@ func (b *backend) pathPublisherDelete(ctx context.Context, req *logical.Request,
 	return nil, nil
 }
 
-const pathPublishersHelpSyn = `Manage a publisher: an S3 bucket, WebDAV server or Azure Blob container that holds copies of the JWKS.`
+const pathPublishersHelpSyn = `Manage a publisher: an S3 bucket, WebDAV server, Azure Blob container or Cloud Storage bucket that holds copies of the JWKS.`
 
 var pathPublishersHelpDesc = fmt.Sprintf(`
 A publisher names a place outside Vault where verifiers that cannot reach
 Vault read the key set: an S3 bucket (type=s3: bucket, region, and
 endpoint and path_style for an S3-compatible store), a WebDAV base URL
-(type=webdav: url) or an Azure Blob Storage container (type=azure_blob:
-account_url, container). The JWKS is written at <prefix><jwks_path>
+(type=webdav: url), an Azure Blob Storage container (type=azure_blob:
+account_url, container) or a Google Cloud Storage bucket (type=gcs:
+bucket, and endpoint for a private endpoint or an emulator). The JWKS is
+written at <prefix><jwks_path>
 (jwks_path defaults to %s) and, when public_url is the issuer plus a slash,
 the discovery document at <prefix>%s. ring publishes one ring's JWKS
 instead of the mount's; required makes a key's activation wait (on rings
@@ -307,12 +318,14 @@ changed outside Vault), and reads each copy back; vault read verifiers shows
 each publisher's state (docs/publishing.md).
 
 Credentials (access_key_id, secret_access_key, session_token; username,
-password; account_key, sas_token) are write-only: a read says only whether each is set, and an
-update that gives one replaces it ("" clears it). A publisher without
-credentials would act with the plugin process's own (the environment, the
-instance's cloud role), which only a writer of config may allow
-(publishers_allow_ambient_credentials); an azure_blob publisher always
-needs account_name and account_key, or sas_token.
+password; account_key, sas_token; credentials_json) are write-only: a
+read says only whether each is set, and an update that gives one replaces
+it ("" clears it). A publisher without credentials would act with the
+plugin process's own (the environment, the instance's cloud role; for
+gcs, the application default credentials, or no authentication at all
+when endpoint is a loopback address), which only a writer of config may
+allow (publishers_allow_ambient_credentials); an azure_blob publisher
+always needs account_name and account_key, or sas_token.
 
 endpoint, url, account_url and public_url must be https, except on a loopback address,
 and may not carry user info, a query or a fragment; link-local and cloud

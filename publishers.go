@@ -18,6 +18,7 @@ const (
 	publisherS3     = "s3"
 	publisherWebDAV = "webdav"
 	publisherAzure  = "azure_blob"
+	publisherGCS    = "gcs"
 
 	// defaultJWKSObject is where a publisher writes the JWKS under its
 	// prefix unless jwks_path says otherwise; discoveryObject is where it
@@ -34,6 +35,7 @@ const (
 	maxPasswordLen     = 1024
 	maxAccountKeyLen   = 256
 	maxSASTokenLen     = 2048
+	maxCredentialsJSON = 16 << 10
 )
 
 // publisherEntry is a stored publisher. The credentials (AccessKeyID,
@@ -61,6 +63,8 @@ type publisherEntry struct {
 	AccountName string `json:"account_name,omitempty"`
 	AccountKey  string `json:"account_key,omitempty"`
 	SASToken    string `json:"sas_token,omitempty"`
+	// GCS (bucket and endpoint above, shared with S3).
+	CredentialsJSON string `json:"credentials_json,omitempty"`
 	// Every type.
 	Prefix    string `json:"prefix"`
 	JWKSPath  string `json:"jwks_path"`
@@ -81,11 +85,31 @@ var publisherFieldTypes = map[string]string{
 	"url": publisherWebDAV, "username": publisherWebDAV, "password": publisherWebDAV,
 	"account_url": publisherAzure, "container": publisherAzure, "account_name": publisherAzure,
 	"account_key": publisherAzure, "sas_token": publisherAzure,
+	"credentials_json": publisherGCS,
+}
+
+// publisherFieldAlso names the fields of publisherFieldTypes that a second
+// type takes too.
+var publisherFieldAlso = map[string]string{"bucket": publisherGCS, "endpoint": publisherGCS}
+
+// fieldAppliesTo reports whether field f may be given to a publisher of
+// type typ, and names the types it belongs to.
+func fieldAppliesTo(f, typ string) (ok bool, types string) {
+	want, known := publisherFieldTypes[f]
+	if !known {
+		return true, ""
+	}
+	also := publisherFieldAlso[f]
+	types = "type=" + want
+	if also != "" {
+		types += " and type=" + also
+	}
+	return want == typ || also == typ, types
 }
 
 // publisherCredentials are the write-only fields, in the order reads
 // report them (each as <field>_set).
-var publisherCredentials = []string{"access_key_id", "secret_access_key", "session_token", "username", "password", "account_key", "sas_token"}
+var publisherCredentials = []string{"access_key_id", "secret_access_key", "session_token", "username", "password", "account_key", "sas_token", "credentials_json"}
 
 // credential returns the stored value of a write-only field.
 func (p *publisherEntry) credential(field string) string {
@@ -104,6 +128,8 @@ func (p *publisherEntry) credential(field string) string {
 		return p.AccountKey
 	case "sas_token":
 		return p.SASToken
+	case "credentials_json":
+		return p.CredentialsJSON
 	}
 	panic("not a publisher credential: " + field)
 }
@@ -112,32 +138,35 @@ func (p *publisherEntry) credential(field string) string {
 // would act with what the plugin process has: for s3 the SDK's default
 // chain (environment, shared files, the instance's or pod's role); for
 // webdav an unauthenticated PUT that succeeds only because of where Vault
-// sits on the network. Both lend Vault's own identity to whoever configures
-// the publisher.
+// sits on the network; for gcs the application default credentials, or
+// unauthenticated requests to a loopback endpoint (gcsAuth). All lend
+// Vault's own identity to whoever configures the publisher.
 func (p *publisherEntry) ambient() bool {
 	switch p.Type {
 	case publisherS3:
 		return p.AccessKeyID == "" && p.SecretAccessKey == ""
 	case publisherAzure:
 		return p.AccountKey == "" && p.SASToken == ""
+	case publisherGCS:
+		return p.CredentialsJSON == ""
 	}
 	return p.Username == "" && p.Password == ""
 }
 
 // publisherTypes is what a refused type is told to use.
-const publisherTypes = "s3 (AWS S3 or an S3-compatible store), webdav (HTTP PUT to a base URL) or azure_blob (an Azure Blob Storage container)"
+const publisherTypes = "s3 (AWS S3 or an S3-compatible store), webdav (HTTP PUT to a base URL), azure_blob (an Azure Blob Storage container) or gcs (Google Cloud Storage)"
 
 // checkPublisherType refuses an unknown type, and fields of another type.
 func checkPublisherType(typ string, given []string) error {
 	if typ == "" {
 		return refuse("type", "required; use "+publisherTypes)
 	}
-	if typ != publisherS3 && typ != publisherWebDAV && typ != publisherAzure {
+	if typ != publisherS3 && typ != publisherWebDAV && typ != publisherAzure && typ != publisherGCS {
 		return refuse("type", "%q is not supported; use "+publisherTypes, typ)
 	}
 	for _, f := range given {
-		if want, ok := publisherFieldTypes[f]; ok && want != typ {
-			return refuse(f, "applies to type=%s publishers only, and this one is type=%s; remove it (nothing was stored)", want, typ)
+		if ok, want := fieldAppliesTo(f, typ); !ok {
+			return refuse(f, "applies to %s publishers only, and this one is type=%s; remove it (nothing was stored)", want, typ)
 		}
 	}
 	return nil
@@ -150,25 +179,21 @@ func checkPublisher(p *publisherEntry, rings map[string]*ringEntry, allowAmbient
 	if err := checkPublisherType(p.Type, nil); err != nil {
 		return err
 	}
+	check, first, pair := checkS3, "access_key_id", "access_key_id and secret_access_key"
 	switch p.Type {
-	case publisherS3:
-		if err := checkS3(p); err != nil {
-			return err
-		}
+	case publisherWebDAV:
+		check, first, pair = checkWebDAV, "username", "username and password"
 	case publisherAzure:
-		if err := checkAzure(p); err != nil {
-			return err
-		}
-	default:
-		if err := checkWebDAV(p); err != nil {
-			return err
-		}
+		// checkAzure refuses a publisher without credentials itself:
+		// azure_blob has no ambient credentials.
+		check = checkAzure
+	case publisherGCS:
+		check, first, pair = checkGCS, "credentials_json", "credentials_json (a service account key)"
+	}
+	if err := check(p); err != nil {
+		return err
 	}
 	if p.ambient() && !allowAmbient {
-		first, pair := "access_key_id", "access_key_id and secret_access_key"
-		if p.Type == publisherWebDAV {
-			first, pair = "username", "username and password"
-		}
 		return refuse(first, "no credentials given, and this mount does not let publishers use ambient credentials (the plugin process's environment and cloud identity, which are Vault's); give %s, or have a writer of config set publishers_allow_ambient_credentials=true", pair)
 	}
 	if err := checkObjectPath("prefix", p.Prefix, maxPublisherPrefix, true); err != nil {

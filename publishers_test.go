@@ -164,26 +164,31 @@ func TestCheckCredentialNeverQuotes(t *testing.T) {
 	}
 }
 
-// A type is s3, webdav or azure_blob, and a field of another type is
-// refused, not stored unused.
+// A type is s3, webdav, azure_blob or gcs, and a field of another type is
+// refused, not stored unused; gcs shares bucket and endpoint with s3.
 func TestCheckPublisherType(t *testing.T) {
 	t.Parallel()
-	for _, typ := range []string{"", "S3", "gcs", "azure", "webDAV", "s3 "} {
+	for _, typ := range []string{"", "S3", "GCS", "azure", "webDAV", "s3 "} {
 		if err := checkPublisherType(typ, nil); err == nil || !strings.HasPrefix(err.Error(), "type: ") {
 			t.Errorf("type %q: got %v", typ, err)
 		}
 	}
+	gcsFields := map[string]bool{"bucket": true, "endpoint": true, "credentials_json": true}
 	for f, owner := range publisherFieldTypes {
-		if err := checkPublisherType(owner, []string{"prefix", f}); err != nil {
-			t.Errorf("%s on type=%s: %v", f, owner, err)
+		for _, typ := range []string{publisherS3, publisherWebDAV, publisherAzure, publisherGCS} {
+			err := checkPublisherType(typ, []string{"prefix", f})
+			if typ == owner || typ == publisherGCS && gcsFields[f] {
+				if err != nil {
+					t.Errorf("%s on type=%s: %v", f, typ, err)
+				}
+			} else if err == nil || !strings.HasPrefix(err.Error(), f+": ") {
+				t.Errorf("%s on type=%s: got %v, want a refusal of %s", f, typ, err, f)
+			}
 		}
-		for _, other := range []string{publisherS3, publisherWebDAV, publisherAzure} {
-			if other == owner {
-				continue
-			}
-			if err := checkPublisherType(other, []string{"prefix", f}); err == nil || !strings.HasPrefix(err.Error(), f+": ") {
-				t.Errorf("%s on type=%s: got %v, want a refusal of %s", f, other, err, f)
-			}
+	}
+	for f := range gcsFields {
+		if _, ok := publisherFieldTypes[f]; !ok {
+			t.Errorf("%s is not a field of one type", f)
 		}
 	}
 }
@@ -210,6 +215,10 @@ func TestPublisherAmbient(t *testing.T) {
 		{publisherEntry{Type: publisherAzure, AccountKey: "k"}, false},
 		{publisherEntry{Type: publisherAzure, SASToken: "sig=x"}, false},
 		{publisherEntry{Type: publisherAzure, Username: "u", Password: "p"}, true},
+		{publisherEntry{Type: publisherGCS}, true},
+		{publisherEntry{Type: publisherGCS, Endpoint: "http://127.0.0.1:4443"}, true},
+		{publisherEntry{Type: publisherGCS, CredentialsJSON: "{}"}, false},
+		{publisherEntry{Type: publisherGCS, AccessKeyID: "a", SecretAccessKey: "s"}, true},
 	} {
 		if got := c.p.ambient(); got != c.want {
 			t.Errorf("%+v: ambient %v, want %v", c.p, got, c.want)

@@ -204,6 +204,8 @@ func newSink(p *publisherEntry, allowAmbient bool) (sink, error) {
 		return newWebDAVSink(p, c), nil
 	case publisherAzure:
 		return newAzureSink(p, c)
+	case publisherGCS:
+		return newGCSSink(p, c)
 	}
 	return nil, fmt.Errorf("publisher type %q is not supported", p.Type)
 }

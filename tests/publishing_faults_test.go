@@ -19,13 +19,13 @@ import (
 
 // The publishers' behaviour when their stores fail, against a real Vault
 // with the real plugin: the real stores (versitygw for S3, Apache mod_dav
-// for WebDAV) stopped, restarted, given wrong credentials and robbed of an
+// for WebDAV, fake-gcs-server for Cloud Storage) stopped, restarted, given wrong credentials and robbed of an
 // object, and small HTTP servers of the test's own where a failure is one
 // the real stores do not produce on demand (a 500, a hang).
 
 // TestPublishingFaultRequiredSinkHoldsActivation guards the publisher gate
-// against a real store that is down: a required publisher (S3, then Azure
-// Blob Storage, each in a subtest of its own) whose store
+// against a real store that is down: a required publisher (S3, Azure Blob
+// Storage and Cloud Storage, each in a subtest of its own) whose store
 // is stopped for longer than a pending key's lead holds that key's
 // activation, never past max_activation_delay (ring "capped" activates
 // exactly at its cap with the store still down), while the current key
@@ -38,7 +38,7 @@ import (
 // only the report and the metrics show the lag.
 func TestPublishingFaultRequiredSinkHoldsActivation(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []string{"s3", "azure_blob"} {
+	for _, kind := range []string{"s3", "azure_blob", "gcs"} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			runRequiredSinkHoldsActivation(t, kind)
@@ -64,6 +64,11 @@ func runRequiredSinkHoldsActivation(t *testing.T, kind string) {
 		req, reqName = s3, "s3req"
 		m = newMount(t, "pubfault-gate", map[string]any{"jwks_max_age": 5})
 		faultS3Publisher(t, env.root, m, reqName, s3, "gate/", map[string]any{"required": true})
+	} else if kind == "gcs" {
+		gcs := startGCSStore(t)
+		req, reqName = gcs, "gcsreq"
+		m = newMount(t, "pubfault-gate-gcs", map[string]any{"jwks_max_age": 5})
+		faultGCSPublisher(t, env.root, m, reqName, gcs, "gate/", map[string]any{"required": true})
 	} else {
 		az := testserver.Azure(t)
 		req, reqName = az, "azreq"
@@ -346,9 +351,11 @@ func TestPublishingFaultRestoresDeletedObject(t *testing.T) {
 	m, s3, dav := faultTwoStores(t, "restore")
 	az := testserver.Azure(t)
 	faultAzurePublisher(t, env.root, m, "az", az, "restore/", nil)
+	gcs := startGCSStore(t)
+	faultGCSPublisher(t, env.root, m, "gcs", gcs, "restore/", nil)
 	const object = "restore/.well-known/jwks.json"
-	public := map[string]string{"s3": s3.PublicURL(object), "dav": dav.URL + object, "az": az.PublicURL(object)}
-	remove := map[string]func(string) error{"s3": s3.DeleteObject, "dav": dav.DeleteObject, "az": az.DeleteObject}
+	public := map[string]string{"s3": s3.PublicURL(object), "dav": dav.URL + object, "az": az.PublicURL(object), "gcs": gcs.PublicURL(object)}
+	remove := map[string]func(string) error{"s3": s3.DeleteObject, "dav": dav.DeleteObject, "az": az.DeleteObject, "gcs": gcs.DeleteObject}
 	for name := range public {
 		faultWaitState(t, env.root, m, name, "current", 30*time.Second)
 	}

@@ -23,13 +23,14 @@ import (
 // Vault dies until it expires. Once per store: S3 (versitygw), WebDAV
 // (Apache mod_dav, which keeps no header of a PUT: its configuration
 // sends Cache-Control: max-age=jwks_max_age, the most the plugin sends)
-// and Azure Blob Storage (Azurite).
+// Azure Blob Storage (Azurite) and Cloud Storage (fake-gcs-server, with a
+// service account key).
 // The issuer is the copy's public base, public_url that plus "/".
 // Each store's run takes about two and a half minutes; they run in
 // parallel.
 func TestPublishingVerifiers(t *testing.T) {
 	t.Parallel()
-	for _, store := range []string{"s3", "webdav", "azure_blob"} {
+	for _, store := range []string{"s3", "webdav", "azure_blob", "gcs"} {
 		t.Run(store, func(t *testing.T) {
 			t.Parallel()
 			runPublishingVerifiers(t, store)
@@ -61,6 +62,8 @@ func runPublishingVerifiers(t *testing.T, storeName string) {
 		store, _ = s3Published(t)
 	case "azure_blob":
 		store, _ = azurePublished(t)
+	case "gcs":
+		store, _ = gcsPublished(t)
 	default:
 		store, _ = webdavPublished(t, maxAge)
 	}

@@ -343,10 +343,12 @@ func TestSecuritySecrecy(t *testing.T) {
 
 // TestSecuritySecrecyPublisherCredentials guards the write-only publisher
 // credentials: distinctive S3 access keys, secrets and a session token,
-// WebDAV user names and passwords, and Azure account keys and SAS tokens
-// are written through the API (some wrong,
-// so that uploads fail with 403 and 401 and their failures are logged and
-// reported; one replaced by an update; some in writes that are refused),
+// WebDAV user names and passwords, Azure account keys and SAS tokens, and
+// Cloud Storage service account keys (their private_key_id and a line of
+// the private key) are written through the API (some wrong, so that
+// uploads fail with 403 and 401, or a token endpoint's 400, and their
+// failures are logged and reported; one replaced by an update; some in
+// writes that are refused),
 // and then no HTTP response (reads, lists, the verifier report with its
 // last_error, both metrics formats, help, refusals), no line of the Vault
 // log at trace level and no entry of the HMAC audit log holds any of them,
@@ -361,6 +363,11 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 	s3 := testserver.S3(t)
 	dav := testserver.WebDAV(t)
 	az := testserver.Azure(t)
+	gcs := startGCSStore(t)
+	gcsDenied := newGCSTokenEndpoint(t)
+	gcsDenied.refuse.Store(true)
+	gcsWrongKey := gcsServiceAccountKey(t, "secrecy-gcs-wrong-key-Ur5t", gcsDenied.URL)
+	gcsRefusedKey := strings.Replace(gcsServiceAccountKey(t, "secrecy-gcs-refused-key-Lp3w", gcsDenied.URL), `"service_account"`, `"external_account"`, 1)
 	m := sec.mount(t, "jwt-pubsecrecy", map[string]any{"jwks_max_age": 5})
 	sec.ring(t, m, "main", map[string]any{"algorithm": "ES256", "rotation_period": 3600, "verification_ttl": 7200})
 	root := sec.root
@@ -387,6 +394,9 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 		"refused azure account key":       "refused-azure-key-Wq3Ez6Rx9Tc!",
 		"refused azure SAS signature":     "refusedSASsigInURLk5Jh8Gf2",
 		"the store's azure account key":   az.AccountKey,
+	}
+	for what, key := range map[string]string{"wrong gcs key": gcsWrongKey, "the store's gcs key": gcs.key, "refused gcs key": gcsRefusedKey} {
+		secrets[what+" id"], secrets[what+" private key"] = gcsKeyMarkers(t, key)
 	}
 	// The store's user name ("publisher") is a word every publisher log
 	// line holds; its Basic header is scanned for instead.
@@ -427,6 +437,8 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 		"sas_token": "sv=2021-12-02&sr=c&sp=rcw&se=2099-01-01T00%3A00%3A00Z&sig=" + secrets["wrong azure SAS signature"]}))
 	root.mustWrite(t, p("publishers/az-ok"), azFields(map[string]any{"account_name": az.AccountName, "account_key": az.AccountKey,
 		"prefix": "ok/", "public_url": az.PublicURL("ok/")}))
+	root.mustWrite(t, p("publishers/gcs-wrong"), map[string]any{"type": "gcs", "bucket": gcs.Bucket, "endpoint": gcs.Endpoint, "prefix": "wrong/", "credentials_json": gcsWrongKey})
+	faultGCSPublisher(t, root, m, "gcs-ok", gcs, "ok/", nil)
 	// An update replaces the secret; it stays wrong.
 	root.mustWrite(t, p("publishers/s3-wrong"), map[string]any{"secret_access_key": secrets["replacing secret access key"]})
 	root.mustWrite(t, p("publishers/az-wrong"), map[string]any{"account_key": secrets["replacing azure account key"]})
@@ -437,6 +449,8 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 		{"type": "webdav", "url": dav.URL, "username": "u", "password": "p", "secret_access_key": secrets["refused credential of the type"]},
 		azFields(map[string]any{"account_name": az.AccountName, "account_key": secrets["refused azure account key"]}),
 		azFields(map[string]any{"account_url": az.AccountURL + "/?sv=2021-12-02&sig=" + secrets["refused azure SAS signature"], "sas_token": "sig=x"}),
+		{"type": "gcs", "bucket": gcs.Bucket, "credentials_json": gcsRefusedKey},
+		s3Fields(map[string]any{"access_key_id": "AKIAX", "secret_access_key": "x", "credentials_json": gcsRefusedKey}),
 	}
 	for i, body := range refusals {
 		if resp := root.write(t, p(fmt.Sprintf("publishers/refused-%d", i)), body); resp.Status != http.StatusBadRequest {
@@ -449,16 +463,16 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 	// Apache a wrong password with a 401, Azurite a wrong account key or
 	// SAS signature with a 403.
 	for name, reason := range map[string]string{"s3-wrong": "rejected", "s3-badsecret": "denied", "dav-wrong": "denied",
-		"az-wrong": "denied", "az-sas-wrong": "denied"} {
+		"az-wrong": "denied", "az-sas-wrong": "denied", "gcs-wrong": "denied"} {
 		monWait(t, name+" failing, "+reason+", twice", 60*time.Second, func() (bool, string) {
 			rep := faultPub(t, root, m, name)
 			return rep["state"] == "failing" && rep["last_error_reason"] == reason && asInt(t, "failures", rep["failures"]) >= 2, fmt.Sprint(rep)
 		})
 	}
-	for _, name := range []string{"s3-ok", "dav-ok", "az-ok"} {
+	for _, name := range []string{"s3-ok", "dav-ok", "az-ok", "gcs-ok"} {
 		faultWaitState(t, root, m, name, "current", 60*time.Second)
 	}
-	for _, name := range []string{"s3-wrong", "s3-badsecret", "dav-wrong", "s3-ok", "dav-ok", "az-wrong", "az-sas-wrong", "az-ok"} {
+	for _, name := range []string{"s3-wrong", "s3-badsecret", "dav-wrong", "s3-ok", "dav-ok", "az-wrong", "az-sas-wrong", "az-ok", "gcs-wrong", "gcs-ok"} {
 		root.mustRead(t, p("publishers/"+name))
 	}
 	root.mustDo(t, "LIST", p("publishers"), nil)
@@ -505,7 +519,7 @@ func TestSecuritySecrecyPublisherCredentials(t *testing.T) {
 	// The scan covered what it claims to: trace lines, the failures logged
 	// with their reason, and the reports that carried them.
 	for _, want := range [][]string{{"publishing failed; retrying", "publisher=s3-wrong", "reason=rejected"}, {"publishing failed; retrying", "publisher=s3-badsecret", "reason=denied"}, {"publishing failed; retrying", "publisher=dav-wrong", "reason=denied"},
-		{"publishing failed; retrying", "publisher=az-wrong", "reason=denied"}, {"publishing failed; retrying", "publisher=az-sas-wrong", "reason=denied"}} {
+		{"publishing failed; retrying", "publisher=az-wrong", "reason=denied"}, {"publishing failed; retrying", "publisher=az-sas-wrong", "reason=denied"}, {"publishing failed; retrying", "publisher=gcs-wrong", "reason=denied"}} {
 		if !logHas(t, sec.server.LogPath, want...) {
 			t.Errorf("the Vault log has no line with %q", want)
 		}

@@ -14,7 +14,8 @@
 //
 // It also starts the stores the publishers' sinks write to: an S3 gateway
 // (S3: versitygw, from bin/versitygw, make versitygw) and a WebDAV server
-// (WebDAV: Debian's apache2 with mod_dav, make apache2), each on a
+// (WebDAV: Debian's apache2 with mod_dav, make apache2) and a Cloud
+// Storage emulator (GCS: fake-gcs-server, make fake-gcs-server), each on a
 // loopback port with its data in a directory of its own, stoppable and
 // restartable on the same port.
 //

@@ -3,7 +3,9 @@ package testserver
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,4 +127,19 @@ func findStoreBinary(path, target string) (string, error) {
 		return "", errors.New("the sink tests need " + path + ": run `make " + target + "` at the repository root first")
 	}
 	return path, nil
+}
+
+// doOK sends req and fails, naming what, on a status other than 200 or
+// 204, with the start of the answer.
+func doOK(req *http.Request, what string) error {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("%s: HTTP %d: %s", what, resp.StatusCode, msg)
+	}
+	return nil
 }
