@@ -63,13 +63,13 @@ func TestGCSPublisherKeyNeverLeaves(t *testing.T) {
 	key, priv := testserver.ServiceAccountKey(t, "sa-key-id-4e7d1c", "")
 	e.mustWrite("publishers/gcs", map[string]any{
 		"type": "gcs", "bucket": "issuer_keys.tenant-a", "endpoint": "https://storage.private.example.com",
-		"credentials_json": key, "prefix": "tenant-a/", "public_url": "https://keys.example.com/tenant-a/",
+		"credentials_json": key, "prefix": "tenant-a/", "public_url": "https://keys.example.com/tenant-a/", "profile": "gcp",
 	})
 	got := e.read("publishers/gcs").Data
 	want := map[string]any{
 		"type": "gcs", "bucket": "issuer_keys.tenant-a", "endpoint": "https://storage.private.example.com",
 		"credentials_json_set": true, "ambient_credentials": false,
-		"prefix": "tenant-a/", "jwks_path": ".well-known/jwks.json", "ring": "", "public_url": "https://keys.example.com/tenant-a/", "required": false,
+		"prefix": "tenant-a/", "jwks_path": ".well-known/jwks.json", "ring": "", "public_url": "https://keys.example.com/tenant-a/", "required": false, "profile": "gcp",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("publishers/gcs reads\n%v\nwant\n%v", got, want)
