@@ -128,12 +128,12 @@ func TestAccAttributesMatchPluginFields(t *testing.T) {
 		// The azure_blob and gcs fields are no fields of this plugin yet;
 		// they are sent only when set.
 		{"resource", "jwtrotor_publisher", "publishers/x",
-			[]string{"id", "credentials_wo_version", "ambient_credentials", "credentials_set", "credentials_json"}, nil},
+			[]string{"id", "credentials_wo_version", "ambient_credentials", "credentials_set"}, nil},
 		{"data", "jwtrotor_publisher", "publishers/x",
 			[]string{"id", "ambient_credentials",
 				"state", "kids", "behind_seconds", "unserved_kids", "revoked_kids", "last_success", "last_error",
 				"last_error_reason", "failures", "acknowledged_via", "max_age", "restored"},
-			[]string{"access_key_id", "secret_access_key", "session_token", "username", "password", "account_key", "sas_token"}}, // write-only
+			[]string{"access_key_id", "secret_access_key", "session_token", "username", "password", "account_key", "sas_token", "credentials_json"}}, // write-only
 	}
 	for _, c := range cases {
 		plugin := pluginFields(t, mount, c.rel)

@@ -26,13 +26,13 @@ var publisherFields = fields{
 	// replaces the publisher. Not checked at plan time: the plugin's list of
 	// types grows, and its refusal names the types it knows.
 	{name: "type", kind: kString, required: true, replace: true,
-		desc: "s3 (AWS S3 or an S3-compatible store), webdav (HTTP PUT to a base URL) or azure_blob (an Azure Blob Storage container). Required on create; fixed after."},
+		desc: "s3 (AWS S3 or an S3-compatible store), webdav (HTTP PUT to a base URL), azure_blob (an Azure Blob Storage container) or gcs (Google Cloud Storage). Required on create; fixed after."},
 	{name: "bucket", kind: kString,
-		desc: "type=s3: the bucket's name. Required."},
+		desc: "type=s3 and type=gcs: the bucket's name. Required."},
 	{name: "region", kind: kString,
 		desc: "type=s3: the bucket's region, such as eu-west-1. Required."},
 	{name: "endpoint", kind: kString,
-		desc: "type=s3: the store's URL, for an S3-compatible store; empty for AWS. https, or http on a loopback address."},
+		desc: "type=s3: the store's URL, for an S3-compatible store; empty for AWS. type=gcs: the store's base URL (the JSON API is under /storage/v1/), for a private endpoint or an emulator; empty for Cloud Storage. https, or http on a loopback address."},
 	{name: "path_style", kind: kBool,
 		desc: "type=s3: address the bucket in the path (endpoint/bucket/key) rather than in the host name."},
 	{name: "url", kind: kString,
@@ -92,7 +92,7 @@ var publisherCredentials = []publisherCredential{
 	{"password", "webdav", "type=webdav: password for HTTP Basic authentication. Write-only; \"\" clears it."},
 	{"account_key", "azure_blob", "type=azure_blob: the storage account's access key (shared key). Write-only; give it with account_name, or give sas_token instead; \"\" clears it."},
 	{"sas_token", "azure_blob", "type=azure_blob: a SAS token (the query string of a shared access signature) allowing reads and writes of the container's blobs. Write-only; \"\" clears it."},
-	{"credentials_json", "gcs", "type=gcs: the service account key, as its JSON file holds it. Write-only."},
+	{"credentials_json", "gcs", "type=gcs: a service account key (the JSON key file's content). Write-only; leave it out to use ambient credentials where config allows them (application default credentials, or none for a loopback endpoint); \"\" clears it."},
 }
 
 const credentialsVersion = "credentials_wo_version"
