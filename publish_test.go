@@ -659,6 +659,42 @@ func TestPublishCopyWrittenButNotRecordedIsWrittenAgain(t *testing.T) {
 	copyIsServed(t, e, st, "jwks")
 }
 
+// The same when the copy was deleted out of band first, so that the pass
+// stored its state to fence off a deposed node before writing over it:
+// that state keeps the copy marked in flight, for the process that
+// starts after the crash.
+func TestPublishFencedOverwriteNotRecordedIsWrittenAgain(t *testing.T) {
+	t.Parallel()
+	s := &stateFailStorage{}
+	e := newEnvOn(t, s, &fakeClock{now: testStart})
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass() // an empty key set, acknowledged
+	e.setupRing("k", "ES256", nil)
+	st := stores["https://dav.example.com/"]
+	st.remove(".well-known/jwks.json")
+	before := st.puts
+	s.fail = func() bool { return st.puts > before }
+	e.publishPass() // fenced, the ring's keys written, the outcome lost
+	s.fail = nil
+	if st.puts != before+1 {
+		t.Fatalf("%d puts, want the one after the fence", st.puts-before)
+	}
+	// A new process knows only what storage holds.
+	old := e
+	e = e.restart()
+	e.b.newSink, e.b.readPublic = old.b.newSink, old.b.readPublic
+	if _, err := e.do(logical.DeleteOperation, "keys/k", map[string]any{"force": true}); err != nil {
+		t.Fatal(err)
+	}
+	if rep := e.publisherReport("site"); rep["state"] == "current" {
+		o, _ := st.object(".well-known/jwks.json")
+		t.Fatalf("the copy holds %s, and the report says %v", o.body, rep)
+	}
+	e.publishPass()
+	copyIsServed(t, e, st, "jwks")
+}
+
 // A store that hangs costs an attempt no more than its timeout, and the
 // attempt is recorded as failing for that reason: the state is stored
 // outside the attempt's deadline, so the retry waits as for any failure.
