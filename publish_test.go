@@ -637,17 +637,7 @@ func (s *stateFailStorage) Put(ctx context.Context, e *logical.StorageEntry) err
 // in it.
 func TestPublishCopyWrittenButNotRecordedIsWrittenAgain(t *testing.T) {
 	t.Parallel()
-	s := &stateFailStorage{}
-	e := newEnvOn(t, s, &fakeClock{now: testStart})
-	stores := withStores(e)
-	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	e.publishPass() // an empty key set, acknowledged
-	e.setupRing("k", "ES256", nil)
-	st := stores["https://dav.example.com/"]
-	before := st.puts
-	s.fail = func() bool { return st.puts > before }
-	e.publishPass() // the ring's keys written, the outcome lost
-	s.fail = nil
+	e, st, _ := outcomeLost(t, nil)
 	if _, err := e.do(logical.DeleteOperation, "keys/k", map[string]any{"force": true}); err != nil {
 		t.Fatal(err)
 	}
@@ -665,18 +655,7 @@ func TestPublishCopyWrittenButNotRecordedIsWrittenAgain(t *testing.T) {
 // starts after the crash.
 func TestPublishFencedOverwriteNotRecordedIsWrittenAgain(t *testing.T) {
 	t.Parallel()
-	s := &stateFailStorage{}
-	e := newEnvOn(t, s, &fakeClock{now: testStart})
-	stores := withStores(e)
-	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
-	e.publishPass() // an empty key set, acknowledged
-	e.setupRing("k", "ES256", nil)
-	st := stores["https://dav.example.com/"]
-	st.remove(".well-known/jwks.json")
-	before := st.puts
-	s.fail = func() bool { return st.puts > before }
-	e.publishPass() // fenced, the ring's keys written, the outcome lost
-	s.fail = nil
+	e, st, before := outcomeLost(t, func(st *memStore) { st.remove(".well-known/jwks.json") })
 	if st.puts != before+1 {
 		t.Fatalf("%d puts, want the one after the fence", st.puts-before)
 	}
@@ -693,6 +672,29 @@ func TestPublishFencedOverwriteNotRecordedIsWrittenAgain(t *testing.T) {
 	}
 	e.publishPass()
 	copyIsServed(t, e, st, "jwks")
+}
+
+// outcomeLost is a publisher whose empty copy was acknowledged, then a
+// ring k created and, after meddle (if any) changed the store, a pass
+// whose upload succeeded and whose outcome failed to be stored. It
+// returns the store's puts before that pass.
+func outcomeLost(t *testing.T, meddle func(*memStore)) (*testEnv, *memStore, int) {
+	t.Helper()
+	s := &stateFailStorage{}
+	e := newEnvOn(t, s, &fakeClock{now: testStart})
+	stores := withStores(e)
+	e.mustWrite("publishers/site", davPublisher(map[string]any{"url": "https://dav.example.com/"}))
+	e.publishPass() // an empty key set, acknowledged
+	e.setupRing("k", "ES256", nil)
+	st := stores["https://dav.example.com/"]
+	if meddle != nil {
+		meddle(st)
+	}
+	before := st.puts
+	s.fail = func() bool { return st.puts > before }
+	e.publishPass() // the ring's keys written, the outcome lost
+	s.fail = nil
+	return e, st, before
 }
 
 // A store that hangs costs an attempt no more than its timeout, and the
