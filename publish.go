@@ -86,6 +86,10 @@ type publisherState struct {
 	LastError     string `json:"last_error,omitempty"`
 	LastReason    string `json:"last_reason,omitempty"`
 	LastAttemptAt int64  `json:"last_attempt_at,omitempty"`
+	// LastAttemptWall is the wall clock's time of that attempt: the retry
+	// waits by it, since the schedule stands still while it is held (after
+	// a clock step, or a correction back) and a retry must not wait for it.
+	LastAttemptWall int64 `json:"last_attempt_wall,omitempty"`
 	// Restored counts objects found deleted or changed out of band and
 	// written again.
 	Restored int64 `json:"restored,omitempty"`
@@ -158,6 +162,8 @@ type plannedCopy struct {
 	// maxAgeLimit (jwks_max_age) and nextRemoval bound the max-age of the
 	// copy already written: one that outruns either is written again.
 	maxAgeLimit, nextRemoval int64
+	// wall is the wall clock's time of the pass (0: not known).
+	wall int64
 }
 
 // destination names where p writes, for publisherState.Destination.
@@ -247,6 +253,9 @@ func (pc *plannedCopy) due(st *publisherState, p *publisherEntry, now int64) boo
 	}
 	if st.Failures > 0 {
 		wait := min(publishRetryMaxSeconds, int64(1)<<min(st.Failures-1, 10))
+		if st.LastAttemptWall != 0 && pc.wall != 0 {
+			return pc.wall >= st.LastAttemptWall+wait || pc.wall < st.LastAttemptWall
+		}
 		return now >= st.LastAttemptAt+wait || now < st.LastAttemptAt
 	}
 	// The hash covers the bodies alone: a lower jwks_max_age, or a removal
@@ -326,6 +335,7 @@ func (b *backend) publishPass(ctx context.Context, s logical.Storage, wait bool)
 			b.log().Error("publishing: cannot render the copy", "publisher", name, "error", err)
 			continue
 		}
+		pc.wall = clk.Wall
 		if !pc.due(states[name], p, now) || !b.claim(name) {
 			continue
 		}
@@ -421,7 +431,7 @@ func (b *backend) upload(ctx context.Context, s logical.Storage, snap *snapshot,
 	if prev != nil && prev.Destination == st.Destination {
 		st = prev.clone()
 	}
-	st.LastAttemptAt = now
+	st.LastAttemptAt, st.LastAttemptWall = now, pc.wall
 	// Stored before the first put: what the store holds is known again
 	// only once the outcome is stored. Not over a newer node's state: the
 	// objects it recorded are not the ones this node started from.

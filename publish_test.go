@@ -674,6 +674,30 @@ func TestPublishFencedOverwriteNotRecordedIsWrittenAgain(t *testing.T) {
 	copyIsServed(t, e, st, "jwks")
 }
 
+// A failed upload is retried by the wall clock: while the schedule stands
+// still (held after a clock step, or at its high-water mark after a
+// correction back), a retry that waited for it would never come, and a
+// revoked key would stay in the copy.
+func TestPublishRetryWaitsByTheWallClock(t *testing.T) {
+	t.Parallel()
+	p := &publisherEntry{Type: publisherWebDAV}
+	st := &publisherState{Destination: p.destination(), Failures: 2, LastAttemptAt: 890, LastAttemptWall: 1000}
+	for _, c := range []struct {
+		now, wall int64
+		due       bool
+	}{
+		{890, 1001, false}, // 1 s of the 2 s backoff
+		{890, 1002, true},  // the schedule held, the wall clock 2 s on
+		{890, 999, true},   // the wall clock stepped back: no waiting for it
+		{900, 1001, false},
+	} {
+		pc := &plannedCopy{wall: c.wall}
+		if got := pc.due(st, p, c.now); got != c.due {
+			t.Errorf("schedule %d, wall %d: due %v, want %v", c.now, c.wall, got, c.due)
+		}
+	}
+}
+
 // outcomeLost is a publisher whose empty copy was acknowledged, then a
 // ring k created and, after meddle (if any) changed the store, a pass
 // whose upload succeeded and whose outcome failed to be stored. It
