@@ -17,7 +17,8 @@ import (
 // publisher a key AWS does not take (a new EdDSA ring, a ring's algorithm
 // changed to PS256) is refused with a 400 naming the ring, the algorithm,
 // the publisher and the profile, while the copy goes on holding exactly
-// what the plugin serves. (The issuer is the store's loopback URL, whose
+// what the plugin serves; a revoked key leaves the copy, and the
+// libraries, within the bounds of docs/publishing.md. (The issuer is the store's loopback URL, whose
 // port the profile lets through only on a loopback host.)
 func TestPublishingAWSProfile(t *testing.T) {
 	t.Parallel()
@@ -119,6 +120,38 @@ func TestPublishingAWSProfile(t *testing.T) {
 		if !slices.Contains(kids, kid) {
 			t.Fatalf("the copy %v lacks the signing kid %s", kids, kid)
 		}
+	}
+
+	// The revocation of ring ec's active key: its kid leaves the copy
+	// within the bound docs/publishing.md gives, every library that
+	// refreshes on its own rejects its token within the bound of its kind,
+	// and the key promoted in its place verifies everywhere.
+	revoked, err := signBody(ctx, d.signer, m.p("sign/ec"), map[string]any{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	watch.ban(revoked.kid, at)
+	d.root.mustWrite(t, m.p("keys/ec/revoke"), map[string]any{"kid": revoked.kid})
+	watch.awaitGone(t, revoked.kid, revokedGoneBound)
+	for name, v := range verifiers["ec"] {
+		k := kindNamed(name)
+		if k.staleness(maxAge*time.Second) == 0 {
+			continue
+		}
+		bound := rejectionBound(k, maxAge*time.Second)
+		for {
+			if _, err := v.verify(ctx, revoked.token); err != nil {
+				break
+			}
+			if time.Since(at) > bound {
+				t.Fatalf("%s still accepts a token of revoked kid %s %s after the revocation; the bound is %s", name, revoked.kid, time.Since(at).Round(100*time.Millisecond), bound)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	if promoted := verifyAll("after the revocation"); promoted["ec"] == revoked.kid {
+		t.Fatalf("ring ec still signs with revoked kid %s", revoked.kid)
 	}
 	watch.verdict(t)
 }
