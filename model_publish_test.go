@@ -115,7 +115,9 @@ type modelPub struct {
 	stores  map[string]*memStore
 	pubs    map[string]*pubRecord
 	lost    map[string]int64 // stores that lost their copy out of band: when
-	upSince map[string]int64 // when each store last came back (0: never down)
+	// upSince is when each store last came back (0: never down), by the
+	// wall clock, which the plugin's retries wait by.
+	upSince map[string]int64
 	// passed: the step ran a pass ("pass", or "hang" when a store hung and
 	// the pass ran under a short deadline).
 	passed string
@@ -376,7 +378,7 @@ func (m *model) storeFault(t *rapid.T) {
 		st.set("", true)
 	case "back":
 		if st.fault != "" || st.hang {
-			mp.upSince[name] = now
+			mp.upSince[name] = m.a.b.clock.read().Wall
 		}
 		st.set("", false)
 	case "lose":
@@ -464,6 +466,12 @@ func (m *model) pubCrash(t *rapid.T) {
 	m.s.failNext = nil
 	m.s.mu.Unlock()
 	modelPubStats.add("action.crash")
+	// An upload whose outcome the crash lost counts as failed where the
+	// publisher was failing before: its retry may wait a backoff from now.
+	wall := m.a.b.clock.read().Wall
+	for name := range mp.stores {
+		mp.upSince[name] = max(mp.upSince[name], wall)
+	}
 	m.accepted()
 	m.restartActive()
 	// The new process may resume at another schedule time than the pass
@@ -635,9 +643,9 @@ func (m *model) checkPublishing() {
 // enough for a failed upload to be retried (docs/publishing.md: within 10
 // seconds), and holds nothing lost out of band that a re-assertion has not
 // yet had to restore.
-func (mp *modelPub) settled(name string, now int64) bool {
+func (mp *modelPub) settled(name string, now, wall int64) bool {
 	st := mp.store(name)
-	if st.fault != "" || st.hang || now < mp.upSince[name]+modelRetrySeconds {
+	if st.fault != "" || st.hang || wall < mp.upSince[name]+modelRetrySeconds {
 		return false
 	}
 	if at, ok := mp.lost[name]; ok && now < at+modelReassertSeconds {
@@ -660,7 +668,7 @@ func (m *model) checkCopies(rings map[string]*pubRing, objects map[string]memObj
 	}
 	for _, name := range slices.Sorted(maps.Keys(mp.pubs)) {
 		rec := mp.pubs[name]
-		if !mp.settled(name, now) {
+		if !mp.settled(name, now, m.a.b.clock.read().Wall) {
 			modelPubStats.add("inv.b.unsettled")
 			continue
 		}
