@@ -243,7 +243,14 @@ func (s *signer) sign(sr *signRequest) (map[string]any, []string, error) {
 			return nil, nil, lerr
 		}
 		if snap.gen == s.snap.gen {
-			return out, warnings, err
+			// No newer state is known here, yet the private half is
+			// gone: on a standby, the invalidation of the write that
+			// deleted it may not have arrived. Read the ring again from
+			// storage before taking the half for lost.
+			s.b.invalidate(s.ctx, ringPrefix+s.role.Key)
+			if snap, lerr = s.b.load(s.ctx, s.req.Storage); lerr != nil {
+				return nil, nil, lerr
+			}
 		}
 		s.snap = snap
 	}

@@ -433,3 +433,24 @@ func TestSignBeforeTheFirstKeySaysWhen(t *testing.T) {
 	r, err := e.write("sign/r", nil)
 	expect400(t, r, err, "no active key yet", "signs from "+fmtTime(first))
 }
+
+// A standby whose invalidations lag signs with the key the active node
+// promoted, not a 500: the private half of the key its cached ring names
+// active is gone, so it reads the ring again from storage.
+func TestSignOnAStandbyBehindItsInvalidations(t *testing.T) {
+	t.Parallel()
+	active, standby := twoNodes(t)
+	active.setupRing("k", "ES256", nil)
+	active.mustWrite("roles/r", map[string]any{"key": "k", "audiences": "api"})
+	before := standby.read("keys/k").Data["active_kid"].(string)
+	active.mustWrite("keys/k/rotate", map[string]any{"force": true})
+	active.mustWrite("keys/k/rotate", map[string]any{"force": true})
+	resp, err := standby.write("sign/r", nil)
+	if err != nil || resp.IsError() {
+		t.Fatalf("sign on the standby: %v %s", err, respErr(resp))
+	}
+	now := active.read("keys/k").Data["active_kid"].(string)
+	if kid := resp.Data["kid"]; kid != now || kid == before {
+		t.Fatalf("the standby signed with %v; the active key is %s (it was %s)", kid, now, before)
+	}
+}
