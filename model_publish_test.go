@@ -111,10 +111,10 @@ type gateChance struct {
 }
 
 type modelPub struct {
-	mu      sync.Mutex
-	stores  map[string]*memStore
-	pubs    map[string]*pubRecord
-	lost    map[string]int64 // stores that lost their copy out of band: when
+	mu     sync.Mutex
+	stores map[string]*memStore
+	pubs   map[string]*pubRecord
+	lost   map[string]int64 // stores that lost their copy out of band: when
 	// upSince is when each store last came back (0: never down), by the
 	// wall clock, which the plugin's retries wait by.
 	upSince map[string]int64
