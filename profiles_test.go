@@ -23,7 +23,7 @@ var profileAlgs = map[string][]string{
 // own and kty, kid, alg and use; never a private member.
 func jwkMembers(alg string) []string {
 	switch {
-	case isRSA(alg):
+	case strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS"):
 		return []string{"alg", "e", "kid", "kty", "n", "use"}
 	case alg == "EdDSA":
 		return []string{"alg", "crv", "kid", "kty", "use", "x"}
