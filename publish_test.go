@@ -638,15 +638,7 @@ func (s *stateFailStorage) Put(ctx context.Context, e *logical.StorageEntry) err
 func TestPublishCopyWrittenButNotRecordedIsWrittenAgain(t *testing.T) {
 	t.Parallel()
 	e, st, _ := outcomeLost(t, nil)
-	if _, err := e.do(logical.DeleteOperation, "keys/k", map[string]any{"force": true}); err != nil {
-		t.Fatal(err)
-	}
-	if rep := e.publisherReport("site"); rep["state"] == "current" {
-		o, _ := st.object(".well-known/jwks.json")
-		t.Fatalf("the copy holds %s, and the report says %v", o.body, rep)
-	}
-	e.publishPass()
-	copyIsServed(t, e, st, "jwks")
+	notCurrentThenWrittenAgain(t, e, st)
 }
 
 // The same when the copy was deleted out of band first, so that the pass
@@ -663,15 +655,7 @@ func TestPublishFencedOverwriteNotRecordedIsWrittenAgain(t *testing.T) {
 	old := e
 	e = e.restart()
 	e.b.newSink, e.b.readPublic = old.b.newSink, old.b.readPublic
-	if _, err := e.do(logical.DeleteOperation, "keys/k", map[string]any{"force": true}); err != nil {
-		t.Fatal(err)
-	}
-	if rep := e.publisherReport("site"); rep["state"] == "current" {
-		o, _ := st.object(".well-known/jwks.json")
-		t.Fatalf("the copy holds %s, and the report says %v", o.body, rep)
-	}
-	e.publishPass()
-	copyIsServed(t, e, st, "jwks")
+	notCurrentThenWrittenAgain(t, e, st)
 }
 
 // A failed upload is retried by the wall clock: while the schedule stands
@@ -696,6 +680,22 @@ func TestPublishRetryWaitsByTheWallClock(t *testing.T) {
 			t.Errorf("schedule %d, wall %d: due %v, want %v", c.now, c.wall, got, c.due)
 		}
 	}
+}
+
+// notCurrentThenWrittenAgain drops ring k, whose keys the lost upload
+// wrote, and checks that the report does not call that copy current and
+// that the next pass writes the copy that is served.
+func notCurrentThenWrittenAgain(t *testing.T, e *testEnv, st *memStore) {
+	t.Helper()
+	if _, err := e.do(logical.DeleteOperation, "keys/k", map[string]any{"force": true}); err != nil {
+		t.Fatal(err)
+	}
+	if rep := e.publisherReport("site"); rep["state"] == "current" {
+		o, _ := st.object(".well-known/jwks.json")
+		t.Fatalf("the copy holds %s, and the report says %v", o.body, rep)
+	}
+	e.publishPass()
+	copyIsServed(t, e, st, "jwks")
 }
 
 // outcomeLost is a publisher whose empty copy was acknowledged, then a
