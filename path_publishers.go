@@ -245,9 +245,8 @@ func (b *backend) pathPublisherWrite(ctx context.Context, req *logical.Request, 
 		"account_url": &p.AccountURL, "container": &p.Container, "account_name": &p.AccountName,
 		"account_key": &p.AccountKey, "sas_token": &p.SASToken,
 		"prefix": &p.Prefix, "jwks_path": &p.JWKSPath, "ring": &p.Ring, "public_url": &p.PublicURL,
-		"profile": &p.Profile,
+		"credentials_json": &p.CredentialsJSON, "profile": &p.Profile,
 	}
-	strs["credentials_json"] = &p.CredentialsJSON
 	for f, dst := range strs {
 		if v, ok := d.GetOk(f); ok {
 			*dst = v.(string)
